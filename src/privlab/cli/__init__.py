@@ -1,0 +1,1 @@
+"""The ``privlab`` command line: one subcommand (or group) per pillar, see ``privlab --help``."""

@@ -1,0 +1,48 @@
+"""Entry point of the ``privlab`` command.
+
+Each pillar contributes one module under ``privlab.cli`` that defines either a Typer app (a group,
+mounted with ``add_typer``) or a single command function (registered with ``command``). Mounting is
+explicit so that a broken subcommand fails loudly instead of disappearing from ``--help``.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from privlab import __version__
+from privlab.cli import account, data
+
+app = typer.Typer(
+    name="privlab",
+    help="privlab: privacy-preserving machine learning you can measure.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+app.command("account", help=account.__doc__)(account.account)
+app.add_typer(data.app, name="data", help=data.__doc__)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"privlab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """privlab: privacy-preserving machine learning you can measure."""
+
+
+def main() -> None:
+    """Run the CLI (console-script entry point)."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,35 @@
+"""The exceptions privlab raises. Every message names the parameter, the value and what was expected."""
+
+from __future__ import annotations
+
+
+class PrivlabError(Exception):
+    """Base class of every error privlab raises on purpose."""
+
+
+class InvalidParameterError(PrivlabError, ValueError):
+    """A parameter is outside its documented domain.
+
+    The message follows one shape: ``The 'delta' parameter of epsilon must be a float in the range
+    (0, 1). Got 1.5 instead.``
+    """
+
+
+class DataUnavailableError(PrivlabError, FileNotFoundError):
+    """A dataset's files are not on this machine; the message names what provides them."""
+
+
+class UnsupportedModuleError(PrivlabError, TypeError):
+    """A module cannot be used by a private mechanism (DP-SGD, MPC); the message says why and how to fix it."""
+
+
+class CorruptArtifactError(PrivlabError, ValueError):
+    """A checkpoint, ledger, config or cached result failed validation and was refused."""
+
+
+class ConfigError(PrivlabError, ValueError):
+    """A configuration file or object is invalid; the message names the offending key."""
+
+
+class MPCError(PrivlabError, RuntimeError):
+    """A multi-party computation failed (a party or the dealer died, timed out, or misbehaved)."""
