@@ -59,7 +59,7 @@ def check_int(value: Any, name: str, owner: str, *, low: int | None = None, high
         int_types = (int,)
     if isinstance(value, bool) or not isinstance(value, int_types):
         raise _fail(name, owner, expected, value)
-    v = int(value)
+    v = int(value)  # type: ignore[call-overload]
     if (low is not None and v < low) or (high is not None and v > high):
         raise _fail(name, owner, expected, value)
     return v

@@ -159,7 +159,8 @@ class PrivacyLedger:
     @classmethod
     def from_json(cls, source: str | Path) -> PrivacyLedger:
         """Load from a JSON string or a path to a JSON file."""
-        text = Path(source).read_text() if isinstance(source, Path) or not str(source).lstrip().startswith("{") else str(source)
+        is_text = isinstance(source, str) and source.lstrip().startswith("{")
+        text = str(source) if is_text else Path(source).read_text()
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:

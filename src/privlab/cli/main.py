@@ -10,7 +10,8 @@ from __future__ import annotations
 import typer
 
 from privlab import __version__
-from privlab.cli import account, data
+from privlab.cli import account as account
+from privlab.cli import data as data
 
 app = typer.Typer(
     name="privlab",
