@@ -36,7 +36,7 @@ def test_mnist_shapes_and_class_counts() -> None:
     assert train.x.shape == (60000, 1, 28, 28) and train.x.dtype == torch.float32
     assert test.x.shape == (10000, 1, 28, 28)
     assert train.y.bincount().tolist() == MNIST_TRAIN_COUNTS
-    assert 0.0 <= float(train.x.min()) and float(train.x.max()) == 1.0
+    assert float(train.x.min()) >= 0.0 and float(train.x.max()) == 1.0
 
 
 def test_fashion_mnist_shapes() -> None:
