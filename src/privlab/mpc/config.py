@@ -1,0 +1,43 @@
+"""Configuration of an MPC run: fixed-point precision, comparison range, timeouts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from privlab._validation import check_int, check_real
+from privlab.errors import InvalidParameterError
+
+
+@dataclass(frozen=True)
+class MPCConfig:
+    """What every party must agree on before a run.
+
+    ``frac_bits``: fractional bits of the fixed-point encoding (values are ``round(x * 2**f)`` in
+    Z/2^64). ``cmp_bits``: comparisons assume ``|x| < 2**(cmp_bits - 1)`` in ring units, i.e.
+    ``|x| < 2**(cmp_bits - 1 - frac_bits)`` as reals (default 2^23, about 8.4 million).
+    ``cmp_digits``: the comparison splits ``cmp_bits - 1`` bits into this many digits (a power of 2;
+    ``log2(cmp_digits)`` AND rounds). ``timeout``: seconds a party waits for a peer or the dealer
+    before raising ``MPCError``.
+    """
+
+    frac_bits: int = 16
+    cmp_bits: int = 40
+    cmp_digits: int = 8
+    timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        owner = "MPCConfig"
+        check_int(self.frac_bits, "frac_bits", owner, low=1, high=30)
+        check_int(self.cmp_bits, "cmp_bits", owner, low=2 * self.frac_bits + 2, high=64)
+        check_int(self.cmp_digits, "cmp_digits", owner, low=1, high=64)
+        if self.cmp_digits & (self.cmp_digits - 1):
+            raise InvalidParameterError(
+                f"The 'cmp_digits' parameter of {owner} must be a power of 2. "
+                f"Got {self.cmp_digits!r} instead."
+            )
+        check_real(self.timeout, "timeout", owner, low=0.0, low_open=True)
+
+    @property
+    def digit_bits(self) -> int:
+        """Bits per comparison digit: ``ceil((cmp_bits - 1) / cmp_digits)``."""
+        return -(-(self.cmp_bits - 1) // self.cmp_digits)

@@ -1,0 +1,6 @@
+"""Trusted dealer of correlated randomness (Beaver triples, truncation and comparison material)."""
+
+from privlab.mpc.dealer.core import DealerCore, LocalLink, Provider
+from privlab.mpc.dealer.material import Field, Spec, make_spec
+
+__all__ = ["DealerCore", "Field", "LocalLink", "Provider", "Spec", "make_spec"]

@@ -1,0 +1,131 @@
+"""What the dealer hands out: one spec per kind of correlated randomness.
+
+A spec lists the *random* fields (each party draws its share from the seed it shares with the
+dealer, so they cost nothing to send) and the *derived* fields (a function of the random values:
+party 0 draws its share from its seed, party 1 receives ``value - share0`` (or XOR) from the
+dealer). Only party 1's derived fields ever travel, which is why dealer traffic is small.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from privlab.errors import InvalidParameterError
+
+
+@dataclass(frozen=True)
+class Field:
+    """One tensor of material: ring elements (int64) or bits (uint8 0/1, sent packed)."""
+
+    name: str
+    shape: tuple[int, ...]
+    binary: bool = False
+
+    def nbytes(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return -(-n // 8) if self.binary else 8 * n
+
+
+Derive = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Random fields, derived fields and how to compute the derived values."""
+
+    random: list[Field]
+    derived: list[Field]
+    derive: Derive
+
+
+def _bilinear(op: str, kw: dict[str, Any]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    if op == "mul":
+        return torch.mul
+    if op == "matmul":
+        return torch.matmul
+    if op == "conv2d":
+        return lambda a, b: F.conv2d(a, b, **kw)
+    raise InvalidParameterError(f"The 'op' parameter of triple must be one of 'mul', 'matmul', "
+                                f"'conv2d'. Got {op!r} instead.")
+
+
+def triple_spec(op: str, a_shape: list[int], b_shape: list[int], kw: dict[str, Any]) -> Spec:
+    """Beaver triple ``(a, b, c = op(a, b))`` for a bilinear ``op`` (mul, matmul, conv2d)."""
+    fn = _bilinear(op, kw)
+    meta = fn(torch.empty(a_shape, dtype=torch.int64, device="meta"),
+              torch.empty(b_shape, dtype=torch.int64, device="meta"))
+    return Spec(
+        [Field("a", tuple(a_shape)), Field("b", tuple(b_shape))],
+        [Field("c", tuple(meta.shape))],
+        lambda v: {"c": fn(v["a"], v["b"])},
+    )
+
+
+def trunc_spec(shape: list[int], f: int) -> Spec:
+    """Truncation pair: random ``r``; derived ``u = (r mod 2^63) >> f`` and ``m = r >> 63``."""
+    s = tuple(shape)
+
+    def derive(v: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        r = v["r"]
+        low = torch.bitwise_and(r, (1 << 63) - 1)
+        return {"u": torch.bitwise_right_shift(low, f), "m": (r < 0).to(torch.int64)}
+
+    return Spec([Field("r", s)], [Field("u", s), Field("m", s)], derive)
+
+
+def cmp_spec(shape: list[int], bits: int, digits: int, digit_bits: int) -> Spec:
+    """Material for DReLU / ReLU (see ``protocols.compare``).
+
+    Random: ``r`` (ring), ``t`` (bit). Derived: ``tab[..., i, v] = [v < digit_i(r mod 2^(bits-1))]``,
+    ``rtop`` = bit ``bits-1`` of ``r``, ``ta = t`` and ``rt = r * t`` in the ring, and one AND
+    triple per tree node (``a, b, e`` random bits; ``ab = a & b``, ``ae = a & e``).
+    """
+    s = tuple(shape)
+    size = 1 << digit_bits
+    rand = [Field("r", s), Field("t", s, True)]
+    der = [Field("tab", (*s, digits, size), True), Field("rtop", s, True),
+           Field("ta", s), Field("rt", s)]
+    levels = digits.bit_length() - 1
+    for j in range(levels):
+        p = digits >> (j + 1)
+        rand += [Field(f"a{j}", (*s, p), True), Field(f"b{j}", (*s, p), True),
+                 Field(f"e{j}", (*s, p), True)]
+        der += [Field(f"ab{j}", (*s, p), True), Field(f"ae{j}", (*s, p), True)]
+
+    def derive(v: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        r = v["r"]
+        low = torch.bitwise_and(r, (1 << (bits - 1)) - 1)
+        shifts = torch.arange(digits, dtype=torch.int64) * digit_bits
+        dig = torch.bitwise_and(torch.bitwise_right_shift(low.unsqueeze(-1), shifts), size - 1)
+        grid = torch.arange(size, dtype=torch.int64)
+        out = {
+            "tab": (grid < dig.unsqueeze(-1)).to(torch.uint8),
+            "rtop": torch.bitwise_and(torch.bitwise_right_shift(r, bits - 1), 1).to(torch.uint8),
+            "ta": v["t"].to(torch.int64),
+            "rt": r * v["t"].to(torch.int64),
+        }
+        for j in range(levels):
+            out[f"ab{j}"] = v[f"a{j}"] & v[f"b{j}"]
+            out[f"ae{j}"] = v[f"a{j}"] & v[f"e{j}"]
+        return out
+
+    return Spec(rand, der, derive)
+
+
+def make_spec(kind: str, params: dict[str, Any]) -> Spec:
+    """The spec of ``kind`` with ``params`` (the registry of material kinds)."""
+    if kind == "triple":
+        return triple_spec(params["op"], params["a_shape"], params["b_shape"], params.get("kw", {}))
+    if kind == "trunc":
+        return trunc_spec(params["shape"], params["f"])
+    if kind == "cmp":
+        return cmp_spec(params["shape"], params["bits"], params["digits"], params["digit_bits"])
+    raise InvalidParameterError(f"The 'kind' parameter of make_spec must be one of 'triple', "
+                                f"'trunc', 'cmp'. Got {kind!r} instead.")

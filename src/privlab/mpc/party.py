@@ -1,0 +1,71 @@
+"""A party's view of a run: its rank, transport, dealer material, seeds and counters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from privlab.mpc.config import MPCConfig
+from privlab.mpc.dealer.core import Provider
+from privlab.mpc.prg import PRG, pack_bits, unpack_bits
+from privlab.mpc.stats import CommCounter
+from privlab.mpc.transport.base import Transport, pack, unpack
+
+
+class Party:
+    """Everything a protocol needs on one party; protocols are written SPMD (both run the same)."""
+
+    def __init__(self, rank: int, transport: Transport, provider: Provider, pair_seed: int,
+                 config: MPCConfig, counter: CommCounter) -> None:
+        self.rank = rank
+        self.peer = 1 - rank
+        self.transport = transport
+        self.provider = provider
+        self.pair_prg = PRG(pair_seed)  # shared by the two parties: zero shares, input sharing
+        self.config = config
+        self.counter = counter
+
+    @property
+    def f(self) -> int:
+        """Fractional bits of the fixed-point encoding."""
+        return self.config.frac_bits
+
+    def material(self, kind: str, **params: Any) -> dict[str, torch.Tensor]:
+        """This party's shares of dealer material of ``kind``."""
+        return self.provider.get(kind, params)
+
+    def exchange(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        """One round: send ``tensors`` to the peer, receive the peer's tensors of the same shapes."""
+        buf = pack(tensors)
+        self.transport.send(self.peer, buf)
+        got = self.transport.recv(self.peer, buf.numel())
+        self.counter.add_round(buf.numel())
+        return unpack(got, tensors)
+
+    def open(self, shares: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Reveal arithmetic shares to both parties (one round, 8 bytes per element each way)."""
+        theirs = self.exchange(shares)
+        return [a + b for a, b in zip(shares, theirs, strict=True)]
+
+    def open_bits(self, shares: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Reveal XOR shares of bits to both parties (one round, 1 bit per element each way)."""
+        flat = torch.cat([s.reshape(-1) for s in shares])
+        packed = pack_bits(flat)
+        self.transport.send(self.peer, packed)
+        got = unpack_bits(self.transport.recv(self.peer, packed.numel()), flat.shape)
+        self.counter.add_round(packed.numel())
+        full = flat ^ got
+        out, pos = [], 0
+        for s in shares:
+            out.append(full[pos : pos + s.numel()].reshape(s.shape))
+            pos += s.numel()
+        return out
+
+    def public(self, value: torch.Tensor) -> torch.Tensor:
+        """Share of a public ring value: party 0 holds it, party 1 holds zero."""
+        return value if self.rank == 0 else torch.zeros_like(value)
+
+    def public_bits(self, value: torch.Tensor) -> torch.Tensor:
+        """XOR share of public bits: party 0 holds them, party 1 holds zeros."""
+        return value if self.rank == 0 else torch.zeros_like(value)

@@ -1,0 +1,1 @@
+"""Protocols on shares: arithmetic, comparison, and approximations of non-linear functions."""

@@ -1,0 +1,115 @@
+"""Linear and bilinear protocols: truncation, Beaver multiplication, matmul, conv2d, pooling.
+
+Costs are per output element unless stated; "bytes" count both parties' traffic together.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from privlab.mpc.dealer.material import _bilinear
+from privlab.mpc.encoding import encode
+from privlab.mpc.party import Party
+
+_OFFSET = 1 << 62
+
+
+def trunc(party: Party, x: torch.Tensor, f: int | None = None) -> torch.Tensor:
+    """Divide shared ``x`` by ``2**f`` (probabilistic truncation with a dealer pair).
+
+    Steps: (1) dealer gives ``[r]`` (uniform in Z/2^64), ``[u] = [(r mod 2^63) >> f]`` and
+    ``[m] = [r >> 63]``; (2) open ``c = x + 2^62 + r`` (uniform, so it hides ``x``); (3) since
+    ``x + 2^62`` lies in ``[0, 2^63)`` the wrap-around of ``c`` is ``m * (1 - c_63)``, so
+    ``x >> f = (c mod 2^63) >> f - u + 2^(63-f) (c_63 + (1 - 2 c_63) m) - 2^(62-f)`` locally.
+    Rounds 1; bytes 16; dealer 16. Error: the result is ``floor(x / 2^f)`` or that plus one ulp
+    (never a large error); valid for ``|x| < 2^62``. Perfectly hiding (Escudero et al., 2020).
+    """
+    f = party.f if f is None else f
+    m = party.material("trunc", shape=list(x.shape), f=f)
+    z = x + m["r"]
+    if party.rank == 0:
+        z = z + _OFFSET
+    (c,) = party.open([z])
+    c63 = (c < 0).to(torch.int64)
+    k = (1 - 2 * c63) * m["m"]
+    if party.rank == 0:
+        k = k + c63
+    y = k * (1 << (63 - f)) - m["u"]
+    if party.rank == 0:
+        low = torch.bitwise_and(c, (1 << 63) - 1)
+        y = y + torch.bitwise_right_shift(low, f) - (1 << (62 - f))
+    return y
+
+
+def beaver(party: Party, op: str, x: torch.Tensor, y: torch.Tensor,
+           kw: dict[str, Any] | None = None) -> torch.Tensor:
+    """``op(x, y)`` of two shared tensors for a bilinear ``op`` (mul, matmul, conv2d); no rescaling.
+
+    Steps: dealer triple ``(a, b, c = op(a, b))``; open ``e = x - a`` and ``f = y - b`` together;
+    ``op(x, y) = op(e, f) + op(e, b) + op(a, f) + c``. Rounds 1; bytes ``16 (|x| + |y|)`` (each
+    party sends both masked operands); dealer ``8 |op(x, y)|`` bytes. Exact in the ring.
+    """
+    kw = kw or {}
+    fn = _bilinear(op, kw)
+    m = party.material("triple", op=op, a_shape=list(x.shape), b_shape=list(y.shape), kw=kw)
+    e, f = party.open([x - m["a"], y - m["b"]])
+    z = fn(e, m["b"]) + fn(m["a"], f) + m["c"]
+    if party.rank == 0:
+        z = z + fn(e, f)
+    return z
+
+
+def mul(party: Party, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Fixed-point product of two shared tensors (broadcasting). Rounds 2; bytes 32 + 16; error
+    one ulp (truncation); valid while ``|x y| < 2^(62 - 2f)``."""
+    return trunc(party, beaver(party, "mul", x, y))
+
+
+def matmul(party: Party, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Fixed-point ``torch.matmul`` of two shared tensors. Rounds 2; bytes ``16 (|x| + |y|) +
+    16 |out|``; dealer ``24 |out|``; error one ulp plus the inputs' rounding times ``k``."""
+    return trunc(party, beaver(party, "matmul", x, y))
+
+
+def conv2d(party: Party, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None,
+           **kw: Any) -> torch.Tensor:
+    """Fixed-point ``F.conv2d`` of a shared input and shared weight (+ shared bias). Rounds 2;
+    bytes ``16 (|x| + |w|) + 16 |out|``; error one ulp plus input rounding."""
+    out = trunc(party, beaver(party, "conv2d", x, w, kw))
+    if bias is not None:
+        out = out + bias.reshape(1, -1, 1, 1)
+    return out
+
+
+def mul_public(party: Party, x: torch.Tensor, c: torch.Tensor | float) -> torch.Tensor:
+    """Shared ``x`` times a public real ``c``. Rounds 1; bytes 16 (truncation); error one ulp
+    plus ``|x|`` times the encoding error of ``c`` (``2^-(f+1)``)."""
+    return trunc(party, x * encode(c, party.f))
+
+
+def add_public(party: Party, x: torch.Tensor, c: torch.Tensor | float) -> torch.Tensor:
+    """Shared ``x`` plus a public real ``c`` (party 0 adds it). Rounds 0."""
+    return x + party.public(encode(c, party.f).expand_as(x))
+
+
+def mean(party: Party, x: torch.Tensor, dim: int | tuple[int, ...], keepdim: bool = False
+         ) -> torch.Tensor:
+    """Mean over ``dim``: local sum, then a public scaling. Rounds 1; bytes 16 per output."""
+    dims = (dim,) if isinstance(dim, int) else dim
+    n = math.prod(x.shape[d] for d in dims)
+    return mul_public(party, x.sum(dim=dims, keepdim=keepdim), 1.0 / n)
+
+
+def avg_pool2d(party: Party, x: torch.Tensor, kernel: int, stride: int | None = None,
+               padding: int = 0) -> torch.Tensor:
+    """``F.avg_pool2d`` (``count_include_pad=True``): local window sums and one public scaling.
+    Rounds 1; bytes 16 per output element; error one ulp."""
+    stride = kernel if stride is None else stride
+    if padding:
+        x = F.pad(x, (padding,) * 4)
+    s = x.unfold(2, kernel, stride).unfold(3, kernel, stride).sum(dim=(-1, -2))
+    return mul_public(party, s, 1.0 / (kernel * kernel))
