@@ -1,0 +1,28 @@
+"""The machine and package versions a result was produced on (recorded in every report)."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import os
+import platform
+import sys
+from typing import Any
+
+_PACKAGES = ("privlab", "torch", "numpy", "scipy", "dp-accounting", "opacus", "safetensors")
+
+
+def environment() -> dict[str, Any]:
+    """Python, OS, CPU count and the versions of the packages that shape a result."""
+    versions: dict[str, str | None] = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = md.version(name)
+        except md.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "packages": versions,
+    }

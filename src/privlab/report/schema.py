@@ -1,0 +1,130 @@
+"""The versioned JSON privacy report: what was claimed, what was measured, and how.
+
+A report is a plain JSON document (no pickle) with these top-level keys::
+
+    schema            "privlab.report"
+    schema_version    REPORT_SCHEMA_VERSION
+    created           ISO-8601 UTC timestamp
+    title             free text
+    config            the exact configuration that produced it
+    config_hash       SHA-256 of the canonical config JSON
+    environment       machine and package versions (privlab.report.environment)
+    models            {name: {"dp": bool, "claimed": {epsilon, delta, accountant} | None,
+                              "ledger": ledger JSON | None, "utility": {metric: value}}}
+    attacks           {model name: MIA result JSON (privlab.attacks)}
+    audits            {model name: [audit result JSON (privlab.audit)]}
+    sha256            SHA-256 of everything above (tamper evidence)
+
+:func:`load_report` refuses a document whose schema, version or checksum does not check out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from privlab.errors import CorruptArtifactError
+from privlab.report.environment import environment
+
+REPORT_SCHEMA = "privlab.report"
+REPORT_SCHEMA_VERSION = 1
+
+
+def canonical_json(obj: Any) -> str:
+    """Deterministic JSON (sorted keys, no whitespace, non-finite floats as strings)."""
+    return json.dumps(_jsonable(obj), sort_keys=True, separators=(",", ":"))
+
+
+def config_hash(config: Any) -> str:
+    """SHA-256 of the canonical JSON of ``config``."""
+    return hashlib.sha256(canonical_json(config).encode()).hexdigest()
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "inf" if obj > 0 else ("-inf" if obj < 0 else "nan")
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if hasattr(obj, "tolist"):  # numpy / torch scalars and arrays
+        return _jsonable(obj.tolist())
+    return obj
+
+
+@dataclass
+class ModelEntry:
+    """One evaluated model: its privacy claim (if trained with DP) and its utility."""
+
+    dp: bool
+    utility: dict[str, float]
+    claimed: dict[str, Any] | None = None
+    ledger: dict[str, Any] | None = None
+
+
+@dataclass
+class PrivacyReport:
+    """Everything a reviewer needs, as one versioned document."""
+
+    title: str
+    config: dict[str, Any]
+    models: dict[str, ModelEntry] = field(default_factory=dict)
+    attacks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    audits: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=environment)
+    created: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = _jsonable(
+            {
+                "schema": REPORT_SCHEMA,
+                "schema_version": REPORT_SCHEMA_VERSION,
+                "created": self.created,
+                "title": self.title,
+                "config": self.config,
+                "config_hash": config_hash(self.config),
+                "environment": self.environment,
+                "models": {
+                    k: {"dp": m.dp, "utility": m.utility, "claimed": m.claimed, "ledger": m.ledger}
+                    for k, m in self.models.items()
+                },
+                "attacks": self.attacks,
+                "audits": self.audits,
+            }
+        )
+        body["sha256"] = hashlib.sha256(canonical_json(body).encode()).hexdigest()
+        return body
+
+    def save(self, path: str | Path) -> Path:
+        """Write the JSON report atomically."""
+        path = Path(path)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        tmp.replace(path)
+        return path
+
+
+def load_report(path: str | Path) -> dict[str, Any]:
+    """Read and verify a JSON report (schema, version, checksum, config hash)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CorruptArtifactError(f"Cannot read report {path}: {exc}") from exc
+    if not isinstance(data, dict) or data.get("schema") != REPORT_SCHEMA:
+        raise CorruptArtifactError(f"{path} is not a privlab report (schema {REPORT_SCHEMA!r} expected).")
+    if data.get("schema_version") != REPORT_SCHEMA_VERSION:
+        raise CorruptArtifactError(
+            f"{path} has report schema_version {data.get('schema_version')!r}; this privlab reads "
+            f"{REPORT_SCHEMA_VERSION}."
+        )
+    body = {k: v for k, v in data.items() if k != "sha256"}
+    if hashlib.sha256(canonical_json(body).encode()).hexdigest() != data.get("sha256"):
+        raise CorruptArtifactError(f"{path}: checksum mismatch, the report was modified or truncated.")
+    if config_hash(data["config"]) != data.get("config_hash"):
+        raise CorruptArtifactError(f"{path}: config_hash does not match the config it carries.")
+    return data
