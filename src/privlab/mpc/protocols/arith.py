@@ -87,8 +87,12 @@ def conv2d(party: Party, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | 
 
 def mul_public(party: Party, x: torch.Tensor, c: torch.Tensor | float) -> torch.Tensor:
     """Shared ``x`` times a public real ``c``. Rounds 1; bytes 16 (truncation); error one ulp
-    plus ``|x|`` times the encoding error of ``c`` (``2^-(f+1)``)."""
-    return trunc(party, x * encode(c, party.f))
+    plus ``|x|`` times the encoding error of ``c``. Small scalar constants get up to 16 extra
+    fractional bits so that ``x * 1e-4`` keeps its relative precision."""
+    extra = 0
+    if isinstance(c, int | float) and 0 < abs(c) < 1:
+        extra = min(16, math.ceil(-math.log2(abs(c))))
+    return trunc(party, x * encode(c, party.f + extra), party.f + extra)
 
 
 def add_public(party: Party, x: torch.Tensor, c: torch.Tensor | float) -> torch.Tensor:
@@ -113,3 +117,21 @@ def avg_pool2d(party: Party, x: torch.Tensor, kernel: int, stride: int | None = 
         x = F.pad(x, (padding,) * 4)
     s = x.unfold(2, kernel, stride).unfold(3, kernel, stride).sum(dim=(-1, -2))
     return mul_public(party, s, 1.0 / (kernel * kernel))
+
+
+def mul_many(party: Party, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+    """Several independent fixed-point products in the rounds of one (2 rounds in total):
+    broadcast each pair, concatenate, one Beaver opening and one truncation, split back."""
+    flat_x, flat_y, shapes = [], [], []
+    for x, y in pairs:
+        bx, by = torch.broadcast_tensors(x, y)
+        shapes.append(bx.shape)
+        flat_x.append(bx.reshape(-1))
+        flat_y.append(by.reshape(-1))
+    z = trunc(party, beaver(party, "mul", torch.cat(flat_x), torch.cat(flat_y)))
+    out, pos = [], 0
+    for s in shapes:
+        n = math.prod(s)
+        out.append(z[pos : pos + n].reshape(s))
+        pos += n
+    return out
