@@ -1,0 +1,189 @@
+"""Train K reference models, each on its own row of a (K, N) membership mask, cached and resumable.
+
+Backends: ``"local"`` (vectorised chunks, :mod:`privlab.train.vmapped`), ``"loop"`` (the models
+one after another with :func:`train_model` or a user's ``train_fn``; the reference the vectorised
+path is tested against) and ``"ray"`` (chunks spread over Ray workers; needs ``privlab[ray]``).
+Model ``k`` always uses seed ``model_seed(cfg.seed, k)``, so the backend and the chunking change
+only the speed, never the models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from privlab._validation import check_choice, check_int
+from privlab.data import ArrayDataset
+from privlab.errors import InvalidParameterError
+from privlab.train.cache import EnsembleCache, digest, mask_to_json
+from privlab.train.config import TrainConfig
+from privlab.train.loop import train_model
+from privlab.train.sampling import init_model, model_seed
+from privlab.train.vmapped import train_chunk
+
+BACKENDS = ("local", "loop", "ray")
+TrainFn = Callable[[nn.Module, ArrayDataset, TrainConfig], nn.Module]
+
+
+@dataclass(frozen=True, eq=False)
+class EnsembleResult:
+    """K trained models as one stacked state {name: (K, ...)}, with the mask and config that made them."""
+
+    state: dict[str, torch.Tensor]
+    mask: np.ndarray  # (K, N) bool: mask[k, n] = example n was in model k's training set
+    config: TrainConfig
+    model_factory: Callable[[], nn.Module]
+    seeds: tuple[int, ...]
+
+    @property
+    def n_models(self) -> int:
+        return int(self.mask.shape[0])
+
+    def model(self, k: int) -> nn.Module:
+        """Model ``k`` as an ordinary module (eval mode)."""
+        check_int(k, "k", "EnsembleResult.model", low=0, high=self.n_models - 1)
+        m = self.model_factory()
+        m.load_state_dict({name: t[k] for name, t in self.state.items()})
+        return m.eval()
+
+    @property
+    def models(self) -> list[nn.Module]:
+        return [self.model(k) for k in range(self.n_models)]
+
+
+def one_by_one(
+    model_factory: Callable[[], nn.Module],
+    dataset: ArrayDataset,
+    mask: np.ndarray,
+    seeds: Sequence[int],
+    cfg: TrainConfig,
+    train_fn: TrainFn | None = None,
+    progress: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Stacked state of the models of ``mask`` rows trained one after another (the naive reference)."""
+    fn = train_fn or train_model
+    states = []
+    for row, seed in zip(mask, seeds, strict=True):
+        m = init_model(model_factory, seed)
+        m = fn(m, dataset.subset(torch.as_tensor(row)), dataclasses.replace(cfg, seed=seed)) or m
+        states.append({k: v.detach().clone() for k, v in m.state_dict().items()})
+        if progress:
+            tqdm.write(f"trained model seed={seed}")
+    return {k: torch.stack([s[k] for s in states]) for k in states[0]}
+
+
+def _check_mask(mask: Any, n: int) -> np.ndarray:
+    arr = np.asarray(mask)
+    if arr.ndim != 2 or arr.shape[1] != n or arr.dtype != bool or arr.shape[0] == 0:
+        raise InvalidParameterError(
+            f"The 'mask' parameter of train_ensemble must be a (K, {n}) bool array with K >= 1. "
+            f"Got shape {arr.shape} and dtype {arr.dtype} instead."
+        )
+    empty = np.flatnonzero(arr.sum(axis=1) == 0)
+    if len(empty):
+        raise InvalidParameterError(
+            f"The 'mask' parameter of train_ensemble must give every model at least one example. "
+            f"Got empty rows {empty[:5].tolist()} instead."
+        )
+    return arr
+
+
+def _ensemble_key(
+    factory: Callable[[], nn.Module], data: ArrayDataset, mask: np.ndarray, cfg: TrainConfig, train_fn: TrainFn | None
+) -> str:
+    probe = factory()
+    arch = ";".join(f"{k}:{tuple(v.shape)}" for k, v in probe.state_dict().items())
+    data_hash = (
+        hashlib.sha256(data.x.numpy().tobytes()).hexdigest() + hashlib.sha256(data.y.numpy().tobytes()).hexdigest()
+    )
+    fn_name = "" if train_fn is None else f"{train_fn.__module__}.{getattr(train_fn, '__qualname__', train_fn)}"
+    return digest(
+        cfg.hash(), np.packbits(mask).tobytes(), str(mask.shape), data_hash, type(probe).__qualname__, arch, fn_name
+    )
+
+
+def train_ensemble(
+    model_factory: Callable[[], nn.Module],
+    dataset: ArrayDataset,
+    mask: np.ndarray,
+    cfg: TrainConfig,
+    cache_dir: str | os.PathLike[str] | None = None,
+    chunk_size: int | None = None,
+    backend: str = "local",
+    progress: bool = True,
+    *,
+    train_fn: TrainFn | None = None,
+    ray_address: str | None = None,
+) -> EnsembleResult:
+    """Train K = ``mask.shape[0]`` models; model k trains on ``dataset.subset(mask[k])`` with seed
+    ``model_seed(cfg.seed, k)``.
+
+    ``chunk_size`` models are trained (and cached) together; default: all of them (local) or 8
+    (ray). ``train_fn(model, subset, cfg)`` replaces the plain loop for a user's own training
+    (implies one-by-one training). With ``cache_dir``, completed chunks are saved as they finish
+    and reused on the next call with the same config, mask, data and architecture.
+    """
+    check_choice(backend, "backend", "train_ensemble", BACKENDS)
+    mask = _check_mask(mask, len(dataset))
+    K = mask.shape[0]
+    size = check_int(
+        chunk_size if chunk_size is not None else (8 if backend == "ray" else K), "chunk_size", "train_ensemble", low=1
+    )
+    seeds = tuple(model_seed(cfg.seed, k) for k in range(K))
+    chunks = [(s, min(s + size, K)) for s in range(0, K, size)]
+    cache = None
+    if cache_dir is not None:
+        key = _ensemble_key(model_factory, dataset, mask, cfg, train_fn)
+        cache = EnsembleCache(
+            cache_dir,
+            key,
+            {"config": cfg.to_dict(), "config_hash": cfg.hash(), "mask": mask_to_json(mask), "chunk_size": size},
+        )
+    done: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
+    todo = []
+    for c in chunks:
+        loaded = cache.load(*c) if cache is not None else None
+        if loaded is not None:
+            done[c] = loaded
+        else:
+            todo.append(c)
+
+    def finish(c: tuple[int, int], state: dict[str, torch.Tensor]) -> None:
+        done[c] = state
+        if cache is not None:
+            cache.save(*c, state, {"config_hash": cfg.hash(), "seeds": list(seeds[c[0] : c[1]])})
+
+    if backend == "ray" and todo:
+        from privlab.train.ray_backend import run_chunks_on_ray
+
+        run_chunks_on_ray(model_factory, dataset, mask, seeds, cfg, todo, finish, train_fn, ray_address, progress)
+    else:
+        bar = tqdm(todo, disable=not progress or len(todo) < 2, desc="chunks")
+        for start, stop in bar:
+            rows, sd = mask[start:stop], seeds[start:stop]
+            if backend == "loop" or train_fn is not None:
+                state = one_by_one(model_factory, dataset, rows, sd, cfg, train_fn)
+            else:
+                state = train_chunk(
+                    model_factory,
+                    dataset.x,
+                    dataset.y,
+                    rows,
+                    sd,
+                    cfg,
+                    progress=progress,
+                    desc=f"models {start}-{stop - 1}",
+                )
+            finish((start, stop), state)
+    names = list(done[chunks[0]])
+    state = {n: torch.cat([done[c][n] for c in chunks]) for n in names}
+    return EnsembleResult(state=state, mask=mask, config=cfg, model_factory=model_factory, seeds=seeds)

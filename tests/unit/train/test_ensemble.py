@@ -1,0 +1,123 @@
+"""The vectorised ensemble equals K models trained one by one; config, validation and sampling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from privlab.data import membership_mask
+from privlab.errors import ConfigError, InvalidParameterError
+from privlab.models import MLP
+from privlab.train import (
+    TrainConfig,
+    index_stream,
+    init_model,
+    model_seed,
+    one_by_one,
+    train_ensemble,
+    train_model,
+)
+
+
+def factory() -> MLP:
+    return MLP(in_features=16, hidden=(12,), num_classes=4)
+
+
+CONFIGS = [
+    TrainConfig(epochs=3, batch_size=8, lr=0.1, optimizer="sgd", momentum=0.9, weight_decay=1e-3, seed=3),
+    TrainConfig(epochs=3, batch_size=8, lr=0.01, optimizer="adam", weight_decay=1e-3, seed=4),
+    TrainConfig(epochs=2.5, batch_size=5, lr=0.2, optimizer="sgd", momentum=0.0, seed=5),
+]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=["sgd-momentum-wd", "adam", "plain-sgd"])
+def test_vectorised_equals_loop_reference(tiny_data, cfg):
+    # Unequal IN-set sizes (p_in=0.5, not balanced): models take different numbers of steps.
+    mask = membership_mask(5, len(tiny_data), seed=1)
+    assert len(set(mask.sum(1).tolist())) > 1
+    ens = train_ensemble(factory, tiny_data, mask, cfg, progress=False)
+    # Naive reference written out here: init with the model's seed, train alone on its IN subset.
+    for k in range(5):
+        seed = model_seed(cfg.seed, k)
+        ref = init_model(factory, seed)
+        train_model(
+            ref,
+            tiny_data.subset(torch.as_tensor(mask[k])),
+            TrainConfig(**{**cfg.to_dict(), "seed": seed, "adam_betas": cfg.adam_betas}),
+        )
+        for name, p in ref.state_dict().items():
+            torch.testing.assert_close(ens.state[name][k], p, rtol=1e-5, atol=1e-5)
+
+
+def test_chunking_and_loop_backend_agree(tiny_data):
+    cfg = CONFIGS[0]
+    mask = membership_mask(5, len(tiny_data), seed=2)
+    whole = train_ensemble(factory, tiny_data, mask, cfg, progress=False)
+    chunked = train_ensemble(factory, tiny_data, mask, cfg, chunk_size=2, progress=False)
+    loop = train_ensemble(factory, tiny_data, mask, cfg, backend="loop", progress=False)
+    for name in whole.state:
+        torch.testing.assert_close(whole.state[name], chunked.state[name], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(whole.state[name], loop.state[name], rtol=1e-5, atol=1e-5)
+    assert whole.n_models == 5 and len(whole.models) == 5
+    m = whole.model(3)
+    torch.testing.assert_close(m.state_dict()["net.1.weight"], whole.state["net.1.weight"][3])
+
+
+def test_models_differ_and_training_fits(tiny_data):
+    cfg = TrainConfig(epochs=30, batch_size=16, lr=0.1, seed=0)
+    mask = np.ones((2, len(tiny_data)), dtype=bool)
+    ens = train_ensemble(factory, tiny_data, mask, cfg, progress=False)
+    assert not torch.allclose(ens.state["net.1.weight"][0], ens.state["net.1.weight"][1])
+    acc = (ens.model(0)(tiny_data.x).argmax(1) == tiny_data.y).float().mean().item()
+    assert acc > 0.8
+
+
+def test_user_train_fn(tiny_data):
+    calls = []
+
+    def my_train(model, data, cfg):
+        calls.append((len(data), cfg.seed))
+        return train_model(model, data, cfg)
+
+    mask = membership_mask(3, len(tiny_data), seed=0)
+    cfg = CONFIGS[2]
+    ens = train_ensemble(factory, tiny_data, mask, cfg, train_fn=my_train, progress=False)
+    assert [c[0] for c in calls] == mask.sum(1).tolist()
+    assert [c[1] for c in calls] == [model_seed(cfg.seed, k) for k in range(3)]
+    ref = one_by_one(factory, tiny_data, mask, ens.seeds, cfg)
+    torch.testing.assert_close(ens.state["net.3.bias"], ref["net.3.bias"])
+
+
+def test_index_stream_is_permutations():
+    s = index_stream(10, steps=4, batch_size=5, seed=0)
+    assert s.shape == (4, 5)
+    flat = s.flatten()
+    assert sorted(flat[:10].tolist()) == list(range(10)) and sorted(flat[10:].tolist()) == list(range(10))
+    assert torch.equal(s, index_stream(10, 4, 5, seed=0))
+    assert not torch.equal(s, index_stream(10, 4, 5, seed=1))
+    assert model_seed(0, 1) != model_seed(0, 2) and model_seed(0, 1) == model_seed(0, 1)
+
+
+def test_config_roundtrip_and_validation():
+    cfg = TrainConfig(epochs=2, optimizer="adam", seed=7)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.hash() == TrainConfig.from_dict(cfg.to_dict()).hash() != TrainConfig(epochs=3).hash()
+    with pytest.raises(InvalidParameterError, match="The 'optimizer' parameter of TrainConfig"):
+        TrainConfig(optimizer="rmsprop")
+    with pytest.raises(InvalidParameterError, match="'batch_size'"):
+        TrainConfig(batch_size=0)
+    with pytest.raises(ConfigError, match="unknown keys"):
+        TrainConfig.from_dict({"epochz": 1})
+
+
+def test_ensemble_validation(tiny_data):
+    cfg = CONFIGS[0]
+    with pytest.raises(InvalidParameterError, match="'mask' parameter of train_ensemble"):
+        train_ensemble(factory, tiny_data, np.ones((2, 5), bool), cfg, progress=False)
+    bad = np.ones((2, len(tiny_data)), bool)
+    bad[1] = False
+    with pytest.raises(InvalidParameterError, match="at least one example"):
+        train_ensemble(factory, tiny_data, bad, cfg, progress=False)
+    with pytest.raises(InvalidParameterError, match="'backend'"):
+        train_ensemble(factory, tiny_data, bad[:1], cfg, backend="spark", progress=False)
