@@ -109,7 +109,7 @@ def quiet_coordinates(
     data: ArrayDataset,
     m: int,
     generator: torch.Generator,
-    probe: int = 256,
+    probe: int = 1024,
 ) -> torch.Tensor:
     """The ``m`` flat parameter coordinates the data's gradients touch least (ties broken at random).
 
