@@ -118,3 +118,10 @@ def test_invalid_inputs() -> None:
         audit_one_run_grid([0.1, 0.2], [True, False], grid=[])
     with pytest.raises(InvalidParameterError, match="'v' parameter of one_run_p_value"):
         one_run_p_value(10, 5, 6, 1.0, 0.0)
+
+
+@pytest.mark.parametrize(("m", "r", "v", "eps"), [(5000, 3000, 2000, 0.5), (5000, 3000, 2600, 1.5),
+                                                  (20_000, 4000, 1500, 0.0), (20_000, 4000, 3990, 4.0)])
+def test_p_value_matches_direct_summation_large(m: int, r: int, v: int, eps: float) -> None:
+    # Large v exercises the early stop of the max over i (window(i) / i <= 1 / i).
+    assert one_run_p_value(m, r, v, eps, 1e-4) == pytest.approx(_naive_p_value(m, r, v, eps, 1e-4), rel=1e-7)

@@ -20,6 +20,7 @@ The guess counts must not be tuned on the data: fix ``(k_plus, k_minus)`` in adv
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -53,10 +54,23 @@ def one_run_p_value(m: int, r: int, v: int, epsilon: float, delta: float) -> flo
     beta = float(scipy.stats.binom.sf(v - 1, r, q))
     if delta == 0.0 or v == 0:
         return min(beta, 1.0)
-    i = np.arange(1, v + 1)
-    window = scipy.stats.binom.sf(v - i - 1, r, q) - beta  # P[v - i <= B <= v - 1]
-    alpha_term = float(np.max(window / i))
+    # window(i) = P[v - i <= B <= v - 1] <= 1, so window(i) / i <= 1 / i: once a maximum M is known, no
+    # i > 1 / M can beat it. Scan a first block of a few standard deviations, then extend only if needed.
+    n_first = min(v, int(8.0 * math.sqrt(r * q * (1.0 - q))) + 64)
+    alpha_term = _max_window_ratio(1, n_first, v, r, q, beta)
+    if n_first < v and alpha_term * (n_first + 1) < 1.0:
+        i_stop = v if alpha_term * v <= 1.0 else min(v, math.ceil(1.0 / alpha_term))
+        alpha_term = max(alpha_term, _max_window_ratio(n_first + 1, i_stop, v, r, q, beta))
     return min(beta + 2.0 * m * delta * alpha_term, 1.0)
+
+
+def _max_window_ratio(i_lo: int, i_hi: int, v: int, r: int, q: float, beta: float) -> float:
+    """``max_{i_lo <= i <= i_hi} P[v - i <= B < v] / i`` for ``B ~ Binomial(r, q)``, vectorised over ``i``."""
+    if i_hi < i_lo:
+        return 0.0
+    i = np.arange(i_lo, i_hi + 1)
+    window = scipy.stats.binom.sf(v - i - 1, r, q) - beta  # P[B >= v - i] - P[B >= v]
+    return float(np.max(window / i))
 
 
 def one_run_epsilon(m: int, r: int, v: int, *, delta: float = 0.0, alpha: float = 0.05, tol: float = 1e-7) -> float:
