@@ -12,6 +12,7 @@ import typer
 from privlab import __version__
 from privlab.cli import account as account
 from privlab.cli import data as data
+from privlab.cli import run as run_cli
 
 app = typer.Typer(
     name="privlab",
@@ -23,6 +24,8 @@ app = typer.Typer(
 
 app.command("account", help=account.__doc__)(account.account)
 app.add_typer(data.app, name="data", help=data.__doc__)
+app.command("run", help="Run a configured pipeline: train -> attack -> audit -> report.")(run_cli.run_cmd)
+app.command("demo", help="The bundled MNIST demo: train, attack, audit, report.")(run_cli.demo)
 
 
 def _version_callback(value: bool) -> None:

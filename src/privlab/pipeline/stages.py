@@ -1,0 +1,162 @@
+"""The pipeline's stages, each a function of (config, inputs) -> cached outputs.
+
+data -> targets (DP or not) -> reference models -> signals + attacks -> audits -> report.
+Every stage that costs more than a second is cached with :mod:`privlab.pipeline.cache`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from privlab.accounting import PrivacyLedger
+from privlab.data import ArrayDataset, load_dataset, membership_mask
+from privlab.errors import CorruptArtifactError
+from privlab.models import MLP, SmallCNN
+from privlab.pipeline.cache import stage
+from privlab.pipeline.config import DataConfig, RunConfig, TargetConfig, TrainSpec
+
+
+@dataclass(frozen=True, eq=False)
+class Population:
+    """The examples membership is decided over, the held-out test set and the K+1 membership rows
+    (row 0: the targets' training set; rows 1..K: the reference models')."""
+
+    data: ArrayDataset
+    test: ArrayDataset
+    mask: np.ndarray
+
+    @property
+    def members(self) -> ArrayDataset:
+        return self.data.subset(torch.from_numpy(self.mask[0]))
+
+
+def load_population(cfg: RunConfig) -> Population:
+    """Draw ``population`` examples of the train split (seeded) and the test set; build the masks."""
+    d: DataConfig = cfg.data
+    train = load_dataset(d.dataset, "train")
+    test = load_dataset(d.dataset, "test")
+    g = torch.Generator().manual_seed(cfg.seed)
+    idx = torch.randperm(len(train), generator=g)[: min(d.population, len(train))]
+    data = train.subset(idx)
+    mask = membership_mask(cfg.attack.reference_models + 1, len(data), seed=cfg.seed)
+    return Population(data, test.head(min(d.test_size, len(test))), mask)
+
+
+def build(model: str, data: ArrayDataset) -> nn.Module:
+    """A fresh reference architecture sized for ``data``."""
+    classes = data.num_classes
+    if model == "cnn":
+        return SmallCNN(in_channels=int(data.x.shape[1]), num_classes=classes)
+    return MLP(in_features=int(np.prod(data.x.shape[1:])), hidden=(256, 256), num_classes=classes)
+
+
+def accuracy(model: nn.Module, data: ArrayDataset, batch: int = 2048) -> float:
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(data), batch):
+            correct += int((model(data.x[i : i + batch]).argmax(1) == data.y[i : i + batch]).sum())
+    return correct / max(len(data), 1)
+
+
+def _optimizer(model: nn.Module, spec: TrainSpec) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if spec.optimizer == "adam":
+        return torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
+    return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
+
+
+@dataclass(frozen=True, eq=False)
+class TrainedTarget:
+    name: str
+    model: nn.Module
+    utility: dict[str, float]
+    ledger: PrivacyLedger | None
+    noise_multiplier: float | None
+    sample_rate: float | None
+    steps: int | None
+
+
+def train_target(cfg: RunConfig, t: TargetConfig, pop: Population, run_dir: Path, progress: bool) -> TrainedTarget:
+    """Train (or load from cache) one target on the population's row-0 members."""
+    deps = {"data": asdict(cfg.data), "seed": cfg.seed, "n_ref": cfg.attack.reference_models,
+            "target": {"model": t.model, "train": asdict(t.train), "dp": asdict(t.dp) if t.dp else None}}
+    st = stage(run_dir, f"target-{t.name}", deps)
+    model = build(t.model, pop.data)
+    if st.done:
+        meta = st.read_json("meta.json")
+        try:
+            model.load_state_dict(load_file(str(st.path / "model.safetensors")))
+        except Exception as exc:
+            raise CorruptArtifactError(f"cached model {st.path / 'model.safetensors'} is unreadable: {exc}") from exc
+        ledger = PrivacyLedger.from_json(st.path / "ledger.json") if (st.path / "ledger.json").exists() else None
+        model.eval()
+        return TrainedTarget(t.name, model, meta["utility"], ledger, meta.get("noise_multiplier"),
+                             meta.get("sample_rate"), meta.get("steps"))
+    st.begin()
+    torch.manual_seed(cfg.seed)
+    model = build(t.model, pop.data)
+    members = pop.members
+    opt = _optimizer(model, t.train)
+    loader = DataLoader(members, batch_size=t.train.batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(cfg.seed))
+    crit = nn.CrossEntropyLoss()
+    ledger = None
+    sigma = q = steps = None
+    if t.dp is not None:
+        from privlab.dp import make_private
+
+        pt = make_private(model, opt, loader, target_epsilon=t.dp.target_epsilon, delta=t.dp.delta,
+                          epochs=t.train.epochs, max_grad_norm=t.dp.max_grad_norm, clipping=t.dp.clipping,
+                          accountant=t.dp.accountant, seed=cfg.seed)
+        model, opt, loader = pt.model, pt.optimizer, pt.data_loader  # type: ignore[assignment]
+        ledger, sigma, q, steps = pt.accountant.ledger, pt.noise_multiplier, pt.sample_rate, pt.steps
+    bar = tqdm(range(t.train.epochs), desc=f"train {t.name}", disable=not progress, leave=False)
+    for _ in bar:
+        model.train()
+        for x, y in loader:
+            opt.zero_grad()
+            crit(model(x), y).backward()
+            opt.step()
+        if ledger is not None:
+            bar.set_postfix(eps=f"{ledger.epsilon():.2f}")
+    utility = {"test_accuracy": accuracy(model, pop.test), "train_accuracy": accuracy(model, members)}
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(st.path / "model.safetensors"))
+    if ledger is not None:
+        ledger.to_json(st.path / "ledger.json")
+    st.write_json("meta.json", {"utility": utility, "noise_multiplier": sigma, "sample_rate": q, "steps": steps})
+    st.finish({"utility": utility})
+    model.eval()
+    return TrainedTarget(t.name, model, utility, ledger, sigma, q, steps)
+
+
+def train_references(cfg: RunConfig, pop: Population, run_dir: Path, progress: bool) -> list[nn.Module]:
+    """The K reference models (rows 1..K of the mask), trained as one vectorised ensemble and cached."""
+    from privlab.train import TrainConfig, train_ensemble
+
+    spec = cfg.attack.train
+    model_name = cfg.targets[0].model
+    tc = TrainConfig(epochs=float(spec.epochs), batch_size=spec.batch_size, lr=spec.lr, optimizer=spec.optimizer,
+                     momentum=spec.momentum, weight_decay=spec.weight_decay, seed=cfg.seed)
+    ens = train_ensemble(lambda: build(model_name, pop.data), pop.data, pop.mask[1:], tc,
+                         cache_dir=run_dir / "references", progress=progress)
+    return list(ens.models)
+
+
+def claimed(target: TrainedTarget) -> dict[str, Any] | None:
+    if target.ledger is None:
+        return None
+    eps = target.ledger.epsilon()
+    return {"epsilon": eps if math.isfinite(eps) else "inf", "delta": target.ledger.delta,
+            "accountant": target.ledger.accountant, "noise_multiplier": target.noise_multiplier,
+            "sample_rate": target.sample_rate, "steps": target.steps}
