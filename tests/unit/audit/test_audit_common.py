@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import dp_accounting
@@ -87,3 +88,10 @@ def test_as_scores_rejects(bad: object) -> None:
 def test_check_alpha(alpha: object) -> None:
     with pytest.raises(InvalidParameterError, match=r"The 'alpha' parameter of F must be a float in the range \(0"):
         C.check_alpha(alpha, "F")
+
+
+def test_gdp_epsilon_increasing_in_mu_and_decreasing_in_delta() -> None:
+    mus = np.linspace(0.05, 4.0, 30)
+    eps = [C.gdp_epsilon(float(u), 1e-5) for u in mus]
+    assert all(a < b for a, b in itertools.pairwise(eps))
+    assert C.gdp_epsilon(1.0, 1e-3) < C.gdp_epsilon(1.0, 1e-6)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -125,3 +126,8 @@ def test_invalid_inputs() -> None:
 def test_p_value_matches_direct_summation_large(m: int, r: int, v: int, eps: float) -> None:
     # Large v exercises the early stop of the max over i (window(i) / i <= 1 / i).
     assert one_run_p_value(m, r, v, eps, 1e-4) == pytest.approx(_naive_p_value(m, r, v, eps, 1e-4), rel=1e-7)
+
+
+def test_epsilon_nondecreasing_in_correct_guesses() -> None:
+    eps = [one_run_epsilon(2000, 400, v, delta=1e-5, alpha=0.05) for v in range(200, 401, 20)]
+    assert all(a <= b + 1e-6 for a, b in itertools.pairwise(eps)) and eps[0] == 0.0 and eps[-1] > 2.0
