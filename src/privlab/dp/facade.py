@@ -1,0 +1,166 @@
+"""``make_private``: wrap a model, optimizer and data loader once; keep your own training loop.
+
+>>> pt = make_private(model, opt, loader, target_epsilon=3.0, delta=1e-5, epochs=10)   # doctest: +SKIP
+>>> for x, y in pt.data_loader:                                                        # doctest: +SKIP
+...     pt.optimizer.zero_grad(); crit(pt.model(x), y).backward(); pt.optimizer.step()
+>>> pt.epsilon()                                                                       # doctest: +SKIP
+
+The guarantee: (epsilon, delta)-DP under add/remove-one adjacency for the Poisson-subsampled Gaussian
+mechanism (sample rate q = batch_size / N, noise multiplier sigma, one event per logical step),
+as bounded by ``privlab.accounting`` (PLD by default).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from privlab._validation import check_choice, check_int, check_real
+from privlab.accounting import ACCOUNTANTS, PrivacyLedger, calibrate_noise
+from privlab.dp.optimizer import DPOptimizer
+from privlab.dp.sampling import PoissonSampler, PrivateDataLoader
+from privlab.dp.validation import validate_module
+from privlab.errors import InvalidParameterError
+
+CLIPPING = ("flat", "per_layer", "ghost")
+LOSS_REDUCTIONS = ("mean", "sum")
+
+
+class Accountant:
+    """The running privacy cost of a training: its ledger and ``epsilon(delta)``."""
+
+    def __init__(self, ledger: PrivacyLedger) -> None:
+        self.ledger = ledger
+
+    def epsilon(self, delta: float | None = None) -> float:
+        """Epsilon of the steps taken so far at ``delta`` (default: the training's delta)."""
+        return self.ledger.epsilon(delta)
+
+    @property
+    def steps(self) -> int:
+        return self.ledger.steps
+
+
+@dataclass(frozen=True)
+class PrivateTraining:
+    """The one result of :func:`make_private`."""
+
+    model: nn.Module
+    optimizer: DPOptimizer
+    data_loader: PrivateDataLoader | DataLoader[Any]
+    accountant: Accountant
+    noise_multiplier: float
+    max_grad_norm: float
+    sample_rate: float
+    steps: int
+    delta: float
+    clipping: str
+
+    def epsilon(self, delta: float | None = None) -> float:
+        """Epsilon spent so far (``delta`` defaults to the training's delta)."""
+        return self.accountant.epsilon(delta)
+
+
+def make_private(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data_loader: DataLoader[Any],
+    *,
+    noise_multiplier: float | None = None,
+    target_epsilon: float | None = None,
+    delta: float = 1e-5,
+    epochs: int | None = None,
+    steps: int | None = None,
+    max_grad_norm: float = 1.0,
+    clipping: str = "flat",
+    accountant: str = "pld",
+    poisson_sampling: bool = True,
+    secure_rng: bool = False,
+    physical_batch_size: int | None = None,
+    seed: int | None = None,
+    loss_reduction: str = "mean",
+) -> PrivateTraining:
+    """Make ``model`` / ``optimizer`` / ``data_loader`` train with DP-SGD.
+
+    Give ``noise_multiplier`` sigma, or ``target_epsilon`` with ``epochs`` or ``steps`` (sigma is then
+    the smallest one whose epsilon after that many steps is <= target). The sample rate is
+    ``data_loader.batch_size / len(dataset)``. ``loss_reduction`` states how the loss the user calls
+    ``backward`` on reduces over the batch: "mean" (default, e.g. ``CrossEntropyLoss()``) or "sum".
+    The noisy gradient is ``(sum_i clip(g_i) + N(0, sigma^2 C^2)) / (q N)`` for "mean" and without the
+    division for "sum". ``seed`` makes sampling and noise reproducible (not secure); ``secure_rng``
+    draws both from the OS CSPRNG. ``poisson_sampling=False`` keeps the loader's fixed-size shuffled
+    batches but still accounts as Poisson sampling (an approximation, as Opacus does); a warning says so.
+    """
+    owner = "make_private"
+    C = check_real(max_grad_norm, "max_grad_norm", owner, low=0.0, low_open=True)
+    d = check_real(delta, "delta", owner, low=0.0, high=1.0, low_open=True, high_open=True)
+    check_choice(clipping, "clipping", owner, CLIPPING)
+    check_choice(accountant, "accountant", owner, ACCOUNTANTS)
+    check_choice(loss_reduction, "loss_reduction", owner, LOSS_REDUCTIONS)
+    if physical_batch_size is not None:
+        check_int(physical_batch_size, "physical_batch_size", owner, low=1)
+    validate_module(model)
+
+    dataset = data_loader.dataset
+    n = len(dataset)  # type: ignore[arg-type]
+    batch_size = data_loader.batch_size
+    if batch_size is None:
+        raise InvalidParameterError(
+            f"The 'data_loader' parameter of {owner} must have a batch_size (not a batch_sampler). Got None instead."
+        )
+    q = batch_size / n
+    per_epoch = round(1 / q) if poisson_sampling else len(data_loader)
+    if steps is not None:
+        total = check_int(steps, "steps", owner, low=1)
+    elif epochs is not None:
+        total = check_int(epochs, "epochs", owner, low=1) * per_epoch
+    else:
+        total = 0
+    if (noise_multiplier is None) == (target_epsilon is None):
+        raise InvalidParameterError(
+            f"Exactly one of 'noise_multiplier' and 'target_epsilon' of {owner} must be given. "
+            f"Got noise_multiplier={noise_multiplier!r}, target_epsilon={target_epsilon!r} instead."
+        )
+    if noise_multiplier is not None:
+        sigma = check_real(noise_multiplier, "noise_multiplier", owner, low=0.0)
+    else:
+        if total == 0:
+            raise InvalidParameterError(
+                f"The 'epochs' parameter of {owner} must be given (or 'steps') with target_epsilon. Got None instead."
+            )
+        eps = check_real(target_epsilon, "target_epsilon", owner, low=0.0, low_open=True)
+        sigma = calibrate_noise(eps, q, total, d, accountant)
+
+    gen = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little") if seed is None else seed)
+    ledger = PrivacyLedger(d, accountant)
+    dp_opt = DPOptimizer(
+        optimizer,
+        model,
+        noise_multiplier=sigma,
+        max_grad_norm=C,
+        expected_batch_size=q * n,
+        sample_rate=q,
+        ledger=ledger,
+        clipping=clipping,
+        loss_reduction=loss_reduction,
+        generator=gen,
+        secure_rng=secure_rng,
+    )
+    loader: PrivateDataLoader | DataLoader[Any]
+    if poisson_sampling:
+        loader = PrivateDataLoader(dataset, PoissonSampler(n, q, per_epoch, gen, secure_rng), physical_batch_size)
+        loader.on_chunk = dp_opt.signal_chunk
+    else:
+        warnings.warn(
+            "poisson_sampling=False: batches have a fixed size but the ledger accounts them as Poisson "
+            "subsampling at q = batch_size / N; the reported epsilon is then an approximation.",
+            stacklevel=2,
+        )
+        loader = data_loader
+    return PrivateTraining(model, dp_opt, loader, Accountant(ledger), sigma, C, q, total, d, clipping)

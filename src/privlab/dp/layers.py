@@ -1,0 +1,168 @@
+"""Per-layer rules: per-example gradients, their norms, and clipped sums from (activation, output grad).
+
+For a layer called on example i with input activations ``a_i`` and output gradients ``g_i`` (the
+gradient of example i's loss with respect to the layer's output), every supported layer's
+per-example parameter gradient is a simple function of ``(a_i, g_i)``:
+
+* Linear (2-D or sequence input, T positions): ``dW_i = sum_t g_it a_it^T`` (p x d), ``db_i = sum_t g_it``.
+  Its squared norm is computed either from the materialised ``dW_i`` (cost B*p*d memory) or with
+  the *ghost norm* identity (Goodfellow 2015; Li et al. 2021, "Large Language Models Can Be Strong
+  Differentially Private Learners", Sec. 4)::
+
+      ||dW_i||_F^2 = sum_{t,s} (a_it . a_is) (g_it . g_is) = <A_i A_i^T, G_i G_i^T>_F
+
+  which needs only B*T^2 memory; the cheaper of the two is chosen per layer ("mixed ghost norm",
+  Bu et al. 2023, "Differentially Private Optimization on Large Model at Small Cost").
+* Conv2d (groups=1): the same, after unfolding the input into patches, T = number of output pixels.
+* Embedding: ``dE_i = sum_t onehot(id_it) g_it^T``; ``||dE_i||^2 = sum_{t,s} [id_it = id_is] g_it . g_is``.
+* LayerNorm / GroupNorm: ``dgamma_i = sum g_i * xhat_i`` over non-normalised positions,
+  ``dbeta_i = sum g_i``; small, so always materialised.
+
+The clipped sum ``sum_i c_i dW_i = (c * G)^T A`` is one matmul per layer (book-keeping, Bu et al.
+2023): per-example gradients are never materialised on the ghost path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+SUPPORTED_LAYERS: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv2d, nn.Embedding, nn.LayerNorm, nn.GroupNorm)
+
+
+@dataclass(frozen=True)
+class MatmulCapture:
+    """Canonical form of Linear / Conv2d / Embedding calls: A (B, T, d) or ids (B, T), G (B, T, p)."""
+
+    a: torch.Tensor
+    g: torch.Tensor
+    embedding: bool = False
+
+
+def _weight_shape(module: nn.Module) -> tuple[int, ...]:
+    w = module.weight
+    if not isinstance(w, torch.Tensor):  # pragma: no cover - validation refuses such modules
+        raise TypeError(f"{type(module).__name__}.weight is not a tensor")
+    return tuple(w.shape)
+
+
+def _linear_form(module: nn.Module, a: torch.Tensor, g: torch.Tensor) -> MatmulCapture:
+    """Reshape one call's activation/grad to (B, T, d) / (B, T, p)."""
+    if isinstance(module, nn.Embedding):
+        ids = a.reshape(a.shape[0], -1)  # (B, T)
+        gg = g.reshape(g.shape[0], -1, g.shape[-1])  # (B, T, d)
+        if module.padding_idx is not None:
+            gg = gg * (ids != module.padding_idx).unsqueeze(-1).to(gg.dtype)
+        return MatmulCapture(ids, gg, embedding=True)
+    if isinstance(module, nn.Conv2d):
+        pad = module.padding
+        if isinstance(pad, str):  # only "valid" passes validation
+            pad = (0, 0)
+        cols = F.unfold(a, module.kernel_size, module.dilation, pad, module.stride)  # (B, Cin*k*k, L)
+        return MatmulCapture(cols.transpose(1, 2), g.flatten(2).transpose(1, 2))  # (B, L, d), (B, L, Cout)
+    # Linear: (B, *, d) -> (B, T, d)
+    return MatmulCapture(a.reshape(a.shape[0], -1, a.shape[-1]), g.reshape(g.shape[0], -1, g.shape[-1]))
+
+
+def matmul_capture(module: nn.Module, calls: list[tuple[torch.Tensor, torch.Tensor]]) -> MatmulCapture:
+    """Concatenate every call of a (possibly reused) layer along T: the per-example grad is their sum."""
+    forms = [_linear_form(module, a, g) for a, g in calls]
+    if len(forms) == 1:
+        return forms[0]
+    return MatmulCapture(torch.cat([f.a for f in forms], 1), torch.cat([f.g for f in forms], 1), forms[0].embedding)
+
+
+def _norm_affine_grads(module: nn.Module, calls: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Per-example (B, *shape) grads of a LayerNorm/GroupNorm's weight and bias."""
+    out: dict[str, torch.Tensor] = {}
+    for x, g in calls:
+        if isinstance(module, nn.LayerNorm):
+            xhat = F.layer_norm(x, module.normalized_shape, None, None, module.eps)
+            lead = tuple(range(1, x.dim() - len(module.normalized_shape)))  # positions, not batch
+            gw = (g * xhat).sum(lead) if lead else g * xhat
+            gb = g.sum(lead) if lead else g
+        else:
+            assert isinstance(module, nn.GroupNorm)
+            xhat = F.group_norm(x, module.num_groups, None, None, module.eps)
+            spatial = tuple(range(2, x.dim()))
+            gw = (g * xhat).sum(spatial) if spatial else g * xhat  # (B, C)
+            gb = g.sum(spatial) if spatial else g
+        for name, val in (("weight", gw), ("bias", gb)):
+            if getattr(module, name, None) is not None:
+                out[name] = out[name] + val if name in out else val
+    return out
+
+
+def per_example_grads(module: nn.Module, calls: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Materialised per-example gradients {local param name: (B, *param.shape)} of one layer."""
+    if isinstance(module, nn.LayerNorm | nn.GroupNorm):
+        return _norm_affine_grads(module, calls)
+    cap = matmul_capture(module, calls)
+    B = cap.g.shape[0]
+    out: dict[str, torch.Tensor] = {}
+    if cap.embedding:
+        assert isinstance(module, nn.Embedding)
+        V, d = module.num_embeddings, cap.g.shape[-1]
+        flat = (cap.a + V * torch.arange(B, device=cap.a.device).unsqueeze(1)).reshape(-1)  # row in (B*V)
+        dE = torch.zeros(B * V, d, dtype=cap.g.dtype, device=cap.g.device).index_add_(0, flat, cap.g.reshape(-1, d))
+        out["weight"] = dE.view(B, V, d)
+        return out
+    shape = _weight_shape(module)
+    dW = torch.einsum("btp,btd->bpd", cap.g, cap.a)  # (B, p, d)
+    out["weight"] = dW.reshape(B, *shape)
+    if getattr(module, "bias", None) is not None:
+        out["bias"] = cap.g.sum(1)
+    return out
+
+
+def _gram_sq_norm(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """sum_{t,s} (a_t . a_s)(g_t . g_s) per example, (B,)."""
+    return (torch.bmm(a, a.transpose(1, 2)) * torch.bmm(g, g.transpose(1, 2))).sum((1, 2))
+
+
+def sq_norms(module: nn.Module, calls: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Per-example squared gradient norms {local param name: (B,)} without materialising dW (ghost norm)."""
+    if isinstance(module, nn.LayerNorm | nn.GroupNorm):
+        return {k: v.flatten(1).pow(2).sum(1) for k, v in _norm_affine_grads(module, calls).items()}
+    cap = matmul_capture(module, calls)
+    B, T, p = cap.g.shape
+    out: dict[str, torch.Tensor] = {}
+    if cap.embedding:
+        same = (cap.a.unsqueeze(2) == cap.a.unsqueeze(1)).to(cap.g.dtype)  # (B, T, T)
+        out["weight"] = (same * torch.bmm(cap.g, cap.g.transpose(1, 2))).sum((1, 2))
+        return out
+    d = cap.a.shape[-1]
+    if p * d >= 2 * T * T:  # ghost norm is the cheaper route
+        out["weight"] = _gram_sq_norm(cap.a, cap.g)
+    else:
+        out["weight"] = torch.einsum("btp,btd->bpd", cap.g, cap.a).flatten(1).pow(2).sum(1)
+    if getattr(module, "bias", None) is not None:
+        out["bias"] = cap.g.sum(1).pow(2).sum(1)
+    return out
+
+
+def clipped_sum(
+    module: nn.Module, calls: list[tuple[torch.Tensor, torch.Tensor]], factors: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """``sum_i factors_i * grad_i`` for each parameter of the layer (book-keeping: one matmul)."""
+    if isinstance(module, nn.LayerNorm | nn.GroupNorm):
+        grads = _norm_affine_grads(module, calls)
+        return {k: torch.tensordot(factors.to(v.dtype), v, dims=1) for k, v in grads.items()}
+    cap = matmul_capture(module, calls)
+    gw = cap.g * factors.to(cap.g.dtype).view(-1, 1, 1)  # (B, T, p)
+    out: dict[str, torch.Tensor] = {}
+    if cap.embedding:
+        assert isinstance(module, nn.Embedding)
+        d = gw.shape[-1]
+        out["weight"] = torch.zeros(module.num_embeddings, d, dtype=gw.dtype, device=gw.device).index_add_(
+            0, cap.a.reshape(-1), gw.reshape(-1, d)
+        )
+        return out
+    shape = _weight_shape(module)
+    out["weight"] = torch.einsum("btp,btd->pd", gw, cap.a).reshape(shape)
+    if getattr(module, "bias", None) is not None:
+        out["bias"] = gw.sum((0, 1))
+    return out

@@ -1,0 +1,160 @@
+"""DP-SGD optimizer: clip per-example gradients, add Gaussian noise, step, record in the ledger.
+
+One logical step (Abadi et al. 2016, Alg. 1)::
+
+    g~ = (sum_i clip_C(g_i) + N(0, sigma^2 C^2 I)) / (q N  if loss_reduction == "mean" else 1)
+    theta <- inner_optimizer.step(theta, g~)
+
+``q N`` is the *expected* batch size: dividing by the realised Poisson batch size would make the
+normaliser data dependent. With virtual batches the clipped sums of every physical chunk are added up
+and noise is drawn once, when the last chunk of the logical batch is stepped.
+
+Clipping modes: ``flat`` and ``per_layer`` materialise per-example gradients from captured
+activations (one ``(B, *shape)`` tensor per parameter); ``ghost`` computes per-example norms with the
+ghost-norm identity and the clipped sum with one matmul per layer (book-keeping, Bu et al. 2023), so
+no per-example gradient is materialised.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from privlab.accounting import PrivacyLedger
+from privlab.dp import layers
+from privlab.dp.clipping import clip_factors, clip_gradients
+from privlab.dp.hooks import GradCapture
+from privlab.dp.noise import gaussian_like
+
+
+class DPOptimizer:
+    """Wraps a ``torch.optim.Optimizer``; the user's loop (``zero_grad``, ``backward``, ``step``) is unchanged.
+
+    Auditing only (the accountant is *not* told): ``add_noise_enabled = False`` skips the noise and
+    ``clipping_enabled = False`` skips the clipping, to inject faults that an audit must detect.
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        model: nn.Module,
+        *,
+        noise_multiplier: float,
+        max_grad_norm: float,
+        expected_batch_size: float,
+        sample_rate: float,
+        ledger: PrivacyLedger,
+        clipping: str = "flat",
+        loss_reduction: str = "mean",
+        generator: torch.Generator | None = None,
+        secure_rng: bool = False,
+    ) -> None:
+        self.original_optimizer = optimizer
+        self.noise_multiplier = float(noise_multiplier)
+        self.max_grad_norm = float(max_grad_norm)
+        self.expected_batch_size = float(expected_batch_size)
+        self.sample_rate = float(sample_rate)
+        self.ledger = ledger
+        self.clipping = clipping
+        self.loss_reduction = loss_reduction
+        self.generator = generator
+        self.secure_rng = secure_rng
+        self.add_noise_enabled = True
+        self.clipping_enabled = True
+        self.capture = GradCapture(model, loss_reduction)
+        self.params: dict[str, nn.Parameter] = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        self._owner = {id(p): n for n, p in self.params.items()}
+        self._summed: dict[str, torch.Tensor] = {}
+        self._closes_logical_batch = True
+
+    # -- torch.optim.Optimizer surface -------------------------------------------------------
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return self.original_optimizer.param_groups
+
+    @property
+    def state(self) -> Any:
+        return self.original_optimizer.state
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.original_optimizer.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.original_optimizer.load_state_dict(state)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear ``.grad`` (the clipped sum of earlier chunks of a logical batch is kept)."""
+        self.original_optimizer.zero_grad(set_to_none=set_to_none)
+
+    # -- DP-SGD ----------------------------------------------------------------------------------
+    def signal_chunk(self, closes_logical_batch: bool) -> None:
+        """Called by the private data loader: does the next ``step()`` end a logical batch?"""
+        self._closes_logical_batch = closes_logical_batch
+
+    def _local_to_global(self, module: nn.Module, local: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = {}
+        for k, v in local.items():
+            p = getattr(module, k)
+            if p.requires_grad:
+                out[self._owner[id(p)]] = v
+        return out
+
+    def per_sample_grads(self) -> dict[str, torch.Tensor]:
+        """Materialised per-example grads ``{param name: (B, *shape)}`` of the captured pass."""
+        out: dict[str, torch.Tensor] = {}
+        for _name, module, calls in self.capture.items():
+            for k, v in self._local_to_global(module, layers.per_example_grads(module, calls)).items():
+                out[k] = out[k] + v if k in out else v  # a parameter shared by several layers
+        return out
+
+    def _clipped_sum(self) -> dict[str, torch.Tensor]:
+        C = self.max_grad_norm if self.clipping_enabled else math.inf
+        if self.clipping == "ghost":
+            sq: torch.Tensor | float = 0.0
+            for _name, module, calls in self.capture.items():
+                for v in layers.sq_norms(module, calls).values():
+                    sq = sq + v
+            if not isinstance(sq, torch.Tensor):
+                return {}
+            f = clip_factors(sq.sqrt(), C)
+            out: dict[str, torch.Tensor] = {}
+            for _name, module, calls in self.capture.items():
+                out.update(self._local_to_global(module, layers.clipped_sum(module, calls, f)))
+            return out
+        per_sample = self.per_sample_grads()
+        if not self.clipping_enabled:
+            return {k: v.sum(0) for k, v in per_sample.items()}
+        return clip_gradients(per_sample, C, self.clipping)
+
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """Accumulate this chunk's clipped sum; at the end of a logical batch add noise, step and record."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for k, v in self._clipped_sum().items():
+            self._summed[k] = self._summed[k] + v if k in self._summed else v
+        self.capture.clear()
+        if not self._closes_logical_batch:
+            return loss
+        std = self.noise_multiplier * self.max_grad_norm if self.add_noise_enabled else 0.0
+        scale = 1.0 / self.expected_batch_size if self.loss_reduction == "mean" else 1.0
+        for name, p in self.params.items():
+            g = self._summed.get(name)
+            g = torch.zeros_like(p) if g is None else g.to(p.dtype)
+            if std > 0:
+                g = g + gaussian_like(g, std, self.generator, self.secure_rng)
+            p.grad = g * scale
+        self._summed = {}
+        self.original_optimizer.step()
+        self.ledger.record(self.noise_multiplier, self.sample_rate)
+        self._closes_logical_batch = True
+        return loss
+
+    def detach(self) -> None:
+        """Remove the capture hooks from the model."""
+        self.capture.remove()
