@@ -1,0 +1,179 @@
+"""Real processes: one party (or the dealer) per process, talking over gloo; on one host or many.
+
+``run_party`` is what one host runs (rank 0 = model owner, 1 = data owner, 2 = dealer), with the
+rendezvous address, port and rank from arguments or ``MASTER_ADDR``/``MASTER_PORT``/``RANK``.
+``run_processes`` starts all three on this host (spawn start method) and gathers the results.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import pickle
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from privlab._validation import check_int
+from privlab.errors import MPCError
+from privlab.mpc.config import MPCConfig
+from privlab.mpc.dealer.core import DealerCore, Provider
+from privlab.mpc.launch import RunResult
+from privlab.mpc.party import Party
+from privlab.mpc.stats import CommCounter, CommStats
+from privlab.mpc.transport.gloo import (
+    DEALER_RANK,
+    GlooDealerLink,
+    GlooTransport,
+    Heartbeat,
+    serve_dealer,
+)
+
+WORLD_SIZE = 3
+
+
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _watchdog(hb: Heartbeat, limit: float, rank: int) -> None:
+    """Kill this process if no message completes for ``limit`` s while one is awaited (no hang)."""
+    while True:
+        time.sleep(min(1.0, limit / 4))
+        if hb.busy and time.monotonic() - hb.last > limit:
+            print(f"privlab.mpc watchdog: rank {rank} made no progress for {limit} s; exiting",
+                  flush=True)
+            os._exit(3)
+
+
+def _seed_exchange(rank: int, timeout: float, hb: Heartbeat) -> tuple[int, int]:
+    """The dealer sends each party its seed; party 0 sends party 1 the pair seed."""
+    t = GlooTransport(rank, timeout, hb)
+
+    def send_int(dst: int, v: int) -> None:
+        t.send(dst, torch.tensor([v], dtype=torch.int64).view(torch.uint8))
+
+    def recv_int(src: int) -> int:
+        return int(t.recv(src, 8).view(torch.int64)[0])
+
+    if rank == DEALER_RANK:
+        s0, s1 = secrets.randbits(63), secrets.randbits(63)
+        send_int(0, s0)
+        send_int(1, s1)
+        t.close()
+        return s0, s1
+    dealer_seed = recv_int(DEALER_RANK)
+    if rank == 0:
+        pair = secrets.randbits(63)
+        send_int(1, pair)
+        t.close()
+    else:
+        pair = recv_int(0)
+    return dealer_seed, pair
+
+
+def run_party(rank: int | None, fn: Callable[..., Any] | None, args: tuple[Any, ...] = (),
+              config: MPCConfig | None = None, addr: str | None = None,
+              port: int | None = None) -> tuple[Any, CommStats] | None:
+    """Run one role of a gloo run in this process; the dealer (rank 2) returns ``None``.
+
+    Missing ``rank``/``addr``/``port`` come from ``RANK``/``MASTER_ADDR``/``MASTER_PORT``.
+    """
+    config = config or MPCConfig()
+    rank = check_int(int(os.environ["RANK"]) if rank is None else rank, "rank", "run_party",
+                     low=0, high=2)
+    addr = addr or os.environ.get("MASTER_ADDR", "127.0.0.1")
+    port = port or int(os.environ.get("MASTER_PORT", "29500"))
+    torch.set_num_threads(1)
+    hb = Heartbeat()
+    threading.Thread(target=_watchdog, args=(hb, config.timeout + 10.0, rank), daemon=True).start()
+    try:
+        dist.init_process_group("gloo", init_method=f"tcp://{addr}:{port}", rank=rank,
+                                world_size=WORLD_SIZE, timeout=timedelta(seconds=config.timeout))
+    except Exception as exc:
+        raise MPCError(f"rank {rank} could not join the rendezvous at {addr}:{port}: {exc}") from exc
+    try:
+        seed, pair = _seed_exchange(rank, config.timeout, hb)
+        if rank == DEALER_RANK:
+            serve_dealer(DealerCore(seed, pair), config.timeout, hb)
+            return None
+        counter = CommCounter()
+        transport = GlooTransport(rank, config.timeout, hb)
+        link = GlooDealerLink(transport) if rank == 1 else None
+        party = Party(rank, transport, Provider(rank, seed, link, counter), pair, config, counter)
+        if fn is None:
+            raise MPCError("a party needs a function to run")
+        out = fn(party, *args)
+        if link is not None:
+            link.stop()
+        transport.close()
+        return out, counter.snapshot()
+    finally:
+        dist.destroy_process_group()
+
+
+def _child(rank: int, fn: Callable[..., Any] | None, args: tuple[Any, ...], config: MPCConfig,
+           port: int, results: Any) -> None:
+    try:
+        res = run_party(rank, fn, args, config, "127.0.0.1", port)
+        # by value: a shared-memory tensor would die with this process before the parent reads it
+        results.put((rank, "ok", pickle.dumps(res)))
+    except BaseException as exc:  # reported to the launcher, which raises MPCError
+        results.put((rank, "error", f"{type(exc).__name__}: {exc}"))
+
+
+def run_processes(fn: Callable[..., Any], args: tuple[tuple[Any, ...], tuple[Any, ...]],
+                  config: MPCConfig | None = None, port: int | None = None,
+                  slack: float = 30.0) -> RunResult:
+    """Start party 0, party 1 and the dealer as separate processes on 127.0.0.1 and wait.
+
+    ``fn`` must be importable (a module-level function). Raises ``MPCError`` with every failing
+    rank's message if any process fails or nothing arrives within ``timeout + slack`` seconds.
+    """
+    config = config or MPCConfig()
+    port = port or free_port()
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    procs = []
+    start = time.perf_counter()
+    for rank in (0, 1, DEALER_RANK):
+        a = args[rank] if rank < 2 else ()
+        p = ctx.Process(target=_child, args=(rank, fn if rank < 2 else None, a, config, port,
+                                             results), daemon=True)
+        p.start()
+        procs.append(p)
+    got: dict[int, tuple[str, Any]] = {}
+    deadline = time.monotonic() + config.timeout + slack
+    while len(got) < 3 and time.monotonic() < deadline:
+        try:
+            rank, status, res = results.get(timeout=0.5)
+            got[rank] = (status, pickle.loads(res) if status == "ok" else res)
+        except Exception:
+            dead = [i for i, p in enumerate(procs) if p.exitcode not in (None, 0) and i not in got]
+            for i in dead:
+                got[i if i < 2 else DEALER_RANK] = ("error", f"process exited with {procs[i].exitcode}")
+    seconds = time.perf_counter() - start
+    for p in procs:
+        p.join(timeout=2.0)
+        if p.is_alive():
+            p.kill()
+    errors = {r: m for r, (s, m) in got.items() if s == "error"}
+    if errors or len(got) < 3:
+        missing = sorted({0, 1, DEALER_RANK} - set(got))
+        msg = "; ".join(f"rank {r}: {m}" for r, m in sorted(errors.items()))
+        if missing:
+            msg += f"; no answer from ranks {missing} within {config.timeout + slack} s"
+        raise MPCError(f"MPC run failed: {msg}")
+    outs = (got[0][1][0], got[1][1][0])
+    stats = CommStats.combine([got[0][1][1], got[1][1][1]])
+    return RunResult(outs, stats, seconds)
