@@ -130,7 +130,7 @@ class _Runner:
     def function(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         p = self.p
         if fn in (operator.add, torch.add, operator.sub, torch.sub, operator.mul, torch.mul,
-                  operator.truediv, operator.matmul, torch.matmul, torch.bmm):
+                  operator.truediv, operator.floordiv, operator.matmul, torch.matmul, torch.bmm):
             return self.binary(fn, args[0], args[1])
         if fn is operator.neg:
             return Shared(-args[0].t) if isinstance(args[0], Shared) else -args[0]

@@ -26,7 +26,7 @@ SUPPORTED_MODULES: tuple[type[nn.Module], ...] = (
 )
 SUPPORTED_FUNCTIONS: set[object] = {
     operator.add, operator.sub, operator.mul, operator.truediv, operator.neg, operator.matmul,
-    operator.getitem, getattr, torch.add, torch.sub, torch.mul, torch.matmul, torch.bmm,
+    operator.getitem, operator.floordiv, getattr, torch.add, torch.sub, torch.mul, torch.matmul, torch.bmm,
     torch.flatten, torch.reshape, torch.transpose, torch.permute, torch.squeeze, torch.unsqueeze,
     torch.cat, torch.relu, torch.sigmoid, torch.tanh, torch.softmax, F.relu, F.gelu, F.softmax,
     F.max_pool2d, F.avg_pool2d, F.layer_norm, F.linear,
