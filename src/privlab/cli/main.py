@@ -13,6 +13,7 @@ from privlab import __version__
 from privlab.cli import account as account
 from privlab.cli import data as data
 from privlab.cli import run as run_cli
+from privlab.mpc.cli import app as mpc_app
 
 app = typer.Typer(
     name="privlab",
@@ -26,6 +27,7 @@ app.command("account", help=account.__doc__)(account.account)
 app.add_typer(data.app, name="data", help=data.__doc__)
 app.command("run", help="Run a configured pipeline: train -> attack -> audit -> report.")(run_cli.run_cmd)
 app.command("demo", help="The bundled MNIST demo: train, attack, audit, report.")(run_cli.demo)
+app.add_typer(mpc_app, name="mpc", help="Secure multi-party computation: private inference and training on secret shares.")
 
 
 def _version_callback(value: bool) -> None:

@@ -1,0 +1,87 @@
+"""Secure multi-party computation: private inference and training on secret shares."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import torch
+import typer
+
+from privlab.mpc.config import MPCConfig
+from privlab.mpc.demos import DEMOS, demo_model
+
+app = typer.Typer(no_args_is_help=True, help=__doc__)
+
+
+def _load(model: str, weights: Path | None) -> torch.nn.Module:
+    if model in DEMOS:
+        module = demo_model(model)
+    else:
+        mod_name, _, attr = model.partition(":")
+        if not attr:
+            raise typer.BadParameter(f"--model must be one of {sorted(DEMOS)} or 'package.module:"
+                                     f"factory'. Got {model!r} instead.")
+        module = getattr(importlib.import_module(mod_name), attr)()
+    if weights is not None:
+        module.load_state_dict(torch.load(weights, weights_only=True))
+    return module.eval()
+
+
+@app.command("run")
+def run(
+    model: str = typer.Option("cnn", help="Demo model (mlp, cnn, transformer) or 'pkg.mod:factory'."),
+    weights: Path | None = typer.Option(None, help="A state_dict file (torch.save) to load."),
+    input_shape: str = typer.Option("1,28,28", help="Per-example input shape."),
+    batch: int = typer.Option(8, min=1, help="Batch size of the random input."),
+    transport: str = typer.Option("gloo", help="'gloo' (3 processes) or 'local' (threads)."),
+    timeout: float = typer.Option(60.0, help="Seconds before a silent peer is an error."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Launch both parties and the dealer on this host and run one private inference."""
+    from privlab.mpc.inference import private_inference
+
+    module = _load(model, weights)
+    shape = (batch, *(int(s) for s in input_shape.split(",")))
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    res = private_inference(module, x, MPCConfig(timeout=timeout), transport)
+    row = {"model": model, "transport": transport, "batch": batch, "seconds": round(res.seconds, 3),
+           "rounds": res.stats.rounds, "bytes": res.stats.bytes,
+           "dealer_bytes": res.stats.dealer_bytes, "max_abs_error": res.max_abs_error,
+           "argmax_agreement": res.argmax_agreement}
+    if as_json:
+        typer.echo(json.dumps(row))
+        return
+    for k, v in row.items():
+        typer.echo(f"{k:<17} {v}")
+
+
+@app.command("party")
+def party(
+    rank: int | None = typer.Option(None, help="0 model owner, 1 data owner, 2 dealer (env RANK)."),
+    addr: str | None = typer.Option(None, help="Rendezvous address (env MASTER_ADDR)."),
+    port: int | None = typer.Option(None, help="Rendezvous port (env MASTER_PORT)."),
+    model: str = typer.Option("cnn", help="Demo model or 'pkg.mod:factory' (same on all hosts)."),
+    batch: int = typer.Option(8, min=1, help="Batch size of the data owner's random input."),
+    timeout: float = typer.Option(60.0, help="Seconds before a silent peer is an error."),
+) -> None:
+    """Run one role of a multi-host run (start one per host: ranks 0, 1 and 2)."""
+    from privlab.mpc.distributed import run_party
+    from privlab.mpc.inference import infer_task
+
+    import os
+
+    rank = int(os.environ["RANK"]) if rank is None else rank
+    module = _load(model, None)
+    shape = (batch, 1, 28, 28)
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    res = run_party(rank, infer_task, (module, shape, x if rank == 1 else None),
+                    MPCConfig(timeout=timeout), addr, port)
+    if res is None:
+        typer.echo("dealer finished")
+        return
+    out, stats = res
+    typer.echo(json.dumps({"rank": rank, "rounds": stats.rounds, "bytes_sent": stats.bytes,
+                           "dealer_bytes": stats.dealer_bytes,
+                           "prediction": None if out is None else out.argmax(-1).tolist()}))
