@@ -1,0 +1,157 @@
+"""Per-example gradients (torch.func and hook paths) and ghost norms against a one-backward-per-example loop."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+from torch.utils.data import DataLoader
+
+from privlab.data import ArrayDataset
+from privlab.dp import layers as L
+from privlab.dp import make_private, per_sample_gradients
+from privlab.models import GPT, SmallCNN
+from privlab.models.gpt import GPTConfig
+
+pytestmark = pytest.mark.filterwarnings("ignore:There is a performance drop")
+
+
+def sum_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (out * y).sum()
+
+
+def hook_paths(model: nn.Module, x: torch.Tensor, y: torch.Tensor, C: float = 0.3):
+    """(materialised per-sample grads, ghost squared norms, ghost clipped sum) from one captured backward."""
+    ds = ArrayDataset(x, y)
+    pt = make_private(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.0),
+        DataLoader(ds, batch_size=max(len(x), 1)),
+        noise_multiplier=0.0,
+        clipping="ghost",
+        max_grad_norm=C,
+        loss_reduction="sum",
+    )
+    opt = pt.optimizer
+    sum_loss(model(x), y).backward()
+    per_sample = opt.per_sample_grads()
+    sq = sum(v for _, m, calls in opt.capture.items() for v in L.sq_norms(m, calls).values())
+    clipped = opt._clipped_sum()
+    opt.detach()
+    model.zero_grad(set_to_none=True)
+    return per_sample, sq, clipped
+
+
+def check_all_paths(ref, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+    expected = ref.per_sample_grads(model, sum_loss, x, y)
+    ref.assert_close_dicts(per_sample_gradients(model, sum_loss, x, y), expected)
+    per_sample, sq, clipped = hook_paths(model, x, y)
+    ref.assert_close_dicts(per_sample, expected)
+    ref_sq = sum(v.flatten(1).pow(2).sum(1) for v in expected.values())
+    torch.testing.assert_close(sq, ref_sq, atol=1e-4, rtol=1e-4)
+    ref.assert_close_dicts(clipped, ref.clipped_sum(expected, 0.3))
+
+
+@settings(max_examples=8, deadline=None)
+@given(B=st.integers(1, 4), T=st.integers(0, 5), d=st.integers(1, 6), p=st.integers(1, 6), bias=st.booleans())
+def test_linear_random_shapes(ref, B: int, T: int, d: int, p: int, bias: bool) -> None:
+    torch.manual_seed(B * 100 + T * 10 + d)
+    shape = (B, d) if T == 0 else (B, T, d)  # 2-D and sequence inputs
+    model = nn.Sequential(nn.Linear(d, p, bias=bias))
+    x = torch.randn(shape)
+    check_all_paths(ref, model, x, torch.randn(*shape[:-1], p))
+
+
+@settings(max_examples=6, deadline=None)
+@given(
+    B=st.integers(1, 3),
+    cin=st.integers(1, 3),
+    cout=st.integers(1, 4),
+    k=st.integers(1, 3),
+    stride=st.integers(1, 2),
+    pad=st.integers(0, 2),
+    dil=st.integers(1, 2),
+    hw=st.integers(5, 8),
+)
+def test_conv2d_random_shapes(
+    ref, B: int, cin: int, cout: int, k: int, stride: int, pad: int, dil: int, hw: int
+) -> None:
+    torch.manual_seed(hw + 7 * k)
+    conv = nn.Conv2d(cin, cout, k, stride=stride, padding=pad, dilation=dil)
+    x = torch.randn(B, cin, hw, hw + 1)
+    y = torch.randn_like(conv(x))
+    check_all_paths(ref, nn.Sequential(conv), x, y)
+
+
+@settings(max_examples=6, deadline=None)
+@given(B=st.integers(1, 4), T=st.integers(1, 6), V=st.integers(2, 7), d=st.integers(1, 5), padded=st.booleans())
+def test_embedding_random_shapes(ref, B: int, T: int, V: int, d: int, padded: bool) -> None:
+    torch.manual_seed(B + T + V)
+    model = nn.Sequential(nn.Embedding(V, d, padding_idx=0 if padded else None))
+    x = torch.randint(0, V, (B, T))  # repeated ids within an example exercise the cross terms
+    check_all_paths(ref, model, x, torch.randn(B, T, d))
+
+
+@settings(max_examples=6, deadline=None)
+@given(B=st.integers(1, 4), T=st.integers(0, 4), d=st.integers(2, 6), affine=st.booleans())
+def test_layernorm_random_shapes(ref, B: int, T: int, d: int, affine: bool) -> None:
+    torch.manual_seed(B + T + d)
+    shape = (B, d) if T == 0 else (B, T, d)
+    model = nn.Sequential(nn.Linear(d, d), nn.LayerNorm(d, elementwise_affine=affine))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.3)  # non-trivial gamma/beta
+    check_all_paths(ref, model, torch.randn(shape), torch.randn(shape))
+
+
+@settings(max_examples=6, deadline=None)
+@given(B=st.integers(1, 3), G=st.sampled_from([1, 2, 4]), per=st.integers(1, 3), hw=st.integers(2, 4))
+def test_groupnorm_random_shapes(ref, B: int, G: int, per: int, hw: int) -> None:
+    torch.manual_seed(B + G + hw)
+    C = G * per
+    model = nn.Sequential(nn.Conv2d(2, C, 1), nn.GroupNorm(G, C))
+    with torch.no_grad():
+        model[1].weight.add_(torch.randn(C))
+    x = torch.randn(B, 2, hw, hw)
+    check_all_paths(ref, model, x, torch.randn(B, C, hw, hw))
+
+
+def test_reused_layer_sums_its_calls(ref) -> None:
+    torch.manual_seed(0)
+    lin = nn.Linear(4, 4)
+
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = lin
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.lin(torch.tanh(self.lin(x)))
+
+    check_all_paths(ref, Twice(), torch.randn(3, 4), torch.randn(3, 4))
+
+
+def test_small_cnn_with_groupnorm_and_inplace_relu(ref) -> None:
+    torch.manual_seed(1)
+    model = SmallCNN(groups=4, activation="relu")
+    for m in model.modules():
+        if isinstance(m, nn.ReLU):
+            m.inplace = True
+    x = torch.randn(3, 1, 28, 28)
+    check_all_paths(ref, model, x, torch.randn(3, 10))
+
+
+@pytest.mark.parametrize("B", [3, 8])  # B == T exercises the broadcast positional-embedding rule
+def test_small_gpt(ref, B: int) -> None:
+    torch.manual_seed(2)
+    model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8))
+    x = torch.randint(0, 11, (B, 8))
+    check_all_paths(ref, model, x, torch.randn(B, 8, 11))
+
+
+def test_empty_batch_gives_empty_per_sample() -> None:
+    model = nn.Linear(3, 2)
+    out = per_sample_gradients(model, sum_loss, torch.zeros(0, 3), torch.zeros(0, 2))
+    assert out["weight"].shape == (0, 2, 3)
