@@ -67,10 +67,10 @@ def party(
     timeout: float = typer.Option(60.0, help="Seconds before a silent peer is an error."),
 ) -> None:
     """Run one role of a multi-host run (start one per host: ranks 0, 1 and 2)."""
+    import os
+
     from privlab.mpc.distributed import run_party
     from privlab.mpc.inference import infer_task
-
-    import os
 
     rank = int(os.environ["RANK"]) if rank is None else rank
     module = _load(model, None)
@@ -81,7 +81,8 @@ def party(
     if res is None:
         typer.echo("dealer finished")
         return
-    out, stats = res
-    typer.echo(json.dumps({"rank": rank, "rounds": stats.rounds, "bytes_sent": stats.bytes,
+    out, stats, seconds = res
+    typer.echo(json.dumps({"rank": rank, "seconds": round(seconds, 3), "rounds": stats.rounds,
+                           "bytes_sent": stats.bytes,
                            "dealer_bytes": stats.dealer_bytes,
                            "prediction": None if out is None else out.argmax(-1).tolist()}))

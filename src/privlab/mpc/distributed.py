@@ -84,8 +84,10 @@ def _seed_exchange(rank: int, timeout: float, hb: Heartbeat) -> tuple[int, int]:
 
 def run_party(rank: int | None, fn: Callable[..., Any] | None, args: tuple[Any, ...] = (),
               config: MPCConfig | None = None, addr: str | None = None,
-              port: int | None = None) -> tuple[Any, CommStats] | None:
+              port: int | None = None) -> tuple[Any, CommStats, float] | None:
     """Run one role of a gloo run in this process; the dealer (rank 2) returns ``None``.
+
+    A party returns its output, its traffic and the seconds ``fn`` took (after the rendezvous).
 
     Missing ``rank``/``addr``/``port`` come from ``RANK``/``MASTER_ADDR``/``MASTER_PORT``.
     """
@@ -113,11 +115,12 @@ def run_party(rank: int | None, fn: Callable[..., Any] | None, args: tuple[Any, 
         party = Party(rank, transport, Provider(rank, seed, link, counter), pair, config, counter)
         if fn is None:
             raise MPCError("a party needs a function to run")
+        start = time.perf_counter()
         out = fn(party, *args)
         if link is not None:
             link.stop()
         transport.close()
-        return out, counter.snapshot()
+        return out, counter.snapshot(), time.perf_counter() - start
     finally:
         dist.destroy_process_group()
 
@@ -137,6 +140,8 @@ def run_processes(fn: Callable[..., Any], args: tuple[tuple[Any, ...], tuple[Any
                   slack: float = 30.0) -> RunResult:
     """Start party 0, party 1 and the dealer as separate processes on 127.0.0.1 and wait.
 
+    ``seconds`` of the result is the parties' time after the rendezvous (not process start-up).
+
     ``fn`` must be importable (a module-level function). Raises ``MPCError`` with every failing
     rank's message if any process fails or nothing arrives within ``timeout + slack`` seconds.
     """
@@ -145,7 +150,6 @@ def run_processes(fn: Callable[..., Any], args: tuple[tuple[Any, ...], tuple[Any
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
     procs = []
-    start = time.perf_counter()
     for rank in (0, 1, DEALER_RANK):
         a = args[rank] if rank < 2 else ()
         p = ctx.Process(target=_child, args=(rank, fn if rank < 2 else None, a, config, port,
@@ -162,7 +166,6 @@ def run_processes(fn: Callable[..., Any], args: tuple[tuple[Any, ...], tuple[Any
             dead = [i for i, p in enumerate(procs) if p.exitcode not in (None, 0) and i not in got]
             for i in dead:
                 got[i if i < 2 else DEALER_RANK] = ("error", f"process exited with {procs[i].exitcode}")
-    seconds = time.perf_counter() - start
     for p in procs:
         p.join(timeout=2.0)
         if p.is_alive():
@@ -176,4 +179,4 @@ def run_processes(fn: Callable[..., Any], args: tuple[tuple[Any, ...], tuple[Any
         raise MPCError(f"MPC run failed: {msg}")
     outs = (got[0][1][0], got[1][1][0])
     stats = CommStats.combine([got[0][1][1], got[1][1][1]])
-    return RunResult(outs, stats, seconds)
+    return RunResult(outs, stats, max(got[0][1][2], got[1][1][2]))

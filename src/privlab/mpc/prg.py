@@ -17,13 +17,13 @@ class PRG:
     def ring(self, shape: tuple[int, ...] | torch.Size) -> torch.Tensor:
         """Uniform elements of Z/2^64 as an int64 tensor of ``shape``."""
         n = math.prod(shape)
-        raw = self._bits.random_raw(n).astype(np.uint64).view(np.int64)
+        raw = self._bits.random_raw(n).view(np.int64)
         return torch.from_numpy(raw.reshape(tuple(shape)))
 
     def bits(self, shape: tuple[int, ...] | torch.Size) -> torch.Tensor:
         """Uniform bits as a uint8 tensor of 0/1 values of ``shape``."""
         n = math.prod(shape)
-        words = self._bits.random_raw(max(1, -(-n // 64))).astype(np.uint64)
+        words = self._bits.random_raw(max(1, -(-n // 64)))
         unpacked = np.unpackbits(words.view(np.uint8))[:n]
         return torch.from_numpy(unpacked.reshape(tuple(shape)))
 

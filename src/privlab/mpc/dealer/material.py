@@ -56,14 +56,39 @@ def _bilinear(op: str, kw: dict[str, Any]) -> Callable[[torch.Tensor, torch.Tens
                                 f"'conv2d'. Got {op!r} instead.")
 
 
+def _broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    """NumPy broadcasting of two shapes (``torch.broadcast_shapes`` imports sympy: slow)."""
+    n = max(len(a), len(b))
+    pa, pb = (1,) * (n - len(a)) + a, (1,) * (n - len(b)) + b
+    return tuple(x if y == 1 else y for x, y in zip(pa, pb, strict=True))
+
+
+def _out_shape(op: str, a: list[int], b: list[int], kw: dict[str, Any]) -> tuple[int, ...]:
+    """Output shape of ``op`` without running it (meta tensors would import sympy: slow)."""
+    if op == "mul":
+        return _broadcast(tuple(a), tuple(b))
+    if op == "matmul":
+        a2, b2 = (list(a) if len(a) > 1 else [1, *a]), (list(b) if len(b) > 1 else [*b, 1])
+        batch = _broadcast(tuple(a2[:-2]), tuple(b2[:-2]))
+        out = [*batch, a2[-2], b2[-1]]
+        if len(a) == 1:
+            out.pop(-2)
+        if len(b) == 1:
+            out.pop(-1)
+        return tuple(out)
+    def pair(v: Any) -> tuple[int, int]:
+        return (int(v[0]), int(v[1])) if isinstance(v, list | tuple) else (int(v), int(v))
+    st, pad, dil = pair(kw.get("stride", 1)), pair(kw.get("padding", 0)), pair(kw.get("dilation", 1))
+    hw = [(a[2 + i] + 2 * pad[i] - dil[i] * (b[2 + i] - 1) - 1) // st[i] + 1 for i in (0, 1)]
+    return (a[0], b[0], hw[0], hw[1])
+
+
 def triple_spec(op: str, a_shape: list[int], b_shape: list[int], kw: dict[str, Any]) -> Spec:
     """Beaver triple ``(a, b, c = op(a, b))`` for a bilinear ``op`` (mul, matmul, conv2d)."""
     fn = _bilinear(op, kw)
-    meta = fn(torch.empty(a_shape, dtype=torch.int64, device="meta"),
-              torch.empty(b_shape, dtype=torch.int64, device="meta"))
     return Spec(
         [Field("a", tuple(a_shape)), Field("b", tuple(b_shape))],
-        [Field("c", tuple(meta.shape))],
+        [Field("c", _out_shape(op, a_shape, b_shape, kw))],
         lambda v: {"c": fn(v["a"], v["b"])},
     )
 

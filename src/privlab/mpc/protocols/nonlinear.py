@@ -34,10 +34,10 @@ def _const(party: Party, like: torch.Tensor, c: float) -> torch.Tensor:
 def exp(party: Party, x: torch.Tensor, iters: int = 8, clamp: bool = False) -> torch.Tensor:
     """``exp(x)`` by the limit ``(1 + u + u^2 / 2)^(2^n)`` with ``u = x / 2^n``, ``n = iters``.
 
-    Steps: read ``x`` at ``f + n`` fractional bits (that *is* ``u``, no work); optionally ``x <- max(x, -2^n)`` (``clamp``,
-    5 rounds: exp is then ~0 instead of garbage below ``-2^n``); ``u^2 / 2`` (1 Beaver round + 1
-    truncation); the base ``1 + u + u^2 / 2``; ``n`` squarings at
-    ``f + n`` fractional bits (2 rounds each); a final truncation by ``n`` bits. Rounds
+    Steps: read ``x`` at ``f + n`` fractional bits (that *is* ``u``, no work); optionally
+    ``x <- max(x, -2^n)`` (``clamp``, 5 rounds: exp is then ~0 instead of garbage below
+    ``-2^n``); ``u^2 / 2`` (1 Beaver round + 1 truncation); the base ``1 + u + u^2 / 2``; ``n``
+    squarings at ``f + n`` fractional bits (2 rounds each); a final truncation by ``n`` bits. Rounds
     ``3 + 2n`` (19, or 24 clamped); bytes ``64 + 48 n`` per element (+21 clamped). Error:
     relative ``|x|^3 / (6 * 4^n)`` from the series plus about ``2^n * 2^-(f+n)``: below 1e-3
     relative plus 1e-4 absolute on ``[-16, 8]``. Valid on ``[-2^n, 9]`` (any ``x <= 9`` when
@@ -166,7 +166,8 @@ def softmax(party: Party, x: torch.Tensor, dim: int = -1) -> torch.Tensor:
 
     Steps: ``m = max`` (``5 ceil(log2 n)`` rounds), ``e = exp(x - m)`` (clamped, 24), ``s = sum e`` in
     ``[1, n]``, ``1/s`` by :func:`reciprocal` on ``[1, n]`` (``1 + 4k`` rounds), ``e / s`` (2).
-    Rounds about ``5 log2 n + 43``. Error below 5e-3 absolute per probability; valid while ``|x| < 2^(cmp_bits - 1 - f)``.
+    Rounds about ``5 log2 n + 43``. Error below 5e-3 absolute per probability; valid while
+    ``|x| < 2^(cmp_bits - 1 - f)``.
     """
     if dim != -1 and dim != x.dim() - 1:
         x = x.transpose(dim, -1)
