@@ -28,8 +28,8 @@ class MPCConfig:
     def __post_init__(self) -> None:
         owner = "MPCConfig"
         check_int(self.frac_bits, "frac_bits", owner, low=1, high=30)
-        check_int(self.cmp_bits, "cmp_bits", owner, low=2 * self.frac_bits + 2, high=64)
-        check_int(self.cmp_digits, "cmp_digits", owner, low=1, high=64)
+        check_int(self.cmp_bits, "cmp_bits", owner, low=self.frac_bits + 2, high=64)
+        check_int(self.cmp_digits, "cmp_digits", owner, low=1, high=self.cmp_bits - 1)
         if self.cmp_digits & (self.cmp_digits - 1):
             raise InvalidParameterError(
                 f"The 'cmp_digits' parameter of {owner} must be a power of 2. "

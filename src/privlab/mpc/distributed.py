@@ -137,12 +137,14 @@ def _child(rank: int, fn: Callable[..., Any] | None, args: tuple[Any, ...], conf
 
 def run_processes(fn: Callable[..., Any], args: tuple[tuple[Any, ...], tuple[Any, ...]],
                   config: MPCConfig | None = None, port: int | None = None,
-                  slack: float = 30.0) -> RunResult:
+                  slack: float = 30.0,
+                  on_started: Callable[[list[Any]], None] | None = None) -> RunResult:
     """Start party 0, party 1 and the dealer as separate processes on 127.0.0.1 and wait.
 
     ``seconds`` of the result is the parties' time after the rendezvous (not process start-up).
 
-    ``fn`` must be importable (a module-level function). Raises ``MPCError`` with every failing
+    ``fn`` must be importable (a module-level function). ``on_started`` receives the three
+    ``Process`` objects (rank order) once started (fault-injection tests kill one). Raises ``MPCError`` with every failing
     rank's message if any process fails or nothing arrives within ``timeout + slack`` seconds.
     """
     config = config or MPCConfig()
@@ -156,6 +158,8 @@ def run_processes(fn: Callable[..., Any], args: tuple[tuple[Any, ...], tuple[Any
                                              results), daemon=True)
         p.start()
         procs.append(p)
+    if on_started is not None:
+        on_started(procs)
     got: dict[int, tuple[str, Any]] = {}
     deadline = time.monotonic() + config.timeout + slack
     while len(got) < 3 and time.monotonic() < deadline:

@@ -1,0 +1,83 @@
+"""Comparison, ReLU, max, argmax and pooling against plaintext torch; their measured cost."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from privlab.mpc.config import MPCConfig
+from privlab.mpc.encoding import encode
+from privlab.mpc.protocols import compare
+
+SET = settings(max_examples=8, deadline=None,
+               suppress_health_check=[HealthCheck.function_scoped_fixture])
+RANGE = 2.0 ** (40 - 1 - 16)  # |x| < 2^23 with the default cmp_bits=40, f=16
+
+
+@given(st.integers(1, 300), st.floats(1e-4, RANGE / 4), st.integers(0, 2**31))
+@SET
+def test_drelu_and_relu_are_exact(shared_eval, rand, n, scale, seed) -> None:  # type: ignore[no-untyped-def]
+    x = rand((n,), scale, seed).clamp(-RANGE, RANGE - 1)  # the documented range
+    x[0] = 0.0  # the boundary: [0 >= 0] = 1
+    bit, _ = shared_eval(compare.drelu, x, decoded=False)
+    assert torch.equal(bit, (encode(x, 16) >= 0).long())  # the sign of the fixed-point value
+    out, _ = shared_eval(compare.relu, x)
+    assert torch.allclose(out, x.relu(), atol=2.0**-16, rtol=0)
+
+
+def test_extreme_values_inside_the_range(shared_eval) -> None:  # type: ignore[no-untyped-def]
+    ulp = 2.0**-16
+    x = torch.tensor([ulp, -ulp, RANGE - 1, -RANGE, 0.0, -0.0], dtype=torch.float64)
+    bit, _ = shared_eval(compare.drelu, x, decoded=False)
+    assert bit.tolist() == [1, 0, 1, 0, 1, 1]
+
+
+@pytest.mark.parametrize(("bits", "digits", "rounds"), [(40, 8, 5), (64, 16, 6), (33, 4, 4)])
+def test_relu_rounds_and_bytes_per_element(shared_eval, rand, bits, digits, rounds) -> None:  # type: ignore[no-untyped-def]
+    n = 1000
+    x = rand((n,), 100.0, 5)
+    cfg = MPCConfig(cmp_bits=bits, cmp_digits=digits)
+    out, res = shared_eval(compare.relu, x, config=cfg)
+    assert torch.allclose(out, x.relu(), atol=2.0**-16)
+    op = res.stats.per_op["op"]
+    assert op.rounds == rounds  # CrypTen: 8-9 rounds per ReLU
+    tree = 3 * (digits - 1) * 2  # 3 bits each way per AND node
+    expected = n * (16 + (tree + 2) / 8)  # opening + AND tree + final bit, both parties
+    assert abs(op.bytes - expected) <= 16  # byte padding of the packed bits
+    assert op.bytes / n < 464 / 10  # CrypTen: ~464 bytes per element
+
+
+@given(st.integers(1, 4), st.integers(1, 9), st.integers(0, 99))
+@SET
+def test_max_and_argmax_last_dim(shared_eval, rand, rows, n, seed) -> None:  # type: ignore[no-untyped-def]
+    x = rand((rows, n), 10.0, seed)
+    out, res = shared_eval(compare.max_last, x)
+    assert torch.allclose(out, x.max(-1).values, atol=2.0**-16)
+    onehot, _ = shared_eval(compare.argmax_last, x, decoded=False)
+    assert torch.equal(onehot, F.one_hot(x.argmax(-1), n))
+
+
+@given(st.integers(1, 3), st.sampled_from([2, 3]), st.integers(0, 99))
+@SET
+def test_max_pool2d(shared_eval, rand, c, k, seed) -> None:  # type: ignore[no-untyped-def]
+    x = rand((2, c, 6, 6), 5.0, seed)
+    out, _ = shared_eval(lambda p, a: compare.max_pool2d(p, a, k), x)
+    assert torch.allclose(out, F.max_pool2d(x, k), atol=2.0**-16)
+
+
+def test_sign_and_ge(shared_eval, rand) -> None:  # type: ignore[no-untyped-def]
+    x, y = rand((50,), 3.0, 1), rand((50,), 3.0, 2)
+    s, _ = shared_eval(compare.sign, x, decoded=False)
+    assert torch.equal(s, torch.where(x >= 0, 1, -1))
+    g, _ = shared_eval(compare.ge, x, y, decoded=False)
+    assert torch.equal(g, (encode(x, 16) >= encode(y, 16)).long())
+
+
+def test_out_of_range_input_fails_as_documented(shared_eval) -> None:  # type: ignore[no-untyped-def]
+    """Negative control: beyond 2^(cmp_bits-1) the comparison is no longer correct."""
+    x = torch.full((200,), 3 * RANGE, dtype=torch.float64)  # x + 2^(l-1) = 2^(l+1): bit l-1 is 0
+    bit, _ = shared_eval(compare.drelu, x, decoded=False)
+    assert bit.sum() == 0  # every positive input reported negative
