@@ -36,3 +36,10 @@ __all__ = [
     "one_run_epsilon",
     "one_run_p_value",
 ]
+
+# DP-SGD training audits (white-box one-run, black-box one-run, white-box multi-run).
+from privlab.audit.blackbox import audit_dp_training_blackbox
+from privlab.audit.dp_training import DPTrainingAudit, audit_dp_training
+from privlab.audit.multi_run_training import audit_dp_training_multi_run
+
+__all__ += ["DPTrainingAudit", "audit_dp_training", "audit_dp_training_blackbox", "audit_dp_training_multi_run"]

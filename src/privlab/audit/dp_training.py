@@ -32,25 +32,29 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
-from privlab._validation import check_choice, check_int, check_real
-from privlab.accounting import calibrate_noise, epsilon
+from privlab._validation import check_int, check_real
+from privlab.audit._args import FAULTS, accuracy, resolve_dp_sgd
+from privlab.audit.canaries import quiet_coordinates, train_with_dirac_canaries
 from privlab.audit.stats import AuditResult, audit_one_run_grid
 from privlab.data.dataset import ArrayDataset
-from privlab.dp import add_noise, clip_gradients, per_sample_gradients
 from privlab.errors import InvalidParameterError
 
-FAULTS = (None, "no_noise", "no_clipping")
+THREAT_MODELS = ("white_box", "black_box")
 
 
 @dataclasses.dataclass(frozen=True)
 class DPTrainingAudit:
-    """Outcome of :func:`audit_dp_training`.
+    """Outcome of a DP-SGD audit (:func:`audit_dp_training`, ``audit_dp_training_blackbox``,
+    ``audit_dp_training_multi_run``).
 
     ``claimed_epsilon`` is what the accountant states for the run; ``audit`` is the empirical lower
     bound with its confidence and the test used; ``violated`` is True when the proven lower bound
-    exceeds the claim, i.e. the implementation (or the accounting) is broken.
+    exceeds the claim, i.e. the implementation (or the accounting) is broken. ``threat_model`` is
+    "white_box" (the auditor plants gradients and reads parameters) or "black_box" (it adds training
+    examples and reads losses); ``runs`` is the number of trainings; ``canaries`` per training.
+    ``gdp_audit`` (multi-run only) is the Gaussian-DP bound from the same scores; it is valid only if
+    the mechanism's trade-off curve is Gaussian, so ``violated`` looks at ``audit`` alone.
     """
 
     claimed_epsilon: float
@@ -61,6 +65,11 @@ class DPTrainingAudit:
     audit: AuditResult
     fault: str | None
     test_accuracy: float | None = None
+    threat_model: str = "white_box"
+    runs: int = 1
+    canaries: int | None = None
+    gdp_audit: AuditResult | None = None
+    test: str = "Dirac gradient canaries, one run (Steinke et al. 2023)"
 
     @property
     def violated(self) -> bool:
@@ -84,6 +93,11 @@ class DPTrainingAudit:
             "test_accuracy": self.test_accuracy,
             "violated": self.violated,
             "audit": self.audit.to_dict(),
+            "threat_model": self.threat_model,
+            "runs": self.runs,
+            "canaries": self.canaries,
+            "gdp_audit": None if self.gdp_audit is None else self.gdp_audit.to_dict(),
+            "test": self.test,
         }
 
 
@@ -91,37 +105,6 @@ def default_grid(m: int) -> list[tuple[int, int]]:
     """Guess counts fixed before training: k+ = k- in {m/100, m/20, m/10, m/4} (at least 1)."""
     ks = sorted({max(1, m // d) for d in (100, 20, 10, 4)})
     return [(k, k) for k in ks]
-
-
-def _flat_index(model: nn.Module) -> tuple[list[str], list[torch.Size], list[int]]:
-    names, shapes, sizes = [], [], []
-    for n, p in model.named_parameters():
-        if p.requires_grad:
-            names.append(n)
-            shapes.append(p.shape)
-            sizes.append(p.numel())
-    return names, shapes, sizes
-
-
-def quiet_coordinates(
-    model: nn.Module,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    data: ArrayDataset,
-    m: int,
-    generator: torch.Generator,
-    probe: int = 1024,
-) -> torch.Tensor:
-    """The ``m`` flat parameter coordinates the data's gradients touch least (ties broken at random).
-
-    Real gradients on a canary's coordinate act as noise for the auditor, so canaries go where the
-    data is quiet (for an MLP on MNIST: first-layer weights of always-black pixels, whose gradient is
-    exactly zero). Chosen before the canaries' inclusion is drawn, so it cannot bias the test.
-    """
-    idx = torch.randperm(len(data), generator=generator)[: min(probe, len(data))]
-    per = per_sample_gradients(model, loss_fn, data.x[idx], data.y[idx])
-    mag = torch.cat([per[n].abs().sum(0).reshape(-1) for n, p in model.named_parameters() if p.requires_grad])
-    jitter = torch.rand(mag.shape, generator=generator) * 1e-12  # random order among exact ties
-    return torch.argsort(mag + jitter)[:m]
 
 
 def audit_dp_training(
@@ -152,27 +135,13 @@ def audit_dp_training(
     epsilon is still computed from the intended noise): a sound audit must flag it.
     """
     owner = "audit_dp_training"
-    q = check_real(sample_rate, "sample_rate", owner, low=0.0, high=1.0, low_open=True)
-    T = check_int(steps, "steps", owner, low=1)
-    check_real(delta, "delta", owner, low=0.0, high=1.0, low_open=True, high_open=True)
-    C = check_real(max_grad_norm, "max_grad_norm", owner, low=0.0, low_open=True)
+    spec = resolve_dp_sgd(
+        owner, sample_rate=sample_rate, steps=steps, delta=delta, noise_multiplier=noise_multiplier,
+        target_epsilon=target_epsilon, max_grad_norm=max_grad_norm, lr=lr, confidence=confidence,
+        accountant=accountant, fault=fault,
+    )
     m = check_int(canaries, "canaries", owner, low=2)
     A = check_real(canary_norm_multiplier, "canary_norm_multiplier", owner, low=1.0)
-    conf = check_real(confidence, "confidence", owner, low=0.0, high=1.0, low_open=True, high_open=True)
-    check_real(lr, "lr", owner, low=0.0, low_open=True)
-    if fault not in FAULTS:
-        check_choice(fault, "fault", owner, ("no_noise", "no_clipping"))
-    if (noise_multiplier is None) == (target_epsilon is None):
-        raise InvalidParameterError(
-            f"The 'noise_multiplier' parameter of {owner} must be given if and only if target_epsilon is not. "
-            f"Got noise_multiplier={noise_multiplier!r}, target_epsilon={target_epsilon!r} instead."
-        )
-    sigma = (
-        calibrate_noise(target_epsilon, q, T, delta, accountant)
-        if target_epsilon is not None
-        else check_real(noise_multiplier, "noise_multiplier", owner, low=0.0)
-    )
-    claimed = epsilon(sigma, q, T, delta, accountant)
 
     def loss_fn(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(out, y)
@@ -180,8 +149,7 @@ def audit_dp_training(
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model = model_factory()
-    names, shapes, sizes = _flat_index(model)
-    d = sum(sizes)
+    d = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if m > d:
         raise InvalidParameterError(
             f"The 'canaries' parameter of {owner} must be at most the number of trainable parameters ({d}). "
@@ -189,47 +157,24 @@ def audit_dp_training(
         )
     coords = quiet_coordinates(model, loss_fn, train, m, gen)  # one private coordinate per canary
     included = torch.rand(m, generator=gen) < 0.5
-    theta0 = torch.cat([p.detach().reshape(-1) for p in model.parameters() if p.requires_grad]).clone()
-    params = dict(model.named_parameters())
-    N = len(train)
-    norm = 1.0 / (q * N)  # Poisson batches are normalised by their expected size
-
-    it = tqdm(range(T), desc="DP-SGD with canaries", disable=not progress, leave=False)
-    for _ in it:
-        idx = torch.nonzero(torch.rand(N, generator=gen) < q).squeeze(1)
-        per = per_sample_gradients(model, loss_fn, train.x[idx], train.y[idx])
-        hit = torch.nonzero(included & (torch.rand(m, generator=gen) < q)).squeeze(1)
-        if hit.numel():
-            rows = torch.zeros(hit.numel(), d)
-            rows[torch.arange(hit.numel()), coords[hit]] = A * C  # raw norm A*C: must be clipped to C
-            for name, part in zip(names, torch.split(rows, sizes, dim=1), strict=True):
-                per[name] = torch.cat([per[name], part.reshape(-1, *params[name].shape)])
-        if fault == "no_clipping":
-            summed = {k: v.sum(0) for k, v in per.items()}
-        else:
-            summed = clip_gradients(per, C, "flat")
-        if fault != "no_noise":
-            summed = add_noise(summed, sigma * C, generator=gen)
-        with torch.no_grad():
-            for name in names:
-                params[name].sub_(lr * norm * summed[name])
-
-    theta = torch.cat([p.detach().reshape(-1) for p in model.parameters() if p.requires_grad])
-    scores = -(theta - theta0)[coords].numpy()
+    scores = train_with_dirac_canaries(
+        model, loss_fn, train, coords, included, sample_rate=spec.sample_rate, steps=spec.steps,
+        noise_multiplier=spec.noise_multiplier, max_grad_norm=spec.max_grad_norm, lr=spec.lr,
+        canary_norm_multiplier=A, fault=fault, generator=gen, progress=progress,
+    )
     result = audit_one_run_grid(
         scores,
         included.numpy(),
         grid=grid or default_grid(m),
-        delta=delta,
-        alpha=1.0 - conf,
+        delta=spec.delta,
+        alpha=spec.alpha,
         seed=seed,
-        claimed_epsilon=claimed,
+        claimed_epsilon=spec.claimed_epsilon,
     )
-    acc = None
-    if test is not None:
-        with torch.no_grad():
-            acc = float((model(test.x).argmax(1) == test.y).float().mean())
-    return DPTrainingAudit(claimed, delta, sigma, q, T, result, fault, acc)
+    return DPTrainingAudit(
+        spec.claimed_epsilon, spec.delta, spec.noise_multiplier, spec.sample_rate, spec.steps, result, fault,
+        accuracy(model, test), canaries=m,
+    )
 
 
 def audit_summary(a: DPTrainingAudit) -> str:
@@ -242,5 +187,8 @@ def audit_summary(a: DPTrainingAudit) -> str:
     )
 
 
-__all__ = ["DPTrainingAudit", "audit_dp_training", "audit_summary", "default_grid"]
+__all__ = [
+    "FAULTS", "THREAT_MODELS", "DPTrainingAudit", "audit_dp_training", "audit_summary", "default_grid",
+    "quiet_coordinates",
+]
 

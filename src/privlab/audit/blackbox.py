@@ -1,0 +1,145 @@
+"""Black-box one-run audit of DP-SGD: mislabelled input canaries, scored by the final model's loss.
+
+Protocol (Steinke, Nasr & Jagielski 2023, "Privacy Auditing with One (1) Training Run", Sec. 6,
+black-box setting; canaries as in Jagielski et al. 2020 and Nasr et al. 2023):
+
+1. Draw m *input* canaries: examples held out from the training data, each given a uniformly
+   random wrong label (:func:`privlab.data.mislabelled_canaries`), so nothing else in the data
+   supports their label.
+2. Include each canary independently with probability 1/2 (``included``, drawn before training)
+   and append the included ones to the training set.
+3. Train with the user-facing DP-SGD path: :func:`privlab.dp.make_private` (Poisson sampling,
+   :class:`privlab.dp.DPOptimizer`: per-example clipping, Gaussian noise, SGD), the claim being the
+   ledger's epsilon after the run. Faults flip ``DPOptimizer.add_noise_enabled`` or
+   ``clipping_enabled`` (auditing switches the accountant does not see).
+4. Score canary i by ``-loss(f_theta_T(x_i), y_i)`` (lower loss means the wrong label was learnt:
+   guess IN) and run :func:`~privlab.audit.stats.audit_one_run_grid` with guesses on the k+ lowest
+   losses only (high loss says little: an IN canary may simply not have been learnt).
+
+The adversary sees only the final model's losses, not the parameters or the gradients, so the bound
+is far below the claim even for a correct implementation (Steinke et al. report ~0.3-0.7 at eps 8
+on CIFAR-10 with m = 1000): that is the price of the weaker threat model, not a defect of DP-SGD.
+Confidence: ``1 - confidence`` is split evenly over the grid of guess counts (Bonferroni).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from privlab._validation import check_int
+from privlab.audit._args import accuracy, resolve_dp_sgd
+from privlab.audit.dp_training import DPTrainingAudit
+from privlab.audit.stats import audit_one_run_grid
+from privlab.data.canaries import mislabelled_canaries
+from privlab.data.dataset import ArrayDataset
+from privlab.dp import make_private
+from privlab.errors import InvalidParameterError
+
+_OWNER = "audit_dp_training_blackbox"
+
+
+def blackbox_grid(m: int) -> list[tuple[int, int]]:
+    """Guess counts fixed before training: k+ in {m/100, m/20, m/10, m/4} (at least 1), k- = 0."""
+    return [(k, 0) for k in sorted({max(1, m // d) for d in (100, 20, 10, 4)})]
+
+
+def audit_dp_training_blackbox(
+    model_factory: Callable[[], nn.Module],
+    train: ArrayDataset,
+    *,
+    sample_rate: float,
+    steps: int,
+    delta: float = 1e-5,
+    noise_multiplier: float | None = None,
+    target_epsilon: float | None = None,
+    max_grad_norm: float = 1.0,
+    lr: float = 0.5,
+    canaries: int = 1000,
+    canary_pool: ArrayDataset | None = None,
+    confidence: float = 0.95,
+    grid: list[tuple[int, int]] | None = None,
+    accountant: str = "pld",
+    fault: str | None = None,
+    test: ArrayDataset | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> DPTrainingAudit:
+    """Train with ``make_private`` DP-SGD on ``train`` plus the IN half of ``canaries`` mislabelled examples.
+
+    ``canary_pool``: examples *not* in ``train`` to draw the canaries from (default: the last
+    ``canaries`` rows of ``train`` are held out and become the pool). ``sample_rate`` is the Poisson
+    rate over the training set including the IN canaries. Other arguments as in
+    :func:`~privlab.audit.dp_training.audit_dp_training`; the claimed epsilon is the ledger's.
+    """
+    spec = resolve_dp_sgd(
+        _OWNER, sample_rate=sample_rate, steps=steps, delta=delta, noise_multiplier=noise_multiplier,
+        target_epsilon=target_epsilon, max_grad_norm=max_grad_norm, lr=lr, confidence=confidence,
+        accountant=accountant, fault=fault,
+    )
+    m = check_int(canaries, "canaries", _OWNER, low=2)
+    check_int(seed, "seed", _OWNER, low=0)
+    if canary_pool is None:
+        if m >= len(train):
+            raise InvalidParameterError(
+                f"The 'canaries' parameter of {_OWNER} must be below the training set size ({len(train)}) when "
+                f"no canary_pool is given. Got {m} instead."
+            )
+        canary_pool, train = train.subset(torch.arange(len(train) - m, len(train))), train.head(len(train) - m)
+    elif m > len(canary_pool):
+        raise InvalidParameterError(
+            f"The 'canaries' parameter of {_OWNER} must be at most len(canary_pool) ({len(canary_pool)}). "
+            f"Got {m} instead."
+        )
+    can = mislabelled_canaries(canary_pool, m, seed).data
+    gen = torch.Generator().manual_seed(seed)
+    included = torch.rand(m, generator=gen) < 0.5
+    full = ArrayDataset(torch.cat([train.x, can.x[included]]), torch.cat([train.y, can.y[included]]),
+                        train.name, train.classes)
+
+    torch.manual_seed(seed)
+    model = model_factory()
+    batch_size = max(1, round(spec.sample_rate * len(full)))
+    pt = make_private(
+        model, torch.optim.SGD(model.parameters(), lr=spec.lr), DataLoader(full, batch_size=batch_size),
+        noise_multiplier=spec.noise_multiplier, delta=spec.delta, steps=spec.steps,
+        max_grad_norm=spec.max_grad_norm, accountant=accountant, seed=seed,
+    )
+    pt.optimizer.add_noise_enabled = fault != "no_noise"
+    pt.optimizer.clipping_enabled = fault != "no_clipping"
+    bar = tqdm(total=spec.steps, desc="DP-SGD (black-box canaries)", disable=not progress, leave=False)
+    done = 0
+    while done < spec.steps:  # the loader yields round(1 / q) Poisson batches per pass
+        for x, y in pt.data_loader:
+            pt.optimizer.zero_grad()
+            F.cross_entropy(pt.model(x), y).backward()
+            pt.optimizer.step()
+            done += 1
+            bar.update(1)
+            if done == spec.steps:
+                break
+    bar.close()
+    pt.optimizer.detach()
+    claimed = pt.epsilon()
+
+    with torch.no_grad():
+        losses = F.cross_entropy(model(can.x), can.y, reduction="none")
+    scores = np.asarray(-losses.numpy(), dtype=np.float64)
+    result = audit_one_run_grid(
+        scores, included.numpy(), grid=grid or blackbox_grid(m), delta=spec.delta, alpha=spec.alpha, seed=seed,
+        claimed_epsilon=claimed,
+    )
+    return DPTrainingAudit(
+        claimed, spec.delta, spec.noise_multiplier, pt.sample_rate, pt.optimizer.ledger.steps, result, fault,
+        accuracy(model, test), threat_model="black_box", canaries=m,
+        test="mislabelled input canaries scored by loss, one run (Steinke et al. 2023)",
+    )
+
+
+__all__ = ["audit_dp_training_blackbox", "blackbox_grid"]
