@@ -1,0 +1,243 @@
+"""Membership-inference benchmark: a target + 64 reference MLPs on Fashion-MNIST, all attacks.
+
+Writes ``results/mia.json`` (machine, config, timings, metrics with bootstrap intervals, target checks)
+and ``results/roc.png`` / ``.svg``. Run from the repository root:
+
+    .venv/bin/python benchmarks/mia/run.py            # full run (~15 min on 2 cores)
+    .venv/bin/python benchmarks/mia/run.py --quick    # smoke run (~1 min)
+
+Timing compares the vectorised ensemble with the same models trained one after another (the plain
+``torch.optim`` loop), both measured in this run on the same models; the ratio is what is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from privlab.attacks import PopulationSignals, compute_signals, plot_roc, run_attacks
+from privlab.data import ArrayDataset, load_dataset, membership_mask
+from privlab.models import MLP
+from privlab.train import TrainConfig, train_ensemble
+
+HERE = Path(__file__).resolve().parent
+
+
+def parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="fashion_mnist")
+    p.add_argument("--n", type=int, default=20000, help="population size (50%% membership per model)")
+    p.add_argument("--n-population", type=int, default=5000, help="extra z points for RMIA (in no training set)")
+    p.add_argument("--n-ref", type=int, default=64)
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--epochs", type=float, default=20)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--timing-models", type=int, default=8)
+    p.add_argument("--sweep-hidden", default="8,16,32,64", help="widths for the speed sweep (16 models, 200 steps)")
+    p.add_argument("--bootstrap", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache-dir", default=os.environ.get("PRIVLAB_MIA_CACHE", str(HERE / ".cache")))
+    p.add_argument("--out", default=str(HERE / "results" / "mia.json"))
+    p.add_argument("--quick", action="store_true", help="tiny smoke configuration")
+    a = p.parse_args()
+    if a.quick:
+        a.n, a.n_population, a.n_ref, a.epochs, a.timing_models, a.bootstrap = 2000, 1000, 8, 5, 4, 50
+    return a
+
+
+def _clock() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def speed_sweep(data: ArrayDataset, mask: np.ndarray, a: argparse.Namespace, widths: list[int]) -> list[dict]:
+    """Ensemble vs one-by-one for 16 models of each width, 200 steps each (wall and CPU seconds)."""
+    rows = []
+    K = min(16, mask.shape[0])
+    n_in = int(mask[:K].sum(1).min())
+    cfg = TrainConfig(epochs=200 * a.batch_size / n_in, batch_size=a.batch_size, lr=a.lr, seed=a.seed)
+    for h in widths:
+
+        def factory(h: int = h) -> MLP:
+            return MLP(hidden=(h,))
+
+        w0, c0 = _clock()
+        train_ensemble(factory, data, mask[:K], cfg, progress=False)
+        w1, c1 = _clock()
+        train_ensemble(factory, data, mask[:K], cfg, backend="loop", progress=False)
+        w2, c2 = _clock()
+        rows.append(
+            {
+                "hidden": h,
+                "n_models": K,
+                "ensemble_wall_s": w1 - w0,
+                "loop_wall_s": w2 - w1,
+                "ensemble_cpu_s": c1 - c0,
+                "loop_cpu_s": c2 - c1,
+                "speedup_wall": (w2 - w1) / (w1 - w0),
+                "speedup_cpu": (c2 - c1) / (c1 - c0),
+            }
+        )
+        print(
+            f"sweep MLP(784-{h}-10) x{K}: speed-up wall {rows[-1]['speedup_wall']:.2f}x, "
+            f"cpu {rows[-1]['speedup_cpu']:.2f}x",
+            flush=True,
+        )
+    return rows
+
+
+def main() -> None:
+    a = parse()
+    torch.manual_seed(a.seed)
+    full = load_dataset(a.dataset, split="train")
+    order = torch.from_numpy(np.random.default_rng(a.seed).permutation(len(full)))
+    data = full.subset(order[: a.n])
+    population = full.subset(order[a.n : a.n + a.n_population])
+    K = a.n_ref + 1
+    mask = membership_mask(K, a.n, seed=a.seed)  # row 0: target; rows 1..: references
+    cfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, momentum=0.9, seed=a.seed)
+
+    def factory() -> MLP:
+        return MLP(hidden=(a.hidden,))
+
+    # 1. Timing: the same models both ways, no cache.
+    T = a.timing_models
+    w0, c0 = _clock()
+    vec = train_ensemble(factory, data, mask[:T], cfg, progress=False)
+    w1, c1 = _clock()
+    loop = train_ensemble(factory, data, mask[:T], cfg, backend="loop", progress=False)
+    w2, c2 = _clock()
+    t_vec, t_loop, cpu_vec, cpu_loop = w1 - w0, w2 - w1, c1 - c0, c2 - c1
+    max_diff = max(float((vec.state[k] - loop.state[k]).abs().max()) for k in vec.state)
+    print(
+        f"timing {T} models: ensemble {t_vec:.1f}s, one-by-one {t_loop:.1f}s, ratio {t_loop / t_vec:.2f}x; "
+        f"max |param diff| {max_diff:.2e}",
+        flush=True,
+    )
+
+    sweep = speed_sweep(data, mask, a, [int(h) for h in a.sweep_hidden.split(",") if h])
+
+    # 2. All K models (cached: a re-run reuses them, a killed run resumes).
+    t0 = time.perf_counter()
+    ens = train_ensemble(factory, data, mask, cfg, cache_dir=a.cache_dir, progress=True)
+    t_full = time.perf_counter() - t0
+    sig, psig = compute_signals(ens, data), compute_signals(ens, population)
+    train_acc = float((sig.logits[0].argmax(-1) == sig.labels)[mask[0]].mean())
+    test_acc = float((psig.logits[0].argmax(-1) == psig.labels).mean())
+    print(
+        f"ensemble of {K}: {t_full:.1f}s (cached chunks reused if any); target train acc {train_acc:.3f}, "
+        f"held-out acc {test_acc:.3f}",
+        flush=True,
+    )
+
+    tgt, pop_t = sig.select([0]), psig.select([0])
+
+    def attack(refs: list[int], names: list[str]) -> dict[str, object]:
+        res = run_attacks(
+            tgt,
+            mask[0],
+            sig.select(refs),
+            mask[refs],
+            attacks=names,
+            population_signals=PopulationSignals(pop_t, psig.select(refs)),
+            seed=a.seed,
+            n_bootstrap=a.bootstrap,
+        )
+        return {"result": res, "refs": len(refs)}
+
+    all_refs = list(range(1, K))
+    main_names = [
+        "loss",
+        "attack_r",
+        "lira_online",
+        "lira_offline",
+        "lira_online_global",
+        "lira_online_per_example",
+        "lira_offline_global",
+        "lira_offline_per_example",
+        "rmia_offline",
+        "rmia_online",
+    ]
+    big = attack(all_refs, main_names)["result"]
+    small = attack(all_refs[:2], ["lira_online", "rmia_offline", "rmia_online"])["result"]
+    print(big.table())
+    print("with 2 reference models:")
+    print(small.table(), flush=True)
+
+    rows = {}
+    for tag, res in ((f"{a.n_ref}ref", big), ("2ref", small)):
+        for name, m in res.metrics.items():
+            rows[f"{name}@{tag}"] = {
+                "auc": m.auc,
+                "auc_ci": m.auc_ci,
+                "balanced_accuracy": m.balanced_accuracy,
+                "tpr@1%fpr": m.tpr_at_fpr[0.01],
+                "tpr@1%fpr_ci": m.tpr_at_fpr_ci[0.01],
+                "tpr@0.1%fpr": m.tpr_at_fpr[0.001],
+                "tpr@0.1%fpr_ci": m.tpr_at_fpr_ci[0.001],
+                **({"config": res.config["attacks"][name]} if name in res.config["attacks"] else {}),
+            }
+    tag = f"{a.n_ref}ref"
+    lira, loss = rows[f"lira_online@{tag}"]["tpr@0.1%fpr"], rows[f"loss@{tag}"]["tpr@0.1%fpr"]
+    checks = {
+        "lira_online_tpr@0.1%_over_loss": lira / loss if loss > 0 else float("inf") if lira > 0 else float("nan"),
+        "lira_online_tpr@0.1%_at_least_5x_loss": bool(lira >= 5 * loss and lira > 0),
+        "rmia_offline@2ref_auc_minus_lira_online@64ref_auc": rows["rmia_offline@2ref"]["auc"]
+        - rows[f"lira_online@{tag}"]["auc"],
+        "rmia_offline@2ref_tpr@0.1%_over_lira_online@64ref": rows["rmia_offline@2ref"]["tpr@0.1%fpr"] / lira
+        if lira
+        else None,
+        "ensemble_speedup_same_models": t_loop / t_vec,
+        "ensemble_at_least_4x": bool(t_loop / t_vec >= 4),
+    }
+    out = {
+        "schema": "privlab.benchmarks.mia",
+        "version": 1,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "load_avg_at_end": os.getloadavg(),
+        },
+        "config": {
+            **{k: v for k, v in vars(a).items() if k not in ("out", "cache_dir")},
+            "train": cfg.to_dict(),
+            "model": f"MLP(784-{a.hidden}-10)",
+        },
+        "models": {"target_train_acc": train_acc, "target_heldout_acc": test_acc},
+        "timing": {
+            "n_models_timed": T,
+            "ensemble_s": t_vec,
+            "one_by_one_s": t_loop,
+            "speedup": t_loop / t_vec,
+            "ensemble_cpu_s": cpu_vec,
+            "one_by_one_cpu_s": cpu_loop,
+            "speedup_cpu": cpu_loop / cpu_vec,
+            "sweep": sweep,
+            "max_abs_param_diff": max_diff,
+            "full_ensemble_s": t_full,
+            "full_ensemble_models": K,
+        },
+        "attacks": rows,
+        "checks": checks,
+    }
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(out, indent=1, default=float))
+    big.to_json(Path(a.out).with_name(Path(a.out).stem + "_scores.json"))
+    plot_roc(big, Path(a.out).with_name("roc.png"), title=f"{a.dataset}, MLP, {a.n_ref} reference models")
+    print(json.dumps(checks, indent=1))
+
+
+if __name__ == "__main__":
+    main()
