@@ -69,6 +69,12 @@ def check_supported(gm: fx.GraphModule) -> None:
                 "Use supported layers (Linear, Conv2d, ReLU, GELU, pooling, LayerNorm, softmax "
                 "attention, reshapes)."
             )
+        elif node.op == "call_function" and node.target is F.max_pool2d:
+            pad = node.kwargs.get("padding", node.args[3] if len(node.args) > 3 else 0)
+            if pad not in (0, (0, 0)):
+                raise UnsupportedModuleError(
+                    f"privlab.mpc cannot run max_pool2d at '{node.name}': only padding=0 "
+                    "max-pooling is supported.")
         elif node.op == "call_method" and node.target not in SUPPORTED_METHODS:
             raise UnsupportedModuleError(
                 f"privlab.mpc cannot run tensor method .{node.target}() at '{node.name}'."

@@ -1,0 +1,23 @@
+"""`privlab mpc run` end to end (in-process transport, small batch)."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from privlab.cli.main import app
+
+
+def test_mpc_run_prints_costs_and_agreement() -> None:
+    result = CliRunner().invoke(app, ["mpc", "run", "--model", "mlp", "--batch", "2",
+                                      "--transport", "local", "--json"])
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.output.strip().splitlines()[-1])
+    assert row["argmax_agreement"] == 1.0
+    assert row["rounds"] == 17 and row["bytes"] > 0 and row["dealer_bytes"] > 0
+
+
+def test_mpc_run_rejects_unknown_model() -> None:
+    result = CliRunner().invoke(app, ["mpc", "run", "--model", "nope", "--transport", "local"])
+    assert result.exit_code != 0

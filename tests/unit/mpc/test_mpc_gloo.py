@@ -1,0 +1,61 @@
+"""Real processes over torch.distributed gloo on 127.0.0.1: protocols, a model, and failures."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import torch
+
+from privlab.errors import MPCError
+from privlab.mpc.config import MPCConfig
+from privlab.mpc.demos import demo_model
+from privlab.mpc.distributed import free_port, run_processes
+from privlab.mpc.inference import private_inference
+from privlab.mpc.tasks import eval_task
+
+pytestmark = pytest.mark.multiprocess
+
+
+def test_protocols_over_gloo_match_plaintext_and_count_like_local() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, generator=g, dtype=torch.float64) * 50
+    y = torch.randn(300, generator=g, dtype=torch.float64)
+    args = ("privlab.mpc.protocols.arith:mul", [x, y], 1, True)
+    res = run_processes(eval_task, (args, args), MPCConfig(timeout=30))
+    assert torch.allclose(res.outputs[0], x * y, atol=1e-2)
+    relu = ("privlab.mpc.protocols.compare:relu", [x], 1, True)
+    res = run_processes(eval_task, (relu, relu), MPCConfig(timeout=30))
+    assert torch.allclose(res.outputs[1], x.relu(), atol=2.0**-16)
+    assert res.stats.per_op["op"].rounds == 5
+    assert res.stats.dealer_bytes > 0
+
+
+def test_private_inference_over_gloo() -> None:
+    x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    res = private_inference(demo_model("cnn"), x, MPCConfig(timeout=30), transport="gloo")
+    assert res.argmax_agreement == 1.0
+    assert res.max_abs_error < 1e-3
+
+
+def test_killed_party_makes_the_others_fail_within_the_timeout() -> None:
+    timeout, slack = 6.0, 20.0
+    x = torch.randn(2000, dtype=torch.float64)
+    args = ("privlab.mpc.protocols.nonlinear:sigmoid", [x], 10_000, True)  # minutes of work
+    killed_at: list[float] = []
+
+    def kill_party0_soon(procs: list) -> None:  # type: ignore[type-arg]
+        def kill() -> None:
+            time.sleep(8.0)  # well into the computation (start-up takes a few seconds)
+            procs[0].kill()
+            killed_at.append(time.monotonic())
+
+        threading.Thread(target=kill, daemon=True).start()
+
+    with pytest.raises(MPCError) as err:
+        run_processes(eval_task, (args, args), MPCConfig(timeout=timeout), port=free_port(),
+                      slack=slack, on_started=kill_party0_soon)
+    assert killed_at, "the run ended before the party was killed"
+    assert time.monotonic() - killed_at[0] < timeout + slack
+    assert "rank 1" in str(err.value)  # the surviving party reported its own failure
