@@ -144,8 +144,9 @@ def run_processes(fn: Callable[..., Any], args: tuple[tuple[Any, ...], tuple[Any
     ``seconds`` of the result is the parties' time after the rendezvous (not process start-up).
 
     ``fn`` must be importable (a module-level function). ``on_started`` receives the three
-    ``Process`` objects (rank order) once started (fault-injection tests kill one). Raises ``MPCError`` with every failing
-    rank's message if any process fails or nothing arrives within ``timeout + slack`` seconds.
+    ``Process`` objects (rank order) once started (fault-injection tests kill one). Raises
+    ``MPCError`` with every failing rank's message if any process fails or nothing arrives
+    within ``timeout + slack`` seconds.
     """
     config = config or MPCConfig()
     port = port or free_port()
