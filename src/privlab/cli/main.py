@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from privlab import __version__
+from privlab.attacks.cli import attack as attack_cmd
 from privlab.cli import account as account
 from privlab.cli import data as data
 from privlab.cli import run as run_cli
@@ -28,6 +29,9 @@ app.add_typer(data.app, name="data", help=data.__doc__)
 app.command("run", help="Run a configured pipeline: train -> attack -> audit -> report.")(run_cli.run_cmd)
 app.command("demo", help="The bundled MNIST demo: train, attack, audit, report.")(run_cli.demo)
 app.add_typer(mpc_app, name="mpc", help="Secure multi-party computation: private inference and training on secret shares.")
+app.command(
+    "attack", help="Membership-inference attacks (LOSS, Attack-R, LiRA, RMIA) on a model and its data."
+)(attack_cmd)
 
 
 def _version_callback(value: bool) -> None:
