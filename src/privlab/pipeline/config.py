@@ -81,6 +81,7 @@ class TargetConfig:
 
     name: str
     model: str = "mlp"
+    hidden: tuple[int, ...] = (256, 256)
     train: TrainSpec = field(default_factory=TrainSpec)
     dp: DPConfig | None = None
 
@@ -90,6 +91,8 @@ class TargetConfig:
                 f"The 'name' parameter of targets must be a non-empty identifier. Got {self.name!r} instead."
             )
         check_choice(self.model, "model", "targets", ("mlp", "cnn"))
+        for h in self.hidden:
+            check_int(h, "hidden", "targets", low=1)
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,7 @@ def audit_stage(
         return cached
     st.begin()
     res = audit_dp_training(
-        lambda: build(tc.model, pop.data), pop.members, sample_rate=t.sample_rate, steps=t.steps,
+        lambda: build(tc, pop.data), pop.members, sample_rate=t.sample_rate, steps=t.steps,
         noise_multiplier=t.noise_multiplier, delta=tc.dp.delta, max_grad_norm=tc.dp.max_grad_norm,
         lr=tc.train.lr, canaries=cfg.audit.canaries, confidence=cfg.audit.confidence,
         accountant=tc.dp.accountant, seed=cfg.seed, progress=progress,

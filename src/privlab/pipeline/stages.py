@@ -52,12 +52,12 @@ def load_population(cfg: RunConfig) -> Population:
     return Population(data, test.head(min(d.test_size, len(test))), mask)
 
 
-def build(model: str, data: ArrayDataset) -> nn.Module:
-    """A fresh reference architecture sized for ``data``."""
+def build(t: TargetConfig, data: ArrayDataset) -> nn.Module:
+    """A fresh model of target ``t``'s architecture sized for ``data``."""
     classes = data.num_classes
-    if model == "cnn":
+    if t.model == "cnn":
         return SmallCNN(in_channels=int(data.x.shape[1]), num_classes=classes)
-    return MLP(in_features=int(np.prod(data.x.shape[1:])), hidden=(256, 256), num_classes=classes)
+    return MLP(in_features=int(np.prod(data.x.shape[1:])), hidden=t.hidden, num_classes=classes)
 
 
 def accuracy(model: nn.Module, data: ArrayDataset, batch: int = 2048) -> float:
@@ -90,9 +90,10 @@ class TrainedTarget:
 def train_target(cfg: RunConfig, t: TargetConfig, pop: Population, run_dir: Path, progress: bool) -> TrainedTarget:
     """Train (or load from cache) one target on the population's row-0 members."""
     deps = {"data": asdict(cfg.data), "seed": cfg.seed, "n_ref": cfg.attack.reference_models,
-            "target": {"model": t.model, "train": asdict(t.train), "dp": asdict(t.dp) if t.dp else None}}
+            "target": {"model": t.model, "hidden": list(t.hidden), "train": asdict(t.train),
+                       "dp": asdict(t.dp) if t.dp else None}}
     st = stage(run_dir, f"target-{t.name}", deps)
-    model = build(t.model, pop.data)
+    model = build(t, pop.data)
     if st.done:
         meta = st.read_json("meta.json")
         try:
@@ -105,7 +106,7 @@ def train_target(cfg: RunConfig, t: TargetConfig, pop: Population, run_dir: Path
                              meta.get("sample_rate"), meta.get("steps"))
     st.begin()
     torch.manual_seed(cfg.seed)
-    model = build(t.model, pop.data)
+    model = build(t, pop.data)
     members = pop.members
     opt = _optimizer(model, t.train)
     loader = DataLoader(members, batch_size=t.train.batch_size, shuffle=True,
@@ -145,10 +146,10 @@ def train_references(cfg: RunConfig, pop: Population, run_dir: Path, progress: b
     from privlab.train import TrainConfig, train_ensemble
 
     spec = cfg.attack.train
-    model_name = cfg.targets[0].model
+    arch = cfg.targets[0]  # reference models share the first target's architecture
     tc = TrainConfig(epochs=float(spec.epochs), batch_size=spec.batch_size, lr=spec.lr, optimizer=spec.optimizer,
                      momentum=spec.momentum, weight_decay=spec.weight_decay, seed=cfg.seed)
-    ens = train_ensemble(lambda: build(model_name, pop.data), pop.data, pop.mask[1:], tc,
+    ens = train_ensemble(lambda: build(arch, pop.data), pop.data, pop.mask[1:], tc,
                          cache_dir=run_dir / "references", progress=progress)
     return list(ens.models)
 
