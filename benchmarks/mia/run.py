@@ -42,6 +42,15 @@ def parse() -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--timing-models", type=int, default=8)
+    p.add_argument(
+        "--timing-epochs", type=float, default=2, help="epochs for the timed comparison (per-step cost is constant)"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1: on a shared 2-core machine, OpenMP spin-waits under oversubscription)",
+    )
     p.add_argument("--sweep-hidden", default="8,16,32,64", help="widths for the speed sweep (16 models, 200 steps)")
     p.add_argument("--bootstrap", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
@@ -51,6 +60,7 @@ def parse() -> argparse.Namespace:
     a = p.parse_args()
     if a.quick:
         a.n, a.n_population, a.n_ref, a.epochs, a.timing_models, a.bootstrap = 2000, 1000, 8, 5, 4, 50
+        a.sweep_hidden, a.timing_epochs = "16", 1
     return a
 
 
@@ -97,6 +107,7 @@ def speed_sweep(data: ArrayDataset, mask: np.ndarray, a: argparse.Namespace, wid
 def main() -> None:
     a = parse()
     torch.manual_seed(a.seed)
+    torch.set_num_threads(a.threads)
     full = load_dataset(a.dataset, split="train")
     order = torch.from_numpy(np.random.default_rng(a.seed).permutation(len(full)))
     data = full.subset(order[: a.n])
@@ -110,10 +121,11 @@ def main() -> None:
 
     # 1. Timing: the same models both ways, no cache.
     T = a.timing_models
+    tcfg = TrainConfig(**{**cfg.to_dict(), "epochs": a.timing_epochs, "adam_betas": cfg.adam_betas})
     w0, c0 = _clock()
-    vec = train_ensemble(factory, data, mask[:T], cfg, progress=False)
+    vec = train_ensemble(factory, data, mask[:T], tcfg, progress=False)
     w1, c1 = _clock()
-    loop = train_ensemble(factory, data, mask[:T], cfg, backend="loop", progress=False)
+    loop = train_ensemble(factory, data, mask[:T], tcfg, backend="loop", progress=False)
     w2, c2 = _clock()
     t_vec, t_loop, cpu_vec, cpu_loop = w1 - w0, w2 - w1, c1 - c0, c2 - c1
     max_diff = max(float((vec.state[k] - loop.state[k]).abs().max()) for k in vec.state)

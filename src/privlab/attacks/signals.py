@@ -15,6 +15,7 @@ and averaged over views; ``logits`` then holds the mean logits over views.
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -24,7 +25,10 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from privlab.data import ArrayDataset
-from privlab.errors import InvalidParameterError
+from privlab.errors import CorruptArtifactError, InvalidParameterError
+
+SCHEMA = "privlab.attacks.signals"
+VERSION = 1
 
 
 def _shift(dy: int, dx: int) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -93,6 +97,31 @@ class Signals:
     @property
     def n_examples(self) -> int:
         return int(self.loss.shape[1])
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the signals to an ``.npz`` file (arrays only, no pickle; ``schema``/``version`` inside)."""
+        np.savez(
+            path,
+            schema=np.array(SCHEMA),
+            version=np.array(VERSION),
+            logits=self.logits,
+            labels=self.labels,
+            loss=self.loss,
+            prob=self.prob,
+            confidence=self.confidence,
+            n_views=np.array(self.n_views),
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Signals:
+        """Read signals written by :meth:`save`; anything else raises :class:`CorruptArtifactError`."""
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                if str(f["schema"]) != SCHEMA or int(f["version"]) > VERSION:
+                    raise CorruptArtifactError(f"{path} is not a {SCHEMA} file of version <= {VERSION}.")
+                return cls(f["logits"], f["labels"], f["loss"], f["prob"], f["confidence"], int(f["n_views"]))
+        except (OSError, KeyError, ValueError) as exc:
+            raise CorruptArtifactError(f"Cannot read signals from {path}: {exc}") from exc
 
     def select(self, models: Sequence[int] | np.ndarray | slice) -> Signals:
         """The signals of a subset of the models (rows)."""

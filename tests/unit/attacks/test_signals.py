@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from privlab.attacks import AUGMENTATIONS, Signals, compute_signals
 from privlab.data import ArrayDataset, membership_mask
-from privlab.errors import InvalidParameterError
+from privlab.errors import CorruptArtifactError, InvalidParameterError
 from privlab.models import MLP
 from privlab.train import TrainConfig, train_ensemble
 
@@ -66,3 +66,14 @@ def test_containers_agree_and_augment():
         compute_signals(ens.model(0), data, augment=["rotate"])
     with pytest.raises(InvalidParameterError, match="'model_or_models'"):
         compute_signals("model", data)
+
+
+def test_save_load_roundtrip(tmp_path):
+    s = Signals.from_logits(np.random.default_rng(0).normal(size=(2, 5, 3)), np.array([0, 1, 2, 0, 1]))
+    s.save(tmp_path / "sig.npz")
+    back = Signals.load(tmp_path / "sig.npz")
+    for f in ("logits", "labels", "loss", "prob", "confidence"):
+        np.testing.assert_array_equal(getattr(back, f), getattr(s, f))
+    np.savez(tmp_path / "other.npz", x=np.zeros(2))
+    with pytest.raises(CorruptArtifactError):
+        Signals.load(tmp_path / "other.npz")
