@@ -6,7 +6,7 @@ import math
 
 import torch
 import torch.nn.functional as F
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from privlab.mpc.protocols import nonlinear as nl
@@ -51,11 +51,13 @@ def test_reciprocal(shared_eval, n, seed) -> None:  # type: ignore[no-untyped-de
 @given(st.integers(1, 200), st.integers(0, 999))
 @SET
 def test_rsqrt_and_sqrt(shared_eval, n, seed) -> None:  # type: ignore[no-untyped-def]
-    x = _uniform(n, 0.05, 150, seed, log=True)
-    out, _ = shared_eval(nl.rsqrt, x)
-    assert ((out - x.rsqrt()).abs() <= 2e-3 * x.rsqrt() + 1e-4).all()
+    x = _uniform(n, 2.0**-10, 2.0**14, seed, log=True)
+    q = torch.round(x * 2**16) / 2**16  # the fixed-point input the parties actually hold
+    out, res = shared_eval(nl.rsqrt, x)
+    assert ((out - q.rsqrt()).abs() <= 2e-3 * q.rsqrt() + 1e-4).all()
+    assert res.stats.per_op["op"].rounds == 23
     out, _ = shared_eval(nl.sqrt, x)
-    assert ((out - x.sqrt()).abs() <= 2e-3 * x.sqrt() + 1e-3).all()
+    assert ((out - q.sqrt()).abs() <= 2.0**-16 * q.sqrt() ** 2 * 1.5 + 2e-3 * q.sqrt()).all()
 
 
 @given(st.integers(1, 100), st.integers(0, 999))
@@ -90,7 +92,7 @@ def test_softmax(shared_eval, rand, rows, n, scale, seed) -> None:  # type: igno
 @SET
 def test_layer_norm(shared_eval, rand, d, scale, seed) -> None:  # type: ignore[no-untyped-def]
     x = rand((3, d), scale, seed) + 2.0
-    assume(bool((x.var(-1, unbiased=False) >= 0.05).all()))  # the documented variance range
+    x[0] = 1.0 + x[0] * 0.05 / scale  # a near-constant row: variance ~1e-3 (empty image patch)
     w, b = rand((d,), 1.0, seed + 1), rand((d,), 1.0, seed + 2)
     out, _ = shared_eval(lambda p, a, ww, bb: nl.layer_norm(p, a, ww, bb), x, w, b)
     assert (out - F.layer_norm(x, (d,), w, b)).abs().max() < 2e-2
