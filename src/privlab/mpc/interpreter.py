@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from privlab.errors import UnsupportedModuleError
+from privlab.mpc.encoding import encode
 from privlab.mpc.model import SHAPE_METHODS, PrivateModel
 from privlab.mpc.party import Party
 from privlab.mpc.protocols import arith, compare, nonlinear
@@ -60,8 +61,24 @@ class _Runner:
             self.params[name] = share(self.p, self.owner, src, value.shape)
         return self.params[name]
 
+    def owned(self, value: torch.Tensor) -> torch.Tensor | None:
+        """The owner's encoded weight (``None`` on the other party): it is never shared."""
+        return encode(value.detach(), self.p.f) if self.p.rank == self.owner else None
+
     def module(self, name: str, mod: nn.Module, x: torch.Tensor) -> torch.Tensor:
         p = self.p
+        if isinstance(mod, nn.Linear) and self.owner == 0:
+            wt = self.owned(mod.weight.t())
+            y = arith.trunc(p, arith.beaver_owned(p, "matmul", x, wt, tuple(mod.weight.t().shape)))
+            return y + self.param(name + ".bias", mod.bias) if mod.bias is not None else y
+        if isinstance(mod, nn.Conv2d) and self.owner == 0:
+            kw = {"stride": list(mod.stride), "padding": list(mod.padding),  # type: ignore[arg-type]
+                  "dilation": list(mod.dilation), "groups": mod.groups}
+            y = arith.trunc(p, arith.beaver_owned(p, "conv2d", x, self.owned(mod.weight),
+                                                  tuple(mod.weight.shape), kw))
+            if mod.bias is not None:
+                y = y + self.param(name + ".bias", mod.bias).reshape(1, -1, 1, 1)
+            return y
         if isinstance(mod, nn.Linear):
             w = self.param(name + ".weight", mod.weight)
             y = arith.matmul(p, x, w.t())

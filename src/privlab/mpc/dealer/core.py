@@ -12,8 +12,9 @@ from privlab.mpc.prg import PRG, pack_bits, unpack_bits
 from privlab.mpc.stats import CommCounter
 
 
-def _draw(fields: list[Field], prg: PRG) -> dict[str, torch.Tensor]:
-    return {f.name: prg.bits(f.shape) if f.binary else prg.ring(f.shape) for f in fields}
+def _draw(fields: list[Field], prg: PRG, rank: int = 0) -> dict[str, torch.Tensor]:
+    return {f.name: prg.bits(f.shape) if f.binary else prg.ring(f.shape) for f in fields
+            if rank == 0 or not f.owner0}
 
 
 def _encode(fields: list[Field], values: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -53,8 +54,9 @@ class DealerCore:
         spec = make_spec(msg["k"], msg["p"])
         r0 = _draw(spec.random, self._g0)
         d0 = _draw(spec.derived, self._g0)
-        r1 = _draw(spec.random, self._g1)
-        full = {f.name: (r0[f.name] ^ r1[f.name]) if f.binary else r0[f.name] + r1[f.name]
+        r1 = _draw(spec.random, self._g1, rank=1)
+        full = {f.name: r0[f.name] if f.owner0 else
+                (r0[f.name] ^ r1[f.name]) if f.binary else r0[f.name] + r1[f.name]
                 for f in spec.random}
         val = spec.derive(full)
         corr = {f.name: (val[f.name] ^ d0[f.name]) if f.binary else val[f.name] - d0[f.name]
@@ -82,7 +84,7 @@ class Provider:
     def get(self, kind: str, params: dict[str, Any]) -> dict[str, torch.Tensor]:
         """This party's shares of one piece of material (same call order on both parties)."""
         spec: Spec = make_spec(kind, params)
-        out = _draw(spec.random, self._prg)
+        out = _draw(spec.random, self._prg, self.rank)
         if self.rank == 0:
             out.update(_draw(spec.derived, self._prg))
             return out

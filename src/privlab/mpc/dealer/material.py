@@ -25,6 +25,7 @@ class Field:
     name: str
     shape: tuple[int, ...]
     binary: bool = False
+    owner0: bool = False  # random field known to party 0 only (party 1's share is zero)
 
     def nbytes(self) -> int:
         n = 1
@@ -93,6 +94,17 @@ def triple_spec(op: str, a_shape: list[int], b_shape: list[int], kw: dict[str, A
     )
 
 
+def owned_triple_spec(op: str, a_shape: list[int], b_shape: list[int],
+                      kw: dict[str, Any]) -> Spec:
+    """Triple whose ``b`` is known to party 0 alone (for weights party 0 holds in the clear)."""
+    fn = _bilinear(op, kw)
+    return Spec(
+        [Field("a", tuple(a_shape)), Field("b", tuple(b_shape), owner0=True)],
+        [Field("c", _out_shape(op, a_shape, b_shape, kw))],
+        lambda v: {"c": fn(v["a"], v["b"])},
+    )
+
+
 def trunc_spec(shape: list[int], f: int) -> Spec:
     """Truncation pair: random ``r``; derived ``u = (r mod 2^63) >> f`` and ``m = r >> 63``."""
     s = tuple(shape)
@@ -148,9 +160,12 @@ def make_spec(kind: str, params: dict[str, Any]) -> Spec:
     """The spec of ``kind`` with ``params`` (the registry of material kinds)."""
     if kind == "triple":
         return triple_spec(params["op"], params["a_shape"], params["b_shape"], params.get("kw", {}))
+    if kind == "owned_triple":
+        return owned_triple_spec(params["op"], params["a_shape"], params["b_shape"],
+                                 params.get("kw", {}))
     if kind == "trunc":
         return trunc_spec(params["shape"], params["f"])
     if kind == "cmp":
         return cmp_spec(params["shape"], params["bits"], params["digits"], params["digit_bits"])
     raise InvalidParameterError(f"The 'kind' parameter of make_spec must be one of 'triple', "
-                                f"'trunc', 'cmp'. Got {kind!r} instead.")
+                                f"'owned_triple', 'trunc', 'cmp'. Got {kind!r} instead.")

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from privlab.mpc.dealer.material import _bilinear
 from privlab.mpc.encoding import encode
 from privlab.mpc.party import Party
+from privlab.mpc.transport.base import pack, unpack
 
 _OFFSET = 1 << 62
 
@@ -61,6 +62,40 @@ def beaver(party: Party, op: str, x: torch.Tensor, y: torch.Tensor,
     if party.rank == 0:
         z = z + fn(e, f)
     return z
+
+
+def beaver_owned(party: Party, op: str, x: torch.Tensor, w: torch.Tensor | None,
+                 w_shape: tuple[int, ...], kw: dict[str, Any] | None = None) -> torch.Tensor:
+    """``op(x, w)`` for shared ``x`` and a ``w`` that party 0 holds in the clear (its weights,
+    encoded; ``None`` on party 1); no rescaling.
+
+    Steps: dealer triple with ``b`` known to party 0 only; one round in which both send their
+    share of ``e = x - a`` and party 0 alone sends ``f = w - b`` (uniform to party 1); party 0
+    computes ``op(e, w) + op(a_0, f) + c_0``, party 1 ``op(a_1, f) + c_1``. Rounds 1; bytes
+    ``16 |x| + 8 |w|`` (half of :func:`beaver` on the weight side); dealer ``8 |op(x, w)|``.
+    Exact in the ring.
+    """
+    kw = kw or {}
+    fn = _bilinear(op, kw)
+    m = party.material("owned_triple", op=op, a_shape=list(x.shape), b_shape=list(w_shape), kw=kw)
+    e_mine = x - m["a"]
+    if party.rank == 0:
+        if w is None:
+            raise ValueError("party 0 must hold the weights")
+        f = w - m["b"]
+        buf = pack([e_mine, f])
+        party.transport.send(1, buf)
+        got = party.transport.recv(1, e_mine.numel() * 8)
+        party.counter.add_round(buf.numel())
+        e = e_mine + unpack(got, [e_mine])[0]
+        return fn(e, w) + fn(m["a"], f) + m["c"]
+    buf = pack([e_mine])
+    party.transport.send(0, buf)
+    f_like = torch.empty(w_shape, dtype=torch.int64)
+    got = party.transport.recv(0, buf.numel() + f_like.numel() * 8)
+    party.counter.add_round(buf.numel())
+    _, f = unpack(got, [e_mine, f_like])
+    return fn(m["a"], f) + m["c"]
 
 
 def mul(party: Party, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

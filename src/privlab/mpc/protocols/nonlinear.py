@@ -86,8 +86,8 @@ def rsqrt(party: Party, x: torch.Tensor, lo_exp: int = -14, hi_exp: int = 14,
     a factor ``2^(1/4)`` of the answer; (3) ``iters`` Newton steps ``y <- y (3 - x y^2) / 2``
     (three products, 6 rounds each; relative error 0.19 -> 0.054 -> 4e-3 -> 3e-5). Rounds
     ``5 + 6 iters`` (23); bytes about ``21 (hi_exp - lo_exp) + 144 iters`` per element (~730).
-    Error below 2e-3 relative (one ulp of ``y`` when ``y`` is small) plus the input's rounding (``x`` has absolute precision
-    ``2^-f``). Below the range the guess is too small and the result underestimates.
+    Error below 2e-3 relative (one ulp of ``y`` when ``y`` is small) plus the input's rounding
+    (``x`` has absolute precision ``2^-f``). Below the range the guess is too small and the result underestimates.
     """
     ks = torch.arange(lo_exp + 1, hi_exp + 1, dtype=torch.float64)
     thresholds = encode(torch.pow(2.0, ks), party.f)  # [K]
