@@ -6,6 +6,12 @@ input. Tensor hooks (not ``register_full_backward_hook``) keep in-place activati
 ``nn.ReLU(inplace=True)`` working: the hook sees the gradient with respect to the output's value
 before the in-place change, which is exactly the layer's output gradient.
 
+Linear and Conv2d go further (book-keeping, Bu et al. 2023): while capturing, their forward runs
+through a small autograd function whose backward returns only the input gradient and hands
+``(input, output grad)`` to the capture. Autograd therefore never computes the (non-private) weight
+gradient that DP-SGD would throw away; ``.grad`` of those parameters stays ``None`` until the DP
+optimizer's ``step()`` writes the private gradient.
+
 Positional embeddings shared by the whole batch (``pos_emb(arange(T))`` added to ``(B, T, C)``
 token embeddings, as in GPT) have no batch dimension, so their output gradient is already summed over
 examples. An Embedding whose input is 1-D while the model's input is at least 2-D, and whose ids are
@@ -15,36 +21,105 @@ expanded to ``(B, T, C)`` (numerically the same broadcast) so each example's gra
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
+from types import MethodType
 from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
-from privlab.dp.layers import SUPPORTED_LAYERS
+from privlab.dp.layers import SUPPORTED_LAYERS, per_example_grads
+
+Sink = Callable[[torch.Tensor, torch.Tensor], None]
+
+
+class _LinearCapture(torch.autograd.Function):
+    """y = x W^T + b; backward returns dL/dx only and sends (x, dL/dy) to the sink."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, sink: Sink) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.sink = sink
+        return F.linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None]:
+        x, weight = ctx.saved_tensors
+        ctx.sink(x, g)
+        return (g @ weight if ctx.needs_input_grad[0] else None), None, None, None
+
+
+class _Conv2dCapture(torch.autograd.Function):
+    """2-D convolution whose backward returns dL/dx only and sends (x, dL/dy) to the sink."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, sink: Sink,
+                conv: tuple[Any, ...]) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.sink, ctx.conv = sink, conv
+        stride, padding, dilation = conv
+        return F.conv2d(x, weight, bias, stride, padding, dilation, 1)
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None, None]:
+        x, weight = ctx.saved_tensors
+        ctx.sink(x, g)
+        gx = None
+        if ctx.needs_input_grad[0]:
+            stride, padding, dilation = ctx.conv
+            gx = torch.ops.aten.convolution_backward(
+                g, x, weight, None, stride, padding, dilation, False, [0, 0], 1, [True, False, False]
+            )[0]
+        return gx, None, None, None, None
+
+
+def _captured_forward(capture: GradCapture, name: str, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    cls_forward = type(module).forward
+    if not (capture.enabled and module.training and torch.is_grad_enabled()):
+        return cls_forward(module, x)  # type: ignore[no-any-return]
+    sink = partial(capture._store, name)
+    if isinstance(module, nn.Conv2d):
+        pad = (0, 0) if module.padding == "valid" else module.padding
+        conv = (list(module.stride), list(pad), list(module.dilation))
+        return _Conv2dCapture.apply(x, module.weight, module.bias, sink, conv)  # type: ignore[no-any-return]
+    return _LinearCapture.apply(x, module.weight, module.bias, sink)  # type: ignore[no-any-return]
 
 
 class GradCapture:
     """Hooks on every supported layer that owns trainable parameters.
 
     ``loss_reduction="mean"`` multiplies captured output gradients by the physical batch size so that
-    they are gradients of each example's own loss.
+    they are gradients of each example's own loss. ``materialise(layer, act, grad)`` says whether to
+    turn a call into per-example gradients at once (freeing the activations) or keep it for later.
     """
 
-    def __init__(self, model: nn.Module, loss_reduction: str = "mean") -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_reduction: str = "mean",
+        materialise: Callable[[nn.Module, torch.Tensor, torch.Tensor], bool] | None = None,
+    ) -> None:
         self.loss_reduction = loss_reduction
+        self.materialise = materialise
+        self.kept: dict[str, dict[str, torch.Tensor]] = {}
         self.enabled = True
         self.layers: dict[str, nn.Module] = {}
         self.calls: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
         self._handles: list[Any] = [model.register_forward_pre_hook(self._root_input)]
         self._batch: tuple[int, int] | None = None  # (batch size, ndim) of the model's input
+        self._patched: list[nn.Module] = []
         for name, module in model.named_modules():
             if isinstance(module, SUPPORTED_LAYERS) and any(
                 p.requires_grad for p in module.parameters(recurse=False)
             ):
                 self.layers[name] = module
-                self._handles.append(module.register_forward_hook(partial(self._forward, name)))
+                if type(module) in (nn.Linear, nn.Conv2d) and "forward" not in vars(module):
+                    module.forward = MethodType(partial(_captured_forward, self, name), module)  # type: ignore[method-assign]
+                    self._patched.append(module)
+                else:
+                    self._handles.append(module.register_forward_hook(partial(self._forward, name)))
 
     def _root_input(self, module: nn.Module, inputs: tuple[Any, ...]) -> None:
         first = inputs[0] if inputs else None
@@ -71,34 +146,37 @@ class GradCapture:
             B = self._batch[0]
             act = act.expand(B, *act.shape)
             output = replaced = output.expand(B, *output.shape)  # same values; per-example grads
-        output.register_hook(partial(self._backward, name, act))
+        output.register_hook(partial(self._store, name, act))
         return replaced
 
-    def _backward(self, name: str, act: torch.Tensor, grad: torch.Tensor) -> None:
-        g = grad.detach()
+    def _store(self, name: str, act: torch.Tensor, grad: torch.Tensor) -> None:
+        act, g = act.detach(), grad.detach()
         if g.shape[0] == 0:  # an empty Poisson batch contributes nothing (the step still adds noise)
             return
         if self.loss_reduction == "mean":
             g = g * g.shape[0]
-        self.calls.setdefault(name, []).append((act, g))
+        module = self.layers[name]
+        if self.materialise is not None and self.materialise(module, act, g):
+            # Per-example grads now, so (act, g) can be freed during the backward pass.
+            kept = self.kept.setdefault(name, {})
+            for k, v in per_example_grads(module, [(act, g)]).items():
+                kept[k] = kept[k] + v if k in kept else v
+        else:
+            self.calls.setdefault(name, []).append((act, g))
 
-    def items(self) -> Iterator[tuple[str, nn.Module, list[tuple[torch.Tensor, torch.Tensor]]]]:
-        """(layer name, layer, captured calls) for every layer that saw a backward pass."""
-        for name, calls in self.calls.items():
-            yield name, self.layers[name], calls
-
-    def batch_size(self) -> int | None:
-        """Physical batch size of the captured pass (None when nothing was captured)."""
-        for calls in self.calls.values():
-            return int(calls[0][1].shape[0])
-        return None
+    def items(self) -> Iterator[tuple[nn.Module, list[tuple[torch.Tensor, torch.Tensor]], dict[str, torch.Tensor]]]:
+        """(layer, captured (activation, output grad) calls, materialised per-example grads) per layer."""
+        for name in {**self.kept, **self.calls}:
+            yield self.layers[name], self.calls.get(name, []), self.kept.get(name, {})
 
     def clear(self) -> None:
-        self.calls = {}
+        self.calls, self.kept = {}, {}
 
     def remove(self) -> None:
         """Detach every hook (the model is left as it was)."""
         for h in self._handles:
             h.remove()
-        self._handles = []
+        for m in self._patched:
+            del m.forward
+        self._handles, self._patched = [], []
         self.clear()

@@ -18,8 +18,9 @@ per-example parameter gradient is a simple function of ``(a_i, g_i)``:
 * LayerNorm / GroupNorm: ``dgamma_i = sum g_i * xhat_i`` over non-normalised positions,
   ``dbeta_i = sum g_i``; small, so always materialised.
 
-The clipped sum ``sum_i c_i dW_i = (c * G)^T A`` is one matmul per layer (book-keeping, Bu et al.
-2023): per-example gradients are never materialised on the ghost path.
+This module turns captured calls into that canonical form and materialises per-example gradients
+(the ``flat`` / ``per_layer`` modes); :mod:`privlab.dp.ghost` computes norms and clipped sums without
+materialising them.
 """
 
 from __future__ import annotations
@@ -115,54 +116,4 @@ def per_example_grads(module: nn.Module, calls: list[tuple[torch.Tensor, torch.T
     out["weight"] = dW.reshape(B, *shape)
     if getattr(module, "bias", None) is not None:
         out["bias"] = cap.g.sum(1)
-    return out
-
-
-def _gram_sq_norm(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """sum_{t,s} (a_t . a_s)(g_t . g_s) per example, (B,)."""
-    return (torch.bmm(a, a.transpose(1, 2)) * torch.bmm(g, g.transpose(1, 2))).sum((1, 2))
-
-
-def sq_norms(module: nn.Module, calls: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Per-example squared gradient norms {local param name: (B,)} without materialising dW (ghost norm)."""
-    if isinstance(module, nn.LayerNorm | nn.GroupNorm):
-        return {k: v.flatten(1).pow(2).sum(1) for k, v in _norm_affine_grads(module, calls).items()}
-    cap = matmul_capture(module, calls)
-    B, T, p = cap.g.shape
-    out: dict[str, torch.Tensor] = {}
-    if cap.embedding:
-        same = (cap.a.unsqueeze(2) == cap.a.unsqueeze(1)).to(cap.g.dtype)  # (B, T, T)
-        out["weight"] = (same * torch.bmm(cap.g, cap.g.transpose(1, 2))).sum((1, 2))
-        return out
-    d = cap.a.shape[-1]
-    if p * d >= 2 * T * T:  # ghost norm is the cheaper route
-        out["weight"] = _gram_sq_norm(cap.a, cap.g)
-    else:
-        out["weight"] = torch.einsum("btp,btd->bpd", cap.g, cap.a).flatten(1).pow(2).sum(1)
-    if getattr(module, "bias", None) is not None:
-        out["bias"] = cap.g.sum(1).pow(2).sum(1)
-    return out
-
-
-def clipped_sum(
-    module: nn.Module, calls: list[tuple[torch.Tensor, torch.Tensor]], factors: torch.Tensor
-) -> dict[str, torch.Tensor]:
-    """``sum_i factors_i * grad_i`` for each parameter of the layer (book-keeping: one matmul)."""
-    if isinstance(module, nn.LayerNorm | nn.GroupNorm):
-        grads = _norm_affine_grads(module, calls)
-        return {k: torch.tensordot(factors.to(v.dtype), v, dims=1) for k, v in grads.items()}
-    cap = matmul_capture(module, calls)
-    gw = cap.g * factors.to(cap.g.dtype).view(-1, 1, 1)  # (B, T, p)
-    out: dict[str, torch.Tensor] = {}
-    if cap.embedding:
-        assert isinstance(module, nn.Embedding)
-        d = gw.shape[-1]
-        out["weight"] = torch.zeros(module.num_embeddings, d, dtype=gw.dtype, device=gw.device).index_add_(
-            0, cap.a.reshape(-1), gw.reshape(-1, d)
-        )
-        return out
-    shape = _weight_shape(module)
-    out["weight"] = torch.einsum("btp,btd->pd", gw, cap.a).reshape(shape)
-    if getattr(module, "bias", None) is not None:
-        out["bias"] = gw.sum((0, 1))
     return out

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from privlab.accounting import PrivacyLedger
-from privlab.dp import layers
+from privlab.dp import ghost, layers
 from privlab.dp.clipping import clip_factors, clip_gradients
 from privlab.dp.hooks import GradCapture
 from privlab.dp.noise import gaussian_like
@@ -65,7 +65,9 @@ class DPOptimizer:
         self.secure_rng = secure_rng
         self.add_noise_enabled = True
         self.clipping_enabled = True
-        self.capture = GradCapture(model, loss_reduction)
+        self.capture = GradCapture(
+            model, loss_reduction, ghost.keep_per_example if clipping == "ghost" else lambda *_: True
+        )
         self.params: dict[str, nn.Parameter] = {n: p for n, p in model.named_parameters() if p.requires_grad}
         self._owner = {id(p): n for n, p in self.params.items()}
         self._summed: dict[str, torch.Tensor] = {}
@@ -106,8 +108,12 @@ class DPOptimizer:
     def per_sample_grads(self) -> dict[str, torch.Tensor]:
         """Materialised per-example grads ``{param name: (B, *shape)}`` of the captured pass."""
         out: dict[str, torch.Tensor] = {}
-        for _name, module, calls in self.capture.items():
-            for k, v in self._local_to_global(module, layers.per_example_grads(module, calls)).items():
+        for module, calls, kept in self.capture.items():
+            local = dict(kept)
+            if calls:
+                for k, v in layers.per_example_grads(module, calls).items():
+                    local[k] = local[k] + v if k in local else v
+            for k, v in self._local_to_global(module, local).items():
                 out[k] = out[k] + v if k in out else v  # a parameter shared by several layers
         return out
 
@@ -115,15 +121,18 @@ class DPOptimizer:
         C = self.max_grad_norm if self.clipping_enabled else math.inf
         if self.clipping == "ghost":
             sq: torch.Tensor | float = 0.0
-            for _name, module, calls in self.capture.items():
-                for v in layers.sq_norms(module, calls).values():
+            plans = []
+            for module, calls, kept in self.capture.items():
+                layer_sq, plan = ghost.norms(module, calls, kept)
+                plans.append(plan)
+                for v in layer_sq.values():
                     sq = sq + v
             if not isinstance(sq, torch.Tensor):
                 return {}
             f = clip_factors(sq.sqrt(), C)
             out: dict[str, torch.Tensor] = {}
-            for _name, module, calls in self.capture.items():
-                out.update(self._local_to_global(module, layers.clipped_sum(module, calls, f)))
+            for plan in plans:
+                out.update(self._local_to_global(plan.module, ghost.clipped_sum(plan, f)))
             return out
         per_sample = self.per_sample_grads()
         if not self.clipping_enabled:

@@ -10,8 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from privlab.data import ArrayDataset
-from privlab.dp import layers as L
-from privlab.dp import make_private, per_sample_gradients
+from privlab.dp import ghost, make_private, per_sample_gradients
 from privlab.models import GPT, SmallCNN
 from privlab.models.gpt import GPTConfig
 
@@ -37,7 +36,7 @@ def hook_paths(model: nn.Module, x: torch.Tensor, y: torch.Tensor, C: float = 0.
     opt = pt.optimizer
     sum_loss(model(x), y).backward()
     per_sample = opt.per_sample_grads()
-    sq = sum(v for _, m, calls in opt.capture.items() for v in L.sq_norms(m, calls).values())
+    sq = sum(v for m, calls, kept in opt.capture.items() for v in ghost.norms(m, calls, kept)[0].values())
     clipped = opt._clipped_sum()
     opt.detach()
     model.zero_grad(set_to_none=True)
@@ -116,6 +115,23 @@ def test_groupnorm_random_shapes(ref, B: int, G: int, per: int, hw: int) -> None
         model[1].weight.add_(torch.randn(C))
     x = torch.randn(B, 2, hw, hw)
     check_all_paths(ref, model, x, torch.randn(B, C, hw, hw))
+
+
+@pytest.mark.parametrize(
+    ("T", "d", "p"), [(2, 6, 6), (5, 2, 3), (1, 4, 4)], ids=["ghost-gram", "kept-per-example", "T=1"]
+)
+def test_linear_each_ghost_route(ref, T: int, d: int, p: int) -> None:
+    torch.manual_seed(T)
+    model = nn.Sequential(nn.Linear(d, p))
+    x = torch.randn(4, T, d)
+    check_all_paths(ref, model, x, torch.randn(4, T, p))
+
+
+@pytest.mark.parametrize("V", [3, 50], ids=["kept", "gram"])
+def test_embedding_each_ghost_route(ref, V: int) -> None:
+    torch.manual_seed(V)
+    model = nn.Sequential(nn.Embedding(V, 4))
+    check_all_paths(ref, model, torch.randint(0, 3, (4, 6)), torch.randn(4, 6, 4))
 
 
 def test_reused_layer_sums_its_calls(ref) -> None:

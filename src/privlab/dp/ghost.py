@@ -1,0 +1,113 @@
+"""Ghost / book-keeping clipping: per-example norms and the clipped sum without per-example gradients.
+
+For a Linear/Conv2d layer with per-example activations ``A_i`` (T x d) and output gradients ``G_i``
+(T x p), the per-example weight gradient is ``G_i^T A_i`` and (Li et al. 2021, "Large Language Models
+Can Be Strong Differentially Private Learners", ghost norm)::
+
+    ||G_i^T A_i||_F^2 = <A_i A_i^T, G_i G_i^T>_F          cost B T^2 (p + d), memory B T^2
+
+Once the clipping factors ``c_i = min(1, C / ||g_i||)`` are known, the clipped sum is one weight-gradient
+product with per-example weights (book-keeping, Bu et al. 2023, "Differentially Private Optimization
+on Large Model at Small Cost")::
+
+    sum_i c_i G_i^T A_i = (c * G)^T A
+
+Routing per layer ("mixed ghost norm", Bu et al. 2023): when ``p d <= T (p + d)`` the per-example
+gradients are no larger than the activation and output gradient they come from, so they are
+materialised during the backward pass (freeing both), give the norm, and are reused for the clipped
+sum (``tensordot(c, dW)``); otherwise (then ``p d > 4 T^2``) the ghost norm is followed by the
+book-keeping product. Embeddings use
+``||dE_i||^2 = sum_{t,s} [id_t = id_s] g_t . g_s`` or, when V <= T, a kept ``(B, V, d)``.
+LayerNorm / GroupNorm gradients are small and always kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from privlab.dp import layers as L
+
+Calls = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass
+class LayerPlan:
+    """What the norm pass left for the clipped-sum pass of one layer."""
+
+    module: nn.Module
+    cap: L.MatmulCapture | None = None
+    kept: dict[str, torch.Tensor] = field(default_factory=dict)  # materialised (B, *shape) grads
+
+
+def _gram(x: torch.Tensor) -> torch.Tensor:
+    return torch.bmm(x, x.transpose(1, 2))  # (B, T, T)
+
+
+def keep_per_example(module: nn.Module, act: torch.Tensor, grad: torch.Tensor) -> bool:
+    """Materialise this call's per-example grads now? Yes when they are no larger than (act, grad)."""
+    if isinstance(module, nn.LayerNorm | nn.GroupNorm):
+        return True
+    if isinstance(module, nn.Embedding):
+        T = act[0].numel()
+        return module.num_embeddings <= T
+    w = module.weight
+    if not isinstance(w, torch.Tensor):  # pragma: no cover - validation refuses such modules
+        return True
+    p, d = w.shape[0], w[0].numel()
+    T = grad[0].numel() // p  # positions (sequence length, or output pixels of a convolution)
+    return T > 1 and p * d <= T * (p + d)
+
+
+def norms(module: nn.Module, calls: Calls, kept: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], LayerPlan]:
+    """Per-example squared norms ``{local param name: (B,)}`` and the plan for :func:`clipped_sum`.
+
+    ``kept`` holds per-example grads already materialised during the backward pass (see
+    :func:`keep_per_example`); ``calls`` the (activation, output grad) pairs of the other calls.
+    """
+    if kept and calls:  # mixed calls of one layer: materialise the rest so the norm covers the sum
+        kept = dict(kept)
+        for k, v in L.per_example_grads(module, calls).items():
+            kept[k] = kept[k] + v if k in kept else v
+        calls = []
+    if not calls:
+        return {k: v.flatten(1).pow(2).sum(1) for k, v in kept.items()}, LayerPlan(module, kept=kept)
+    cap = L.matmul_capture(module, calls)
+    B, T, p = cap.g.shape
+    plan = LayerPlan(module, cap)
+    sq: dict[str, torch.Tensor] = {}
+    if cap.embedding:
+        same = (cap.a.unsqueeze(2) == cap.a.unsqueeze(1)).to(cap.g.dtype)  # (B, T, T)
+        sq["weight"] = (same * _gram(cap.g)).sum((1, 2))
+        return sq, plan
+    d = cap.a.shape[-1]
+    if T == 1:
+        sq["weight"] = cap.a.pow(2).sum((1, 2)) * cap.g.pow(2).sum((1, 2))
+    elif p * d < 2 * T * T:
+        sq["weight"] = torch.bmm(cap.g.transpose(1, 2), cap.a).flatten(1).pow(2).sum(1)  # (B, p, d) then discarded
+    else:
+        sq["weight"] = (_gram(cap.a) * _gram(cap.g)).sum((1, 2))
+    if getattr(module, "bias", None) is not None:
+        plan.kept["bias"] = cap.g.sum(1)  # (B, p)
+        sq["bias"] = plan.kept["bias"].pow(2).sum(1)
+    return sq, plan
+
+
+def clipped_sum(plan: LayerPlan, factors: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``{local param name: sum_i factors_i grad_i}`` for the layer of ``plan``."""
+    out = {k: torch.tensordot(factors.to(v.dtype), v, dims=1) for k, v in plan.kept.items()}
+    cap, module = plan.cap, plan.module
+    if cap is None or "weight" in out:
+        return out
+    gw = cap.g * factors.to(cap.g.dtype).view(-1, 1, 1)  # (B, T, p)
+    if cap.embedding and isinstance(module, nn.Embedding):
+        d = gw.shape[-1]
+        out["weight"] = torch.zeros(module.num_embeddings, d, dtype=gw.dtype, device=gw.device).index_add_(
+            0, cap.a.reshape(-1), gw.reshape(-1, d)
+        )
+        return out
+    p, d = gw.shape[-1], cap.a.shape[-1]
+    out["weight"] = (gw.reshape(-1, p).t() @ cap.a.reshape(-1, d)).reshape(L._weight_shape(module))
+    return out
