@@ -1,0 +1,83 @@
+"""Contract test over every kind of dealer material: reconstructed shares satisfy the relation,
+party 0 never talks to the dealer, and party 1's dealer traffic is the derived fields only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from privlab.errors import InvalidParameterError
+from privlab.mpc.dealer.core import DealerCore, LocalLink, Provider, encode_request
+from privlab.mpc.dealer.material import make_spec
+from privlab.mpc.stats import CommCounter
+
+KINDS: list[tuple[str, dict[str, Any]]] = [
+    ("triple", {"op": "mul", "a_shape": [3, 4], "b_shape": [4]}),
+    ("triple", {"op": "matmul", "a_shape": [2, 3, 5], "b_shape": [5, 6]}),
+    ("triple", {"op": "conv2d", "a_shape": [2, 3, 7, 7], "b_shape": [4, 3, 3, 3],
+                "kw": {"stride": [2, 2], "padding": [1, 1], "dilation": [1, 1], "groups": 1}}),
+    ("owned_triple", {"op": "matmul", "a_shape": [4, 5], "b_shape": [5, 2]}),
+    ("trunc", {"shape": [50], "f": 16}),
+    ("cmp", {"shape": [7], "bits": 40, "digits": 8, "digit_bits": 5}),
+]
+
+
+def _both(kind: str, params: dict[str, Any]) -> tuple[dict, dict, CommCounter, CommCounter]:  # type: ignore[type-arg]
+    core = DealerCore(11, 22)
+    c0, c1 = CommCounter(), CommCounter()
+    p0 = Provider(0, 11, None, c0)
+    p1 = Provider(1, 22, LocalLink(core), c1)
+    return p0.get(kind, params), p1.get(kind, params), c0, c1
+
+
+def _arith(m0: dict, m1: dict, k: str) -> torch.Tensor:  # type: ignore[type-arg]
+    return m0[k] + m1[k] if k in m1 else m0[k]
+
+
+@pytest.mark.parametrize(("kind", "params"), KINDS)
+def test_material_relations_and_dealer_traffic(kind: str, params: dict[str, Any]) -> None:
+    m0, m1, c0, c1 = _both(kind, params)
+    if kind in ("triple", "owned_triple"):
+        a, b, c = _arith(m0, m1, "a"), _arith(m0, m1, "b"), _arith(m0, m1, "c")
+        if kind == "owned_triple":
+            assert "b" not in m1  # party 1 never holds a share of the owner's mask
+        op = {"mul": torch.mul, "matmul": torch.matmul,
+              "conv2d": lambda u, v: F.conv2d(u, v, **params["kw"])}[params["op"]]
+        assert torch.equal(op(a, b), c)
+    elif kind == "trunc":
+        r, u, m = _arith(m0, m1, "r"), _arith(m0, m1, "u"), _arith(m0, m1, "m")
+        for ri, ui, mi in zip(r.tolist(), u.tolist(), m.tolist(), strict=True):  # naive reference
+            unsigned = ri % 2**64
+            assert ui == (unsigned % 2**63) >> 16 and mi == unsigned >> 63
+    else:
+        r, t = _arith(m0, m1, "r"), m0["t"] ^ m1["t"]
+        tab = m0["tab"] ^ m1["tab"]
+        for i, ri in enumerate(r.tolist()):
+            low = (ri % 2**64) % 2**39
+            for d in range(8):
+                digit = (low >> (5 * d)) & 31
+                assert tab[i, d].tolist() == [int(v < digit) for v in range(32)]
+        assert torch.equal(_arith(m0, m1, "rt"), r * t.long())
+        assert torch.equal(_arith(m0, m1, "ta"), t.long())
+        for j in range(3):
+            a, b = m0[f"a{j}"] ^ m1[f"a{j}"], m0[f"b{j}"] ^ m1[f"b{j}"]
+            assert torch.equal(m0[f"ab{j}"] ^ m1[f"ab{j}"], a & b)
+    spec = make_spec(kind, params)
+    assert c0.dealer_bytes == 0 and c0.dealer_requests == 0  # party 0 derives all from its seed
+    derived = sum(f.nbytes() for f in spec.derived)
+    assert c1.dealer_bytes == len(encode_request(kind, params)) + 8 + derived
+
+
+def test_unknown_kind_is_refused() -> None:
+    with pytest.raises(InvalidParameterError, match="'kind' parameter of make_spec"):
+        make_spec("nope", {})
+
+
+def test_a_triple_is_fresh_each_time() -> None:
+    core = DealerCore(1, 2)
+    p1 = Provider(1, 2, LocalLink(core), CommCounter())
+    params = {"op": "mul", "a_shape": [8], "b_shape": [8]}
+    assert not torch.equal(p1.get("triple", params)["a"], p1.get("triple", params)["a"])
