@@ -66,7 +66,7 @@ def quick_train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) 
         loss.backward()
         opt.step()
     model.eval()
-    return float(loss)
+    return float(loss.detach())
 
 
 def run_privlab(model: nn.Module, x: torch.Tensor) -> dict[str, object]:
@@ -81,7 +81,8 @@ def run_privlab(model: nn.Module, x: torch.Tensor) -> dict[str, object]:
             "bytes": res.stats.bytes, "dealer_bytes": res.stats.dealer_bytes,
             "dealer_requests": res.stats.dealer_requests,
             "argmax_agreement": float((out.argmax(-1) == ref.argmax(-1)).double().mean()),
-            "max_abs_error": float((out - ref).abs().max())}
+            "max_abs_error": float((out - ref).abs().max()),
+            "per_layer": {k: vars(v) for k, v in res.stats.per_op.items()}}
 
 
 def run_crypten(python: str, name: str, x_path: str, w_path: str) -> dict[str, object]:
@@ -115,7 +116,7 @@ def main() -> None:
     rows = []
     for name in a.models.split(","):
         model = demo_model(name, seed=0)
-        loss = quick_train(model, xtr, ytr, a.train_steps)
+        loss = quick_train(model, xtr, ytr, a.train_steps)  # float(loss) of the last step
         with torch.no_grad():
             acc = float((model(x).argmax(-1) == y).float().mean())
         torch.save(model.state_dict(), tmp / f"{name}.pt")

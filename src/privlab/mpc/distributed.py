@@ -87,7 +87,8 @@ def run_party(rank: int | None, fn: Callable[..., Any] | None, args: tuple[Any, 
               port: int | None = None) -> tuple[Any, CommStats, float] | None:
     """Run one role of a gloo run in this process; the dealer (rank 2) returns ``None``.
 
-    A party returns its output, its traffic and the seconds ``fn`` took (after the rendezvous).
+    A party returns its output, its traffic and the seconds ``fn`` took after the rendezvous
+    (or after ``fn`` called ``party.mark_start()`` once its local set-up was done).
 
     Missing ``rank``/``addr``/``port`` come from ``RANK``/``MASTER_ADDR``/``MASTER_PORT``.
     """
@@ -115,12 +116,13 @@ def run_party(rank: int | None, fn: Callable[..., Any] | None, args: tuple[Any, 
         party = Party(rank, transport, Provider(rank, seed, link, counter), pair, config, counter)
         if fn is None:
             raise MPCError("a party needs a function to run")
-        start = time.perf_counter()
+        party.mark_start()
         out = fn(party, *args)
+        seconds = party.elapsed()
         if link is not None:
             link.stop()
         transport.close()
-        return out, counter.snapshot(), time.perf_counter() - start
+        return out, counter.snapshot(), seconds
     finally:
         dist.destroy_process_group()
 

@@ -40,6 +40,7 @@ def infer_task(party: Party, module: nn.Module, input_shape: tuple[int, ...],
             for prm in module.parameters():
                 prm.zero_()
     pm = compile_model(module, input_shape)  # refuses unsupported layers before any traffic
+    party.mark_start()  # time the protocol, not tracing (CrypTen's timing excludes its set-up)
     return run_program(party, pm, x)
 
 

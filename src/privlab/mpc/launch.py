@@ -44,10 +44,10 @@ def run_local(fn: PartyFn, args: tuple[tuple[Any, ...], tuple[Any, ...]],
               config: MPCConfig | None = None, seeds: Seeds | None = None) -> RunResult:
     """Run ``fn(party, *args[rank])`` for ranks 0 and 1 in two threads with an in-process dealer.
 
+    ``seconds`` of the result is the slower party's time since start (or ``mark_start``).
+
     The first failure is re-raised (a peer stuck waiting gets ``MPCError`` after the timeout).
     """
-    import time
-
     config = config or MPCConfig()
     seeds = seeds or Seeds.fresh()
     core = DealerCore(seeds.dealer0, seeds.dealer1)
@@ -68,13 +68,12 @@ def run_local(fn: PartyFn, args: tuple[tuple[Any, ...], tuple[Any, ...]],
         except BaseException as exc:  # re-raised in the caller's thread below
             errors[rank] = exc
 
-    start = time.perf_counter()
     threads = [threading.Thread(target=work, args=(r,), daemon=True) for r in (0, 1)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    seconds = time.perf_counter() - start
+    seconds = max(p.elapsed() for p in parties)
     for exc in errors:
         if exc is not None and not isinstance(exc, MPCError):
             raise exc

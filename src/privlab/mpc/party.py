@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import torch
@@ -25,6 +26,15 @@ class Party:
         self.pair_prg = PRG(pair_seed)  # shared by the two parties: zero shares, input sharing
         self.config = config
         self.counter = counter
+        self.clock_start = time.perf_counter()
+
+    def mark_start(self) -> None:
+        """Start the protocol clock here (after local set-up such as compiling the model)."""
+        self.clock_start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        """Seconds since the party was created or :meth:`mark_start` was called."""
+        return time.perf_counter() - self.clock_start
 
     @property
     def f(self) -> int:

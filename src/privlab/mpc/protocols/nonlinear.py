@@ -163,8 +163,8 @@ def gelu(party: Party, x: torch.Tensor) -> torch.Tensor:
     """GELU by its tanh form ``x sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3))``.
 
     Steps: ``x^2``, ``x^3`` (4 rounds), two public scalings (2), the sigmoid (44), one product
-    (2). Rounds 52; bytes ~1 KB per element. Error: the tanh form is within 5e-4 of the exact (erf) GELU; total below 1e-2
-    absolute for ``|x| < 100`` (``x^3`` must stay inside the fixed-point range).
+    (2). Rounds 52; bytes ~1 KB per element. Error: the tanh form is within 5e-4 of the exact
+    (erf) GELU; total below 1e-2 absolute for ``|x| < 100`` (``x^3`` must stay inside the fixed-point range).
     """
     x2 = mul(party, x, x)
     x3 = mul(party, x2, x)
@@ -177,7 +177,8 @@ def softmax(party: Party, x: torch.Tensor, dim: int = -1) -> torch.Tensor:
 
     Steps: ``m = max`` (``5 ceil(log2 n)`` rounds), ``e = exp(x - m)`` (clamped, 24), ``s = sum e`` in
     ``[1, n]``, ``1/s`` by :func:`reciprocal` on ``[1, n]`` (``1 + 4k`` rounds, k = 5 for
-    n = 16), ``e / s`` (2). Rounds ``5 ceil(log2 n) + 27 + 4k`` (67 for n = 16). Error below 5e-3 absolute per probability; valid while
+    n = 16), ``e / s`` (2). Rounds ``5 ceil(log2 n) + 27 + 4k`` (67 for n = 16).
+    Error below 5e-3 absolute per probability; valid while
     ``|x| < 2^(cmp_bits - 1 - f)``.
     """
     if dim != -1 and dim != x.dim() - 1:
