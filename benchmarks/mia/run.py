@@ -18,6 +18,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ import torch
 from privlab.attacks import PopulationSignals, compute_signals, plot_roc, run_attacks
 from privlab.data import ArrayDataset, load_dataset, membership_mask
 from privlab.models import MLP
-from privlab.train import TrainConfig, train_ensemble
+from privlab.train import EnsembleResult, TrainConfig, train_ensemble
 
 HERE = Path(__file__).resolve().parent
 
@@ -43,7 +44,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--timing-models", type=int, default=8)
     p.add_argument(
-        "--timing-epochs", type=float, default=2, help="epochs for the timed comparison (per-step cost is constant)"
+        "--timing-epochs", type=float, default=1, help="epochs for the timed comparison (per-step cost is constant)"
     )
     p.add_argument(
         "--threads",
@@ -51,6 +52,7 @@ def parse() -> argparse.Namespace:
         default=1,
         help="torch threads (1: on a shared 2-core machine, OpenMP spin-waits under oversubscription)",
     )
+    p.add_argument("--repeats", type=int, default=3, help="timed repetitions of each path (fastest kept)")
     p.add_argument("--sweep-hidden", default="8,16,32,64", help="widths for the speed sweep (16 models, 200 steps)")
     p.add_argument("--bootstrap", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
@@ -68,8 +70,39 @@ def _clock() -> tuple[float, float]:
     return time.perf_counter(), time.process_time()
 
 
+def time_both(
+    factory: Callable[[], torch.nn.Module], data: ArrayDataset, rows: np.ndarray, cfg: TrainConfig, repeats: int
+) -> tuple[EnsembleResult, EnsembleResult, dict[str, float]]:
+    """Train ``rows`` vectorised and one by one, alternating, ``repeats`` times; keep each path's fastest run.
+
+    The machine is shared, so the minimum is the least disturbed measurement. Both paths are warmed up first.
+    """
+    warm = TrainConfig(**{**cfg.to_dict(), "epochs": 0.02, "adam_betas": cfg.adam_betas})
+    for backend in ("local", "loop"):
+        train_ensemble(factory, data, rows[:2], warm, backend=backend, progress=False)
+    wall: dict[str, list[float]] = {"local": [], "loop": []}
+    cpu: dict[str, list[float]] = {"local": [], "loop": []}
+    out = {}
+    for _ in range(repeats):
+        for backend in ("local", "loop"):
+            w0, c0 = _clock()
+            out[backend] = train_ensemble(factory, data, rows, cfg, backend=backend, progress=False)
+            w1, c1 = _clock()
+            wall[backend].append(w1 - w0)
+            cpu[backend].append(c1 - c0)
+    times = {
+        "ensemble_wall_s": min(wall["local"]),
+        "loop_wall_s": min(wall["loop"]),
+        "ensemble_cpu_s": min(cpu["local"]),
+        "loop_cpu_s": min(cpu["loop"]),
+    }
+    times["speedup_wall"] = times["loop_wall_s"] / times["ensemble_wall_s"]
+    times["speedup_cpu"] = times["loop_cpu_s"] / times["ensemble_cpu_s"]
+    return out["local"], out["loop"], times
+
+
 def speed_sweep(data: ArrayDataset, mask: np.ndarray, a: argparse.Namespace, widths: list[int]) -> list[dict]:
-    """Ensemble vs one-by-one for 16 models of each width, 200 steps each (wall and CPU seconds)."""
+    """Ensemble vs one-by-one for 16 models of each width, 200 steps each (fastest of ``repeats``)."""
     rows = []
     K = min(16, mask.shape[0])
     n_in = int(mask[:K].sum(1).min())
@@ -79,26 +112,10 @@ def speed_sweep(data: ArrayDataset, mask: np.ndarray, a: argparse.Namespace, wid
         def factory(h: int = h) -> MLP:
             return MLP(hidden=(h,))
 
-        w0, c0 = _clock()
-        train_ensemble(factory, data, mask[:K], cfg, progress=False)
-        w1, c1 = _clock()
-        train_ensemble(factory, data, mask[:K], cfg, backend="loop", progress=False)
-        w2, c2 = _clock()
-        rows.append(
-            {
-                "hidden": h,
-                "n_models": K,
-                "ensemble_wall_s": w1 - w0,
-                "loop_wall_s": w2 - w1,
-                "ensemble_cpu_s": c1 - c0,
-                "loop_cpu_s": c2 - c1,
-                "speedup_wall": (w2 - w1) / (w1 - w0),
-                "speedup_cpu": (c2 - c1) / (c1 - c0),
-            }
-        )
+        _, _, times = time_both(factory, data, mask[:K], cfg, a.repeats)
+        rows.append({"hidden": h, "n_models": K, **times})
         print(
-            f"sweep MLP(784-{h}-10) x{K}: speed-up wall {rows[-1]['speedup_wall']:.2f}x, "
-            f"cpu {rows[-1]['speedup_cpu']:.2f}x",
+            f"sweep MLP(784-{h}-10) x{K}: speed-up wall {times['speedup_wall']:.2f}x, cpu {times['speedup_cpu']:.2f}x",
             flush=True,
         )
     return rows
@@ -122,16 +139,18 @@ def main() -> None:
     # 1. Timing: the same models both ways, no cache.
     T = a.timing_models
     tcfg = TrainConfig(**{**cfg.to_dict(), "epochs": a.timing_epochs, "adam_betas": cfg.adam_betas})
-    w0, c0 = _clock()
-    vec = train_ensemble(factory, data, mask[:T], tcfg, progress=False)
-    w1, c1 = _clock()
-    loop = train_ensemble(factory, data, mask[:T], tcfg, backend="loop", progress=False)
-    w2, c2 = _clock()
-    t_vec, t_loop, cpu_vec, cpu_loop = w1 - w0, w2 - w1, c1 - c0, c2 - c1
-    max_diff = max(float((vec.state[k] - loop.state[k]).abs().max()) for k in vec.state)
+    vec, loop, times = time_both(factory, data, mask[:T], tcfg, a.repeats)
+    t_vec, t_loop, cpu_vec, cpu_loop = (
+        times["ensemble_wall_s"],
+        times["loop_wall_s"],
+        times["ensemble_cpu_s"],
+        times["loop_cpu_s"],
+    )
+    diffs = [max(float((vec.state[k][i] - loop.state[k][i]).abs().max()) for k in vec.state) for i in range(T)]
+    max_diff = max(diffs)
     print(
-        f"timing {T} models: ensemble {t_vec:.1f}s, one-by-one {t_loop:.1f}s, ratio {t_loop / t_vec:.2f}x; "
-        f"max |param diff| {max_diff:.2e}",
+        f"timing {T} models: ensemble {t_vec:.1f}s, one-by-one {t_loop:.1f}s, ratio {t_loop / t_vec:.2f}x "
+        f"(cpu {cpu_loop / cpu_vec:.2f}x); max |param diff| per model {[f'{d:.0e}' for d in diffs]}",
         flush=True,
     )
 
@@ -238,6 +257,8 @@ def main() -> None:
             "speedup_cpu": cpu_loop / cpu_vec,
             "sweep": sweep,
             "max_abs_param_diff": max_diff,
+            "max_abs_param_diff_per_model": diffs,
+            "repeats": a.repeats,
             "full_ensemble_s": t_full,
             "full_ensemble_models": K,
         },

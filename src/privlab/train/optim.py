@@ -1,9 +1,11 @@
 """Functional SGD and Adam over stacked (K, ...) parameters, matching ``torch.optim`` element-wise.
 
 Both optimizers are element-wise, so one update of the stacked tensors equals K independent
-updates. ``active`` (K,) bool freezes models that have finished their own number of steps (models
-with more training examples take more steps). Update rules, as in ``torch.optim`` (no dampening,
-no Nesterov, coupled L2 weight decay ``g <- g + wd * p``):
+updates; the in-place operations below are the ones ``torch.optim.SGD``/``Adam`` perform (single-
+tensor path), so each model follows its one-by-one trajectory up to floating-point noise.
+``active`` (K,) bool freezes models that have finished their own number of steps (models with
+more training examples take more steps). Update rules (no dampening, no Nesterov, coupled L2
+weight decay ``g <- g + wd * p``):
 
 * SGD: ``b <- mu * b + g``; ``p <- p - lr * b`` (``b`` starts at 0, so the first ``b`` is ``g``).
 * Adam (Kingma & Ba 2015): ``m <- b1 m + (1-b1) g``; ``v <- b2 v + (1-b2) g^2``;
@@ -31,11 +33,20 @@ def init_state(params: Params, cfg: TrainConfig) -> dict[str, Params]:
     }
 
 
-def _where(active: torch.Tensor | None, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
-    if active is None:
-        return new
-    shape = (-1,) + (1,) * (new.dim() - 1)
-    return torch.where(active.view(shape), new, old)
+def _update(p: torch.Tensor, g: torch.Tensor, state: dict[str, torch.Tensor], cfg: TrainConfig, t: int) -> None:
+    if cfg.weight_decay:
+        g = g.add(p, alpha=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        if cfg.momentum:
+            g = state["buf"].mul_(cfg.momentum).add_(g)
+        p.add_(g, alpha=-cfg.lr)
+        return
+    b1, b2 = cfg.adam_betas
+    m, v = state["m"], state["v"]
+    m.lerp_(g, 1 - b1)
+    v.mul_(b2).addcmul_(g, g, value=1 - b2)
+    denom = (v.sqrt() / math.sqrt(1 - b2**t)).add_(cfg.adam_eps)
+    p.addcdiv_(m, denom, value=-cfg.lr / (1 - b1**t))
 
 
 @torch.no_grad()
@@ -46,26 +57,18 @@ def step(
     cfg: TrainConfig,
     t: int,
     active: torch.Tensor | None = None,
-) -> Params:
-    """One optimizer step at (1-based) step ``t``; returns new params and updates ``state`` in place."""
-    out: Params = {}
+) -> None:
+    """One optimizer step at (1-based) step ``t``, in place on ``params`` and ``state``.
+
+    Rows of models that are not ``active`` are left unchanged (saved and restored around the update).
+    """
+    frozen = None if active is None else torch.nonzero(~active).flatten()
     for name, p in params.items():
-        g = grads[name]
-        if cfg.weight_decay:
-            g = g + cfg.weight_decay * p
-        if cfg.optimizer == "sgd":
-            if cfg.momentum:
-                buf = cfg.momentum * state["buf"][name] + g
-                state["buf"][name] = _where(active, buf, state["buf"][name])
-                g = buf
-            out[name] = _where(active, p - cfg.lr * g, p)
-        else:
-            b1, b2 = cfg.adam_betas
-            m = state["m"][name].lerp(g, 1 - b1)
-            v = b2 * state["v"][name] + (1 - b2) * g * g
-            state["m"][name] = _where(active, m, state["m"][name])
-            state["v"][name] = _where(active, v, state["v"][name])
-            step_size = cfg.lr / (1 - b1**t)
-            denom = v.sqrt() / math.sqrt(1 - b2**t) + cfg.adam_eps
-            out[name] = _where(active, p - step_size * m / denom, p)
-    return out
+        per_param = {k: s[name] for k, s in state.items()}
+        saved = None
+        if frozen is not None and len(frozen):
+            saved = [p.index_select(0, frozen)] + [s.index_select(0, frozen) for s in per_param.values()]
+        _update(p, grads[name], per_param, cfg, t)
+        if saved is not None and frozen is not None:
+            for tensor, old in zip([p, *per_param.values()], saved, strict=True):
+                tensor.index_copy_(0, frozen, old)

@@ -62,17 +62,22 @@ def train_chunk(
 
     batched = vmap(forward)  # (K, B, ...) -> (K, B, C)
     streams, steps = _streams(mask, seeds, cfg)  # (K, T, B)
+    streams = streams.transpose(0, 1).contiguous()  # (T, K, B): one contiguous block per step
     t_all = min(steps)
-    state = optim.init_state(params, cfg)
-    names = list(params)
-    for t in tqdm(range(streams.shape[1]), disable=not progress, desc=desc, leave=False):
-        idx = streams[:, t]  # (K, B)
-        leaves = {k: v.requires_grad_() for k, v in params.items()}
-        logits = batched(leaves, buffers, x[idx])  # (K, B, C)
+    leaves = {k: v.detach().clone().requires_grad_() for k, v in params.items()}
+    state = optim.init_state(leaves, cfg)
+    names = list(leaves)
+    x_flat = x.reshape(x.shape[0], -1).contiguous()  # (N, D): index_select is much cheaper than x[idx]
+    for t in tqdm(range(streams.shape[0]), disable=not progress, desc=desc, leave=False):
+        idx = streams[t]  # (K, B)
+        xb = x_flat.index_select(0, idx.flatten()).view(*idx.shape, *x.shape[1:])  # (K, B, ...)
+        yb = y.index_select(0, idx.flatten())  # (K * B,)
+        logits = batched(leaves, buffers, xb)  # (K, B, C)
         # Sum over models of each model's mean loss: the models share no parameters, so the gradient
         # with respect to row k of a stacked tensor is exactly model k's own gradient.
-        loss = F.cross_entropy(logits.flatten(0, 1), y[idx].flatten(), reduction="sum") / cfg.batch_size
+        loss = F.cross_entropy(logits.flatten(0, 1), yb, reduction="sum") / cfg.batch_size
         grads = dict(zip(names, torch.autograd.grad(loss, [leaves[k] for k in names]), strict=True))
         active = None if t < t_all else torch.tensor([t < s for s in steps])
-        params = optim.step({k: v.detach() for k, v in params.items()}, grads, state, cfg, t + 1, active)
+        optim.step(leaves, grads, state, cfg, t + 1, active)
+    params = {k: v.detach() for k, v in leaves.items()}
     return {**params, **{k: v.detach() for k, v in buffers.items()}}
