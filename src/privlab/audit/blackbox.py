@@ -33,7 +33,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from privlab._validation import check_int
+from privlab._validation import check_int, check_real
 from privlab.audit._args import accuracy, resolve_dp_sgd
 from privlab.audit.dp_training import DPTrainingAudit
 from privlab.audit.stats import audit_one_run_grid
@@ -63,6 +63,7 @@ def audit_dp_training_blackbox(
     lr: float = 0.5,
     canaries: int = 1000,
     canary_pool: ArrayDataset | None = None,
+    canary_input_scale: float = 1.0,
     confidence: float = 0.95,
     grid: list[tuple[int, int]] | None = None,
     accountant: str = "pld",
@@ -75,7 +76,10 @@ def audit_dp_training_blackbox(
 
     ``canary_pool``: examples *not* in ``train`` to draw the canaries from (default: the last
     ``canaries`` rows of ``train`` are held out and become the pool). ``sample_rate`` is the Poisson
-    rate over the training set including the IN canaries. Other arguments as in
+    rate over the training set including the IN canaries. ``canary_input_scale`` multiplies the canaries'
+    inputs: values > 1 make them out of distribution with large gradients, which a correct
+    implementation clips (the black-box counterpart of the white-box canary norm ``A C``; it makes
+    bypassed clipping visible). Other arguments as in
     :func:`~privlab.audit.dp_training.audit_dp_training`; the claimed epsilon is the ledger's.
     """
     spec = resolve_dp_sgd(
@@ -97,7 +101,9 @@ def audit_dp_training_blackbox(
             f"The 'canaries' parameter of {_OWNER} must be at most len(canary_pool) ({len(canary_pool)}). "
             f"Got {m} instead."
         )
+    scale = check_real(canary_input_scale, "canary_input_scale", _OWNER, low=0.0, low_open=True)
     can = mislabelled_canaries(canary_pool, m, seed).data
+    can = ArrayDataset(can.x * scale, can.y, can.name, can.classes)
     gen = torch.Generator().manual_seed(seed)
     included = torch.rand(m, generator=gen) < 0.5
     full = ArrayDataset(torch.cat([train.x, can.x[included]]), torch.cat([train.y, can.y[included]]),
@@ -139,6 +145,7 @@ def audit_dp_training_blackbox(
         claimed, spec.delta, spec.noise_multiplier, pt.sample_rate, pt.optimizer.ledger.steps, result, fault,
         accuracy(model, test), threat_model="black_box", canaries=m,
         test="mislabelled input canaries scored by loss, one run (Steinke et al. 2023)",
+        scores=scores, included=included.numpy(),
     )
 
 

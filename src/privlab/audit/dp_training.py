@@ -29,6 +29,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -53,8 +55,10 @@ class DPTrainingAudit:
     exceeds the claim, i.e. the implementation (or the accounting) is broken. ``threat_model`` is
     "white_box" (the auditor plants gradients and reads parameters) or "black_box" (it adds training
     examples and reads losses); ``runs`` is the number of trainings; ``canaries`` per training.
-    ``gdp_audit`` (multi-run only) is the Gaussian-DP bound from the same scores; it is valid only if
-    the mechanism's trade-off curve is Gaussian, so ``violated`` looks at ``audit`` alone.
+    ``scores`` / ``included`` (shape (m,) or (runs,), not serialised) are the raw canary scores and
+    memberships, for ROC plots and checks. ``gdp_audit`` (multi-run only) is the Gaussian-DP bound
+    from the same scores; it is valid only if the mechanism's trade-off curve is Gaussian, so
+    ``violated`` looks at ``audit`` alone.
     """
 
     claimed_epsilon: float
@@ -70,6 +74,8 @@ class DPTrainingAudit:
     canaries: int | None = None
     gdp_audit: AuditResult | None = None
     test: str = "Dirac gradient canaries, one run (Steinke et al. 2023)"
+    scores: npt.NDArray[np.float64] | None = dataclasses.field(default=None, repr=False, compare=False)
+    included: npt.NDArray[np.bool_] | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def violated(self) -> bool:
@@ -173,7 +179,7 @@ def audit_dp_training(
     )
     return DPTrainingAudit(
         spec.claimed_epsilon, spec.delta, spec.noise_multiplier, spec.sample_rate, spec.steps, result, fault,
-        accuracy(model, test), canaries=m,
+        accuracy(model, test), canaries=m, scores=scores, included=included.numpy(),
     )
 
 

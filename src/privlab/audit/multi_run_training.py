@@ -20,13 +20,19 @@ carry all the information of the transcript about the canary: the audit can be t
 final-iterate score is a Binomial mixture and the audit is loose by construction (the accountant
 bounds the whole transcript).
 
-Confidence: each bound is at ``confidence`` on its own (they are two statements; together they hold
-with probability ``>= 1 - 2 alpha``). Half the runs choose the threshold, the other half evaluate it.
+Thresholds and confidence. ``eps_delta``: half the runs choose the threshold (it lives in a tail),
+the other half evaluate it. ``gdp`` (default ``gdp_threshold="midpoint"``): the threshold is fixed
+before training at half the expected IN shift, ``t = (lr / qN) * q T C / 2`` (for two Gaussians of equal
+variance every threshold estimates the same mu, and the middle one has the tightest interval), so
+all runs evaluate it; ``"split"`` selects it like ``eps_delta`` (noisier: the selection half can pick a
+tail threshold where FNR ~ 1). Each bound is at ``confidence`` on its own (two statements; together
+they hold with probability ``>= 1 - 2 alpha``).
 Cost: R x T DP-SGD steps; use a small model and data set (see ``benchmarks/audit``).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -35,7 +41,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from privlab._validation import check_int, check_real
+from privlab._validation import check_choice, check_int, check_real
 from privlab.audit._args import resolve_dp_sgd
 from privlab.audit.canaries import quiet_coordinates, train_with_dirac_canaries
 from privlab.audit.dp_training import DPTrainingAudit
@@ -83,6 +89,11 @@ def multi_run_dirac_scores(
     return scores
 
 
+def midpoint_threshold(lr: float, sample_rate: float, train_size: int, steps: int, max_grad_norm: float) -> float:
+    """Half the expected score shift of an IN canary for a correct run: ``(lr / (q N)) * q T C / 2``."""
+    return lr / (sample_rate * train_size) * sample_rate * steps * max_grad_norm / 2.0
+
+
 def audit_dp_training_multi_run(
     model_factory: Callable[[], nn.Module],
     train: ArrayDataset,
@@ -99,6 +110,7 @@ def audit_dp_training_multi_run(
     confidence: float = 0.95,
     accountant: str = "pld",
     fault: str | None = None,
+    gdp_threshold: str = "midpoint",
     seed: int = 0,
     progress: bool = True,
 ) -> DPTrainingAudit:
@@ -115,6 +127,7 @@ def audit_dp_training_multi_run(
         accountant=accountant, fault=fault,
     )
     R = check_int(runs, "runs", _OWNER, low=8)
+    check_choice(gdp_threshold, "gdp_threshold", _OWNER, ("midpoint", "split"))
     A = check_real(canary_norm_multiplier, "canary_norm_multiplier", _OWNER, low=1.0)
     check_int(seed, "seed", _OWNER, low=0)
     rng = np.random.default_rng(seed)
@@ -126,17 +139,18 @@ def audit_dp_training_multi_run(
         canary_norm_multiplier=A, fault=fault, seed=seed, progress=progress,
     )
     ins, outs = scores[included], scores[~included]
-    eps_delta, gdp = (
-        audit_multi_run(
-            ins, outs, bound=b, delta=spec.delta, alpha=spec.alpha, seed=seed, claimed_epsilon=spec.claimed_epsilon
-        )
-        for b in ("eps_delta", "gdp")
+    audit = functools.partial(
+        audit_multi_run, ins, outs, delta=spec.delta, alpha=spec.alpha, seed=seed, claimed_epsilon=spec.claimed_epsilon
     )
+    t = midpoint_threshold(spec.lr, spec.sample_rate, len(train), spec.steps, spec.max_grad_norm)
+    eps_delta = audit(bound="eps_delta")
+    gdp = audit(bound="gdp", threshold=t if gdp_threshold == "midpoint" else None)
     return DPTrainingAudit(
         spec.claimed_epsilon, spec.delta, spec.noise_multiplier, spec.sample_rate, spec.steps, eps_delta, fault,
         threat_model="white_box", runs=R, canaries=1, gdp_audit=gdp,
         test="Dirac gradient canary, multi-run (Nasr et al. 2023), eps_delta and GDP bounds",
+        scores=scores, included=included,
     )
 
 
-__all__ = ["audit_dp_training_multi_run", "multi_run_dirac_scores"]
+__all__ = ["audit_dp_training_multi_run", "midpoint_threshold", "multi_run_dirac_scores"]
