@@ -65,10 +65,14 @@ class DealerCore:
 
 
 class DealerLink(Protocol):
-    """Party 1's channel to the dealer."""
+    """Party 1's channel to the dealer: a request is posted, then its reply awaited, so the
+    dealer's work overlaps with party 1 drawing its own shares."""
 
-    def request(self, payload: bytes, reply_bytes: int) -> torch.Tensor:
-        """Send a request, return the reply of ``reply_bytes`` bytes (``MPCError`` on timeout)."""
+    def post(self, payload: bytes) -> None:
+        """Send a request."""
+
+    def reply(self, reply_bytes: int) -> torch.Tensor:
+        """The reply (``reply_bytes`` bytes) to the oldest posted request; ``MPCError`` on timeout."""
 
 
 class Provider:
@@ -84,15 +88,17 @@ class Provider:
     def get(self, kind: str, params: dict[str, Any]) -> dict[str, torch.Tensor]:
         """This party's shares of one piece of material (same call order on both parties)."""
         spec: Spec = make_spec(kind, params)
-        out = _draw(spec.random, self._prg, self.rank)
         if self.rank == 0:
+            out = _draw(spec.random, self._prg, self.rank)
             out.update(_draw(spec.derived, self._prg))
             return out
         if self._link is None:
             raise RuntimeError("party 1 needs a dealer link")
         payload = encode_request(kind, params)
+        self._link.post(payload)
+        out = _draw(spec.random, self._prg, self.rank)
         size = sum(f.nbytes() for f in spec.derived)
-        reply = self._link.request(payload, size)
+        reply = self._link.reply(size)
         self._counter.add_dealer(len(payload) + 8 + size)
         out.update(_decode(spec.derived, reply))
         return out
@@ -103,6 +109,10 @@ class LocalLink:
 
     def __init__(self, core: DealerCore) -> None:
         self._core = core
+        self._pending: list[bytes] = []
 
-    def request(self, payload: bytes, reply_bytes: int) -> torch.Tensor:
-        return self._core.answer(payload)
+    def post(self, payload: bytes) -> None:
+        self._pending.append(payload)
+
+    def reply(self, reply_bytes: int) -> torch.Tensor:
+        return self._core.answer(self._pending.pop(0))

@@ -79,10 +79,12 @@ class GlooDealerLink:
     def __init__(self, transport: GlooTransport) -> None:
         self.t = transport
 
-    def request(self, payload: bytes, reply_bytes: int) -> torch.Tensor:
+    def post(self, payload: bytes) -> None:
         header = torch.tensor([len(payload)], dtype=torch.int64).view(torch.uint8)
         self.t.send(DEALER_RANK, header)
         self.t.send(DEALER_RANK, torch.frombuffer(bytearray(payload), dtype=torch.uint8))
+
+    def reply(self, reply_bytes: int) -> torch.Tensor:
         return self.t.recv(DEALER_RANK, reply_bytes)
 
     def stop(self) -> None:
