@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import sys
@@ -108,12 +109,14 @@ def test_ray_missing_gives_clear_error(tiny_data, monkeypatch):
 def test_ray_backend_matches_local(tiny_data, tmp_path):
     import ray
 
+    # Ray workers import the factory by reference: use an importable one (a partial of privlab's MLP).
+    remote_factory = functools.partial(MLP, in_features=16, hidden=(8,), num_classes=4)
     mask = membership_mask(4, len(tiny_data), seed=3)
     local = train_ensemble(factory, tiny_data, mask, CFG, progress=False)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         remote = train_ensemble(
-            factory, tiny_data, mask, CFG, backend="ray", chunk_size=2, cache_dir=tmp_path, progress=False
+            remote_factory, tiny_data, mask, CFG, backend="ray", chunk_size=2, cache_dir=tmp_path, progress=False
         )
     finally:
         ray.shutdown()

@@ -121,3 +121,17 @@ def test_ensemble_validation(tiny_data):
         train_ensemble(factory, tiny_data, bad, cfg, progress=False)
     with pytest.raises(InvalidParameterError, match="'backend'"):
         train_ensemble(factory, tiny_data, bad[:1], cfg, backend="spark", progress=False)
+
+
+def test_vectorised_equals_loop_for_a_cnn():
+    from privlab.data import ArrayDataset
+    from privlab.models import SmallCNN
+
+    gen = torch.Generator().manual_seed(1)
+    data = ArrayDataset(torch.rand(24, 1, 28, 28, generator=gen), torch.randint(0, 10, (24,), generator=gen))
+    mask = membership_mask(3, 24, seed=0)
+    cfg = TrainConfig(epochs=2, batch_size=4, lr=0.05, seed=2)
+    ens = train_ensemble(SmallCNN, data, mask, cfg, progress=False)
+    ref = train_ensemble(SmallCNN, data, mask, cfg, backend="loop", progress=False)
+    for name in ens.state:
+        torch.testing.assert_close(ens.state[name], ref.state[name], rtol=1e-4, atol=1e-5)
