@@ -45,7 +45,7 @@ def run(
     module = _load(model, weights)
     shape = (batch, *(int(s) for s in input_shape.split(",")))
     x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
-    res = private_inference(module, x, MPCConfig(timeout=timeout), transport)
+    res = private_inference(module, x, MPCConfig(timeout=timeout), transport, reimport_main=False)
     row = {"model": model, "transport": transport, "batch": batch, "seconds": round(res.seconds, 3),
            "rounds": res.stats.rounds, "bytes": res.stats.bytes,
            "dealer_bytes": res.stats.dealer_bytes, "max_abs_error": res.max_abs_error,

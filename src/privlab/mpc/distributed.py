@@ -7,14 +7,16 @@ rendezvous address, port and rank from arguments or ``MASTER_ADDR``/``MASTER_POR
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import pickle
 import secrets
 import socket
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -137,16 +139,35 @@ def _child(rank: int, fn: Callable[..., Any] | None, args: tuple[Any, ...], conf
         results.put((rank, "error", f"{type(exc).__name__}: {exc}"))
 
 
+@contextlib.contextmanager
+def _main_not_reimported(skip: bool) -> Iterator[None]:
+    """Spawned children re-import ``__main__`` (slow for a CLI that imports every pillar); skip it
+    when nothing they run lives there."""
+    main = sys.modules["__main__"]
+    saved = {k: getattr(main, k) for k in ("__file__", "__spec__") if hasattr(main, k)}
+    if skip:
+        main.__spec__ = None
+        if hasattr(main, "__file__"):
+            delattr(main, "__file__")
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(main, k, v)
+
+
 def run_processes(fn: Callable[..., Any], args: tuple[tuple[Any, ...], tuple[Any, ...]],
                   config: MPCConfig | None = None, port: int | None = None,
                   slack: float = 30.0,
-                  on_started: Callable[[list[Any]], None] | None = None) -> RunResult:
+                  on_started: Callable[[list[Any]], None] | None = None,
+                  reimport_main: bool = True) -> RunResult:
     """Start party 0, party 1 and the dealer as separate processes on 127.0.0.1 and wait.
 
     ``seconds`` of the result is the parties' time after the rendezvous (not process start-up).
 
     ``fn`` must be importable (a module-level function). ``on_started`` receives the three
-    ``Process`` objects (rank order) once started (fault-injection tests kill one). Raises
+    ``Process`` objects (rank order) once started (fault-injection tests kill one);
+    ``reimport_main=False`` spares the children re-importing ``__main__``. Raises
     ``MPCError`` with every failing rank's message if any process fails or nothing arrives
     within ``timeout + slack`` seconds.
     """
@@ -155,12 +176,13 @@ def run_processes(fn: Callable[..., Any], args: tuple[tuple[Any, ...], tuple[Any
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
     procs = []
-    for rank in (0, 1, DEALER_RANK):
-        a = args[rank] if rank < 2 else ()
-        p = ctx.Process(target=_child, args=(rank, fn if rank < 2 else None, a, config, port,
-                                             results), daemon=True)
-        p.start()
-        procs.append(p)
+    with _main_not_reimported(not reimport_main):
+        for rank in (0, 1, DEALER_RANK):
+            a = args[rank] if rank < 2 else ()
+            p = ctx.Process(target=_child, args=(rank, fn if rank < 2 else None, a, config, port,
+                                                 results), daemon=True)
+            p.start()
+            procs.append(p)
     if on_started is not None:
         on_started(procs)
     got: dict[int, tuple[str, Any]] = {}

@@ -45,9 +45,10 @@ def infer_task(party: Party, module: nn.Module, input_shape: tuple[int, ...],
 
 
 def private_inference(module: nn.Module, x: torch.Tensor, config: MPCConfig | None = None,
-                      transport: str = "local") -> InferenceResult:
+                      transport: str = "local", reimport_main: bool = True) -> InferenceResult:
     """Run ``module(x)`` on secret shares with two parties and a dealer, and compare with
-    plaintext. ``transport``: ``"local"`` (threads) or ``"gloo"`` (three processes on this host).
+    plaintext. ``transport``: ``"local"`` (threads) or ``"gloo"`` (three processes on this host;
+    ``reimport_main=False`` when ``module``'s class does not live in ``__main__``).
     """
     check_choice(transport, "transport", "private_inference", ("local", "gloo"))
     module = module.eval()
@@ -58,7 +59,7 @@ def private_inference(module: nn.Module, x: torch.Tensor, config: MPCConfig | No
     else:
         from privlab.mpc.distributed import run_processes
 
-        res = run_processes(infer_task, args, config)
+        res = run_processes(infer_task, args, config, reimport_main=reimport_main)
     out = res.outputs[1]
     with torch.no_grad():
         ref = module(x).double()

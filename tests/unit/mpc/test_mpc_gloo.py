@@ -59,3 +59,26 @@ def test_killed_party_makes_the_others_fail_within_the_timeout() -> None:
     assert killed_at, "the run ended before the party was killed"
     assert time.monotonic() - killed_at[0] < timeout + slack
     assert "rank 1" in str(err.value)  # the surviving party reported its own failure
+
+
+def test_per_host_launch_from_environment_variables() -> None:
+    """`privlab mpc party` as it runs on three hosts: rank and rendezvous from RANK/MASTER_*."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    port = free_port()
+    procs = []
+    for rank in (0, 1, 2):
+        env = {**os.environ, "RANK": str(rank), "MASTER_ADDR": "127.0.0.1",
+               "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
+        cmd = [sys.executable, "-m", "privlab.cli.main", "mpc", "party", "--model", "mlp",
+               "--batch", "2", "--timeout", "60"]
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True))
+    outs = [p.communicate(timeout=180)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outs
+    r0, r1 = (json.loads(o.strip().splitlines()[-1]) for o in outs[:2])
+    assert r0["prediction"] is None  # the model owner learns nothing
+    assert len(r1["prediction"]) == 2 and r1["rounds"] == r0["rounds"] == 17
+    assert outs[2].strip().endswith("dealer finished")
