@@ -19,6 +19,7 @@ Edge cases: ``noise_multiplier == 0`` gives ``inf`` (an unbounded mechanism), ``
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal
 
 import dp_accounting
@@ -38,11 +39,13 @@ PLD_DISCRETISATION = 1e-4
 MIN_NOISE = 0.2
 
 
-def make_accountant(accountant: str = "pld") -> dp_accounting.PrivacyAccountant:
+def make_accountant(
+    accountant: str = "pld", *, pld_discretisation: float = PLD_DISCRETISATION
+) -> dp_accounting.PrivacyAccountant:
     """Return a fresh ``dp-accounting`` accountant (add-or-remove-one adjacency)."""
     check_choice(accountant, "accountant", "make_accountant", ACCOUNTANTS)
     if accountant == "pld":
-        return pld.PLDAccountant(value_discretization_interval=PLD_DISCRETISATION)
+        return pld.PLDAccountant(value_discretization_interval=pld_discretisation)
     return rdp.RdpAccountant()
 
 
@@ -115,9 +118,24 @@ def calibrate_noise(
     def gap(sigma: float) -> float:
         return epsilon(sigma, q, t, d, accountant) - eps
 
+    def search_gap(sigma: float) -> float:
+        # The root search uses a 10x coarser PLD grid (10x faster, epsilon within ~1e-4 relative on
+        # DP-SGD settings); the final answer is checked and nudged with the full-precision gap.
+        if accountant != "pld" or sigma < MIN_NOISE:
+            return gap(sigma)
+        acc = make_accountant("pld", pld_discretisation=10 * PLD_DISCRETISATION)
+        acc.compose(dpsgd_event(sigma, q, t))
+        return float(acc.get_epsilon(d)) - eps
+
     # Bracket the root: epsilon is decreasing in sigma. Very small sigmas make the PLD grid huge,
     # so the lower end never goes below MIN_NOISE (epsilon there is already enormous).
     lo, hi = 0.5, 1.0
+    if accountant == "pld":
+        # PLD is tighter than RDP, so the RDP answer (cheap to compute) bounds the PLD one from
+        # above; a bracket just below it saves most of the expensive PLD evaluations.
+        s_rdp = calibrate_noise(eps, q, t, d, "rdp", tol=tol)
+        if gap(s_rdp) <= 0 and gap(0.75 * s_rdp) > 0:
+            return _finish(search_gap, gap, 0.75 * s_rdp, s_rdp, tol)
     while gap(hi) > 0:
         lo, hi = hi, hi * 2.0
         if hi > 1e4:
@@ -129,7 +147,19 @@ def calibrate_noise(
         hi, lo = lo, max(lo / 2.0, MIN_NOISE)
     if gap(lo) <= 0:
         return lo
-    sigma = float(brentq(gap, lo, hi, xtol=tol))
-    while epsilon(sigma, q, t, d, accountant) > eps:
+    return _finish(search_gap, gap, lo, hi, tol)
+
+
+def _finish(
+    search_gap: Callable[[float], float], gap: Callable[[float], float], lo: float, hi: float, tol: float
+) -> float:
+    """Brent's root of ``search_gap`` in [lo, hi], nudged up until the exact budget is met (gap <= 0)."""
+    if search_gap(lo) <= 0:
+        sigma = lo
+    elif search_gap(hi) > 0:
+        sigma = hi
+    else:
+        sigma = float(brentq(search_gap, lo, hi, xtol=tol))
+    while gap(sigma) > 0:
         sigma += tol
     return sigma
