@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from privlab.errors import InvalidParameterError
 from privlab.mpc.dealer.core import DealerCore, LocalLink, Provider, encode_request
-from privlab.mpc.dealer.material import make_spec
+from privlab.mpc.dealer.material import MATERIALS, make_spec
 from privlab.mpc.stats import CommCounter
 
 KINDS: list[tuple[str, dict[str, Any]]] = [
@@ -69,6 +69,10 @@ def test_material_relations_and_dealer_traffic(kind: str, params: dict[str, Any]
     assert c0.dealer_bytes == 0 and c0.dealer_requests == 0  # party 0 derives all from its seed
     derived = sum(f.nbytes() for f in spec.derived)
     assert c1.dealer_bytes == len(encode_request(kind, params)) + 8 + derived
+
+
+def test_every_registered_kind_is_covered() -> None:
+    assert {k for k, _ in KINDS} == set(MATERIALS)
 
 
 def test_unknown_kind_is_refused() -> None:

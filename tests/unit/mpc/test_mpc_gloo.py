@@ -39,7 +39,8 @@ def test_private_inference_over_gloo() -> None:
     assert res.max_abs_error < 1e-3
 
 
-def test_killed_party_makes_the_others_fail_within_the_timeout() -> None:
+@pytest.mark.parametrize("victim", [0, 2], ids=["party0", "dealer"])
+def test_killed_party_or_dealer_makes_the_others_fail_within_the_timeout(victim: int) -> None:
     timeout, slack = 6.0, 20.0
     x = torch.randn(2000, dtype=torch.float64)
     args = ("privlab.mpc.protocols.nonlinear:sigmoid", [x], 10_000, True)  # minutes of work
@@ -48,7 +49,7 @@ def test_killed_party_makes_the_others_fail_within_the_timeout() -> None:
     def kill_party0_soon(procs: list) -> None:  # type: ignore[type-arg]
         def kill() -> None:
             time.sleep(8.0)  # well into the computation (start-up takes a few seconds)
-            procs[0].kill()
+            procs[victim].kill()
             killed_at.append(time.monotonic())
 
         threading.Thread(target=kill, daemon=True).start()
@@ -58,7 +59,7 @@ def test_killed_party_makes_the_others_fail_within_the_timeout() -> None:
                       slack=slack, on_started=kill_party0_soon)
     assert killed_at, "the run ended before the party was killed"
     assert time.monotonic() - killed_at[0] < timeout + slack
-    assert "rank 1" in str(err.value)  # the surviving party reported its own failure
+    assert "rank 1" in str(err.value)  # the surviving party 1 reported its own failure
 
 
 def test_per_host_launch_from_environment_variables() -> None:

@@ -156,16 +156,21 @@ def cmp_spec(shape: list[int], bits: int, digits: int, digit_bits: int) -> Spec:
     return Spec(rand, der, derive)
 
 
+MATERIALS: dict[str, Callable[..., Spec]] = {
+    "triple": triple_spec,
+    "owned_triple": owned_triple_spec,
+    "trunc": trunc_spec,
+    "cmp": cmp_spec,
+}
+
+
 def make_spec(kind: str, params: dict[str, Any]) -> Spec:
-    """The spec of ``kind`` with ``params`` (the registry of material kinds)."""
-    if kind == "triple":
-        return triple_spec(params["op"], params["a_shape"], params["b_shape"], params.get("kw", {}))
-    if kind == "owned_triple":
-        return owned_triple_spec(params["op"], params["a_shape"], params["b_shape"],
-                                 params.get("kw", {}))
-    if kind == "trunc":
-        return trunc_spec(params["shape"], params["f"])
-    if kind == "cmp":
-        return cmp_spec(params["shape"], params["bits"], params["digits"], params["digit_bits"])
-    raise InvalidParameterError(f"The 'kind' parameter of make_spec must be one of 'triple', "
-                                f"'owned_triple', 'trunc', 'cmp'. Got {kind!r} instead.")
+    """The spec of ``kind`` with ``params`` (keyword arguments of its registered builder)."""
+    if kind not in MATERIALS:
+        raise InvalidParameterError(
+            f"The 'kind' parameter of make_spec must be one of "
+            f"{', '.join(repr(k) for k in MATERIALS)}. Got {kind!r} instead.")
+    params = dict(params)
+    if kind in ("triple", "owned_triple"):
+        params.setdefault("kw", {})
+    return MATERIALS[kind](**params)

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from privlab.errors import InvalidParameterError
 from privlab.mpc.dealer.material import _bilinear
 from privlab.mpc.encoding import encode
 from privlab.mpc.party import Party
@@ -81,7 +82,8 @@ def beaver_owned(party: Party, op: str, x: torch.Tensor, w: torch.Tensor | None,
     e_mine = x - m["a"]
     if party.rank == 0:
         if w is None:
-            raise ValueError("party 0 must hold the weights")
+            raise InvalidParameterError("The 'w' parameter of beaver_owned must be the owner's "
+                                        "encoded weight on party 0. Got None instead.")
         f = w - m["b"]
         buf = pack([e_mine, f])
         party.transport.send(1, buf)
