@@ -1,0 +1,74 @@
+"""Checkpoints of private training: weights (safetensors), privacy ledger (checksummed JSON), config (JSON).
+
+A checkpoint directory holds ``model.safetensors``, ``ledger.json`` (a
+:class:`~privlab.accounting.PrivacyLedger`, refused on load if its checksum or epsilon does not check
+out) and ``config.json`` (what produced the model, with a SHA-256 of the weights file so a ledger
+cannot silently be paired with other weights). No pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from privlab.accounting import PrivacyLedger
+from privlab.errors import CorruptArtifactError
+
+CHECKPOINT_SCHEMA_VERSION = 1
+MODEL_FILE, LEDGER_FILE, CONFIG_FILE = "model.safetensors", "ledger.json", "config.json"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded checkpoint: the ledger, the config and the state dict that was loaded."""
+
+    ledger: PrivacyLedger
+    config: dict[str, Any]
+    path: Path
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def save_checkpoint(
+    directory: str | Path, model: nn.Module, ledger: PrivacyLedger, config: dict[str, Any] | None = None
+) -> Path:
+    """Write weights, ledger and config to ``directory`` (created if needed); return the directory."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}  # tied weights -> copies
+    save_file(state, str(out / MODEL_FILE))
+    ledger.to_json(out / LEDGER_FILE)
+    meta = {
+        "schema_version": CHECKPOINT_SCHEMA_VERSION,
+        "model_sha256": _sha256(out / MODEL_FILE),
+        "epsilon": ledger.epsilon(),
+        "delta": ledger.delta,
+        "steps": ledger.steps,
+        "config": config or {},
+    }
+    (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
+    return out
+
+
+def load_checkpoint(directory: str | Path, model: nn.Module) -> Checkpoint:
+    """Load weights into ``model`` (strict) and return the verified ledger and config."""
+    d = Path(directory)
+    try:
+        meta = json.loads((d / CONFIG_FILE).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CorruptArtifactError(f"Unreadable checkpoint config in {d}: {exc}") from exc
+    if meta.get("schema_version") != CHECKPOINT_SCHEMA_VERSION:
+        raise CorruptArtifactError(f"Unsupported checkpoint schema_version {meta.get('schema_version')!r}.")
+    if meta.get("model_sha256") != _sha256(d / MODEL_FILE):
+        raise CorruptArtifactError(f"{d / MODEL_FILE} does not match the checksum recorded in {CONFIG_FILE}.")
+    ledger = PrivacyLedger.from_json(d / LEDGER_FILE)
+    model.load_state_dict(load_file(str(d / MODEL_FILE)))
+    return Checkpoint(ledger, dict(meta.get("config", {})), d)

@@ -1,0 +1,88 @@
+"""``privlab train``: train a classifier with DP-SGD and save it with its privacy ledger.
+
+Writes ``model.safetensors``, ``ledger.json`` and ``config.json`` (see :mod:`privlab.dp.checkpoint`)
+to ``--out``, showing a progress bar with the running epsilon.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+VISION = ("mnist", "fashion_mnist")
+
+
+def train(
+    dataset: str = typer.Option("mnist", help="Dataset: mnist, fashion_mnist or adult."),
+    model: str = typer.Option("cnn", help="Model: cnn (SmallCNN, tanh) or mlp."),
+    target_epsilon: float | None = typer.Option(None, help="Target epsilon (the noise is calibrated to it)."),
+    noise_multiplier: float | None = typer.Option(None, help="Noise multiplier sigma (instead of --target-epsilon)."),
+    delta: float = typer.Option(1e-5, help="Delta of the (epsilon, delta) guarantee."),
+    epochs: int = typer.Option(10, help="Epochs (expected passes over the data)."),
+    batch_size: int = typer.Option(1024, help="Expected (Poisson) batch size; sample rate = batch size / N."),
+    lr: float = typer.Option(2.0, help="SGD learning rate."),
+    momentum: float = typer.Option(0.5, help="SGD momentum."),
+    max_grad_norm: float = typer.Option(1.0, help="Per-example clipping norm C."),
+    clipping: str = typer.Option("ghost", help="Clipping: ghost, flat or per_layer."),
+    accountant: str = typer.Option("pld", help="Accountant: pld or rdp."),
+    physical_batch_size: int | None = typer.Option(None, help="Split logical batches into chunks of this size."),
+    seed: int = typer.Option(0, help="Seed for model init, sampling and noise (not secure; see --secure-rng)."),
+    secure_rng: bool = typer.Option(False, help="Draw sampling and noise from the OS CSPRNG."),
+    out: Path = typer.Option(..., help="Output directory."),
+) -> None:
+    """Train a model with DP-SGD and save it with its privacy ledger."""
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items()}  # the options only
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    from privlab.data.registry import load_dataset
+    from privlab.dp.checkpoint import save_checkpoint
+    from privlab.dp.facade import make_private
+    from privlab.errors import PrivlabError
+    from privlab.models import MLP, SmallCNN
+
+    try:
+        torch.manual_seed(seed)
+        train_set, test_set = load_dataset(dataset, "train"), load_dataset(dataset, "test")
+        classes = train_set.num_classes
+        net: nn.Module
+        if model == "cnn" and dataset in VISION:
+            net = SmallCNN(num_classes=classes)
+        elif model == "mlp":
+            net = MLP(in_features=int(train_set.x[0].numel()), num_classes=classes)
+        else:
+            raise typer.BadParameter(f"--model {model!r} with --dataset {dataset!r}: use cnn (vision) or mlp")
+        opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
+        pt = make_private(
+            net, opt, DataLoader(train_set, batch_size=batch_size), noise_multiplier=noise_multiplier,
+            target_epsilon=target_epsilon, delta=delta, epochs=epochs, max_grad_norm=max_grad_norm,
+            clipping=clipping, accountant=accountant, physical_batch_size=physical_batch_size, seed=seed,
+            secure_rng=secure_rng,
+        )
+    except PrivlabError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    crit = nn.CrossEntropyLoss()
+    bar = tqdm(total=epochs * len(pt.data_loader), desc="DP-SGD", unit="step")
+    for _ in range(epochs):
+        for x, y in pt.data_loader:
+            pt.optimizer.zero_grad()
+            loss = crit(pt.model(x), y)
+            loss.backward()
+            pt.optimizer.step()
+            if pt.optimizer._closes_logical_batch or physical_batch_size is None:
+                bar.update(1)
+                if bar.n % 10 == 0 or bar.n == bar.total:
+                    bar.set_postfix(loss=f"{loss.item():.3f}", eps=f"{pt.epsilon():.3f}")
+    bar.close()
+    net.eval()
+    with torch.no_grad():
+        acc = float((net(test_set.x).argmax(1) == test_set.y).float().mean())
+    config.update(noise_multiplier=pt.noise_multiplier, sample_rate=pt.sample_rate, test_accuracy=acc)
+    pt.optimizer.detach()
+    save_checkpoint(out, net, pt.accountant.ledger, config)
+    typer.echo(json.dumps({"out": str(out), "epsilon": pt.epsilon(), "delta": delta, "test_accuracy": acc}))
