@@ -39,7 +39,7 @@ FULL: dict[str, Any] = {
                           "canaries": 10_000, "canary_norm_multiplier": 10.0},
     "black_box_one_run": {"train": 2000, "hidden": 64, "sample_rate": 0.1, "steps": 300, "lr": 0.5,
                           "canaries": 1000},
-    "white_box_multi_run": {"train": 64, "hidden": 8, "sample_rate": 1.0, "steps": 10, "lr": 0.5, "runs": 1000,
+    "white_box_multi_run": {"train": 64, "hidden": 8, "sample_rate": 1.0, "steps": 10, "lr": 0.5, "runs": 3000,
                             "model_runs": 100_000},
 }
 QUICK: dict[str, Any] = {
@@ -107,6 +107,30 @@ def model_based(a: DPTrainingAudit, cfg: dict[str, Any], seed: int) -> list[dict
     return out
 
 
+LABELS = {
+    "white_box_one_run": "white-box one-run (Dirac, m=10k)",
+    "black_box_one_run": "black-box one-run (mislabelled, m=1k)",
+    "white_box_multi_run_eps_delta": "white-box multi-run, eps_delta (R=3000 real)",
+    "white_box_multi_run_gdp": "white-box multi-run, GDP (R=3000 real)",
+    "white_box_multi_run_model_eps_delta": "closed-form model, eps_delta (R=100k, not evidence)",
+    "white_box_multi_run_model_gdp": "closed-form model, GDP (R=100k, not evidence)",
+}
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """Rows: audit; columns: claimed epsilon -> "lower bound (ratio)"."""
+    claims = sorted({round(r["claimed_epsilon"], 2) for r in rows})
+    lines = ["| audit (confidence 95%) | " + " | ".join(f"eps {c:g}: lb (ratio)" for c in claims) + " |",
+             "|---" * (len(claims) + 1) + "|"]
+    for kind, label in LABELS.items():
+        cells = []
+        for c in claims:
+            hit = [r for r in rows if r["audit"] == kind and round(r["claimed_epsilon"], 2) == c]
+            cells.append(f"{hit[0]['epsilon_lower_bound']:.2f} ({hit[0]['ratio']:.2f})" if hit else "-")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--epsilons", type=float, nargs="+", default=[4.0, 2.0, 8.0])
@@ -115,7 +139,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="small smoke configuration")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--table", type=Path, default=None, help="print the markdown table of a result JSON and exit")
     args = ap.parse_args()
+    if args.table is not None:
+        print(markdown_table(json.loads(args.table.read_text())["rows"]))
+        return
     torch.set_num_threads(args.threads)
     cfgs = QUICK if args.quick else FULL
     out_path = args.out or HERE / "results" / ("audit_quick.json" if args.quick else "audit.json")
@@ -179,6 +207,7 @@ def write(out_path: Path, args: argparse.Namespace, cfgs: dict[str, Any], rows: 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(result, indent=1))
     print(f"wrote {out_path} ({result['total_seconds']} s)", flush=True)
+    print(markdown_table(rows), flush=True)
 
 
 if __name__ == "__main__":

@@ -186,10 +186,12 @@ def audit_dp_training(
 def audit_summary(a: DPTrainingAudit) -> str:
     """One line for logs and the CLI."""
     verdict = "VIOLATED" if a.violated else "consistent"
+    gdp = "" if a.gdp_audit is None else f" (GDP bound {a.gdp_audit.epsilon_lower_bound:.3f})"
     return (
         f"claimed eps {a.claimed_epsilon:.3f} (delta {a.delta:g}); audited lower bound "
-        f"{a.audit.epsilon_lower_bound:.3f} at {100 * (a.audit.confidence or 0):.0f}% confidence "
-        f"[{a.audit.method}] -> {verdict}" + (f" (fault: {a.fault})" if a.fault else "")
+        f"{a.audit.epsilon_lower_bound:.3f}{gdp} at {100 * (a.audit.confidence or 0):.0f}% confidence "
+        f"[{a.audit.method}, {a.threat_model}, {a.runs} run(s)] -> {verdict}"
+        + (f" (fault: {a.fault})" if a.fault else "")
     )
 
 
