@@ -219,7 +219,9 @@ def main() -> None:
     tag = f"{a.n_ref}ref"
     lira, loss = rows[f"lira_online@{tag}"]["tpr@0.1%fpr"], rows[f"loss@{tag}"]["tpr@0.1%fpr"]
     checks = {
-        "lira_online_tpr@0.1%_over_loss": lira / loss if loss > 0 else float("inf") if lira > 0 else float("nan"),
+        "loss_tpr@0.1%": loss,
+        "lira_online_tpr@0.1%": lira,
+        "lira_online_tpr@0.1%_over_loss": lira / loss if loss > 0 else None,  # None: LOSS found no member
         "lira_online_tpr@0.1%_at_least_5x_loss": bool(lira >= 5 * loss and lira > 0),
         "rmia_offline@2ref_auc_minus_lira_online@64ref_auc": rows["rmia_offline@2ref"]["auc"]
         - rows[f"lira_online@{tag}"]["auc"],
@@ -266,7 +268,7 @@ def main() -> None:
         "checks": checks,
     }
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(out, indent=1, default=float))
+    Path(a.out).write_text(json.dumps(out, indent=1, default=float, allow_nan=False))
     big.to_json(Path(a.out).with_name(Path(a.out).stem + "_scores.json"))
     plot_roc(big, Path(a.out).with_name("roc.png"), title=f"{a.dataset}, MLP, {a.n_ref} reference models")
     print(json.dumps(checks, indent=1))
