@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from privlab.attacks import PopulationSignals, compute_signals, plot_roc, run_attacks
+from privlab.attacks import MIAResult, PopulationSignals, compute_signals, evaluate_scores, plot_roc, run_attacks
 from privlab.data import ArrayDataset, load_dataset, membership_mask
 from privlab.models import MLP
 from privlab.train import EnsembleResult, TrainConfig, train_ensemble
@@ -42,6 +42,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--epochs", type=float, default=20)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--n-targets", type=int, default=4, help="models 0..n-1 attacked in turn (leave-one-out refs)")
     p.add_argument("--timing-models", type=int, default=8)
     p.add_argument(
         "--timing-epochs", type=float, default=1, help="epochs for the timed comparison (per-step cost is constant)"
@@ -62,7 +63,7 @@ def parse() -> argparse.Namespace:
     a = p.parse_args()
     if a.quick:
         a.n, a.n_population, a.n_ref, a.epochs, a.timing_models, a.bootstrap = 2000, 1000, 8, 5, 4, 50
-        a.sweep_hidden, a.timing_epochs = "16", 1
+        a.sweep_hidden, a.timing_epochs, a.n_targets = "16", 1, 2
     return a
 
 
@@ -169,22 +170,28 @@ def main() -> None:
         flush=True,
     )
 
-    tgt, pop_t = sig.select([0]), psig.select([0])
-
-    def attack(refs: list[int], names: list[str]) -> dict[str, object]:
-        res = run_attacks(
-            tgt,
-            mask[0],
+    def attack(target: int, n_refs: int | None, names: list[str]) -> MIAResult:
+        others = [j for j in range(K) if j != target]  # leave-one-out: every other model is a reference
+        refs = others if n_refs is None else others[:n_refs]
+        return run_attacks(
+            sig.select([target]),
+            mask[target],
             sig.select(refs),
             mask[refs],
             attacks=names,
-            population_signals=PopulationSignals(pop_t, psig.select(refs)),
+            population_signals=PopulationSignals(psig.select([target]), psig.select(refs)),
             seed=a.seed,
-            n_bootstrap=a.bootstrap,
+            n_bootstrap=0,
         )
-        return {"result": res, "refs": len(refs)}
 
-    all_refs = list(range(1, K))
+    def pooled(results: list[MIAResult]) -> MIAResult:
+        """All (target, example) pairs together, as Carlini et al. 2022 evaluate; bootstrap over pairs."""
+        membership = np.concatenate([r.membership for r in results])
+        scores = {n: np.concatenate([r.scores[n] for r in results]) for n in results[0].scores}
+        metrics = {n: evaluate_scores(v, membership, n_bootstrap=a.bootstrap, seed=a.seed) for n, v in scores.items()}
+        config = {**results[0].config, "n_targets": len(results), "per_target": [r.config["attacks"] for r in results]}
+        return MIAResult(metrics=metrics, scores=scores, membership=membership, config=config)
+
     main_names = [
         "loss",
         "attack_r",
@@ -197,8 +204,9 @@ def main() -> None:
         "rmia_offline",
         "rmia_online",
     ]
-    big = attack(all_refs, main_names)["result"]
-    small = attack(all_refs[:2], ["lira_online", "rmia_offline", "rmia_online"])["result"]
+    targets = range(a.n_targets)
+    big = pooled([attack(t, None, main_names) for t in targets])
+    small = pooled([attack(t, 2, ["lira_online", "rmia_offline", "rmia_online"]) for t in targets])
     print(big.table())
     print("with 2 reference models:")
     print(small.table(), flush=True)
@@ -214,7 +222,7 @@ def main() -> None:
                 "tpr@1%fpr_ci": m.tpr_at_fpr_ci[0.01],
                 "tpr@0.1%fpr": m.tpr_at_fpr[0.001],
                 "tpr@0.1%fpr_ci": m.tpr_at_fpr_ci[0.001],
-                **({"config": res.config["attacks"][name]} if name in res.config["attacks"] else {}),
+                "config_per_target": [c[name] for c in res.config["per_target"]],
             }
     tag = f"{a.n_ref}ref"
     lira, loss = rows[f"lira_online@{tag}"]["tpr@0.1%fpr"], rows[f"loss@{tag}"]["tpr@0.1%fpr"]
@@ -270,7 +278,11 @@ def main() -> None:
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=1, default=float, allow_nan=False))
     big.to_json(Path(a.out).with_name(Path(a.out).stem + "_scores.json"))
-    plot_roc(big, Path(a.out).with_name("roc.png"), title=f"{a.dataset}, MLP, {a.n_ref} reference models")
+    plot_roc(
+        big,
+        Path(a.out).with_name("roc.png"),
+        title=f"{a.dataset}, MLP, {a.n_ref} reference models, {a.n_targets} targets",
+    )
     print(json.dumps(checks, indent=1))
 
 
