@@ -60,6 +60,7 @@ def attack(
     cache_dir: Path | None = typer.Option(None, help="Cache trained models here (reused, resumable)."),
     chunk_size: int | None = typer.Option(None, help="Models trained (and cached) together."),
     backend: str = typer.Option("local", help="local (vectorised), loop or ray."),
+    ray_address: str | None = typer.Option(None, help="Ray cluster address for --backend ray (default: local Ray)."),
     output: Path | None = typer.Option(None, help="Write the versioned JSON result here."),
     plot: Path | None = typer.Option(None, help="Write the log-log ROC here (PNG, plus SVG beside it)."),
 ) -> None:
@@ -115,6 +116,7 @@ def _run(o: dict[str, Any]) -> None:
         chunk_size=o["chunk_size"],
         backend=o["backend"],
         progress=True,
+        ray_address=o["ray_address"],
     )
     sig = compute_signals(ens, data, augment=bool(o["augment"]))
     psig = compute_signals(ens, pop, augment=bool(o["augment"]))
