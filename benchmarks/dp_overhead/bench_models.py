@@ -38,7 +38,7 @@ class EncoderClassifier(nn.Module):
         self.head = nn.Linear(d, classes)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        pos = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)  # (B, T): batched, hook friendly
+        pos = torch.arange(ids.shape[1], device=ids.device).expand_as(ids).contiguous()  # (B, T): batch-first
         h = self.blocks(self.tok(ids) + self.pos(pos))
         out: torch.Tensor = self.head(self.ln(h).mean(1))
         return out
@@ -50,7 +50,7 @@ class BatchedPosGPT(GPT):
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         B, T = idx.shape
-        pos = torch.arange(T, device=idx.device).expand(B, T)  # (B, T)
+        pos = torch.arange(T, device=idx.device).expand(B, T).contiguous()  # (B, T)
         x = self.tok_emb(idx) + self.pos_emb(pos)  # (B, T, C)
         for block in self.blocks:
             x = block(x)

@@ -1,9 +1,11 @@
 """DP-SGD step time and peak memory vs non-private training: privlab modes and Opacus 1.6.0 modes.
 
-Each (model, mode) runs in a fresh subprocess (so peak RSS is its own): build model and a fixed
-batch, measure RSS, run ``--warmup`` then ``--steps`` timed training steps, report the median step
-time and the peak RSS above the pre-training RSS (``resource.getrusage`` maxrss; tracemalloc does
-not see torch's CPU allocations). Ratios are to non-private training measured in the same run.
+Timing: one process per model builds every mode (same initial weights, same fixed batch), warms
+each up, then times ``--steps`` rounds in which every mode does one step, round-robin; the median
+per mode is reported. Interleaving makes load from other jobs on a shared machine hit all modes
+alike. Memory: each (model, mode) runs ``--mem-steps`` steps in a fresh subprocess and reports its
+peak RSS (``resource.getrusage`` maxrss; tracemalloc does not see torch's CPU allocations) and the
+peak above the RSS measured before the model was built. Ratios are to non-private training.
 
 Run: ``.venv/bin/python benchmarks/dp_overhead/run.py`` (writes results/overhead.json).
 """
@@ -19,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,23 +70,17 @@ def build(model_name: str) -> tuple[Any, Any, Any, Any]:
     return model, x, y, TokenCE()
 
 
-def worker(model_name: str, mode: str, warmup: int, steps: int, threads: int) -> dict[str, Any]:
-    import warnings
-
-    import opacus  # noqa: F401  (imported by every mode so the base RSS is comparable)
+def make_step(model_name: str, mode: str) -> Callable[[], None]:
+    """Build a fresh model (same init) wrapped for ``mode``; return a function doing one training step."""
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    import privlab.dp  # noqa: F401
+    from privlab.dp import make_private
 
-    warnings.filterwarnings("ignore")
-    torch.set_num_threads(threads)
     model, x, y, crit = build(model_name)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    opt: Any = torch.optim.SGD(model.parameters(), lr=0.01)
     loader = DataLoader(TensorDataset(x, y), batch_size=len(x))  # q = 1: fixed-size timing batches
     if mode.startswith("privlab"):
-        from privlab.dp import make_private
-
         pt = make_private(model, opt, loader, noise_multiplier=1.0, clipping=mode.split("-")[1], seed=0)
         model, opt = pt.model, pt.optimizer
     elif mode.startswith("opacus"):
@@ -103,22 +100,60 @@ def worker(model_name: str, mode: str, warmup: int, steps: int, threads: int) ->
         loss.backward()
         opt.step()
 
+    return step
+
+
+def _setup(threads: int) -> None:
+    import warnings
+
+    import opacus  # noqa: F401  (imported by every worker so the base RSS is comparable)
+    import torch
+
+    import privlab.dp  # noqa: F401
+
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(threads)
+
+
+def memory_worker(model_name: str, mode: str, steps: int, threads: int) -> dict[str, Any]:
+    """Peak RSS of ``steps`` steps of one mode, in this fresh process."""
+    _setup(threads)
     base = rss_mb()
-    for _ in range(warmup):
-        step()
-    times = []
+    step = make_step(model_name, mode)
     for _ in range(steps):
-        t0 = time.perf_counter()
         step()
-        times.append(time.perf_counter() - t0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"step_s": statistics.median(times), "peak_rss_mb": peak, "base_rss_mb": base,
-            "peak_above_base_mb": peak - base}
+    return {"peak_rss_mb": peak, "base_rss_mb": base, "peak_above_base_mb": peak - base}
 
 
-def run_worker(model: str, mode: str, args: argparse.Namespace) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--worker", model, mode, "--warmup", str(args.warmup),
-           "--steps", str(args.steps), "--threads", str(args.threads)]
+def timing_worker(model_name: str, modes: list[str], warmup: int, steps: int, threads: int) -> dict[str, Any]:
+    """Median step time of every mode, steps interleaved round-robin so that load from other
+    processes on a shared machine hits every mode alike."""
+    _setup(threads)
+    out: dict[str, Any] = {}
+    fns: dict[str, Callable[[], None]] = {}
+    for mode in modes:
+        try:
+            fns[mode] = make_step(model_name, mode)
+            for _ in range(warmup):
+                fns[mode]()
+        except Exception as exc:  # an anchor that cannot run this model is reported, not fatal
+            out[mode] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+            fns.pop(mode, None)
+    times: dict[str, list[float]] = {m: [] for m in fns}
+    for _ in range(steps):
+        for mode, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[mode].append(time.perf_counter() - t0)
+    for mode, ts in times.items():
+        out[mode] = {"step_s": statistics.median(ts), "step_s_all": ts}
+    return out
+
+
+def _sub(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, *extra, "--warmup", str(args.warmup), "--steps", str(args.steps),
+           "--threads", str(args.threads), "--modes", *args.modes]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(HERE)}
     p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if p.returncode == 0:
@@ -126,34 +161,60 @@ def run_worker(model: str, mode: str, args: argparse.Namespace) -> dict[str, Any
     return {"error": (p.stderr.strip().splitlines() or ["?"])[-1][:300]}
 
 
+def markdown_table(result: dict[str, Any]) -> str:
+    """Time and memory ratios to non-private training, one row per (model, mode)."""
+    lines = ["| model | mode | step (s) | time x | peak RSS (MB) | mem x | peak above base (MB) | above-base x |",
+             "|---|---|---|---|---|---|---|---|"]
+    for m, rows in result["results"].items():
+        for mode, r in rows.items():
+            if "step_s" not in r:
+                lines.append(f"| {m} | {mode} | error: {r.get('error', '?')[:60]} | | | | | |")
+                continue
+            lines.append(
+                f"| {m} | {mode} | {r['step_s']:.3f} | {r.get('time_ratio', float('nan')):.2f} | "
+                f"{r['peak_rss_mb']:.0f} | {r.get('mem_ratio', float('nan')):.2f} | {r['peak_above_base_mb']:.0f} | "
+                f"{r.get('mem_above_base_ratio', float('nan')):.2f} |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--models", nargs="*", default=list(MODELS))
     ap.add_argument("--modes", nargs="*", default=MODES)
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=10, help="timed rounds (one step of every mode per round)")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=2, help="interleaved rounds; the fastest round is kept")
-    ap.add_argument("--worker", nargs=2, metavar=("MODEL", "MODE"))
+    ap.add_argument("--mem-steps", type=int, default=3, help="steps run in each fresh memory subprocess")
+    ap.add_argument("--worker", nargs=2, metavar=("MODEL", "MODE"), help="(internal) memory of one mode")
+    ap.add_argument("--time-worker", metavar="MODEL", help="(internal) interleaved timing of all modes")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "overhead.json")
+    ap.add_argument("--table", type=Path, help="print the markdown table of an existing result JSON and exit")
     args = ap.parse_args()
-    if args.worker:
-        print(json.dumps(worker(*args.worker, args.warmup, args.steps, args.threads)))
+    if args.table:
+        print(markdown_table(json.loads(args.table.read_text())))
         return
-    rows: dict[str, dict[str, Any]] = {m: {} for m in args.models}
-    for _ in range(args.repeats):
-        for m in args.models:
-            for mode in args.modes:
-                r = run_worker(m, mode, args)
-                prev = rows[m].get(mode)
-                if prev is None or ("step_s" in r and ("step_s" not in prev or r["step_s"] < prev["step_s"])):
-                    rows[m][mode] = r
-                print(m, mode, json.dumps(r), flush=True)
+    if args.worker:
+        print(json.dumps(memory_worker(*args.worker, args.mem_steps, args.threads)))
+        return
+    if args.time_worker:
+        print(json.dumps(timing_worker(args.time_worker, args.modes, args.warmup, args.steps, args.threads)))
+        return
+    rows: dict[str, dict[str, Any]] = {}
     for m in args.models:
+        rows[m] = _sub(args, ["--time-worker", m])
+        print(m, "time", json.dumps({k: v.get("step_s", v.get("error")) for k, v in rows[m].items()}), flush=True)
+        for mode in args.modes:
+            if "step_s" not in rows[m].get(mode, {}):
+                continue
+            mem = _sub(args, ["--worker", m, mode, "--mem-steps", str(args.mem_steps)])
+            rows[m][mode].update(mem if "error" not in mem else {"mem_error": mem["error"]})
+            print(m, mode, json.dumps(mem), flush=True)
         base = rows[m].get("nonprivate", {})
         for r in rows[m].values():
             if "step_s" in r and "step_s" in base:
                 r["time_ratio"] = r["step_s"] / base["step_s"]
+            if "peak_rss_mb" in r and "peak_rss_mb" in base:
                 r["mem_ratio"] = r["peak_rss_mb"] / base["peak_rss_mb"]
                 r["mem_above_base_ratio"] = r["peak_above_base_mb"] / max(base["peak_above_base_mb"], 1e-9)
     import torch
@@ -163,12 +224,14 @@ def main() -> None:
         "benchmark": "dp_overhead",
         "models": {k: MODELS[k] for k in args.models},
         "results": rows,
-        "settings": {"warmup": args.warmup, "steps": args.steps, "threads": args.threads, "repeats": args.repeats},
+        "settings": {"warmup": args.warmup, "steps": args.steps, "threads": args.threads, "mem_steps": args.mem_steps,
+                     "timing": "one process per model, modes interleaved round-robin; memory: fresh process per mode"},
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
                     "python": platform.python_version(), "torch": torch.__version__},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(markdown_table(result))
 
 
 if __name__ == "__main__":
