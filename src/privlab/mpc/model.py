@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import operator
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -36,6 +37,7 @@ SHAPE_METHODS = {"view", "reshape", "transpose", "permute", "flatten", "contiguo
 SUPPORTED_METHODS = SHAPE_METHODS | {"add", "sub", "mul", "matmul", "softmax", "relu", "sigmoid",
                                      "tanh", "mean", "sum", "__getitem__", "dim"}
 _POOLS = (nn.MaxPool2d,)
+_TRACE_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -156,7 +158,8 @@ def compile_model(module: nn.Module, input_shape: tuple[int, ...] | torch.Size) 
     """
     mod = copy.deepcopy(module).eval()
     try:
-        gm = fx.symbolic_trace(mod)
+        with _TRACE_LOCK:  # fx patches torch globally while tracing: one trace at a time
+            gm = fx.symbolic_trace(mod)
     except Exception as exc:  # data-dependent control flow etc.
         raise UnsupportedModuleError(
             f"privlab.mpc could not trace {type(module).__name__} with torch.fx: {exc}") from exc
