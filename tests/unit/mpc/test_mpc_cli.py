@@ -21,3 +21,10 @@ def test_mpc_run_prints_costs_and_agreement() -> None:
 def test_mpc_run_rejects_unknown_model() -> None:
     result = CliRunner().invoke(app, ["mpc", "run", "--model", "nope", "--transport", "local"])
     assert result.exit_code != 0
+
+
+def test_mpc_train_reaches_good_accuracy() -> None:
+    result = CliRunner().invoke(app, ["mpc", "train", "--n", "120", "--epochs", "2"])
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.output.strip().splitlines()[-1])
+    assert row["accuracy"] > 0.85 and row["rounds"] > 0
