@@ -79,6 +79,7 @@ def _captured_forward(capture: GradCapture, name: str, module: nn.Module, x: tor
     cls_forward = type(module).forward
     if not (capture.enabled and module.training and torch.is_grad_enabled()):
         return cls_forward(module, x)  # type: ignore[no-any-return]
+    capture.calls_in_pass[name] = capture.calls_in_pass.get(name, 0) + 1
     sink = partial(capture._store, name)
     if isinstance(module, nn.Conv2d):
         pad = (0, 0) if module.padding == "valid" else module.padding
@@ -93,6 +94,10 @@ class GradCapture:
     ``loss_reduction="mean"`` multiplies captured output gradients by the physical batch size so that
     they are gradients of each example's own loss. ``materialise(layer, act, grad)`` says whether to
     turn a call into per-example gradients at once (freeing the activations) or keep it for later.
+    ``reduce(layer, per_example)`` (used by per-layer clipping, whose factors depend on one layer only)
+    clips and sums a layer's per-example gradients during the backward pass, so nothing per-example
+    outlives it; layers called more than once per forward pass are not reduced early, since their
+    per-example gradient is the sum over calls.
     """
 
     def __init__(
@@ -100,9 +105,14 @@ class GradCapture:
         model: nn.Module,
         loss_reduction: str = "mean",
         materialise: Callable[[nn.Module, torch.Tensor, torch.Tensor], bool] | None = None,
+        reduce: Callable[[nn.Module, dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
     ) -> None:
         self.loss_reduction = loss_reduction
         self.materialise = materialise
+        self.reduce = reduce
+        self.summed: dict[str, dict[str, torch.Tensor]] = {}  # per layer, already reduced over examples
+        self.calls_in_pass: dict[str, int] = {}
+        self.no_early_reduce: set[str] = set()  # layers sharing a parameter with another layer
         self.kept: dict[str, dict[str, torch.Tensor]] = {}
         self.enabled = True
         self.layers: dict[str, nn.Module] = {}
@@ -140,6 +150,7 @@ class GradCapture:
     ) -> torch.Tensor | None:
         if not (self.enabled and module.training and torch.is_grad_enabled() and output.requires_grad):
             return None
+        self.calls_in_pass[name] = self.calls_in_pass.get(name, 0) + 1
         act = inputs[0].detach()
         replaced = None
         if self._batch is not None and self._is_broadcast(module, act):
@@ -158,9 +169,14 @@ class GradCapture:
         module = self.layers[name]
         if self.materialise is not None and self.materialise(module, act, g):
             # Per-example grads now, so (act, g) can be freed during the backward pass.
-            kept = self.kept.setdefault(name, {})
-            for k, v in per_example_grads(module, [(act, g)]).items():
-                kept[k] = kept[k] + v if k in kept else v
+            grads = per_example_grads(module, [(act, g)])
+            once = self.calls_in_pass.get(name, 0) == 1 and name not in self.no_early_reduce
+            early = self.reduce is not None and once
+            store = self.summed.setdefault(name, {}) if early else self.kept.setdefault(name, {})
+            if early and self.reduce is not None:
+                grads = self.reduce(module, grads)
+            for k, v in grads.items():
+                store[k] = store[k] + v if k in store else v
         else:
             self.calls.setdefault(name, []).append((act, g))
 
@@ -169,8 +185,13 @@ class GradCapture:
         for name in {**self.kept, **self.calls}:
             yield self.layers[name], self.calls.get(name, []), self.kept.get(name, {})
 
+    def reduced_items(self) -> Iterator[tuple[nn.Module, dict[str, torch.Tensor]]]:
+        """(layer, ``reduce``-d sums) for every layer reduced during the backward pass."""
+        for name, sums in self.summed.items():
+            yield self.layers[name], sums
+
     def clear(self) -> None:
-        self.calls, self.kept = {}, {}
+        self.calls, self.kept, self.summed, self.calls_in_pass = {}, {}, {}, {}
 
     def remove(self) -> None:
         """Detach every hook (the model is left as it was)."""

@@ -66,10 +66,20 @@ class DPOptimizer:
         self.add_noise_enabled = True
         self.clipping_enabled = True
         self.capture = GradCapture(
-            model, loss_reduction, ghost.keep_per_example if clipping == "ghost" else lambda *_: True
+            model,
+            loss_reduction,
+            ghost.keep_per_example if clipping == "ghost" else lambda *_: True,
+            self._clip_layer if clipping == "per_layer" else None,
         )
         self.params: dict[str, nn.Parameter] = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        # per_layer: each of the K trainable tensors is clipped to C / sqrt(K), so the total is <= C.
+        self._layer_threshold = self.max_grad_norm / math.sqrt(max(len(self.params), 1))
         self._owner = {id(p): n for n, p in self.params.items()}
+        owners: dict[int, list[str]] = {}
+        for lname, layer in self.capture.layers.items():
+            for p in layer.parameters(recurse=False):
+                owners.setdefault(id(p), []).append(lname)
+        self.capture.no_early_reduce = {n for names in owners.values() if len(names) > 1 for n in names}
         self._summed: dict[str, torch.Tensor] = {}
         self._closes_logical_batch = True
 
@@ -117,8 +127,27 @@ class DPOptimizer:
                 out[k] = out[k] + v if k in out else v  # a parameter shared by several layers
         return out
 
+    def _clip_layer(self, module: nn.Module, per_example: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per-layer clipping of one layer's ``{local name: (B, *shape)}``, summed over examples."""
+        return self._clip_tensors(per_example)
+
+    def _clip_tensors(self, per_example: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        c = self._layer_threshold if self.clipping_enabled else math.inf
+        return {
+            k: torch.tensordot(clip_factors(v.flatten(1).norm(dim=1), c).to(v.dtype), v, dims=1)
+            for k, v in per_example.items()
+        }
+
     def _clipped_sum(self) -> dict[str, torch.Tensor]:
         C = self.max_grad_norm if self.clipping_enabled else math.inf
+        out: dict[str, torch.Tensor] = {}
+        if self.clipping == "per_layer":
+            for module, sums in self.capture.reduced_items():
+                out.update(self._local_to_global(module, sums))
+            # Layers used more than once per pass, or sharing a parameter: clip the summed per-example grads.
+            for k, v in self._clip_tensors(self.per_sample_grads()).items():
+                out[k] = out[k] + v if k in out else v
+            return out
         if self.clipping == "ghost":
             sq: torch.Tensor | float = 0.0
             plans = []
@@ -130,14 +159,13 @@ class DPOptimizer:
             if not isinstance(sq, torch.Tensor):
                 return {}
             f = clip_factors(sq.sqrt(), C)
-            out: dict[str, torch.Tensor] = {}
             for plan in plans:
                 out.update(self._local_to_global(plan.module, ghost.clipped_sum(plan, f)))
             return out
         per_sample = self.per_sample_grads()
         if not self.clipping_enabled:
             return {k: v.sum(0) for k, v in per_sample.items()}
-        return clip_gradients(per_sample, C, self.clipping)
+        return clip_gradients(per_sample, C, "flat")
 
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """Accumulate this chunk's clipped sum; at the end of a logical batch add noise, step and record."""

@@ -43,6 +43,23 @@ def hook_paths(model: nn.Module, x: torch.Tensor, y: torch.Tensor, C: float = 0.
     return per_sample, sq, clipped
 
 
+def clipped_sum_of_mode(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mode: str, C: float = 0.3):
+    pt = make_private(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.0),
+        DataLoader(ArrayDataset(x, y), batch_size=1),
+        noise_multiplier=0.0,
+        clipping=mode,
+        max_grad_norm=C,
+        loss_reduction="sum",
+    )
+    sum_loss(model(x), y).backward()
+    clipped = pt.optimizer._clipped_sum()
+    pt.optimizer.detach()
+    model.zero_grad(set_to_none=True)
+    return clipped
+
+
 def check_all_paths(ref, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
     expected = ref.per_sample_grads(model, sum_loss, x, y)
     ref.assert_close_dicts(per_sample_gradients(model, sum_loss, x, y), expected)
@@ -51,6 +68,8 @@ def check_all_paths(ref, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> 
     ref_sq = sum(v.flatten(1).pow(2).sum(1) for v in expected.values())
     torch.testing.assert_close(sq, ref_sq, atol=1e-4, rtol=1e-4)
     ref.assert_close_dicts(clipped, ref.clipped_sum(expected, 0.3))
+    ref.assert_close_dicts(clipped_sum_of_mode(model, x, y, "flat"), ref.clipped_sum(expected, 0.3))
+    ref.assert_close_dicts(clipped_sum_of_mode(model, x, y, "per_layer"), ref.clipped_sum(expected, 0.3, "per_layer"))
 
 
 @settings(max_examples=8, deadline=None)
