@@ -43,9 +43,14 @@ def test_exp_clamped_is_zero_far_below(shared_eval) -> None:  # type: ignore[no-
 @given(st.integers(1, 200), st.integers(0, 999))
 @SET
 def test_reciprocal(shared_eval, n, seed) -> None:  # type: ignore[no-untyped-def]
-    x = _uniform(n, 0.1, 100, seed, log=True)
-    out, _ = shared_eval(nl.reciprocal, x)
-    assert ((out - 1 / x).abs() <= 2e-3 / x + 1e-4).all()
+    x = _uniform(n, 2.0**-10, 2.0**14, seed, log=True)
+    q = torch.round(x * 2**16) / 2**16
+    out, res = shared_eval(nl.reciprocal, x)  # octave guess, any x in [6e-5, 16384]
+    assert ((out - 1 / q).abs() <= 1e-4 / q + 3 * 2.0**-16).all()
+    assert res.stats.per_op["op"].rounds == 21
+    x = _uniform(n, 1.0, 16.0, seed)  # a softmax denominator: the linear guess on [1, 16]
+    out, _ = shared_eval(lambda p, a: nl.reciprocal(p, a, 1.0, 16.0), x)
+    assert ((out - 1 / x).abs() <= 1e-4 / x + 3 * 2.0**-16).all()
 
 
 @given(st.integers(1, 200), st.integers(0, 999))

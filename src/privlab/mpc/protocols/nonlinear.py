@@ -54,22 +54,41 @@ def exp(party: Party, x: torch.Tensor, iters: int = 8, clamp: bool = False) -> t
     return trunc(party, y, iters)
 
 
-def reciprocal(party: Party, x: torch.Tensor, lo: float = 0.1, hi: float = 100.0,
-               iters: int | None = None) -> torch.Tensor:
-    """``1 / x`` for ``x`` in ``[lo, hi]`` by Newton iterations ``y <- y (2 - x y)``.
+def _octave_guess(party: Party, x: torch.Tensor, lo_exp: int, hi_exp: int,
+                  power: float) -> torch.Tensor:
+    """``x^-power`` up to a factor ``2^(power/2)``: with ``g_k = [x >= 2^k]`` (all comparisons in
+    one batch: 5 rounds, ~21 bytes each) the guess ``2^(-power (k + 1/2))`` for ``x`` in
+    ``[2^k, 2^(k+1))`` is a public linear combination of the integer bits (local)."""
+    ks = torch.arange(lo_exp + 1, hi_exp + 1, dtype=torch.float64)
+    thresholds = encode(torch.pow(2.0, ks), party.f)  # [K]
+    ge = drelu(party, x.unsqueeze(-1) - party.public(thresholds.expand(*x.shape, len(ks)).clone()))
+    mids = torch.pow(2.0, -power * (torch.arange(lo_exp, hi_exp + 1, dtype=torch.float64) + 0.5))
+    steps = encode(mids[1:] - mids[:-1], party.f)  # [K]
+    return (ge * steps).sum(-1) + party.public(encode(mids[0], party.f).expand_as(x).clone())
 
-    Steps: start from the minimax linear guess ``y0 = c1 (lo + hi) - c1 x`` with
-    ``c1 = 8 / (4 lo hi + (lo + hi)^2)`` (relative error ``E0 = 1 - c1 lo hi``); each iteration
-    squares the relative error. ``iters`` defaults to the count that brings ``E0^(2^k)`` below
-    ``2^-20``. Rounds ``1 + 4k``; bytes ``16 + 96 k`` per element (k = 4 for ``[1, 64]``, 9 for
-    the default range: 45 rounds). Error: about ``2^-f`` times ``1/x`` relative plus one ulp; outside
-    ``(0, 2 / y0)`` the iteration diverges.
+
+def reciprocal(party: Party, x: torch.Tensor, lo: float | None = None, hi: float | None = None,
+               iters: int | None = None) -> torch.Tensor:
+    """``1 / x`` for positive ``x`` by Newton iterations ``y <- y (2 - x y)`` (2 products each).
+
+    Without a range: the octave guess (``[x >= 2^k]`` for ``k`` in ``(-14, 14]``, 5 rounds)
+    is within a factor ``sqrt(2)`` (relative error 0.41), and 4 iterations bring it to 1e-6.
+    Rounds 21; bytes ~1000 per element; valid on ``[6e-5, 16384]`` with error ``2^-f`` absolute
+    plus 1e-5 relative (small results have few significant bits: 1/16384 is 4 ulps).
+    With a range ``[lo, hi]`` (e.g. a softmax denominator in ``[1, n]``): the minimax linear guess
+    ``y0 = c1 (lo + hi - x)``, ``c1 = 8 / (4 lo hi + (lo + hi)^2)``, relative error
+    ``E0 = 1 - c1 lo hi``, and ``k`` iterations until ``E0^(2^k) < 2^-20``: rounds ``1 + 4k``
+    (13 on ``[1, 2]``, 21 on ``[1, 16]``), bytes ``16 + 96 k``. Diverges outside ``(0, 2 / y0)``.
     """
-    c1 = 8.0 / (4.0 * lo * hi + (lo + hi) ** 2)
-    e0 = 1.0 - c1 * lo * hi
-    if iters is None:
-        iters = max(1, math.ceil(math.log2(math.log(2.0**-20) / math.log(e0))))
-    y = add_public(party, mul_public(party, x, -c1), c1 * (lo + hi))
+    if lo is None or hi is None:
+        y = _octave_guess(party, x, -14, 14, 1.0)
+        iters = 4 if iters is None else iters
+    else:
+        c1 = 8.0 / (4.0 * lo * hi + (lo + hi) ** 2)
+        e0 = 1.0 - c1 * lo * hi
+        if iters is None:
+            iters = max(1, math.ceil(math.log2(math.log(2.0**-20) / math.log(e0))))
+        y = add_public(party, mul_public(party, x, -c1), c1 * (lo + hi))
     for _ in range(iters):
         xy = mul(party, x, y)
         y = mul(party, y, add_public(party, -xy, 2.0))
@@ -80,22 +99,16 @@ def rsqrt(party: Party, x: torch.Tensor, lo_exp: int = -14, hi_exp: int = 14,
           iters: int = 3) -> torch.Tensor:
     """``1 / sqrt(x)`` for ``x`` in ``[2^lo_exp, 2^hi_exp]`` (default ``[6e-5, 16384]``).
 
-    Steps: (1) ``g_k = [x >= 2^k]`` for every ``k`` in ``(lo_exp, hi_exp]``, all comparisons in
-    one batch (5 rounds, ~21 bytes each); (2) the octave guess ``y0 = 2^(-(k + 1/2) / 2)`` for
-    ``x`` in ``[2^k, 2^(k+1))``, a public linear combination of the integer bits (local), within
-    a factor ``2^(1/4)`` of the answer; (3) ``iters`` Newton steps ``y <- y (3 - x y^2) / 2``
+    Steps: (1) the octave guess ``y0 = 2^(-(k + 1/2) / 2)`` for ``x`` in ``[2^k, 2^(k+1))`` from
+    ``[x >= 2^k]`` for every ``k`` (one batch of comparisons, 5 rounds, ~21 bytes each), within
+    a factor ``2^(1/4)`` of the answer; (2) ``iters`` Newton steps ``y <- y (3 - x y^2) / 2``
     (three products, 6 rounds each; relative error 0.19 -> 0.054 -> 4e-3 -> 3e-5). Rounds
-    ``5 + 6 iters`` (23); bytes about ``21 (hi_exp - lo_exp) + 144 iters`` per element (~730).
+    ``5 + 6 iters`` (23); bytes about ``21 (hi_exp - lo_exp) + 144 iters`` per element (~1000).
     Error below 2e-3 relative (one ulp of ``y`` when ``y`` is small) plus the input's rounding
-    (``x`` has absolute precision ``2^-f``). Below the range the guess is too small and the result underestimates.
+    (``x`` has absolute precision ``2^-f``). Below the range the guess is too small and the result
+    underestimates.
     """
-    ks = torch.arange(lo_exp + 1, hi_exp + 1, dtype=torch.float64)
-    thresholds = encode(torch.pow(2.0, ks), party.f)  # [K]
-    diff = x.unsqueeze(-1) - party.public(thresholds.expand(*x.shape, len(ks)).clone())
-    ge = drelu(party, diff)  # [..., K] integer bits
-    mids = torch.pow(2.0, -(torch.arange(lo_exp, hi_exp + 1, dtype=torch.float64) + 0.5) / 2)
-    steps = encode(mids[1:] - mids[:-1], party.f)  # [K]
-    y = (ge * steps).sum(-1) + party.public(encode(mids[0], party.f).expand_as(x).clone())
+    y = _octave_guess(party, x, lo_exp, hi_exp, 0.5)
     for _ in range(iters):
         xy = mul(party, x, y)  # ~sqrt(x): precise; y * y would lose small y's digits
         xyy = mul(party, xy, y)
