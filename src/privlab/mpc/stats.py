@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import ParamSpec, TypeVar
 
 
 @dataclass(frozen=True)
@@ -97,3 +99,20 @@ class CommCounter:
         """The counts so far as an immutable :class:`CommStats`."""
         per = {k: OpStats(v[0], v[1], v[2]) for k, v in self._per.items()}
         return CommStats(self.rounds, self.bytes, self.dealer_bytes, self.dealer_requests, per)
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def counted(fn: Callable[P, R]) -> Callable[P, R]:
+    """Charge a protocol's traffic to its name (``party`` is the first argument) unless an outer
+    operation (a model layer, another protocol) already claimed it."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        party = args[0]
+        with party.counter.scope(fn.__name__):  # type: ignore[attr-defined]
+            return fn(*args, **kwargs)
+
+    return wrapper

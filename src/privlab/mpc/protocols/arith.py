@@ -15,11 +15,13 @@ from privlab.errors import InvalidParameterError
 from privlab.mpc.dealer.material import _bilinear
 from privlab.mpc.encoding import encode
 from privlab.mpc.party import Party
+from privlab.mpc.stats import counted
 from privlab.mpc.transport.base import pack, unpack
 
 _OFFSET = 1 << 62
 
 
+@counted
 def trunc(party: Party, x: torch.Tensor, f: int | None = None) -> torch.Tensor:
     """Divide shared ``x`` by ``2**f`` (probabilistic truncation with a dealer pair).
 
@@ -47,6 +49,7 @@ def trunc(party: Party, x: torch.Tensor, f: int | None = None) -> torch.Tensor:
     return y
 
 
+@counted
 def beaver(party: Party, op: str, x: torch.Tensor, y: torch.Tensor,
            kw: dict[str, Any] | None = None) -> torch.Tensor:
     """``op(x, y)`` of two shared tensors for a bilinear ``op`` (mul, matmul, conv2d); no rescaling.
@@ -65,6 +68,7 @@ def beaver(party: Party, op: str, x: torch.Tensor, y: torch.Tensor,
     return z
 
 
+@counted
 def beaver_owned(party: Party, op: str, x: torch.Tensor, w: torch.Tensor | None,
                  w_shape: tuple[int, ...], kw: dict[str, Any] | None = None) -> torch.Tensor:
     """``op(x, w)`` for shared ``x`` and a ``w`` that party 0 holds in the clear (its weights,
@@ -100,18 +104,21 @@ def beaver_owned(party: Party, op: str, x: torch.Tensor, w: torch.Tensor | None,
     return fn(m["a"], f) + m["c"]
 
 
+@counted
 def mul(party: Party, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Fixed-point product of two shared tensors (broadcasting). Rounds 2; bytes 32 + 16; error
     one ulp (truncation); valid while ``|x y| < 2^(62 - 2f)``."""
     return trunc(party, beaver(party, "mul", x, y))
 
 
+@counted
 def matmul(party: Party, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Fixed-point ``torch.matmul`` of two shared tensors. Rounds 2; bytes ``16 (|x| + |y|) +
     16 |out|``; dealer ``24 |out|``; error one ulp plus the inputs' rounding times ``k``."""
     return trunc(party, beaver(party, "matmul", x, y))
 
 
+@counted
 def conv2d(party: Party, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None,
            **kw: Any) -> torch.Tensor:
     """Fixed-point ``F.conv2d`` of a shared input and shared weight (+ shared bias). Rounds 2;
@@ -122,6 +129,7 @@ def conv2d(party: Party, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | 
     return out
 
 
+@counted
 def mul_public(party: Party, x: torch.Tensor, c: torch.Tensor | float) -> torch.Tensor:
     """Shared ``x`` times a public real ``c``. Rounds 1; bytes 16 (truncation); error one ulp
     plus ``|x|`` times the encoding error of ``c``. Small scalar constants get up to 16 extra
@@ -137,6 +145,7 @@ def add_public(party: Party, x: torch.Tensor, c: torch.Tensor | float) -> torch.
     return x + party.public(encode(c, party.f).expand_as(x))
 
 
+@counted
 def mean(party: Party, x: torch.Tensor, dim: int | tuple[int, ...], keepdim: bool = False
          ) -> torch.Tensor:
     """Mean over ``dim``: local sum, then a public scaling. Rounds 1; bytes 16 per output."""
@@ -145,6 +154,7 @@ def mean(party: Party, x: torch.Tensor, dim: int | tuple[int, ...], keepdim: boo
     return mul_public(party, x.sum(dim=dims, keepdim=keepdim), 1.0 / n)
 
 
+@counted
 def avg_pool2d(party: Party, x: torch.Tensor, kernel: int, stride: int | None = None,
                padding: int = 0) -> torch.Tensor:
     """``F.avg_pool2d`` (``count_include_pad=True``): local window sums and one public scaling.
@@ -156,6 +166,7 @@ def avg_pool2d(party: Party, x: torch.Tensor, kernel: int, stride: int | None = 
     return mul_public(party, s, 1.0 / (kernel * kernel))
 
 
+@counted
 def mul_many(party: Party, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
     """Several independent fixed-point products in the rounds of one (2 rounds in total):
     broadcast each pair, concatenate, one Beaver opening and one truncation, split back."""

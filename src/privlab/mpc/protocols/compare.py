@@ -28,6 +28,7 @@ import torch
 
 from privlab.mpc.party import Party
 from privlab.mpc.protocols.arith import beaver
+from privlab.mpc.stats import counted
 
 
 def _and(party: Party, m: dict[str, torch.Tensor], j: int, x: torch.Tensor, y1: torch.Tensor,
@@ -74,6 +75,7 @@ def _sign_bit(party: Party, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return b, c - half, m
 
 
+@counted
 def drelu(party: Party, x: torch.Tensor) -> torch.Tensor:
     """Ring share of the bit ``[x >= 0]`` (an integer 0/1, not fixed point). See module docstring:
     rounds ``2 + log2 D`` (5), bytes ~21 per element, exact for ``|x| < 2^(cmp_bits-1)``."""
@@ -84,6 +86,7 @@ def drelu(party: Party, x: torch.Tensor) -> torch.Tensor:
     return out + e64 if party.rank == 0 else out
 
 
+@counted
 def relu(party: Party, x: torch.Tensor) -> torch.Tensor:
     """``max(x, 0)``: DReLU fused with the multiplication ``x * [x >= 0]`` in its last round.
     Rounds 5, bytes ~21 per element, dealer ~50; exact inside the comparison range."""
@@ -94,22 +97,26 @@ def relu(party: Party, x: torch.Tensor) -> torch.Tensor:
     return e64 * x + (1 - 2 * e64) * xt
 
 
+@counted
 def ge(party: Party, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Ring share of ``[x >= y]`` (0/1). Same cost as :func:`drelu`."""
     return drelu(party, x - y)
 
 
+@counted
 def sign(party: Party, x: torch.Tensor) -> torch.Tensor:
     """Ring share of ``+1`` for ``x >= 0`` and ``-1`` otherwise (integer). Cost of :func:`drelu`."""
     s = 2 * drelu(party, x)
     return s - 1 if party.rank == 0 else s
 
 
+@counted
 def maximum(party: Party, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Elementwise ``max(x, y) = y + relu(x - y)``. Rounds 5, bytes ~21 per element."""
     return y + relu(party, x - y)
 
 
+@counted
 def max_last(party: Party, x: torch.Tensor) -> torch.Tensor:
     """Max over the last dimension by a pairwise tree: ``ceil(log2 n)`` ReLU layers (5 rounds
     each); ``n - 1`` comparisons per row in total."""
@@ -122,6 +129,7 @@ def max_last(party: Party, x: torch.Tensor) -> torch.Tensor:
     return x.squeeze(-1)
 
 
+@counted
 def argmax_last(party: Party, x: torch.Tensor) -> torch.Tensor:
     """One-hot ring shares (integers) of the argmax over the last dimension (ties: lowest index).
 
@@ -149,6 +157,7 @@ def argmax_last(party: Party, x: torch.Tensor) -> torch.Tensor:
     return idx.squeeze(-2)
 
 
+@counted
 def max_pool2d(party: Party, x: torch.Tensor, kernel: int, stride: int | None = None) -> torch.Tensor:
     """``F.max_pool2d`` without padding: windows by strided views, then :func:`max_last`.
     Rounds ``5 ceil(log2 k^2)`` (10 for 2x2); bytes ~21 per comparison."""

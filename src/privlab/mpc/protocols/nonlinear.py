@@ -25,12 +25,14 @@ from privlab.mpc.protocols.arith import (
     trunc,
 )
 from privlab.mpc.protocols.compare import drelu, max_last, relu
+from privlab.mpc.stats import counted
 
 
 def _const(party: Party, like: torch.Tensor, c: float) -> torch.Tensor:
     return party.public(encode(c, party.f).expand_as(like).clone())
 
 
+@counted
 def exp(party: Party, x: torch.Tensor, iters: int = 8, clamp: bool = False) -> torch.Tensor:
     """``exp(x)`` by the limit ``(1 + u + u^2 / 2)^(2^n)`` with ``u = x / 2^n``, ``n = iters``.
 
@@ -67,6 +69,7 @@ def _octave_guess(party: Party, x: torch.Tensor, lo_exp: int, hi_exp: int,
     return (ge * steps).sum(-1) + party.public(encode(mids[0], party.f).expand_as(x).clone())
 
 
+@counted
 def reciprocal(party: Party, x: torch.Tensor, lo: float | None = None, hi: float | None = None,
                iters: int | None = None) -> torch.Tensor:
     """``1 / x`` for positive ``x`` by Newton iterations ``y <- y (2 - x y)`` (2 products each).
@@ -95,6 +98,7 @@ def reciprocal(party: Party, x: torch.Tensor, lo: float | None = None, hi: float
     return y
 
 
+@counted
 def rsqrt(party: Party, x: torch.Tensor, lo_exp: int = -14, hi_exp: int = 14,
           iters: int = 3) -> torch.Tensor:
     """``1 / sqrt(x)`` for ``x`` in ``[2^lo_exp, 2^hi_exp]`` (default ``[6e-5, 16384]``).
@@ -117,12 +121,14 @@ def rsqrt(party: Party, x: torch.Tensor, lo_exp: int = -14, hi_exp: int = 14,
     return y
 
 
+@counted
 def sqrt(party: Party, x: torch.Tensor) -> torch.Tensor:
     """``sqrt(x) = x * rsqrt(x)`` on ``[6e-5, 16384]``. Rounds of :func:`rsqrt` + 2 (25); error:
     ``rsqrt``'s absolute ulp times ``x``, i.e. about ``2^-f sqrt(x)`` relative (below 2e-3)."""
     return mul(party, x, rsqrt(party, x))
 
 
+@counted
 def log(party: Party, x: torch.Tensor, iters: int = 2, order: int = 8) -> torch.Tensor:
     """Natural log for ``x`` in ``[0.1, 100]`` by Householder iterations on ``exp``.
 
@@ -151,6 +157,7 @@ def _weighted_sum(party: Party, terms: list[torch.Tensor], w: list[float]) -> to
     return trunc(party, acc)
 
 
+@counted
 def sigmoid(party: Party, x: torch.Tensor) -> torch.Tensor:
     """Logistic function (any ``x`` in the comparison range), symmetric so ``exp`` never overflows.
 
@@ -167,6 +174,7 @@ def sigmoid(party: Party, x: torch.Tensor) -> torch.Tensor:
     return _const(party, x, 1.0) - s * (1 << party.f) + beaver(party, "mul", q, sgn)
 
 
+@counted
 def tanh(party: Party, x: torch.Tensor) -> torch.Tensor:
     """``tanh(x) = 2 sigmoid(2x) - 1`` for ``|x| < 128``. Cost of :func:`sigmoid`; error 4e-3."""
     return add_public(party, 2 * sigmoid(party, 2 * x), -1.0)
@@ -189,6 +197,7 @@ def _gelu_tail_coefficients() -> list[float]:
 _GELU_COEF = _gelu_tail_coefficients()
 
 
+@counted
 def gelu(party: Party, x: torch.Tensor) -> torch.Tensor:
     """Exact-form GELU ``x Phi(x) = relu(x) - g(|x|)`` with ``g(a) = a Phi(-a)``.
 
@@ -214,6 +223,7 @@ def gelu(party: Party, x: torch.Tensor) -> torch.Tensor:
     return r - trunc(party, acc, party.f + extra)
 
 
+@counted
 def softmax(party: Party, x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """Softmax along ``dim``: subtract the max (tree of comparisons), ``exp``, normalise.
 
@@ -235,6 +245,7 @@ def softmax(party: Party, x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return out
 
 
+@counted
 def layer_norm(party: Party, x: torch.Tensor, weight: torch.Tensor | None,
                bias: torch.Tensor | None, eps: float = 1e-5) -> torch.Tensor:
     """LayerNorm over the last dimension with shared affine parameters.
