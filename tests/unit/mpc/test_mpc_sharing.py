@@ -119,3 +119,23 @@ def test_shared_eval_helper_counts_only_the_op(shared_eval) -> None:  # type: ig
     out, res = shared_eval(lambda p, a: a + a, x)
     assert torch.allclose(out, 2 * x)
     assert "op" not in res.stats.per_op  # addition is local: no traffic at all
+
+
+def test_per_operation_stats_name_the_outermost_protocol() -> None:
+    from privlab.mpc.protocols import compare, nonlinear
+
+    def task(party):  # type: ignore[no-untyped-def]
+        x = share(party, 0, torch.ones(8) if party.rank == 0 else None, (8,))
+        compare.relu(party, x)
+        nonlinear.sigmoid(party, x)  # calls drelu, exp, reciprocal inside: all charged to it
+        with party.counter.scope("layer1"):
+            compare.relu(party, x)
+
+    res = run_local(task, ((), ()))
+    per = res.stats.per_op
+    assert set(per) == {"relu", "sigmoid", "layer1"}
+    assert per["relu"].rounds == per["layer1"].rounds == 5
+    assert per["relu"].bytes == per["layer1"].bytes
+    assert sum(o.rounds for o in per.values()) == res.stats.rounds
+    assert sum(o.bytes for o in per.values()) == res.stats.bytes
+    assert sum(o.dealer_bytes for o in per.values()) == res.stats.dealer_bytes
