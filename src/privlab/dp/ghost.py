@@ -58,6 +58,8 @@ def keep_per_example(module: nn.Module, act: torch.Tensor, grad: torch.Tensor) -
         return True
     p, d = w.shape[0], w[0].numel()
     T = grad[0].numel() // p  # positions (sequence length, or output pixels of a convolution)
+    if isinstance(module, nn.Conv2d):  # the ghost route would itself unfold T x d patches per example
+        return p * d <= 2 * T * (p + d)
     return T > 1 and p * d <= T * (p + d)
 
 

@@ -101,6 +101,8 @@ def per_example_grads(module: nn.Module, calls: list[tuple[torch.Tensor, torch.T
     """Materialised per-example gradients {local param name: (B, *param.shape)} of one layer."""
     if isinstance(module, nn.LayerNorm | nn.GroupNorm):
         return _norm_affine_grads(module, calls)
+    if isinstance(module, nn.Conv2d):
+        return _conv_per_example(module, calls)
     cap = matmul_capture(module, calls)
     B = cap.g.shape[0]
     out: dict[str, torch.Tensor] = {}
@@ -116,4 +118,29 @@ def per_example_grads(module: nn.Module, calls: list[tuple[torch.Tensor, torch.T
     out["weight"] = dW.reshape(B, *shape)
     if getattr(module, "bias", None) is not None:
         out["bias"] = cap.g.sum(1)
+    return out
+
+
+def _conv_per_example(module: nn.Conv2d, calls: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Per-example Conv2d grads with one grouped weight-gradient convolution (the batch as groups).
+
+    Example i's weight gradient is the weight gradient of a convolution with input x_i and output
+    gradient g_i; stacking the B examples as B groups of one convolution computes all of them in one
+    call, without unfolding the input into patches.
+    """
+    out: dict[str, torch.Tensor] = {}
+    pad = (0, 0) if module.padding == "valid" else module.padding
+    for x, g in calls:
+        B, Cin = x.shape[:2]
+        Cout = g.shape[1]
+        w = module.weight.detach().repeat(B, 1, 1, 1)  # (B*Cout, Cin, kh, kw): only its shape matters
+        dW = torch.ops.aten.convolution_backward(
+            g.reshape(1, B * Cout, *g.shape[2:]), x.reshape(1, B * Cin, *x.shape[2:]), w, None,
+            list(module.stride), list(pad), list(module.dilation), False, [0, 0], B, [False, True, False],
+        )[1].view(B, *module.weight.shape)
+        grads = {"weight": dW}
+        if module.bias is not None:
+            grads["bias"] = g.sum((2, 3))
+        for k, v in grads.items():
+            out[k] = out[k] + v if k in out else v
     return out
