@@ -13,6 +13,7 @@ from privlab._validation import check_int
 from privlab.errors import InvalidParameterError
 from privlab.mpc.encoding import decode, encode
 from privlab.mpc.party import Party
+from privlab.mpc.transport.base import unpack
 
 
 def share(party: Party, src: int, x: torch.Tensor | None, shape: tuple[int, ...] | torch.Size,
@@ -54,8 +55,6 @@ def reveal(party: Party, x: torch.Tensor, to: int | None = None,
     else:
         check_int(to, "to", "reveal", low=0, high=1)
         if party.rank == to:
-            from privlab.mpc.transport.base import unpack
-
             got = party.transport.recv(party.peer, x.numel() * 8)
             party.counter.add_round(0)
             v = x + unpack(got, [x])[0]
