@@ -106,3 +106,13 @@ def test_data_owner_needs_no_weights() -> None:
     m = nn.Sequential(nn.Linear(3, 2)).eval()
     res = private_inference(m, _x((2, 3)))
     assert res.max_abs_error < 1e-3
+
+
+@pytest.mark.parametrize(("name", "rounds", "nbytes"), [("mlp", 22, 93.5e6), ("cnn", 124, 1.28e9)])
+def test_benchmark_models_meet_the_crypten_budgets(name: str, rounds: int, nbytes: float) -> None:
+    """Batch 64, as in the benchmark: no more rounds and at most half the bytes of CrypTen's
+    reference numbers (issue 6), and the same predicted classes as plaintext."""
+    res = private_inference(demo_model(name), _x((64, 1, 28, 28)))
+    assert res.stats.rounds <= rounds
+    assert res.stats.bytes <= nbytes / 2
+    assert res.argmax_agreement >= 0.99
