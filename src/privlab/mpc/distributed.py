@@ -27,16 +27,11 @@ from privlab._validation import check_int
 from privlab.errors import MPCError
 from privlab.mpc.config import MPCConfig
 from privlab.mpc.dealer.core import DealerCore, Provider
+from privlab.mpc.dealer.remote import GlooDealerLink, serve_dealer
 from privlab.mpc.launch import RunResult
 from privlab.mpc.party import Party
 from privlab.mpc.stats import CommCounter, CommStats
-from privlab.mpc.transport.gloo import (
-    DEALER_RANK,
-    GlooDealerLink,
-    GlooTransport,
-    Heartbeat,
-    serve_dealer,
-)
+from privlab.mpc.transport.gloo import DEALER_RANK, GlooTransport, Heartbeat
 
 WORLD_SIZE = 3
 
@@ -92,11 +87,15 @@ def run_party(rank: int | None, fn: Callable[..., Any] | None, args: tuple[Any, 
     A party returns its output, its traffic and the seconds ``fn`` took after the rendezvous
     (or after ``fn`` called ``party.mark_start()`` once its local set-up was done).
 
-    Missing ``rank``/``addr``/``port`` come from ``RANK``/``MASTER_ADDR``/``MASTER_PORT``.
+    Missing ``rank``/``addr``/``port`` come from ``RANK``/``MASTER_ADDR``/``MASTER_PORT``;
+    ``WORLD_SIZE``, if set, must be 3.
     """
     config = config or MPCConfig()
     rank = check_int(int(os.environ["RANK"]) if rank is None else rank, "rank", "run_party",
                      low=0, high=2)
+    if "WORLD_SIZE" in os.environ:  # two parties and the dealer, nothing else
+        check_int(int(os.environ["WORLD_SIZE"]), "WORLD_SIZE", "run_party", low=WORLD_SIZE,
+                  high=WORLD_SIZE)
     addr = addr or os.environ.get("MASTER_ADDR", "127.0.0.1")
     port = port or int(os.environ.get("MASTER_PORT", "29500"))
     torch.set_num_threads(1)
