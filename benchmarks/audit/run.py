@@ -1,6 +1,6 @@
 """Audit DP-SGD on MNIST at claimed epsilon 2, 4, 8: white-box / black-box, one-run / multi-run.
 
-Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/audit/run.py`` (about 15-20 min on 2 shared cores; see
+Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/audit/run.py`` (about 15 min on 2 shared cores; see
 README.md). ``--quick`` runs a smaller smoke configuration (not comparable to the table).
 
 Every row is an epsilon lower bound at 95% confidence with the ratio lower bound / claimed epsilon.
@@ -119,13 +119,13 @@ LABELS = {
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
     """Rows: audit; columns: claimed epsilon -> "lower bound (ratio)"."""
-    claims = sorted({round(r["claimed_epsilon"], 2) for r in rows})
+    claims = sorted({round(r["claimed_epsilon"], 1) for r in rows})
     lines = ["| audit (confidence 95%) | " + " | ".join(f"eps {c:g}: lb (ratio)" for c in claims) + " |",
              "|---" * (len(claims) + 1) + "|"]
     for kind, label in LABELS.items():
         cells = []
         for c in claims:
-            hit = [r for r in rows if r["audit"] == kind and round(r["claimed_epsilon"], 2) == c]
+            hit = [r for r in rows if r["audit"] == kind and round(r["claimed_epsilon"], 1) == c]
             cells.append(f"{hit[0]['epsilon_lower_bound']:.2f} ({hit[0]['ratio']:.2f})" if hit else "-")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

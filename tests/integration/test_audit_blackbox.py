@@ -86,3 +86,10 @@ def test_invalid_arguments_are_named() -> None:
     with pytest.raises(InvalidParameterError, match="'fault' parameter"):
         audit_dp_training_blackbox(lambda: MLP(64, (8,), 10), d, sample_rate=0.1, steps=2, noise_multiplier=1.0,
                                    canaries=10, fault="bogus")
+
+
+def test_default_pool_holds_out_the_last_rows() -> None:
+    res = audit_dp_training_blackbox(lambda: MLP(64, (8,), 10), _data(60, 0), sample_rate=0.2, steps=3,
+                                     noise_multiplier=1.0, canaries=10, progress=False)
+    assert res.canaries == 10 and res.scores is not None and res.scores.shape == (10,)
+    assert res.steps == 3 and res.sample_rate == pytest.approx(0.2, abs=0.05)
