@@ -171,6 +171,19 @@ class _Runner:
             k = _int(kwargs.get("kernel_size", args[1] if len(args) > 1 else None))
             s = kwargs.get("stride", args[2] if len(args) > 2 else None)
             return Shared(arith.avg_pool2d(p, x.t, k, _int(s) if s else k))
+        if fn is F.linear:
+            w = kwargs.get("weight", args[1] if len(args) > 1 else None)
+            b = kwargs.get("bias", args[2] if len(args) > 2 else None)
+            if not isinstance(w, Shared):
+                raise UnsupportedModuleError("F.linear needs a weight tensor")
+            y = arith.matmul(p, x.t, w.t.t())
+            return Shared(y + b.t if isinstance(b, Shared) else y)
+        if fn is F.layer_norm:
+            w = kwargs.get("weight", args[2] if len(args) > 2 else None)
+            b = kwargs.get("bias", args[3] if len(args) > 3 else None)
+            eps = kwargs.get("eps", args[4] if len(args) > 4 else 1e-5)
+            return Shared(nonlinear.layer_norm(p, x.t, w.t if isinstance(w, Shared) else None,
+                                               b.t if isinstance(b, Shared) else None, eps))
         # getattr, getitem, reshapes and cat act on the share tensors like on plain tensors
         return _wrap(fn(*_unwrap(args), **_unwrap(kwargs)))
 

@@ -116,3 +116,22 @@ def test_benchmark_models_meet_the_crypten_budgets(name: str, rounds: int, nbyte
     assert res.stats.rounds <= rounds
     assert res.stats.bytes <= nbytes / 2
     assert res.argmax_agreement >= 0.99
+
+
+class _Functional(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(4, 6) * 0.3)
+        self.b = nn.Parameter(torch.randn(4) * 0.1)
+        self.g = nn.Parameter(torch.ones(4) + 0.1 * torch.randn(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.nn.functional.linear(x, self.w, self.b)
+        h = torch.nn.functional.layer_norm(h, (4,), self.g, None, 1e-5)
+        return torch.nn.functional.gelu(h).flatten(1)
+
+
+def test_functional_calls_with_parameters_as_attributes() -> None:
+    torch.manual_seed(0)
+    res = private_inference(_Functional().eval(), _x((3, 2, 6)) * 2 - 1)
+    assert res.max_abs_error < 2e-2
