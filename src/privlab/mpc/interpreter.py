@@ -170,7 +170,8 @@ class _Runner:
         if fn is F.avg_pool2d:
             k = _int(kwargs.get("kernel_size", args[1] if len(args) > 1 else None))
             s = kwargs.get("stride", args[2] if len(args) > 2 else None)
-            return Shared(arith.avg_pool2d(p, x.t, k, _int(s) if s else k))
+            pad = _int(kwargs.get("padding", args[3] if len(args) > 3 else 0))
+            return Shared(arith.avg_pool2d(p, x.t, k, _int(s) if s else k, pad))
         if fn is F.linear:
             w = kwargs.get("weight", args[1] if len(args) > 1 else None)
             b = kwargs.get("bias", args[2] if len(args) > 2 else None)
