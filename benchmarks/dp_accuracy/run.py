@@ -40,6 +40,7 @@ def main() -> None:
     ap.add_argument("--momentum", type=float, default=0.5)
     ap.add_argument("--max-grad-norm", type=float, default=1.0)
     ap.add_argument("--clipping", default="ghost")
+    ap.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=HERE / "results" / "mnist_cnn_eps3.json")
@@ -56,6 +57,9 @@ def main() -> None:
         max_grad_norm=args.max_grad_norm, clipping=args.clipping, seed=args.seed,
     )
     crit = nn.CrossEntropyLoss()
+    sched = None
+    if args.lr_schedule == "cosine":  # post-processing of the noisy gradients: no privacy cost
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs * len(pt.data_loader))
     curve = []
     t0 = time.time()
     for epoch in range(1, args.epochs + 1):
@@ -63,6 +67,8 @@ def main() -> None:
             pt.optimizer.zero_grad()
             crit(pt.model(x), y).backward()
             pt.optimizer.step()
+            if sched is not None:
+                sched.step()
         acc = accuracy(model, test.x, test.y)
         eps = pt.epsilon()
         curve.append({"epoch": epoch, "steps": pt.accountant.steps, "epsilon": eps, "test_accuracy": acc,
