@@ -169,3 +169,29 @@ def test_fixed_size_batches_warn_about_accounting() -> None:
     run_epoch(pt)
     assert pt.accountant.steps == 4
     assert math.isfinite(pt.epsilon())
+
+
+def test_generic_dataset_batches_and_empty_batches_keep_shapes() -> None:
+    from torch.utils.data import TensorDataset
+
+    from privlab.dp.sampling import collate_indices
+
+    ds = TensorDataset(torch.randn(10, 3, 2), torch.arange(10))
+    x, y = collate_indices(ds, [])
+    assert x.shape == (0, 3, 2) and y.shape == (0,) and y.dtype == torch.long
+    x, y = collate_indices(ds, [1, 4])
+    assert x.shape == (2, 3, 2) and y.tolist() == [1, 4]
+    model = nn.Linear(2, 2)
+    pt = make_private(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        DataLoader(ds, batch_size=2),
+        noise_multiplier=1.0,
+        seed=0,
+        clipping="ghost",
+    )
+    for xb, _ in pt.data_loader:
+        pt.optimizer.zero_grad()
+        model(xb).sum().backward()
+        pt.optimizer.step()
+    assert pt.accountant.steps == 5
