@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from privlab.accounting import PrivacyLedger
+from privlab.accounting.fixed_size import FIXED_SIZE_SCHEMA, FixedSizeLedger
 from privlab.errors import CorruptArtifactError
 
 CHECKPOINT_SCHEMA_VERSION = 1
@@ -28,7 +29,7 @@ MODEL_FILE, LEDGER_FILE, CONFIG_FILE = "model.safetensors", "ledger.json", "conf
 class Checkpoint:
     """A loaded checkpoint: the ledger, the config and the state dict that was loaded."""
 
-    ledger: PrivacyLedger
+    ledger: PrivacyLedger | FixedSizeLedger
     config: dict[str, Any]
     path: Path
 
@@ -38,7 +39,10 @@ def _sha256(path: Path) -> str:
 
 
 def save_checkpoint(
-    directory: str | Path, model: nn.Module, ledger: PrivacyLedger, config: dict[str, Any] | None = None
+    directory: str | Path,
+    model: nn.Module,
+    ledger: PrivacyLedger | FixedSizeLedger,
+    config: dict[str, Any] | None = None,
 ) -> Path:
     """Write weights, ledger and config to ``directory`` (created if needed); return the directory."""
     out = Path(directory)
@@ -69,6 +73,11 @@ def load_checkpoint(directory: str | Path, model: nn.Module) -> Checkpoint:
         raise CorruptArtifactError(f"Unsupported checkpoint schema_version {meta.get('schema_version')!r}.")
     if meta.get("model_sha256") != _sha256(d / MODEL_FILE):
         raise CorruptArtifactError(f"{d / MODEL_FILE} does not match the checksum recorded in {CONFIG_FILE}.")
-    ledger = PrivacyLedger.from_json(d / LEDGER_FILE)
+    ledger_text = (d / LEDGER_FILE).read_text()
+    ledger: PrivacyLedger | FixedSizeLedger
+    if f'"{FIXED_SIZE_SCHEMA}"' in ledger_text:
+        ledger = FixedSizeLedger.from_json(ledger_text)
+    else:
+        ledger = PrivacyLedger.from_json(ledger_text)
     model.load_state_dict(load_file(str(d / MODEL_FILE)))
     return Checkpoint(ledger, dict(meta.get("config", {})), d)

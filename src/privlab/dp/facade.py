@@ -13,7 +13,6 @@ as bounded by ``privlab.accounting`` (PLD by default).
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +22,9 @@ from torch.utils.data import DataLoader
 
 from privlab._validation import check_choice, check_int, check_real
 from privlab.accounting import ACCOUNTANTS, PrivacyLedger, calibrate_noise
+from privlab.accounting.fixed_size import FixedSizeLedger, calibrate_fixed_size_noise
 from privlab.dp.optimizer import DPOptimizer
-from privlab.dp.sampling import PoissonSampler, PrivateDataLoader
+from privlab.dp.sampling import FixedSizeSampler, PoissonSampler, PrivateDataLoader
 from privlab.dp.validation import validate_module
 from privlab.errors import InvalidParameterError
 
@@ -35,7 +35,7 @@ LOSS_REDUCTIONS = ("mean", "sum")
 class Accountant:
     """The running privacy cost of a training: its ledger and ``epsilon(delta)``."""
 
-    def __init__(self, ledger: PrivacyLedger) -> None:
+    def __init__(self, ledger: PrivacyLedger | FixedSizeLedger) -> None:
         self.ledger = ledger
 
     def epsilon(self, delta: float | None = None) -> float:
@@ -53,7 +53,7 @@ class PrivateTraining:
 
     model: nn.Module
     optimizer: DPOptimizer
-    data_loader: PrivateDataLoader | DataLoader[Any]
+    data_loader: PrivateDataLoader
     accountant: Accountant
     noise_multiplier: float
     max_grad_norm: float
@@ -94,8 +94,10 @@ def make_private(
     ``backward`` on reduces over the batch: "mean" (default, e.g. ``CrossEntropyLoss()``) or "sum".
     The noisy gradient is ``(sum_i clip(g_i) + N(0, sigma^2 C^2)) / (q N)`` for "mean" and without the
     division for "sum". ``seed`` makes sampling and noise reproducible (not secure); ``secure_rng``
-    draws both from the OS CSPRNG. ``poisson_sampling=False`` keeps the loader's fixed-size shuffled
-    batches but still accounts as Poisson sampling (an approximation, as Opacus does); a warning says so.
+    draws both from the OS CSPRNG. ``poisson_sampling=False`` draws fixed-size batches (a uniform
+    subset of exactly ``batch_size`` examples per step) and accounts them with
+    :mod:`privlab.accounting.fixed_size`: RDP, replace-one adjacency (sensitivity 2C), so for the same
+    epsilon it needs about twice the noise, and its epsilon is not comparable with the Poisson one.
     """
     owner = "make_private"
     C = check_real(max_grad_norm, "max_grad_norm", owner, low=0.0, low_open=True)
@@ -115,7 +117,7 @@ def make_private(
             f"The 'data_loader' parameter of {owner} must have a batch_size (not a batch_sampler). Got None instead."
         )
     q = batch_size / n
-    per_epoch = round(1 / q) if poisson_sampling else len(data_loader)
+    per_epoch = round(1 / q)
     if steps is not None:
         total = check_int(steps, "steps", owner, low=1)
     elif epochs is not None:
@@ -135,10 +137,14 @@ def make_private(
                 f"The 'epochs' parameter of {owner} must be given (or 'steps') with target_epsilon. Got None instead."
             )
         eps = check_real(target_epsilon, "target_epsilon", owner, low=0.0, low_open=True)
-        sigma = calibrate_noise(eps, q, total, d, accountant)
+        if poisson_sampling:
+            sigma = calibrate_noise(eps, q, total, d, accountant)
+        else:
+            sigma = calibrate_fixed_size_noise(eps, n, batch_size, total, d)
 
     gen = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little") if seed is None else seed)
-    ledger = PrivacyLedger(d, accountant)
+    ledger: PrivacyLedger | FixedSizeLedger
+    ledger = PrivacyLedger(d, accountant) if poisson_sampling else FixedSizeLedger(d, n, batch_size)
     dp_opt = DPOptimizer(
         optimizer,
         model,
@@ -152,15 +158,11 @@ def make_private(
         generator=gen,
         secure_rng=secure_rng,
     )
-    loader: PrivateDataLoader | DataLoader[Any]
+    sampler: PoissonSampler | FixedSizeSampler
     if poisson_sampling:
-        loader = PrivateDataLoader(dataset, PoissonSampler(n, q, per_epoch, gen, secure_rng), physical_batch_size)
-        loader.on_chunk = dp_opt.signal_chunk
+        sampler = PoissonSampler(n, q, per_epoch, gen, secure_rng)
     else:
-        warnings.warn(
-            "poisson_sampling=False: batches have a fixed size but the ledger accounts them as Poisson "
-            "subsampling at q = batch_size / N; the reported epsilon is then an approximation.",
-            stacklevel=2,
-        )
-        loader = data_loader
+        sampler = FixedSizeSampler(n, batch_size, per_epoch, gen, secure_rng)
+    loader = PrivateDataLoader(dataset, sampler, physical_batch_size)
+    loader.on_chunk = dp_opt.signal_chunk
     return PrivateTraining(model, dp_opt, loader, Accountant(ledger), sigma, C, q, total, d, clipping)

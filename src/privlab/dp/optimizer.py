@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from privlab.accounting import PrivacyLedger
+from privlab.accounting.fixed_size import FixedSizeLedger
 from privlab.dp import ghost, layers
 from privlab.dp.clipping import clip_factors, clip_gradients
 from privlab.dp.hooks import GradCapture
@@ -47,7 +48,7 @@ class DPOptimizer:
         max_grad_norm: float,
         expected_batch_size: float,
         sample_rate: float,
-        ledger: PrivacyLedger,
+        ledger: PrivacyLedger | FixedSizeLedger,
         clipping: str = "flat",
         loss_reduction: str = "mean",
         generator: torch.Generator | None = None,

@@ -58,6 +58,44 @@ class PoissonSampler:
             yield mask.nonzero().flatten().tolist()
 
 
+class FixedSizeSampler:
+    """Yields ``steps`` batches of exactly ``batch_size`` distinct indices, each a uniform random subset
+    drawn independently of the other steps (sampling without replacement within a step).
+
+    Accounted by :mod:`privlab.accounting.fixed_size` (replace-one adjacency). Shuffling once per epoch
+    and cutting the permutation into batches is *not* this sampler: its batches are not independent.
+    """
+
+    def __init__(
+        self,
+        num_samples: int,
+        batch_size: int,
+        steps: int,
+        generator: torch.Generator | None = None,
+        secure: bool = False,
+    ) -> None:
+        self.num_samples = check_int(num_samples, "num_samples", "FixedSizeSampler", low=1)
+        self.batch_size = check_int(batch_size, "batch_size", "FixedSizeSampler", low=1, high=self.num_samples)
+        self.steps = check_int(steps, "steps", "FixedSizeSampler", low=1)
+        self.generator = generator
+        self.secure = secure
+
+    @property
+    def sample_rate(self) -> float:
+        return self.batch_size / self.num_samples
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for _ in range(self.steps):
+            if self.secure:
+                order = torch.from_numpy(secure_uniform(self.num_samples)).argsort()
+            else:
+                order = torch.randperm(self.num_samples, generator=self.generator)
+            yield order[: self.batch_size].tolist()
+
+
 def _empty_like_sample(sample: Any) -> Any:
     if isinstance(sample, torch.Tensor):
         return sample.new_empty((0, *sample.shape))
@@ -92,7 +130,7 @@ class PrivateDataLoader:
     def __init__(
         self,
         dataset: Dataset[Any],
-        sampler: PoissonSampler,
+        sampler: PoissonSampler | FixedSizeSampler,
         physical_batch_size: int | None = None,
         collate: Callable[[Dataset[Any], list[int]], Any] = collate_indices,
     ) -> None:

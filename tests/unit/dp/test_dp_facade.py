@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import math
 
 import pytest
 import torch
@@ -163,12 +162,20 @@ def test_invalid_parameters_are_named(kw: dict, match: str) -> None:
         setup(**kw)
 
 
-def test_fixed_size_batches_warn_about_accounting() -> None:
-    with pytest.warns(UserWarning, match="approximation"):
-        _, pt = setup(poisson_sampling=False)
+def test_fixed_size_batches_have_their_own_accounting(tmp_path) -> None:
+    from privlab.accounting.fixed_size import FixedSizeLedger, fixed_size_epsilon
+    from privlab.dp.checkpoint import load_checkpoint, save_checkpoint
+
+    model, pt = setup(poisson_sampling=False)
+    sizes = [len(y) for _, y in pt.data_loader]
+    assert sizes == [16, 16, 16, 16]  # exactly batch_size every step
     run_epoch(pt)
-    assert pt.accountant.steps == 4
-    assert math.isfinite(pt.epsilon())
+    assert isinstance(pt.accountant.ledger, FixedSizeLedger)
+    assert pt.epsilon() == pytest.approx(fixed_size_epsilon(1.0, 64, 16, 4, 1e-5))
+    save_checkpoint(tmp_path, model, pt.accountant.ledger)
+    assert load_checkpoint(tmp_path, model).ledger.epsilon() == pytest.approx(pt.epsilon())
+    _, calibrated = setup(poisson_sampling=False, noise_multiplier=None, target_epsilon=4.0, epochs=2)
+    assert fixed_size_epsilon(calibrated.noise_multiplier, 64, 16, 8, 1e-5) <= 4.0
 
 
 def test_generic_dataset_batches_and_empty_batches_keep_shapes() -> None:
