@@ -24,6 +24,7 @@ def train(
     batch_size: int = typer.Option(1024, help="Expected (Poisson) batch size; sample rate = batch size / N."),
     lr: float = typer.Option(2.0, help="SGD learning rate."),
     momentum: float = typer.Option(0.5, help="SGD momentum."),
+    lr_schedule: str = typer.Option("cosine", help="Learning-rate schedule: cosine (decay to 0) or constant."),
     max_grad_norm: float = typer.Option(1.0, help="Per-example clipping norm C."),
     clipping: str = typer.Option("ghost", help="Clipping: ghost, flat or per_layer."),
     accountant: str = typer.Option("pld", help="Accountant: pld or rdp."),
@@ -66,6 +67,9 @@ def train(
     except PrivlabError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+    if lr_schedule not in ("cosine", "constant"):
+        raise typer.BadParameter(f"--lr-schedule must be cosine or constant, got {lr_schedule!r}")
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * len(pt.data_loader))
     crit = nn.CrossEntropyLoss()
     bar = tqdm(total=epochs * len(pt.data_loader), desc="DP-SGD", unit="step")
     for _ in range(epochs):
@@ -75,6 +79,8 @@ def train(
             loss.backward()
             pt.optimizer.step()
             if pt.optimizer._closes_logical_batch or physical_batch_size is None:
+                if lr_schedule == "cosine":  # post-processing: no privacy cost
+                    sched.step()
                 bar.update(1)
                 if bar.n % 10 == 0 or bar.n == bar.total:
                     bar.set_postfix(loss=f"{loss.item():.3f}", eps=f"{pt.epsilon():.3f}")
