@@ -121,6 +121,8 @@ def train_target(cfg: RunConfig, t: TargetConfig, pop: Population, run_dir: Path
                           epochs=t.train.epochs, max_grad_norm=t.dp.max_grad_norm, clipping=t.dp.clipping,
                           accountant=t.dp.accountant, seed=cfg.seed)
         model, opt, loader = pt.model, pt.optimizer, pt.data_loader  # type: ignore[assignment]
+        if not isinstance(pt.accountant.ledger, PrivacyLedger):  # the pipeline always samples Poisson
+            raise TypeError(f"expected a Poisson-sampling PrivacyLedger, got {type(pt.accountant.ledger).__name__}")
         ledger, sigma, q, steps = pt.accountant.ledger, pt.noise_multiplier, pt.sample_rate, pt.steps
     bar = tqdm(range(t.train.epochs), desc=f"train {t.name}", disable=not progress, leave=False)
     for _ in bar:
