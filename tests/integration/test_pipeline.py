@@ -107,6 +107,7 @@ def test_tampered_report_is_refused(first_run, tmp_path) -> None:
         ({"targets": [{"name": "a", "dp": {"delta": 2}}]}, "targets[0].dp.delta"),
         ({"attack": {"attacks": ["lira", "loss"]}}, "attack.attacks"),
         ({"audit": {"enabled": "yes"}}, "audit.enabled"),
+        ({"audit": {"canary_gradient": "random"}}, "audit.canary_gradient"),
     ],
 )
 def test_bad_config_names_the_key(patch: dict, key: str) -> None:
@@ -136,3 +137,14 @@ def test_bundled_demo_config_is_valid() -> None:
     assert {t.name for t in cfg.targets} == {"non_private", "dp_eps4"}
     assert yaml.safe_load(demo_config_path().read_text())["name"] == "demo"
     shutil.rmtree(Path(cfg.output_dir) / "never-created", ignore_errors=True)
+
+
+def test_attack_cache_key_depends_on_reference_architecture() -> None:
+    from privlab.pipeline.run import attack_deps
+    from privlab.report import config_hash
+
+    cfg = config_from_dict(TINY)
+    wider = config_from_dict(TINY | {"targets": [TINY["targets"][0] | {"hidden": [64]}, TINY["targets"][1]]})
+    # The "dp" target itself is unchanged, but its reference models (copies of target 0) are not.
+    assert config_hash(attack_deps(cfg, "dp")) != config_hash(attack_deps(wider, "dp"))
+    assert config_hash(attack_deps(cfg, "dp")) == config_hash(attack_deps(config_from_dict(TINY), "dp"))

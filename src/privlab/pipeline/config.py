@@ -116,12 +116,12 @@ class AuditConfig:
     enabled: bool = True
     canaries: int = 1000
     confidence: float = 0.95
-    canary_gradient: str = "dirac"
+    canary_gradient: str = "dirac"  # the only kind implemented; kept as a key so configs say what they audit
 
     def __post_init__(self) -> None:
         check_int(self.canaries, "canaries", "audit", low=10)
         check_real(self.confidence, "confidence", "audit", low=0.5, high=1.0, high_open=True)
-        check_choice(self.canary_gradient, "canary_gradient", "audit", ("dirac", "random"))
+        check_choice(self.canary_gradient, "canary_gradient", "audit", ("dirac",))
 
 
 @dataclass(frozen=True)

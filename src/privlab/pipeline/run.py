@@ -43,14 +43,20 @@ def _log(msg: str, quiet: bool) -> None:
         tqdm.write(f"[privlab] {msg}")
 
 
+def attack_deps(cfg: RunConfig, name: str) -> dict[str, Any]:
+    """Everything an attack on target ``name`` depends on. The reference models copy the first
+    target's architecture, so it is a dependency of every attack, not only of the first."""
+    return {"target": name, "target_cfg": [asdict(t) for t in cfg.targets if t.name == name],
+            "reference_arch": {"model": cfg.targets[0].model, "hidden": list(cfg.targets[0].hidden)},
+            "data": asdict(cfg.data), "attack": asdict(cfg.attack), "seed": cfg.seed}
+
+
 def attack_stage(cfg: RunConfig, target: TrainedTarget, pop: Population, refs: list[Any], run_dir: Path,
                  ref_signals: Any) -> dict[str, Any]:
     """Membership inference against one target; cached as the attack result JSON."""
     from privlab.attacks import compute_signals, run_attacks
 
-    deps = {"target": target.name, "target_cfg": [asdict(t) for t in cfg.targets if t.name == target.name],
-            "data": asdict(cfg.data), "attack": asdict(cfg.attack), "seed": cfg.seed}
-    st = stage(run_dir, f"attack-{target.name}", deps)
+    st = stage(run_dir, f"attack-{target.name}", attack_deps(cfg, target.name))
     if st.done:
         result: dict[str, Any] = st.read_json("mia.json")
         return result
@@ -61,6 +67,14 @@ def attack_stage(cfg: RunConfig, target: TrainedTarget, pop: Population, refs: l
     result = st.read_json("mia.json")
     st.finish({a: v["metrics"]["auc"] for a, v in result.get("attacks", {}).items()})
     return result
+
+
+AUDIT_TEST = (
+    "white-box one-run audit (Steinke et al. 2023) of the target's DP-SGD mechanism (its sigma, q, steps, C): "
+    "a separate training with Dirac gradient canaries through privlab.dp's functional pieces "
+    "(per_sample_gradients, flat clip_gradients, add_noise); it does not exercise the target's own "
+    "DPOptimizer path (hooks, ghost/per-layer clipping, virtual batches)"
+)
 
 
 def audit_stage(
@@ -84,7 +98,7 @@ def audit_stage(
         lr=tc.train.lr, canaries=cfg.audit.canaries, confidence=cfg.audit.confidence,
         accountant=tc.dp.accountant, seed=cfg.seed, progress=progress,
     )
-    out = [res.audit.to_dict() | {"test": "white-box Dirac gradient canaries, one run (Steinke et al. 2023)"}]
+    out = [res.audit.to_dict() | {"test": AUDIT_TEST}]
     st.write_json("audit.json", out)
     st.finish({"epsilon_lower_bound": res.audit.epsilon_lower_bound})
     return out

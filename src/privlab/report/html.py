@@ -135,7 +135,8 @@ def _audit_tables(rep: dict[str, Any]) -> str:
             f"<tr><td>{html.escape(str(a.get('method')))}</td><td>{_f(a.get('epsilon_lower_bound'))}</td>"
             f"<td>{_f(a.get('confidence'))}</td><td>{_f(a.get('delta'))}</td><td>{_f(a.get('claimed_epsilon'))}</td>"
             f"<td>{'<span class=bad>yes</span>' if a.get('violates_claim') else 'no'}</td>"
-            f"<td class='muted'>{html.escape(json.dumps(a.get('details', {}))[:300])}</td></tr>"
+            f"<td class='muted'>{html.escape(str(a.get('test', '')))} "
+            f"{html.escape(json.dumps(a.get('details', {}))[:300])}</td></tr>"
             for a in audits
         )
         parts.append(
