@@ -67,6 +67,30 @@ class PrivateTraining:
         return self.accountant.epsilon(delta)
 
 
+def _check_resumed_ledger(
+    ledger: object, poisson: bool, delta: float, accountant: str, n: int, batch_size: int
+) -> None:
+    owner = "make_private"
+    if poisson:
+        want = f"a PrivacyLedger with delta={delta} and accountant={accountant!r}"
+        ok = isinstance(ledger, PrivacyLedger) and ledger.delta == delta and ledger.accountant == accountant
+    else:
+        want = f"a FixedSizeLedger with delta={delta}, dataset_size={n} and batch_size={batch_size}"
+        ok = (
+            isinstance(ledger, FixedSizeLedger)
+            and ledger.delta == delta
+            and ledger.dataset_size == n
+            and ledger.batch_size == batch_size
+        )
+    if not ok:
+        got = {k: getattr(ledger, k, None) for k in ("delta", "accountant", "dataset_size", "batch_size")}
+        got = {k: v for k, v in got.items() if v is not None}
+        raise InvalidParameterError(
+            f"The 'ledger' parameter of {owner} must be {want} (the training it resumes). "
+            f"Got {type(ledger).__name__}({got}) instead."
+        )
+
+
 def make_private(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -85,6 +109,7 @@ def make_private(
     physical_batch_size: int | None = None,
     seed: int | None = None,
     loss_reduction: str = "mean",
+    ledger: PrivacyLedger | FixedSizeLedger | None = None,
 ) -> PrivateTraining:
     """Make ``model`` / ``optimizer`` / ``data_loader`` train with DP-SGD.
 
@@ -98,6 +123,10 @@ def make_private(
     subset of exactly ``batch_size`` examples per step) and accounts them with
     :mod:`privlab.accounting.fixed_size`: RDP, replace-one adjacency (sensitivity 2C), so for the same
     epsilon it needs about twice the noise, and its epsilon is not comparable with the Poisson one.
+    ``ledger`` (e.g. ``load_checkpoint(...).ledger`` when resuming) records the new steps after the
+    ones already in it, so ``epsilon()`` covers the whole training; its delta and accountant (or, for
+    fixed-size batches, dataset and batch size) must match this call's. Note that ``target_epsilon``
+    calibrates the noise for the new steps alone.
     """
     owner = "make_private"
     C = check_real(max_grad_norm, "max_grad_norm", owner, low=0.0, low_open=True)
@@ -143,8 +172,10 @@ def make_private(
             sigma = calibrate_fixed_size_noise(eps, n, batch_size, total, d)
 
     gen = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little") if seed is None else seed)
-    ledger: PrivacyLedger | FixedSizeLedger
-    ledger = PrivacyLedger(d, accountant) if poisson_sampling else FixedSizeLedger(d, n, batch_size)
+    if ledger is None:
+        ledger = PrivacyLedger(d, accountant) if poisson_sampling else FixedSizeLedger(d, n, batch_size)
+    else:
+        _check_resumed_ledger(ledger, poisson_sampling, d, accountant, n, batch_size)
     dp_opt = DPOptimizer(
         optimizer,
         model,

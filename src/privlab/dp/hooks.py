@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from privlab.dp.layers import SUPPORTED_LAYERS, per_example_grads
+from privlab.errors import PrivacyViolationError, UnsupportedModuleError
 
 Sink = Callable[[torch.Tensor, torch.Tensor], None]
 
@@ -75,12 +76,22 @@ class _Conv2dCapture(torch.autograd.Function):
         return gx, None, None, None, None
 
 
+def _in_func_transform() -> bool:
+    """Inside ``torch.func`` (vmap / grad)? Then this is not the user's backward: do not capture."""
+    try:
+        return torch._C._functorch.peek_interpreter_stack() is not None
+    except AttributeError:  # pragma: no cover - older / newer torch without this API
+        return False
+
+
 def _captured_forward(capture: GradCapture, name: str, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     cls_forward = type(module).forward
-    if not (capture.enabled and module.training and torch.is_grad_enabled()):
+    # Captured whether or not the module is in training mode: eval() (dropout off) is legitimate for
+    # DP training, and skipping the capture would leave a pure-noise update.
+    if not (capture.enabled and torch.is_grad_enabled()) or _in_func_transform():
         return cls_forward(module, x)  # type: ignore[no-any-return]
     capture.calls_in_pass[name] = capture.calls_in_pass.get(name, 0) + 1
-    sink = partial(capture._store, name)
+    sink = partial(capture._store, name, capture._call_tag())
     if isinstance(module, nn.Conv2d):
         pad = (0, 0) if module.padding == "valid" else module.padding
         conv = (list(module.stride), list(pad), list(module.dilation))
@@ -117,8 +128,10 @@ class GradCapture:
         self.enabled = True
         self.layers: dict[str, nn.Module] = {}
         self.calls: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
-        self._handles: list[Any] = [model.register_forward_pre_hook(self._root_input)]
+        self._handles: list[Any] = [model.register_forward_pre_hook(self._root_input, with_kwargs=True)]
         self._batch: tuple[int, int] | None = None  # (batch size, ndim) of the model's input
+        self._backward_done = False  # a backward pass stored captures since the last step()/zero_grad()
+        self._callback_queued = False
         self._patched: list[nn.Module] = []
         for name, module in model.named_modules():
             if isinstance(module, SUPPORTED_LAYERS) and any(
@@ -131,10 +144,17 @@ class GradCapture:
                 else:
                     self._handles.append(module.register_forward_hook(partial(self._forward, name)))
 
-    def _root_input(self, module: nn.Module, inputs: tuple[Any, ...]) -> None:
-        first = inputs[0] if inputs else None
-        if isinstance(first, torch.Tensor) and first.dim() > 0:
-            self._batch = (int(first.shape[0]), first.dim())
+    def _root_input(self, module: nn.Module, inputs: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        first = next((t for t in (*inputs, *kwargs.values()) if isinstance(t, torch.Tensor)), None)
+        self._batch = (int(first.shape[0]), first.dim()) if first is not None and first.dim() > 0 else None
+
+    def _call_tag(self) -> tuple[int | None, bool]:
+        """(batch size of the model input, forwarded after an already finished captured backward?)."""
+        return (self._batch[0] if self._batch is not None else None), self._backward_done
+
+    def _mark_backward_done(self) -> None:
+        self._backward_done = True
+        self._callback_queued = False
 
     def _is_broadcast(self, module: nn.Module, ids: torch.Tensor) -> bool:
         if not isinstance(module, nn.Embedding) or ids.dim() != 1 or self._batch is None:
@@ -148,8 +168,8 @@ class GradCapture:
     def _forward(
         self, name: str, module: nn.Module, inputs: tuple[Any, ...], output: torch.Tensor
     ) -> torch.Tensor | None:
-        if not (self.enabled and module.training and torch.is_grad_enabled() and output.requires_grad):
-            return None
+        if not (self.enabled and torch.is_grad_enabled() and output.requires_grad) or _in_func_transform():
+            return None  # (captured in eval() mode too)
         self.calls_in_pass[name] = self.calls_in_pass.get(name, 0) + 1
         act = inputs[0].detach()
         replaced = None
@@ -157,12 +177,47 @@ class GradCapture:
             B = self._batch[0]
             act = act.expand(B, *act.shape)
             output = replaced = output.expand(B, *output.shape)  # same values; per-example grads
-        output.register_hook(partial(self._store, name, act))
+        output.register_hook(partial(self._store, name, self._call_tag(), act))
         return replaced
 
-    def _store(self, name: str, act: torch.Tensor, grad: torch.Tensor) -> None:
+    def _check_call(self, name: str, tag: tuple[int | None, bool], act: torch.Tensor, g: torch.Tensor) -> None:
+        batch, after_backward = tag
+        if after_backward:
+            raise PrivacyViolationError(
+                f"A second backward pass (of a new forward pass) reached layer '{name}' before "
+                "DPOptimizer.step(): per-example gradients of different batches would be mixed row by row. "
+                "Call step() (or zero_grad()) after every backward(); for gradient accumulation use "
+                "virtual batches (make_private(..., physical_batch_size=...)) instead."
+            )
+        if batch is None or batch == 0:
+            return
+        for what, t in (("input", act), ("output gradient", g)):
+            if t.dim() == 0 or t.shape[0] != batch:
+                lead = "a scalar" if t.dim() == 0 else f"leading dimension {t.shape[0]}"
+                why = (
+                    "its input has no per-example batch dimension (e.g. learned queries or positions of "
+                    "shape (1, T, d) broadcast over the batch later), so its output gradient is already "
+                    "summed over the examples and per-example gradients cannot be separated"
+                    if t.dim() == 0 or t.shape[0] == 1
+                    else "its input's leading dimension is not the batch (e.g. a (B*T, d) reshape), so "
+                    "rows are not examples"
+                )
+                raise UnsupportedModuleError(
+                    f"Layer '{name}' ({type(self.layers[name]).__name__}) was called on a tensor whose {what} "
+                    f"has {lead} while the model's input batch has {batch} examples: {why}. Compute it "
+                    "per example with a batch dimension, e.g. pos_emb(pos.unsqueeze(0).expand(B, -1)) or "
+                    "proj(q.expand(B, -1, -1)) instead of pos_emb(pos[None]) / proj(q) broadcast "
+                    "afterwards (expanding the OUTPUT, pos_emb(pos).expand(B, -1, -1), is still wrong), "
+                    "keep the leading dimension the batch, or freeze the layer."
+                )
+
+    def _store(self, name: str, tag: tuple[int | None, bool], act: torch.Tensor, grad: torch.Tensor) -> None:
         act, g = act.detach(), grad.detach()
-        if g.shape[0] == 0:  # an empty Poisson batch contributes nothing (the step still adds noise)
+        self._check_call(name, tag, act, g)
+        if not self._callback_queued:  # mark the end of this backward pass (see _check_call)
+            torch.autograd.Variable._execution_engine.queue_callback(self._mark_backward_done)
+            self._callback_queued = True
+        if g.shape[0] == 0 or tag[0] == 0:  # an empty Poisson batch contributes nothing (the step still adds noise)
             return
         if self.loss_reduction == "mean":
             g = g * g.shape[0]
@@ -192,6 +247,7 @@ class GradCapture:
 
     def clear(self) -> None:
         self.calls, self.kept, self.summed, self.calls_in_pass = {}, {}, {}, {}
+        self._backward_done = False
 
     def remove(self) -> None:
         """Detach every hook (the model is left as it was)."""

@@ -30,6 +30,7 @@ from privlab.dp import ghost, layers
 from privlab.dp.clipping import clip_factors, clip_gradients
 from privlab.dp.hooks import GradCapture
 from privlab.dp.noise import gaussian_like
+from privlab.errors import PrivacyViolationError, UnsupportedModuleError
 
 
 class DPOptimizer:
@@ -55,6 +56,7 @@ class DPOptimizer:
         secure_rng: bool = False,
     ) -> None:
         self.original_optimizer = optimizer
+        self._model = model
         self.noise_multiplier = float(noise_multiplier)
         self.max_grad_norm = float(max_grad_norm)
         self.expected_batch_size = float(expected_batch_size)
@@ -81,6 +83,16 @@ class DPOptimizer:
             for p in layer.parameters(recurse=False):
                 owners.setdefault(id(p), []).append(lname)
         self.capture.no_early_reduce = {n for names in owners.values() if len(names) > 1 for n in names}
+        shared = {self._owner[pid]: names for pid, names in owners.items() if len(names) > 1 and pid in self._owner}
+        if clipping == "ghost" and shared:
+            self.capture.remove()
+            desc = "; ".join(f"'{p}' by {', '.join(repr(n) for n in names)}" for p, names in shared.items())
+            raise UnsupportedModuleError(
+                f"clipping='ghost' does not support a parameter shared by several layers (tied weights): {desc}. "
+                "Ghost norms are computed per layer, but a shared parameter's per-example gradient is the sum "
+                "of its layers' gradients, whose norm is not the sum of their norms. Use clipping='flat' or "
+                "clipping='per_layer', or untie the weights."
+            )
         self._summed: dict[str, torch.Tensor] = {}
         self._closes_logical_batch = True
 
@@ -100,8 +112,9 @@ class DPOptimizer:
         self.original_optimizer.load_state_dict(state)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        """Clear ``.grad`` (the clipped sum of earlier chunks of a logical batch is kept)."""
+        """Clear ``.grad`` and the captured pass (the clipped sum of earlier chunks of a logical batch is kept)."""
         self.original_optimizer.zero_grad(set_to_none=set_to_none)
+        self.capture.clear()
 
     # -- DP-SGD ----------------------------------------------------------------------------------
     def signal_chunk(self, closes_logical_batch: bool) -> None:
@@ -152,10 +165,19 @@ class DPOptimizer:
         if self.clipping == "ghost":
             sq: torch.Tensor | float = 0.0
             plans = []
+            batch: int | None = None
             for module, calls, kept in self.capture.items():
                 layer_sq, plan = ghost.norms(module, calls, kept)
                 plans.append(plan)
-                for v in layer_sq.values():
+                for k, v in layer_sq.items():
+                    batch = v.shape[0] if batch is None and v.dim() == 1 else batch
+                    if v.dim() != 1 or v.shape[0] != batch:  # never broadcast one layer's norms onto others
+                        raise UnsupportedModuleError(
+                            f"Ghost clipping got per-example squared norms of shape {tuple(v.shape)} for "
+                            f"'{k}' of a {type(module).__name__}, expected ({batch},): the layer was not "
+                            "called with a per-example batch dimension, so its gradient cannot be split "
+                            "into examples. Call it on a tensor whose leading dimension is the batch."
+                        )
                     sq = sq + v
             if not isinstance(sq, torch.Tensor):
                 return {}
@@ -164,6 +186,13 @@ class DPOptimizer:
                 out.update(self._local_to_global(plan.module, ghost.clipped_sum(plan, f)))
             return out
         per_sample = self.per_sample_grads()
+        sizes = {k: v.shape[0] for k, v in per_sample.items()}
+        if len(set(sizes.values())) > 1:
+            raise UnsupportedModuleError(
+                f"Per-example gradients of different batch sizes {sizes}: some layer was not called with a "
+                "per-example batch dimension. Call every trainable layer on a tensor whose leading "
+                "dimension is the batch."
+            )
         if not self.clipping_enabled:
             return {k: v.sum(0) for k, v in per_sample.items()}
         return clip_gradients(per_sample, C, "flat")
@@ -174,6 +203,7 @@ class DPOptimizer:
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        self._check_foreign_grads()
         for k, v in self._clipped_sum().items():
             self._summed[k] = self._summed[k] + v if k in self._summed else v
         self.capture.clear()
@@ -192,6 +222,27 @@ class DPOptimizer:
         self.ledger.record(self.noise_multiplier, self.sample_rate)
         self._closes_logical_batch = True
         return loss
+
+    def _check_foreign_grads(self) -> None:
+        """Refuse to step a parameter of the wrapped optimizer that is not privatised but has a gradient.
+
+        Such a parameter (e.g. frozen when the optimizer was wrapped and unfrozen later) would be updated
+        by the wrapped optimizer with autograd's raw, unclipped, un-noised gradient.
+        """
+        private = {id(p) for p in self.params.values()}
+        names = {id(p): n for n, p in self._model.named_parameters(remove_duplicate=False)}
+        for group in self.original_optimizer.param_groups:
+            for p in group["params"]:
+                if p.grad is not None and id(p) not in private:
+                    name = names.get(id(p), f"of shape {tuple(p.shape)} (not in the model)")
+                    self.capture.clear()
+                    raise PrivacyViolationError(
+                        f"Parameter '{name}' has a gradient but is not privatised by DP-SGD (it was frozen, "
+                        "or not in the model, when the optimizer was wrapped): the wrapped optimizer would "
+                        "update it with the raw, unclipped, un-noised gradient. Unfreeze it before calling "
+                        "make_private (or wrap again after unfreezing), or freeze it again "
+                        "(requires_grad_(False)) and set its .grad to None."
+                    )
 
     def detach(self) -> None:
         """Remove the capture hooks from the model."""

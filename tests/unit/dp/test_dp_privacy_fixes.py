@@ -1,0 +1,228 @@
+"""Regression tests for privacy bugs of the DP-SGD engine (each one refused loudly or fixed)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from privlab.accounting import PrivacyLedger
+from privlab.data import ArrayDataset
+from privlab.dp import DPOptimizer, make_private, per_sample_gradients
+from privlab.dp.checkpoint import load_checkpoint, save_checkpoint
+from privlab.errors import InvalidParameterError, PrivacyViolationError, UnsupportedModuleError
+from privlab.models import GPT
+from privlab.models.gpt import GPTConfig
+
+MODES = ["flat", "per_layer", "ghost"]
+
+
+def dp_optimizer(model: nn.Module, clipping: str = "flat", C: float = 1.0, **kw) -> DPOptimizer:
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    return DPOptimizer(
+        opt, model, noise_multiplier=0.0, max_grad_norm=C, expected_batch_size=1, sample_rate=0.1,
+        ledger=PrivacyLedger(1e-5), clipping=clipping, loss_reduction="sum", **kw,
+    )
+
+
+def grads(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+# -- 1. layers called without a per-example batch dimension --------------------------------------
+class LearnedQueries(nn.Module):
+    """Learned queries (1, Q, d) through a Linear, broadcast over the batch afterwards."""
+
+    def __init__(self, d: int = 6, Q: int = 3) -> None:
+        super().__init__()
+        self.q = nn.Parameter(torch.randn(1, Q, d))
+        self.proj = nn.Linear(d, d)
+        self.inp = nn.Linear(4, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x (B, T, 4)
+        k = self.inp(x)  # (B, T, d)
+        q = self.proj(self.q)  # (1, Q, d): no batch dimension
+        return torch.softmax(q @ k.transpose(1, 2), -1) @ k  # (B, Q, d)
+
+
+class HFPositions(nn.Module):
+    def __init__(self, V: int = 20, T: int = 5, d: int = 6) -> None:
+        super().__init__()
+        self.tok, self.pos, self.head = nn.Embedding(V, d), nn.Embedding(T, d), nn.Linear(d, V)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.tok(x) + self.pos(torch.arange(x.shape[1])[None]))  # (1, T, d) positions
+
+
+@pytest.mark.parametrize("clipping", MODES)
+def test_layer_without_batch_dimension_is_refused(clipping: str) -> None:
+    torch.manual_seed(0)
+    model = LearnedQueries()
+    dp = dp_optimizer(model, clipping)
+    with pytest.raises(UnsupportedModuleError, match=r"'proj'.*no per-example batch dimension.*expand"):
+        model(torch.randn(4, 7, 4)).sum().backward()
+        dp.step()
+
+
+@pytest.mark.parametrize("clipping", MODES)
+def test_hf_style_positions_are_refused(clipping: str) -> None:
+    torch.manual_seed(0)
+    model = HFPositions()
+    dp = dp_optimizer(model, clipping)
+    with pytest.raises(UnsupportedModuleError, match=r"'pos'.*pos_emb\(pos.unsqueeze\(0\).expand\(B, -1\)\)"):
+        model(torch.randint(0, 20, (6, 5))).sum().backward()
+        dp.step()
+
+
+@pytest.mark.parametrize("clipping", MODES)
+def test_gpt_with_1d_positions_still_matches_reference(ref, clipping: str) -> None:
+    torch.manual_seed(1)
+    model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=8))
+    x, y = torch.randint(0, 11, (5, 8)), torch.randint(0, 11, (5, 8))
+
+    def loss_fn(out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(out.reshape(-1, 11), t.reshape(-1), reduction="sum")
+
+    want = ref.clipped_sum(ref.per_sample_grads(model, loss_fn, x, y), 0.5, "flat" if clipping != "per_layer" else "pl")
+    dp = dp_optimizer(model, clipping, C=0.5)
+    loss_fn(model(x), y).backward()
+    dp.step()
+    ref.assert_close_dicts(grads(model), want, atol=1e-4, rtol=1e-3)
+
+
+# -- 2. parameters frozen at wrap time and unfrozen later ---------------------------------------
+def test_parameter_unfrozen_after_wrapping_is_refused() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 2))
+    model[2].requires_grad_(False)
+    dp = dp_optimizer(model)
+    model[2].requires_grad_(True)
+    w = model[2].weight.detach().clone()
+    dp.zero_grad()
+    model(torch.randn(8, 5)).sum().backward()
+    with pytest.raises(PrivacyViolationError, match=r"'2.weight'.*raw, unclipped.*make_private"):
+        dp.step()
+    assert torch.equal(w, model[2].weight)
+    # frozen again: training goes on
+    model[2].requires_grad_(False)
+    dp.zero_grad()
+    model(torch.randn(8, 5)).sum().backward()
+    dp.step()
+
+
+# -- 3. tied weights ------------------------------------------------------------------------------
+class Tied(nn.Module):
+    def __init__(self, V: int = 13, d: int = 6) -> None:
+        super().__init__()
+        self.emb, self.mid = nn.Embedding(V, d), nn.Linear(d, d)
+        self.head = nn.Linear(d, V, bias=False)
+        self.head.weight = self.emb.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.tanh(self.mid(self.emb(x))))
+
+
+@pytest.mark.parametrize("clipping", ["flat", "per_layer"])
+def test_tied_weights_match_reference_clipped_sum(ref, clipping: str) -> None:
+    torch.manual_seed(0)
+    model = Tied()
+    with torch.no_grad():
+        model.emb.weight.mul_(5)
+    x, y = torch.randint(0, 13, (4, 7)), torch.randint(0, 13, (4, 7))
+
+    def loss_fn(out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(out.reshape(-1, 13), t.reshape(-1), reduction="sum")
+
+    want = ref.clipped_sum(ref.per_sample_grads(model, loss_fn, x, y), 1.0, "flat" if clipping == "flat" else "pl")
+    dp = dp_optimizer(model, clipping)
+    loss_fn(model(x), y).backward()
+    dp.step()
+    ref.assert_close_dicts(grads(model), want, atol=1e-5, rtol=1e-4)
+
+
+def test_tied_weights_are_refused_by_ghost() -> None:
+    with pytest.raises(UnsupportedModuleError, match=r"'emb.weight'.*clipping='flat'"):
+        dp_optimizer(Tied(), "ghost")
+
+
+# -- 4. eval() mode -------------------------------------------------------------------------------
+@pytest.mark.parametrize("clipping", MODES)
+def test_eval_mode_still_captures(ref, clipping: str) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), nn.Dropout(0.5), nn.Tanh(), nn.LayerNorm(8), nn.Linear(8, 3))
+    model.eval()
+    x, y = torch.randn(6, 5), torch.randn(6, 3)
+
+    def loss_fn(out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return ((out - t) ** 2).sum()
+
+    want = ref.clipped_sum(ref.per_sample_grads(model, loss_fn, x, y), 0.3, "flat" if clipping != "per_layer" else "pl")
+    dp = dp_optimizer(model, clipping, C=0.3)
+    loss_fn(model(x), y).backward()
+    dp.step()
+    ref.assert_close_dicts(grads(model), want, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_torch_func_per_sample_gradients_work_on_a_wrapped_model(mode: str) -> None:
+    model = nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.LayerNorm(4), nn.Linear(4, 2))
+    dp_optimizer(model)
+    getattr(model, mode)()
+    out = per_sample_gradients(model, lambda o, t: ((o - t) ** 2).sum(), torch.randn(3, 5), torch.randn(3, 2))
+    assert out["0.weight"].shape == (3, 4, 5)
+
+
+# -- 5. several backward passes before step() -------------------------------------------------
+@pytest.mark.parametrize("clipping", MODES)
+def test_second_backward_before_step_is_refused(clipping: str) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 2))
+    dp = dp_optimizer(model, clipping)
+    model(torch.randn(8, 5)).sum().backward()
+    with pytest.raises(PrivacyViolationError, match="physical_batch_size"):
+        model(torch.randn(8, 5)).sum().backward()
+    # zero_grad() clears the capture, so the loop works again
+    dp.zero_grad()
+    model(torch.randn(8, 5)).sum().backward()
+    dp.step()
+    model(torch.randn(8, 5)).sum().backward()
+    dp.step()
+
+
+def test_zero_grad_discards_the_capture() -> None:
+    model = nn.Linear(3, 2)
+    dp = dp_optimizer(model)
+    model(torch.randn(4, 3)).sum().backward()
+    dp.zero_grad()
+    dp.step()  # nothing captured any more: the update is the (zero) noise only
+    assert torch.count_nonzero(model.weight.grad) == 0
+
+
+# -- 6. resuming training continues the ledger ----------------------------------------------
+def test_resume_continues_the_ledger(tmp_path) -> None:
+    ds = ArrayDataset(torch.randn(64, 5), torch.randint(0, 3, (64,)))
+
+    def train(model: nn.Module, **kw):
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        pt = make_private(model, opt, DataLoader(ds, batch_size=16), noise_multiplier=1.0, seed=0, **kw)
+        for x, y in pt.data_loader:
+            pt.optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            pt.optimizer.step()
+        return pt
+
+    model = nn.Sequential(nn.Linear(5, 3))
+    pt = train(model)
+    steps, eps = pt.accountant.steps, pt.epsilon()
+    save_checkpoint(tmp_path, model, pt.accountant.ledger)
+    model2 = nn.Sequential(nn.Linear(5, 3))
+    ck = load_checkpoint(tmp_path, model2)
+    pt2 = train(model2, ledger=ck.ledger)
+    assert pt2.accountant.ledger is ck.ledger
+    assert pt2.accountant.steps == 2 * steps
+    assert pt2.epsilon() > eps
+    with pytest.raises(InvalidParameterError, match="'ledger'"):
+        train(nn.Sequential(nn.Linear(5, 3)), ledger=PrivacyLedger(1e-6))
+    with pytest.raises(InvalidParameterError, match="'ledger'"):
+        train(nn.Sequential(nn.Linear(5, 3)), ledger=PrivacyLedger(1e-5, "rdp"))
