@@ -1,7 +1,8 @@
 """A small GPT-style decoder (nanoGPT-sized) for language-model experiments and canaries.
 
 References: Radford et al. 2019 (GPT-2); the layout follows Karpathy's nanoGPT (pre-LayerNorm
-blocks, learned positional embeddings, tied input/output embeddings). Attention uses
+blocks, learned positional embeddings; unlike nanoGPT the input and output embeddings are *not*
+tied, so every parameter belongs to one layer, which ghost clipping requires). Attention uses
 ``scaled_dot_product_attention`` with a causal mask, so no example ever attends to another.
 """
 
