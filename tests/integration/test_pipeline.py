@@ -148,3 +148,22 @@ def test_attack_cache_key_depends_on_reference_architecture() -> None:
     # The "dp" target itself is unchanged, but its reference models (copies of target 0) are not.
     assert config_hash(attack_deps(cfg, "dp")) != config_hash(attack_deps(wider, "dp"))
     assert config_hash(attack_deps(cfg, "dp")) == config_hash(attack_deps(config_from_dict(TINY), "dp"))
+
+
+def test_pipeline_report_renders_in_headless_browser(first_run, tmp_path) -> None:
+    import shutil as _sh
+    import subprocess
+
+    browser = _sh.which("chromium") or _sh.which("chromium-browser") or _sh.which("google-chrome")
+    if browser is None:
+        pytest.skip("no headless Chromium here (Debian package chromium; `make test` installs it as root)")
+    _cfg, res = first_run
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([browser, *flags, "--dump-dom", res.report_html.resolve().as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert 'id="privacy-card"' in dom.stdout
+    assert dom.stdout.count('<figure class="roc"><svg') == 2  # one ROC per target
+    assert '<figure class="epsilon"><svg' in dom.stdout and '<figure class="utility"><svg' in dom.stdout
