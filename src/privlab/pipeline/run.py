@@ -73,7 +73,7 @@ AUDIT_TEST = (
     "white-box one-run audit (Steinke et al. 2023) of the target's DP-SGD mechanism (its sigma, q, steps, C): "
     "a separate training with Dirac gradient canaries through privlab.dp's functional pieces "
     "(per_sample_gradients, flat clip_gradients, add_noise); it does not exercise the target's own "
-    "DPOptimizer path (hooks, ghost/per-layer clipping, virtual batches)"
+    "DPOptimizer path (hooks, ghost/per-layer clipping, virtual batches); the second audit row does"
 )
 
 
@@ -86,7 +86,8 @@ def audit_stage(
     tc = next(x for x in cfg.targets if x.name == t.name)
     if tc.dp is None or t.noise_multiplier is None or t.sample_rate is None or not t.steps:
         return []
-    deps = {"target": asdict(tc), "audit": asdict(cfg.audit), "data": asdict(cfg.data), "seed": cfg.seed}
+    deps = {"target": asdict(tc), "audit": asdict(cfg.audit), "data": asdict(cfg.data), "seed": cfg.seed,
+            "audits": ["dirac_functional", "probe_optimizer"]}
     st = stage(run_dir, f"audit-{t.name}", deps)
     if st.done:
         cached: list[dict[str, Any]] = st.read_json("audit.json")
@@ -99,6 +100,18 @@ def audit_stage(
         accountant=tc.dp.accountant, seed=cfg.seed, progress=progress,
     )
     out = [res.audit.to_dict() | {"test": AUDIT_TEST}]
+    # Second audit: probe canaries trained through make_private/DPOptimizer with the target's own
+    # clipping mode, so a bug confined to the optimizer's path is visible too.
+    from privlab.audit.optimizer_canaries import TEST as OPT_TEST
+    from privlab.audit.optimizer_canaries import audit_dp_optimizer
+
+    opt_res = audit_dp_optimizer(
+        lambda: build(tc, pop.data), pop.members, batch_size=tc.train.batch_size, epochs=tc.train.epochs,
+        target_epsilon=tc.dp.target_epsilon, delta=tc.dp.delta, max_grad_norm=tc.dp.max_grad_norm,
+        clipping=tc.dp.clipping, lr=tc.train.lr, canaries=cfg.audit.canaries, confidence=cfg.audit.confidence,
+        seed=cfg.seed, progress=progress,
+    )
+    out.append(opt_res.audit.to_dict() | {"method": "one_run_optimizer", "test": OPT_TEST})
     st.write_json("audit.json", out)
     st.finish({"epsilon_lower_bound": res.audit.epsilon_lower_bound})
     return out
@@ -146,9 +159,9 @@ def run(cfg: RunConfig, *, progress: bool = True, quiet: bool = False) -> RunRes
             audits = audit_stage(cfg, tt, pop, run_dir, progress)
             if audits:
                 report.audits[tt.name] = audits
-                a = audits[0]
-                _log(f"audit of {tt.name}: epsilon lower bound {a['epsilon_lower_bound']} at "
-                     f"{a['confidence']} confidence (claimed {a['claimed_epsilon']:.3f})", quiet)
+                for a in audits:
+                    _log(f"audit of {tt.name} [{a['method']}]: epsilon lower bound {a['epsilon_lower_bound']:.3f} "
+                         f"at {a['confidence']} confidence (claimed {a['claimed_epsilon']:.3f})", quiet)
 
     report_json = report.save(run_dir / "report.json")
     report_html = run_dir / "report.html"
