@@ -20,6 +20,7 @@ from typing import Any
 
 import dp_accounting
 
+from privlab._json import jsonable
 from privlab._validation import check_choice, check_int, check_real
 from privlab.accounting.core import ACCOUNTANTS, dpsgd_event, epsilon_from_event
 from privlab.errors import CorruptArtifactError
@@ -49,6 +50,7 @@ class PrivacyLedger:
     delta: float
     accountant: str = "pld"
     entries: list[LedgerEntry] = field(default_factory=list)
+    _memo: dict[tuple[Any, ...], float] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_real(self.delta, "delta", "PrivacyLedger", low=0.0, high=1.0, low_open=True, high_open=True)
@@ -82,21 +84,28 @@ class PrivacyLedger:
         )
 
     def epsilon(self, delta: float | None = None, accountant: str | None = None) -> float:
-        """Epsilon of everything recorded so far (``inf`` if any step had zero noise)."""
+        """Epsilon of everything recorded so far (``inf`` if any step had zero noise).
+
+        Memoised on the entries, delta and accountant: a PLD composition costs up to seconds, and
+        reports, checkpoints and logs ask for the same value several times.
+        """
         d = self.delta if delta is None else delta
         acc = self.accountant if accountant is None else accountant
+        key = (tuple(self.entries), d, acc)
+        if key not in self._memo:
+            if len(self._memo) >= 8:  # a growing ledger would otherwise keep every past value
+                self._memo.clear()
+            self._memo[key] = self._compute_epsilon(d, acc)
+        return self._memo[key]
+
+    def _compute_epsilon(self, d: float, acc: str) -> float:
         live = [e for e in self.entries if e.steps > 0 and e.sample_rate > 0 and not math.isinf(e.noise_multiplier)]
         if not live:
             return 0.0
         if any(e.noise_multiplier == 0.0 for e in live):
             return math.inf
-        return epsilon_from_event(
-            dp_accounting.ComposedDpEvent(
-                [dpsgd_event(e.noise_multiplier, e.sample_rate, e.steps) for e in live]
-            ),
-            d,
-            acc,
-        )
+        event = dp_accounting.ComposedDpEvent([dpsgd_event(e.noise_multiplier, e.sample_rate, e.steps) for e in live])
+        return epsilon_from_event(event, d, acc)
 
     # -- serialisation ---------------------------------------------------------------------
     def _body(self) -> dict[str, Any]:
@@ -108,7 +117,7 @@ class PrivacyLedger:
             "accountant": self.accountant,
             "delta": self.delta,
             "entries": [asdict(e) for e in self.entries],
-            "epsilon": _finite_or_str(self.epsilon()),
+            "epsilon": jsonable(self.epsilon()),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -146,7 +155,7 @@ class PrivacyLedger:
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptArtifactError(f"Malformed ledger: {exc}") from exc
         stored = data.get("epsilon")
-        recomputed = _finite_or_str(ledger.epsilon())
+        recomputed = jsonable(ledger.epsilon())
         if isinstance(stored, float | int) and isinstance(recomputed, float):
             if not math.isclose(stored, recomputed, rel_tol=1e-6, abs_tol=1e-9):
                 raise CorruptArtifactError(
@@ -166,10 +175,6 @@ class PrivacyLedger:
         except json.JSONDecodeError as exc:
             raise CorruptArtifactError(f"Ledger is not valid JSON: {exc}") from exc
         return cls.from_dict(data)
-
-
-def _finite_or_str(x: float) -> float | str:
-    return x if math.isfinite(x) else "inf"
 
 
 def _digest(body: dict[str, Any]) -> str:

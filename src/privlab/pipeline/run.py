@@ -8,6 +8,7 @@ config re-runs only the stages it affects. The report (JSON + HTML) is always re
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -51,21 +52,30 @@ def attack_deps(cfg: RunConfig, name: str) -> dict[str, Any]:
             "data": asdict(cfg.data), "attack": asdict(cfg.attack), "seed": cfg.seed}
 
 
-def attack_stage(cfg: RunConfig, target: TrainedTarget, pop: Population, refs: list[Any], run_dir: Path,
-                 ref_signals: Any) -> dict[str, Any]:
-    """Membership inference against one target; cached as the attack result JSON."""
+def attack_stage(
+    cfg: RunConfig, target: TrainedTarget, pop: Population, run_dir: Path, ref_signals: Callable[[], Any]
+) -> dict[str, Any]:
+    """Membership inference against one target, cached as ``mia.json`` (with per-example scores).
+
+    ``ref_signals`` is called only when the stage is not cached, so a re-run with every attack
+    finished neither loads the reference models nor recomputes their signals. Returns the result
+    without the per-example arrays (they stay in the cached file, named by ``per_example_scores``).
+    """
     from privlab.attacks import compute_signals, run_attacks
 
     st = stage(run_dir, f"attack-{target.name}", attack_deps(cfg, target.name))
-    if st.done:
-        result: dict[str, Any] = st.read_json("mia.json")
-        return result
-    st.begin()
-    sig = compute_signals(target.model, pop.data)
-    res = run_attacks(sig, pop.mask[0], ref_signals, pop.mask[1:], attacks=list(cfg.attack.attacks), seed=cfg.seed)
-    res.to_json(st.path / "mia.json")
-    result = st.read_json("mia.json")
-    st.finish({a: v["metrics"]["auc"] for a, v in result.get("attacks", {}).items()})
+    if not st.done:
+        st.begin()
+        sig = compute_signals(target.model, pop.data)
+        res = run_attacks(sig, pop.mask[0], ref_signals(), pop.mask[1:], attacks=list(cfg.attack.attacks),
+                          seed=cfg.seed)
+        res.to_json(st.path / "mia.json")
+        st.finish({a: float(m.auc) for a, m in res.metrics.items()})
+    result: dict[str, Any] = st.read_json("mia.json")
+    result.pop("membership", None)
+    for entry in result.get("attacks", {}).values():
+        entry.pop("scores", None)
+    result["per_example_scores"] = str((st.path / "mia.json").relative_to(run_dir))
     return result
 
 
@@ -146,11 +156,16 @@ def run(cfg: RunConfig, *, progress: bool = True, quiet: bool = False) -> RunRes
     if cfg.attack.attacks:
         from privlab.attacks import compute_signals
 
-        _log(f"reference models: {cfg.attack.reference_models}", quiet)
-        refs = train_references(cfg, pop, run_dir, progress)
-        ref_signals = compute_signals(refs, pop.data)
+        cache: dict[str, Any] = {}
+
+        def ref_signals() -> Any:  # trained (or loaded) once, and only if some attack needs them
+            if "signals" not in cache:
+                _log(f"reference models: {cfg.attack.reference_models}", quiet)
+                cache["signals"] = compute_signals(train_references(cfg, pop, run_dir, progress), pop.data)
+            return cache["signals"]
+
         for tt in targets:
-            report.attacks[tt.name] = attack_stage(cfg, tt, pop, refs, run_dir, ref_signals)
+            report.attacks[tt.name] = attack_stage(cfg, tt, pop, run_dir, ref_signals)
             curves = attack_curves(report.attacks[tt.name])
             _log(f"attacks on {tt.name}: " + ", ".join(f"{a} AUC {c['auc']:.3f}" for a, c in curves.items()), quiet)
 

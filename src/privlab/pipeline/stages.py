@@ -131,8 +131,8 @@ def train_target(cfg: RunConfig, t: TargetConfig, pop: Population, run_dir: Path
             opt.zero_grad()
             crit(model(x), y).backward()
             opt.step()
-        if ledger is not None:
-            bar.set_postfix(eps=f"{ledger.epsilon():.2f}")
+        if ledger is not None:  # a PLD epsilon per epoch would cost more than the epoch; steps are free
+            bar.set_postfix(steps=f"{ledger.steps}/{steps}")
     utility = {"test_accuracy": accuracy(model, pop.test), "train_accuracy": accuracy(model, members)}
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(st.path / "model.safetensors"))
     if ledger is not None:

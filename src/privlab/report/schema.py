@@ -11,7 +11,8 @@ A report is a plain JSON document (no pickle) with these top-level keys::
     environment       machine and package versions (privlab.report.environment)
     models            {name: {"dp": bool, "claimed": {epsilon, delta, accountant} | None,
                               "ledger": ledger JSON | None, "utility": {metric: value}}}
-    attacks           {model name: MIA result JSON (privlab.attacks)}
+    attacks           {model name: MIA result JSON (privlab.attacks) without per-example arrays,
+                       plus per_example_scores: the cached file that holds them}
     audits            {model name: [audit result JSON (privlab.audit)]}
     sha256            SHA-256 of everything above (tamper evidence)
 
@@ -23,11 +24,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from privlab._json import jsonable
 from privlab.errors import CorruptArtifactError
 from privlab.report.environment import environment
 
@@ -37,24 +38,12 @@ REPORT_SCHEMA_VERSION = 1
 
 def canonical_json(obj: Any) -> str:
     """Deterministic JSON (sorted keys, no whitespace, non-finite floats as strings)."""
-    return json.dumps(_jsonable(obj), sort_keys=True, separators=(",", ":"))
+    return json.dumps(jsonable(obj), sort_keys=True, separators=(",", ":"))
 
 
 def config_hash(config: Any) -> str:
     """SHA-256 of the canonical JSON of ``config``."""
     return hashlib.sha256(canonical_json(config).encode()).hexdigest()
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return "inf" if obj > 0 else ("-inf" if obj < 0 else "nan")
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if hasattr(obj, "tolist"):  # numpy / torch scalars and arrays
-        return _jsonable(obj.tolist())
-    return obj
 
 
 @dataclass
@@ -80,7 +69,7 @@ class PrivacyReport:
     created: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
 
     def to_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = _jsonable(
+        body: dict[str, Any] = jsonable(
             {
                 "schema": REPORT_SCHEMA,
                 "schema_version": REPORT_SCHEMA_VERSION,

@@ -3,31 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
+from privlab._json import jsonable
 from privlab.errors import CorruptArtifactError
 
 SCHEMA_VERSION = 1
-
-
-def _jsonable(value: Any) -> Any:
-    """Convert numpy scalars/arrays and tuples to plain JSON types; non-finite floats become strings."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [_jsonable(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
-    if isinstance(value, np.bool_ | bool):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating | float):
-        v = float(value)
-        return v if math.isfinite(v) else str(v)
-    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,12 +53,12 @@ class AuditResult:
         return {
             "schema_version": SCHEMA_VERSION,
             "method": self.method,
-            "epsilon_lower_bound": _jsonable(self.epsilon_lower_bound),
+            "epsilon_lower_bound": jsonable(self.epsilon_lower_bound),
             "confidence": self.confidence,
             "delta": self.delta,
             "claimed_epsilon": self.claimed_epsilon,
             "violates_claim": self.violates_claim,
-            "details": _jsonable(self.details),
+            "details": jsonable(self.details),
         }
 
     @classmethod
