@@ -10,9 +10,7 @@ from privlab.errors import InvalidParameterError
 
 
 def _fail(name: str, owner: str, expected: str, value: Any) -> InvalidParameterError:
-    return InvalidParameterError(
-        f"The '{name}' parameter of {owner} must be {expected}. Got {value!r} instead."
-    )
+    return InvalidParameterError(f"The '{name}' parameter of {owner} must be {expected}. Got {value!r} instead.")
 
 
 def check_real(

@@ -111,10 +111,16 @@ class FixedSizeLedger:
     def _body(self) -> dict[str, Any]:
         eps = self.epsilon()
         return {
-            "schema": FIXED_SIZE_SCHEMA, "schema_version": 1, "mechanism": "fixed_size_subsampled_gaussian",
-            "neighbouring_relation": "replace_one", "accountant": "rdp", "delta": self.delta,
-            "dataset_size": self.dataset_size, "batch_size": self.batch_size,
-            "noise_multiplier": self.noise_multiplier, "steps": self.steps,
+            "schema": FIXED_SIZE_SCHEMA,
+            "schema_version": 1,
+            "mechanism": "fixed_size_subsampled_gaussian",
+            "neighbouring_relation": "replace_one",
+            "accountant": "rdp",
+            "delta": self.delta,
+            "dataset_size": self.dataset_size,
+            "batch_size": self.batch_size,
+            "noise_multiplier": self.noise_multiplier,
+            "steps": self.steps,
             "epsilon": eps if math.isfinite(eps) else "inf",
         }
 
@@ -137,8 +143,13 @@ class FixedSizeLedger:
                 raise CorruptArtifactError(f"Not a fixed-size ledger: expected schema {FIXED_SIZE_SCHEMA!r}.")
             if data.get("sha256") != hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest():
                 raise CorruptArtifactError("Fixed-size ledger checksum mismatch: the file was modified.")
-            led = cls(float(data["delta"]), int(data["dataset_size"]), int(data["batch_size"]),
-                      data["noise_multiplier"], int(data["steps"]))
+            led = cls(
+                float(data["delta"]),
+                int(data["dataset_size"]),
+                int(data["batch_size"]),
+                data["noise_multiplier"],
+                int(data["steps"]),
+            )
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CorruptArtifactError(f"Malformed fixed-size ledger: {exc}") from exc
         stored, recomputed = data.get("epsilon"), led._body()["epsilon"]

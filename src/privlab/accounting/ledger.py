@@ -158,9 +158,7 @@ class PrivacyLedger:
         recomputed = jsonable(ledger.epsilon())
         if isinstance(stored, float | int) and isinstance(recomputed, float):
             if not math.isclose(stored, recomputed, rel_tol=1e-6, abs_tol=1e-9):
-                raise CorruptArtifactError(
-                    f"Ledger epsilon {stored} does not match the recomputed {recomputed}."
-                )
+                raise CorruptArtifactError(f"Ledger epsilon {stored} does not match the recomputed {recomputed}.")
         elif stored != recomputed:
             raise CorruptArtifactError(f"Ledger epsilon {stored!r} does not match {recomputed!r}.")
         return ledger

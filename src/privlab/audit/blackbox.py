@@ -83,9 +83,17 @@ def audit_dp_training_blackbox(
     :func:`~privlab.audit.dp_training.audit_dp_training`; the claimed epsilon is the ledger's.
     """
     spec = resolve_dp_sgd(
-        _OWNER, sample_rate=sample_rate, steps=steps, delta=delta, noise_multiplier=noise_multiplier,
-        target_epsilon=target_epsilon, max_grad_norm=max_grad_norm, lr=lr, confidence=confidence,
-        accountant=accountant, fault=fault,
+        _OWNER,
+        sample_rate=sample_rate,
+        steps=steps,
+        delta=delta,
+        noise_multiplier=noise_multiplier,
+        target_epsilon=target_epsilon,
+        max_grad_norm=max_grad_norm,
+        lr=lr,
+        confidence=confidence,
+        accountant=accountant,
+        fault=fault,
     )
     m = check_int(canaries, "canaries", _OWNER, low=2)
     check_int(seed, "seed", _OWNER, low=0)
@@ -106,16 +114,23 @@ def audit_dp_training_blackbox(
     can = ArrayDataset(can.x * scale, can.y, can.name, can.classes)
     gen = torch.Generator().manual_seed(seed)
     included = torch.rand(m, generator=gen) < 0.5
-    full = ArrayDataset(torch.cat([train.x, can.x[included]]), torch.cat([train.y, can.y[included]]),
-                        train.name, train.classes)
+    full = ArrayDataset(
+        torch.cat([train.x, can.x[included]]), torch.cat([train.y, can.y[included]]), train.name, train.classes
+    )
 
     torch.manual_seed(seed)
     model = model_factory()
     batch_size = max(1, round(spec.sample_rate * len(full)))
     pt = make_private(
-        model, torch.optim.SGD(model.parameters(), lr=spec.lr), DataLoader(full, batch_size=batch_size),
-        noise_multiplier=spec.noise_multiplier, delta=spec.delta, steps=spec.steps,
-        max_grad_norm=spec.max_grad_norm, accountant=accountant, seed=seed,
+        model,
+        torch.optim.SGD(model.parameters(), lr=spec.lr),
+        DataLoader(full, batch_size=batch_size),
+        noise_multiplier=spec.noise_multiplier,
+        delta=spec.delta,
+        steps=spec.steps,
+        max_grad_norm=spec.max_grad_norm,
+        accountant=accountant,
+        seed=seed,
     )
     pt.optimizer.add_noise_enabled = fault != "no_noise"
     pt.optimizer.clipping_enabled = fault != "no_clipping"
@@ -138,14 +153,28 @@ def audit_dp_training_blackbox(
         losses = F.cross_entropy(model(can.x), can.y, reduction="none")
     scores = np.asarray(-losses.numpy(), dtype=np.float64)
     result = audit_one_run_grid(
-        scores, included.numpy(), grid=grid or blackbox_grid(m), delta=spec.delta, alpha=spec.alpha, seed=seed,
+        scores,
+        included.numpy(),
+        grid=grid or blackbox_grid(m),
+        delta=spec.delta,
+        alpha=spec.alpha,
+        seed=seed,
         claimed_epsilon=claimed,
     )
     return DPTrainingAudit(
-        claimed, spec.delta, spec.noise_multiplier, pt.sample_rate, pt.optimizer.ledger.steps, result, fault,
-        accuracy(model, test), threat_model="black_box", canaries=m,
+        claimed,
+        spec.delta,
+        spec.noise_multiplier,
+        pt.sample_rate,
+        pt.optimizer.ledger.steps,
+        result,
+        fault,
+        accuracy(model, test),
+        threat_model="black_box",
+        canaries=m,
         test="mislabelled input canaries scored by loss, one run (Steinke et al. 2023)",
-        scores=scores, included=included.numpy(),
+        scores=scores,
+        included=included.numpy(),
     )
 
 

@@ -142,9 +142,17 @@ def audit_dp_training(
     """
     owner = "audit_dp_training"
     spec = resolve_dp_sgd(
-        owner, sample_rate=sample_rate, steps=steps, delta=delta, noise_multiplier=noise_multiplier,
-        target_epsilon=target_epsilon, max_grad_norm=max_grad_norm, lr=lr, confidence=confidence,
-        accountant=accountant, fault=fault,
+        owner,
+        sample_rate=sample_rate,
+        steps=steps,
+        delta=delta,
+        noise_multiplier=noise_multiplier,
+        target_epsilon=target_epsilon,
+        max_grad_norm=max_grad_norm,
+        lr=lr,
+        confidence=confidence,
+        accountant=accountant,
+        fault=fault,
     )
     m = check_int(canaries, "canaries", owner, low=2)
     A = check_real(canary_norm_multiplier, "canary_norm_multiplier", owner, low=1.0)
@@ -164,9 +172,20 @@ def audit_dp_training(
     coords = quiet_coordinates(model, loss_fn, train, m, gen)  # one private coordinate per canary
     included = torch.rand(m, generator=gen) < 0.5
     scores = train_with_dirac_canaries(
-        model, loss_fn, train, coords, included, sample_rate=spec.sample_rate, steps=spec.steps,
-        noise_multiplier=spec.noise_multiplier, max_grad_norm=spec.max_grad_norm, lr=spec.lr,
-        canary_norm_multiplier=A, fault=fault, generator=gen, progress=progress,
+        model,
+        loss_fn,
+        train,
+        coords,
+        included,
+        sample_rate=spec.sample_rate,
+        steps=spec.steps,
+        noise_multiplier=spec.noise_multiplier,
+        max_grad_norm=spec.max_grad_norm,
+        lr=spec.lr,
+        canary_norm_multiplier=A,
+        fault=fault,
+        generator=gen,
+        progress=progress,
     )
     result = audit_one_run_grid(
         scores,
@@ -178,8 +197,17 @@ def audit_dp_training(
         claimed_epsilon=spec.claimed_epsilon,
     )
     return DPTrainingAudit(
-        spec.claimed_epsilon, spec.delta, spec.noise_multiplier, spec.sample_rate, spec.steps, result, fault,
-        accuracy(model, test), canaries=m, scores=scores, included=included.numpy(),
+        spec.claimed_epsilon,
+        spec.delta,
+        spec.noise_multiplier,
+        spec.sample_rate,
+        spec.steps,
+        result,
+        fault,
+        accuracy(model, test),
+        canaries=m,
+        scores=scores,
+        included=included.numpy(),
     )
 
 
@@ -196,7 +224,11 @@ def audit_summary(a: DPTrainingAudit) -> str:
 
 
 __all__ = [
-    "FAULTS", "THREAT_MODELS", "DPTrainingAudit", "audit_dp_training", "audit_summary", "default_grid",
+    "FAULTS",
+    "THREAT_MODELS",
+    "DPTrainingAudit",
+    "audit_dp_training",
+    "audit_summary",
+    "default_grid",
     "quiet_coordinates",
 ]
-

@@ -82,9 +82,19 @@ def multi_run_dirac_scores(
         gen = torch.Generator().manual_seed((seed + 1) * 1_000_003 + r)
         inc = torch.tensor([bool(included[r])])
         scores[r] = train_with_dirac_canaries(
-            model, F.cross_entropy, train, coord, inc, sample_rate=sample_rate, steps=steps,
-            noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm, lr=lr,
-            canary_norm_multiplier=canary_norm_multiplier, fault=fault, generator=gen,
+            model,
+            F.cross_entropy,
+            train,
+            coord,
+            inc,
+            sample_rate=sample_rate,
+            steps=steps,
+            noise_multiplier=noise_multiplier,
+            max_grad_norm=max_grad_norm,
+            lr=lr,
+            canary_norm_multiplier=canary_norm_multiplier,
+            fault=fault,
+            generator=gen,
         )[0]
     return scores
 
@@ -122,9 +132,17 @@ def audit_dp_training_multi_run(
     ``fault`` breaks the implementation without telling the accountant.
     """
     spec = resolve_dp_sgd(
-        _OWNER, sample_rate=sample_rate, steps=steps, delta=delta, noise_multiplier=noise_multiplier,
-        target_epsilon=target_epsilon, max_grad_norm=max_grad_norm, lr=lr, confidence=confidence,
-        accountant=accountant, fault=fault,
+        _OWNER,
+        sample_rate=sample_rate,
+        steps=steps,
+        delta=delta,
+        noise_multiplier=noise_multiplier,
+        target_epsilon=target_epsilon,
+        max_grad_norm=max_grad_norm,
+        lr=lr,
+        confidence=confidence,
+        accountant=accountant,
+        fault=fault,
     )
     R = check_int(runs, "runs", _OWNER, low=8)
     check_choice(gdp_threshold, "gdp_threshold", _OWNER, ("midpoint", "split"))
@@ -134,9 +152,18 @@ def audit_dp_training_multi_run(
     included = np.zeros(R, dtype=bool)
     included[rng.permutation(R)[: R // 2]] = True  # balanced, drawn before any training
     scores = multi_run_dirac_scores(
-        model_factory, train, included, sample_rate=spec.sample_rate, steps=spec.steps,
-        noise_multiplier=spec.noise_multiplier, max_grad_norm=spec.max_grad_norm, lr=spec.lr,
-        canary_norm_multiplier=A, fault=fault, seed=seed, progress=progress,
+        model_factory,
+        train,
+        included,
+        sample_rate=spec.sample_rate,
+        steps=spec.steps,
+        noise_multiplier=spec.noise_multiplier,
+        max_grad_norm=spec.max_grad_norm,
+        lr=spec.lr,
+        canary_norm_multiplier=A,
+        fault=fault,
+        seed=seed,
+        progress=progress,
     )
     ins, outs = scores[included], scores[~included]
     audit = functools.partial(
@@ -146,10 +173,20 @@ def audit_dp_training_multi_run(
     eps_delta = audit(bound="eps_delta")
     gdp = audit(bound="gdp", threshold=t if gdp_threshold == "midpoint" else None)
     return DPTrainingAudit(
-        spec.claimed_epsilon, spec.delta, spec.noise_multiplier, spec.sample_rate, spec.steps, eps_delta, fault,
-        threat_model="white_box", runs=R, canaries=1, gdp_audit=gdp,
+        spec.claimed_epsilon,
+        spec.delta,
+        spec.noise_multiplier,
+        spec.sample_rate,
+        spec.steps,
+        eps_delta,
+        fault,
+        threat_model="white_box",
+        runs=R,
+        canaries=1,
+        gdp_audit=gdp,
         test="Dirac gradient canary, multi-run (Nasr et al. 2023), eps_delta and GDP bounds",
-        scores=scores, included=included,
+        scores=scores,
+        included=included,
     )
 
 

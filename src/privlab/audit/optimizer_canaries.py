@@ -109,8 +109,18 @@ def audit_dp_optimizer(
     model = ProbeWrapper(model_factory(), tuple(train.x.shape[1:]), K, m)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.0)
     loader = DataLoader(TensorDataset(xs, ys), batch_size=batch_size)
-    pt = make_private(model, opt, loader, target_epsilon=target_epsilon, noise_multiplier=noise_multiplier,
-                      delta=delta, epochs=epochs, max_grad_norm=max_grad_norm, clipping=clipping, seed=seed)
+    pt = make_private(
+        model,
+        opt,
+        loader,
+        target_epsilon=target_epsilon,
+        noise_multiplier=noise_multiplier,
+        delta=delta,
+        epochs=epochs,
+        max_grad_norm=max_grad_norm,
+        clipping=clipping,
+        seed=seed,
+    )
     if fault == "no_noise":
         pt.optimizer.add_noise_enabled = False
     elif fault == "no_clipping":
@@ -130,9 +140,25 @@ def audit_dp_optimizer(
         raise InvalidParameterError(
             f"The 'lr' parameter of {owner} made training diverge (non-finite canary scores). Got {lr!r} instead."
         )
-    result = audit_one_run_grid(scores, included.numpy(), grid=grid or default_grid(m), delta=delta,
-                                alpha=1.0 - conf, seed=seed, claimed_epsilon=claimed)
+    result = audit_one_run_grid(
+        scores,
+        included.numpy(),
+        grid=grid or default_grid(m),
+        delta=delta,
+        alpha=1.0 - conf,
+        seed=seed,
+        claimed_epsilon=claimed,
+    )
     return DPTrainingAudit(
-        claimed, delta, pt.noise_multiplier, pt.sample_rate, pt.accountant.steps, result, fault,
-        canaries=m, test=TEST, scores=scores.astype(np.float64), included=included.numpy(),
+        claimed,
+        delta,
+        pt.noise_multiplier,
+        pt.sample_rate,
+        pt.accountant.steps,
+        result,
+        fault,
+        canaries=m,
+        test=TEST,
+        scores=scores.astype(np.float64),
+        included=included.numpy(),
     )

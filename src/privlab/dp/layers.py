@@ -135,8 +135,17 @@ def _conv_per_example(module: nn.Conv2d, calls: list[tuple[torch.Tensor, torch.T
         Cout = g.shape[1]
         w = module.weight.detach().repeat(B, 1, 1, 1)  # (B*Cout, Cin, kh, kw): only its shape matters
         dW = torch.ops.aten.convolution_backward(
-            g.reshape(1, B * Cout, *g.shape[2:]), x.reshape(1, B * Cin, *x.shape[2:]), w, None,
-            list(module.stride), list(pad), list(module.dilation), False, [0, 0], B, [False, True, False],
+            g.reshape(1, B * Cout, *g.shape[2:]),
+            x.reshape(1, B * Cin, *x.shape[2:]),
+            w,
+            None,
+            list(module.stride),
+            list(pad),
+            list(module.dilation),
+            False,
+            [0, 0],
+            B,
+            [False, True, False],
         )[1].view(B, *module.weight.shape)
         grads = {"weight": dW}
         if module.bias is not None:

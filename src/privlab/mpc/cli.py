@@ -21,8 +21,9 @@ def _load(model: str, weights: Path | None) -> torch.nn.Module:
     else:
         mod_name, _, attr = model.partition(":")
         if not attr:
-            raise typer.BadParameter(f"--model must be one of {sorted(DEMOS)} or 'package.module:"
-                                     f"factory'. Got {model!r} instead.")
+            raise typer.BadParameter(
+                f"--model must be one of {sorted(DEMOS)} or 'package.module:factory'. Got {model!r} instead."
+            )
         module = getattr(importlib.import_module(mod_name), attr)()
     if weights is not None:
         module.load_state_dict(torch.load(weights, weights_only=True))
@@ -46,10 +47,17 @@ def run(
     shape = (batch, *(int(s) for s in input_shape.split(",")))
     x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
     res = private_inference(module, x, MPCConfig(timeout=timeout), transport, reimport_main=False)
-    row = {"model": model, "transport": transport, "batch": batch, "seconds": round(res.seconds, 3),
-           "rounds": res.stats.rounds, "bytes": res.stats.bytes,
-           "dealer_bytes": res.stats.dealer_bytes, "max_abs_error": res.max_abs_error,
-           "argmax_agreement": res.argmax_agreement}
+    row = {
+        "model": model,
+        "transport": transport,
+        "batch": batch,
+        "seconds": round(res.seconds, 3),
+        "rounds": res.stats.rounds,
+        "bytes": res.stats.bytes,
+        "dealer_bytes": res.stats.dealer_bytes,
+        "max_abs_error": res.max_abs_error,
+        "argmax_agreement": res.argmax_agreement,
+    }
     if as_json:
         typer.echo(json.dumps(row))
         return
@@ -76,16 +84,23 @@ def party(
     module = _load(model, None)
     shape = (batch, 1, 28, 28)
     x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
-    res = run_party(rank, infer_task, (module, shape, x if rank == 1 else None),
-                    MPCConfig(timeout=timeout), addr, port)
+    res = run_party(rank, infer_task, (module, shape, x if rank == 1 else None), MPCConfig(timeout=timeout), addr, port)
     if res is None:
         typer.echo("dealer finished")
         return
     out, stats, seconds = res
-    typer.echo(json.dumps({"rank": rank, "seconds": round(seconds, 3), "rounds": stats.rounds,
-                           "bytes_sent": stats.bytes,
-                           "dealer_bytes": stats.dealer_bytes,
-                           "prediction": None if out is None else out.argmax(-1).tolist()}))
+    typer.echo(
+        json.dumps(
+            {
+                "rank": rank,
+                "seconds": round(seconds, 3),
+                "rounds": stats.rounds,
+                "bytes_sent": stats.bytes,
+                "dealer_bytes": stats.dealer_bytes,
+                "prediction": None if out is None else out.argmax(-1).tolist(),
+            }
+        )
+    )
 
 
 @app.command("train")
@@ -104,8 +119,10 @@ def train(
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n, d, generator=g, dtype=torch.float64)
-    y = ((x @ torch.randn(d, generator=g, dtype=torch.float64)
-          + 0.3 * torch.randn(n, generator=g, dtype=torch.float64)) > 0).double()
+    y = (
+        (x @ torch.randn(d, generator=g, dtype=torch.float64) + 0.3 * torch.randn(n, generator=g, dtype=torch.float64))
+        > 0
+    ).double()
     cfg = LogRegConfig(epochs=epochs, batch_size=batch_size, lr=lr)
     args = ((None, None, (n, d), cfg), (x, y, (n, d), cfg))
     if transport == "gloo":
@@ -116,6 +133,14 @@ def train(
         res = run_local(train_logreg, args, MPCConfig(timeout=timeout))
     model = res.outputs[1]
     acc = float(((model.predict_proba(x) > 0.5).double() == y).double().mean())
-    typer.echo(json.dumps({"accuracy": acc, "seconds": round(res.seconds, 3),
-                           "rounds": res.stats.rounds, "bytes": res.stats.bytes,
-                           "dealer_bytes": res.stats.dealer_bytes}))
+    typer.echo(
+        json.dumps(
+            {
+                "accuracy": acc,
+                "seconds": round(res.seconds, 3),
+                "rounds": res.stats.rounds,
+                "bytes": res.stats.bytes,
+                "dealer_bytes": res.stats.dealer_bytes,
+            }
+        )
+    )

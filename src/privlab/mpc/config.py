@@ -32,8 +32,7 @@ class MPCConfig:
         check_int(self.cmp_digits, "cmp_digits", owner, low=1, high=self.cmp_bits - 1)
         if self.cmp_digits & (self.cmp_digits - 1):
             raise InvalidParameterError(
-                f"The 'cmp_digits' parameter of {owner} must be a power of 2. "
-                f"Got {self.cmp_digits!r} instead."
+                f"The 'cmp_digits' parameter of {owner} must be a power of 2. Got {self.cmp_digits!r} instead."
             )
         check_real(self.timeout, "timeout", owner, low=0.0, low_open=True)
 

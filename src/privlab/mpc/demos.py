@@ -54,15 +54,25 @@ class TinyTransformer(nn.Module):
 
 def mlp() -> nn.Module:
     """MLP 784-1024-1024-10 with ReLUs."""
-    return nn.Sequential(nn.Flatten(), nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 1024),
-                         nn.ReLU(), nn.Linear(1024, 10))
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 10)
+    )
 
 
 def cnn() -> nn.Module:
     """LeNet-style CNN: Conv(1->16,5)-ReLU-MaxPool2-Conv(16->16,5)-ReLU-MaxPool2-FC-ReLU-FC."""
     return nn.Sequential(
-        nn.Conv2d(1, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(16, 16, 5), nn.ReLU(),
-        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(256, 100), nn.ReLU(), nn.Linear(100, 10))
+        nn.Conv2d(1, 16, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 16, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(256, 100),
+        nn.ReLU(),
+        nn.Linear(100, 10),
+    )
 
 
 DEMOS = {"mlp": mlp, "cnn": cnn, "transformer": TinyTransformer}

@@ -48,8 +48,7 @@ def _watchdog(hb: Heartbeat, limit: float, rank: int) -> None:
     while True:
         time.sleep(min(1.0, limit / 4))
         if hb.busy and time.monotonic() - hb.last > limit:
-            print(f"privlab.mpc watchdog: rank {rank} made no progress for {limit} s; exiting",
-                  flush=True)
+            print(f"privlab.mpc watchdog: rank {rank} made no progress for {limit} s; exiting", flush=True)
             os._exit(3)
 
 
@@ -79,9 +78,14 @@ def _seed_exchange(rank: int, timeout: float, hb: Heartbeat) -> tuple[int, int]:
     return dealer_seed, pair
 
 
-def run_party(rank: int | None, fn: Callable[..., Any] | None, args: tuple[Any, ...] = (),
-              config: MPCConfig | None = None, addr: str | None = None,
-              port: int | None = None) -> tuple[Any, CommStats, float] | None:
+def run_party(
+    rank: int | None,
+    fn: Callable[..., Any] | None,
+    args: tuple[Any, ...] = (),
+    config: MPCConfig | None = None,
+    addr: str | None = None,
+    port: int | None = None,
+) -> tuple[Any, CommStats, float] | None:
     """Run one role of a gloo run in this process; the dealer (rank 2) returns ``None``.
 
     A party returns its output, its traffic and the seconds ``fn`` took after the rendezvous
@@ -91,19 +95,22 @@ def run_party(rank: int | None, fn: Callable[..., Any] | None, args: tuple[Any, 
     ``WORLD_SIZE``, if set, must be 3.
     """
     config = config or MPCConfig()
-    rank = check_int(int(os.environ["RANK"]) if rank is None else rank, "rank", "run_party",
-                     low=0, high=2)
+    rank = check_int(int(os.environ["RANK"]) if rank is None else rank, "rank", "run_party", low=0, high=2)
     if "WORLD_SIZE" in os.environ:  # two parties and the dealer, nothing else
-        check_int(int(os.environ["WORLD_SIZE"]), "WORLD_SIZE", "run_party", low=WORLD_SIZE,
-                  high=WORLD_SIZE)
+        check_int(int(os.environ["WORLD_SIZE"]), "WORLD_SIZE", "run_party", low=WORLD_SIZE, high=WORLD_SIZE)
     addr = addr or os.environ.get("MASTER_ADDR", "127.0.0.1")
     port = port or int(os.environ.get("MASTER_PORT", "29500"))
     torch.set_num_threads(1)
     hb = Heartbeat()
     threading.Thread(target=_watchdog, args=(hb, config.timeout + 10.0, rank), daemon=True).start()
     try:
-        dist.init_process_group("gloo", init_method=f"tcp://{addr}:{port}", rank=rank,
-                                world_size=WORLD_SIZE, timeout=timedelta(seconds=config.timeout))
+        dist.init_process_group(
+            "gloo",
+            init_method=f"tcp://{addr}:{port}",
+            rank=rank,
+            world_size=WORLD_SIZE,
+            timeout=timedelta(seconds=config.timeout),
+        )
     except Exception as exc:
         raise MPCError(f"rank {rank} could not join the rendezvous at {addr}:{port}: {exc}") from exc
     try:
@@ -128,8 +135,9 @@ def run_party(rank: int | None, fn: Callable[..., Any] | None, args: tuple[Any, 
         dist.destroy_process_group()
 
 
-def _child(rank: int, fn: Callable[..., Any] | None, args: tuple[Any, ...], config: MPCConfig,
-           port: int, results: Any) -> None:
+def _child(
+    rank: int, fn: Callable[..., Any] | None, args: tuple[Any, ...], config: MPCConfig, port: int, results: Any
+) -> None:
     try:
         res = run_party(rank, fn, args, config, "127.0.0.1", port)
         # by value: a shared-memory tensor would die with this process before the parent reads it
@@ -155,11 +163,15 @@ def _main_not_reimported(skip: bool) -> Iterator[None]:
             setattr(main, k, v)
 
 
-def run_processes(fn: Callable[..., Any], args: tuple[tuple[Any, ...], tuple[Any, ...]],
-                  config: MPCConfig | None = None, port: int | None = None,
-                  slack: float = 30.0,
-                  on_started: Callable[[list[Any]], None] | None = None,
-                  reimport_main: bool = True) -> RunResult:
+def run_processes(
+    fn: Callable[..., Any],
+    args: tuple[tuple[Any, ...], tuple[Any, ...]],
+    config: MPCConfig | None = None,
+    port: int | None = None,
+    slack: float = 30.0,
+    on_started: Callable[[list[Any]], None] | None = None,
+    reimport_main: bool = True,
+) -> RunResult:
     """Start party 0, party 1 and the dealer as separate processes on 127.0.0.1 and wait.
 
     ``seconds`` of the result is the parties' time after the rendezvous (not process start-up).
@@ -178,8 +190,7 @@ def run_processes(fn: Callable[..., Any], args: tuple[tuple[Any, ...], tuple[Any
     with _main_not_reimported(not reimport_main):
         for rank in (0, 1, DEALER_RANK):
             a = args[rank] if rank < 2 else ()
-            p = ctx.Process(target=_child, args=(rank, fn if rank < 2 else None, a, config, port,
-                                                 results), daemon=True)
+            p = ctx.Process(target=_child, args=(rank, fn if rank < 2 else None, a, config, port, results), daemon=True)
             p.start()
             procs.append(p)
     if on_started is not None:

@@ -30,8 +30,9 @@ class InferenceResult:
     seconds: float
 
 
-def infer_task(party: Party, module: nn.Module, input_shape: tuple[int, ...],
-               x: torch.Tensor | None) -> torch.Tensor | None:
+def infer_task(
+    party: Party, module: nn.Module, input_shape: tuple[int, ...], x: torch.Tensor | None
+) -> torch.Tensor | None:
     """What each party runs. The data owner's copy of the module has its weights zeroed: it needs
     only the architecture, which shows the weights reach it only as shares."""
     if party.rank != 0:
@@ -44,8 +45,13 @@ def infer_task(party: Party, module: nn.Module, input_shape: tuple[int, ...],
     return run_program(party, pm, x)
 
 
-def private_inference(module: nn.Module, x: torch.Tensor, config: MPCConfig | None = None,
-                      transport: str = "local", reimport_main: bool = True) -> InferenceResult:
+def private_inference(
+    module: nn.Module,
+    x: torch.Tensor,
+    config: MPCConfig | None = None,
+    transport: str = "local",
+    reimport_main: bool = True,
+) -> InferenceResult:
     """Run ``module(x)`` on secret shares with two parties and a dealer, and compare with
     plaintext. ``transport``: ``"local"`` (threads) or ``"gloo"`` (three processes on this host;
     ``reimport_main=False`` when ``module``'s class does not live in ``__main__``).

@@ -72,10 +72,13 @@ class _Runner:
             y = arith.trunc(p, arith.beaver_owned(p, "matmul", x, wt, tuple(mod.weight.t().shape)))
             return y + self.param(name + ".bias", mod.bias) if mod.bias is not None else y
         if isinstance(mod, nn.Conv2d) and self.owner == 0:
-            kw = {"stride": list(mod.stride), "padding": list(mod.padding),  # type: ignore[arg-type]
-                  "dilation": list(mod.dilation), "groups": mod.groups}
-            y = arith.trunc(p, arith.beaver_owned(p, "conv2d", x, self.owned(mod.weight),
-                                                  tuple(mod.weight.shape), kw))
+            kw = {
+                "stride": list(mod.stride),
+                "padding": list(mod.padding),  # type: ignore[arg-type]
+                "dilation": list(mod.dilation),
+                "groups": mod.groups,
+            }
+            y = arith.trunc(p, arith.beaver_owned(p, "conv2d", x, self.owned(mod.weight), tuple(mod.weight.shape), kw))
             if mod.bias is not None:
                 y = y + self.param(name + ".bias", mod.bias).reshape(1, -1, 1, 1)
             return y
@@ -86,8 +89,9 @@ class _Runner:
         if isinstance(mod, nn.Conv2d):
             w = self.param(name + ".weight", mod.weight)
             b = self.param(name + ".bias", mod.bias) if mod.bias is not None else None
-            return arith.conv2d(p, x, w, b, stride=mod.stride, padding=mod.padding,
-                                dilation=mod.dilation, groups=mod.groups)
+            return arith.conv2d(
+                p, x, w, b, stride=mod.stride, padding=mod.padding, dilation=mod.dilation, groups=mod.groups
+            )
         if isinstance(mod, nn.ReLU):
             return compare.relu(p, x)
         if isinstance(mod, nn.GELU):
@@ -101,8 +105,7 @@ class _Runner:
         if isinstance(mod, nn.MaxPool2d):
             return compare.max_pool2d(p, x, _int(mod.kernel_size), _int(mod.stride))
         if isinstance(mod, nn.AvgPool2d):
-            return arith.avg_pool2d(p, x, _int(mod.kernel_size), _int(mod.stride),
-                                    _int(mod.padding))
+            return arith.avg_pool2d(p, x, _int(mod.kernel_size), _int(mod.stride), _int(mod.padding))
         if isinstance(mod, nn.Flatten):
             return x.flatten(mod.start_dim, mod.end_dim)
         if isinstance(mod, nn.LayerNorm):
@@ -146,8 +149,19 @@ class _Runner:
 
     def function(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         p = self.p
-        if fn in (operator.add, torch.add, operator.sub, torch.sub, operator.mul, torch.mul,
-                  operator.truediv, operator.floordiv, operator.matmul, torch.matmul, torch.bmm):
+        if fn in (
+            operator.add,
+            torch.add,
+            operator.sub,
+            torch.sub,
+            operator.mul,
+            torch.mul,
+            operator.truediv,
+            operator.floordiv,
+            operator.matmul,
+            torch.matmul,
+            torch.bmm,
+        ):
             return self.binary(fn, args[0], args[1])
         if fn is operator.neg:
             return Shared(-args[0].t) if isinstance(args[0], Shared) else -args[0]
@@ -183,8 +197,11 @@ class _Runner:
             w = kwargs.get("weight", args[2] if len(args) > 2 else None)
             b = kwargs.get("bias", args[3] if len(args) > 3 else None)
             eps = kwargs.get("eps", args[4] if len(args) > 4 else 1e-5)
-            return Shared(nonlinear.layer_norm(p, x.t, w.t if isinstance(w, Shared) else None,
-                                               b.t if isinstance(b, Shared) else None, eps))
+            return Shared(
+                nonlinear.layer_norm(
+                    p, x.t, w.t if isinstance(w, Shared) else None, b.t if isinstance(b, Shared) else None, eps
+                )
+            )
         # getattr, getitem, reshapes and cat act on the share tensors like on plain tensors
         return _wrap(fn(*_unwrap(args), **_unwrap(kwargs)))
 
@@ -194,16 +211,14 @@ class _Runner:
             return _wrap(getattr(_unwrap(x), name)(*_unwrap(args[1:]), **_unwrap(kwargs)))
         p = self.p
         if name in ("add", "sub", "mul", "matmul"):
-            fn = {"add": operator.add, "sub": operator.sub, "mul": operator.mul,
-                  "matmul": operator.matmul}[name]
+            fn = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "matmul": operator.matmul}[name]
             return self.binary(fn, x, args[1])
         if name == "relu":
             return Shared(compare.relu(p, x.t))
         if name in ("sigmoid", "tanh"):
             return Shared(getattr(nonlinear, name)(p, x.t))
         if name == "softmax":
-            return Shared(nonlinear.softmax(p, x.t, kwargs.get("dim", args[1] if len(args) > 1
-                                                             else -1)))
+            return Shared(nonlinear.softmax(p, x.t, kwargs.get("dim", args[1] if len(args) > 1 else -1)))
         if name == "sum":
             return Shared(x.t.sum(*_unwrap(args[1:]), **_unwrap(kwargs)))
         if name == "mean":
@@ -221,10 +236,14 @@ class _Runner:
                 if node.op == "placeholder":
                     env[node] = Shared(x)
                 elif node.op == "get_attr":
-                    value = self.gm.get_parameter(node.target) if isinstance(
-                        _attr(self.gm, node.target), nn.Parameter) else _attr(self.gm, node.target)
-                    env[node] = Shared(self.param(str(node.target), value)) if isinstance(
-                        value, torch.Tensor) else value
+                    value = (
+                        self.gm.get_parameter(node.target)
+                        if isinstance(_attr(self.gm, node.target), nn.Parameter)
+                        else _attr(self.gm, node.target)
+                    )
+                    env[node] = (
+                        Shared(self.param(str(node.target), value)) if isinstance(value, torch.Tensor) else value
+                    )
                 elif node.op == "call_module":
                     mod = self.gm.get_submodule(str(node.target))
                     env[node] = Shared(self.module(str(node.target), mod, args[0].t))
@@ -254,8 +273,15 @@ def _public(v: Any) -> float | torch.Tensor:
     return v if isinstance(v, torch.Tensor) else float(v)
 
 
-def run_program(party: Party, model: PrivateModel, x: torch.Tensor | None, *, owner: int = 0,
-                data_owner: int = 1, reveal_to: int | None = 1) -> torch.Tensor | None:
+def run_program(
+    party: Party,
+    model: PrivateModel,
+    x: torch.Tensor | None,
+    *,
+    owner: int = 0,
+    data_owner: int = 1,
+    reveal_to: int | None = 1,
+) -> torch.Tensor | None:
     """Evaluate ``model`` privately: ``owner`` shares the weights, ``data_owner`` the input ``x``;
     the output is revealed to ``reveal_to`` only (``None``: to both). Returns the real output
     on the party that learns it and ``None`` on the other."""

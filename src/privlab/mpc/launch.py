@@ -40,8 +40,12 @@ class Seeds:
         return Seeds(secrets.randbits(63), secrets.randbits(63), secrets.randbits(63))
 
 
-def run_local(fn: PartyFn, args: tuple[tuple[Any, ...], tuple[Any, ...]],
-              config: MPCConfig | None = None, seeds: Seeds | None = None) -> RunResult:
+def run_local(
+    fn: PartyFn,
+    args: tuple[tuple[Any, ...], tuple[Any, ...]],
+    config: MPCConfig | None = None,
+    seeds: Seeds | None = None,
+) -> RunResult:
     """Run ``fn(party, *args[rank])`` for ranks 0 and 1 in two threads with an in-process dealer.
 
     ``seconds`` of the result is the slower party's time since start (or ``mark_start``).
@@ -54,10 +58,8 @@ def run_local(fn: PartyFn, args: tuple[tuple[Any, ...], tuple[Any, ...]],
     t0, t1 = local_pair(config.timeout)
     counters = (CommCounter(), CommCounter())
     parties = (
-        Party(0, t0, Provider(0, seeds.dealer0, None, counters[0]), seeds.pair, config,
-              counters[0]),
-        Party(1, t1, Provider(1, seeds.dealer1, LocalLink(core), counters[1]), seeds.pair,
-              config, counters[1]),
+        Party(0, t0, Provider(0, seeds.dealer0, None, counters[0]), seeds.pair, config, counters[0]),
+        Party(1, t1, Provider(1, seeds.dealer1, LocalLink(core), counters[1]), seeds.pair, config, counters[1]),
     )
     outputs: list[Any] = [None, None]
     errors: list[BaseException | None] = [None, None]

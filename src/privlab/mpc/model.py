@@ -22,20 +22,85 @@ import torch.nn.functional as F
 from privlab.errors import UnsupportedModuleError
 
 SUPPORTED_MODULES: tuple[type[nn.Module], ...] = (
-    nn.Linear, nn.Conv2d, nn.ReLU, nn.GELU, nn.MaxPool2d, nn.AvgPool2d, nn.Flatten, nn.LayerNorm,
-    nn.BatchNorm1d, nn.BatchNorm2d, nn.Dropout, nn.Identity, nn.Softmax, nn.Sigmoid, nn.Tanh,
+    nn.Linear,
+    nn.Conv2d,
+    nn.ReLU,
+    nn.GELU,
+    nn.MaxPool2d,
+    nn.AvgPool2d,
+    nn.Flatten,
+    nn.LayerNorm,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.Dropout,
+    nn.Identity,
+    nn.Softmax,
+    nn.Sigmoid,
+    nn.Tanh,
 )
 SUPPORTED_FUNCTIONS: set[object] = {
-    operator.add, operator.sub, operator.mul, operator.truediv, operator.neg, operator.matmul,
-    operator.getitem, operator.floordiv, getattr, torch.add, torch.sub, torch.mul, torch.matmul, torch.bmm,
-    torch.flatten, torch.reshape, torch.transpose, torch.permute, torch.squeeze, torch.unsqueeze,
-    torch.cat, torch.relu, torch.sigmoid, torch.tanh, torch.softmax, F.relu, F.gelu, F.softmax,
-    F.max_pool2d, F.avg_pool2d, F.layer_norm, F.linear,
+    operator.add,
+    operator.sub,
+    operator.mul,
+    operator.truediv,
+    operator.neg,
+    operator.matmul,
+    operator.getitem,
+    operator.floordiv,
+    getattr,
+    torch.add,
+    torch.sub,
+    torch.mul,
+    torch.matmul,
+    torch.bmm,
+    torch.flatten,
+    torch.reshape,
+    torch.transpose,
+    torch.permute,
+    torch.squeeze,
+    torch.unsqueeze,
+    torch.cat,
+    torch.relu,
+    torch.sigmoid,
+    torch.tanh,
+    torch.softmax,
+    F.relu,
+    F.gelu,
+    F.softmax,
+    F.max_pool2d,
+    F.avg_pool2d,
+    F.layer_norm,
+    F.linear,
 }
-SHAPE_METHODS = {"view", "reshape", "transpose", "permute", "flatten", "contiguous", "size",
-                 "unsqueeze", "squeeze", "expand", "chunk", "split", "t"}
-SUPPORTED_METHODS = SHAPE_METHODS | {"add", "sub", "mul", "matmul", "softmax", "relu", "sigmoid",
-                                     "tanh", "mean", "sum", "__getitem__", "dim"}
+SHAPE_METHODS = {
+    "view",
+    "reshape",
+    "transpose",
+    "permute",
+    "flatten",
+    "contiguous",
+    "size",
+    "unsqueeze",
+    "squeeze",
+    "expand",
+    "chunk",
+    "split",
+    "t",
+}
+SUPPORTED_METHODS = SHAPE_METHODS | {
+    "add",
+    "sub",
+    "mul",
+    "matmul",
+    "softmax",
+    "relu",
+    "sigmoid",
+    "tanh",
+    "mean",
+    "sum",
+    "__getitem__",
+    "dim",
+}
 _POOLS = (nn.MaxPool2d,)
 _TRACE_LOCK = threading.Lock()
 
@@ -75,21 +140,19 @@ def check_supported(gm: fx.GraphModule) -> None:
             pad = node.kwargs.get("padding", node.args[3] if len(node.args) > 3 else 0)
             if pad not in (0, (0, 0)):
                 raise UnsupportedModuleError(
-                    f"privlab.mpc cannot run max_pool2d at '{node.name}': only padding=0 "
-                    "max-pooling is supported.")
+                    f"privlab.mpc cannot run max_pool2d at '{node.name}': only padding=0 max-pooling is supported."
+                )
         elif node.op == "call_method" and node.target not in SUPPORTED_METHODS:
-            raise UnsupportedModuleError(
-                f"privlab.mpc cannot run tensor method .{node.target}() at '{node.name}'."
-            )
+            raise UnsupportedModuleError(f"privlab.mpc cannot run tensor method .{node.target}() at '{node.name}'.")
 
 
 def _check_module_options(mod: nn.Module, name: str) -> None:
     def refuse(why: str) -> UnsupportedModuleError:
-        return UnsupportedModuleError(
-            f"privlab.mpc cannot run layer {type(mod).__name__} at '{name}': {why}.")
+        return UnsupportedModuleError(f"privlab.mpc cannot run layer {type(mod).__name__} at '{name}': {why}.")
 
-    if isinstance(mod, nn.MaxPool2d) and (mod.padding not in (0, (0, 0)) or mod.dilation not in (
-            1, (1, 1)) or mod.ceil_mode):
+    if isinstance(mod, nn.MaxPool2d) and (
+        mod.padding not in (0, (0, 0)) or mod.dilation not in (1, (1, 1)) or mod.ceil_mode
+    ):
         raise refuse("only padding=0, dilation=1, ceil_mode=False max-pooling is supported")
     if isinstance(mod, nn.Conv2d) and (mod.padding_mode != "zeros" or isinstance(mod.padding, str)):
         raise refuse("only numeric zero padding is supported")
@@ -137,8 +200,7 @@ def _is_relu(gm: fx.GraphModule, n: fx.Node) -> bool:
 
 def _swap_relu_maxpool(gm: fx.GraphModule) -> None:
     for pool in list(gm.graph.nodes):
-        if not (pool.op == "call_module"
-                and isinstance(gm.get_submodule(str(pool.target)), _POOLS)):
+        if not (pool.op == "call_module" and isinstance(gm.get_submodule(str(pool.target)), _POOLS)):
             continue
         relu = pool.args[0]
         if not (isinstance(relu, fx.Node) and _is_relu(gm, relu) and len(relu.users) == 1):
@@ -162,7 +224,8 @@ def compile_model(module: nn.Module, input_shape: tuple[int, ...] | torch.Size) 
             gm = fx.symbolic_trace(mod)
     except Exception as exc:  # data-dependent control flow etc.
         raise UnsupportedModuleError(
-            f"privlab.mpc could not trace {type(module).__name__} with torch.fx: {exc}") from exc
+            f"privlab.mpc could not trace {type(module).__name__} with torch.fx: {exc}"
+        ) from exc
     check_supported(gm)
     _fold_batchnorm(gm)
     _swap_relu_maxpool(gm)

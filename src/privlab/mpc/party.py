@@ -17,8 +17,15 @@ from privlab.mpc.transport.base import Transport, pack, unpack
 class Party:
     """Everything a protocol needs on one party; protocols are written SPMD (both run the same)."""
 
-    def __init__(self, rank: int, transport: Transport, provider: Provider, pair_seed: int,
-                 config: MPCConfig, counter: CommCounter) -> None:
+    def __init__(
+        self,
+        rank: int,
+        transport: Transport,
+        provider: Provider,
+        pair_seed: int,
+        config: MPCConfig,
+        counter: CommCounter,
+    ) -> None:
         self.rank = rank
         self.peer = 1 - rank
         self.transport = transport

@@ -16,8 +16,9 @@ from privlab.mpc.party import Party
 from privlab.mpc.transport.base import unpack
 
 
-def share(party: Party, src: int, x: torch.Tensor | None, shape: tuple[int, ...] | torch.Size,
-          *, encoded: bool = False) -> torch.Tensor:
+def share(
+    party: Party, src: int, x: torch.Tensor | None, shape: tuple[int, ...] | torch.Size, *, encoded: bool = False
+) -> torch.Tensor:
     """Share ``x`` (held by party ``src``) with no communication.
 
     Both parties draw ``z`` from the seed they share; the non-source party's share is ``z``, the
@@ -28,11 +29,13 @@ def share(party: Party, src: int, x: torch.Tensor | None, shape: tuple[int, ...]
     if party.rank != src:
         return z
     if x is None:
-        raise InvalidParameterError("The 'x' parameter of share must be a tensor on the source "
-                                    "party. Got None instead.")
+        raise InvalidParameterError(
+            "The 'x' parameter of share must be a tensor on the source party. Got None instead."
+        )
     if tuple(x.shape) != tuple(shape):
-        raise InvalidParameterError(f"The 'x' parameter of share must have shape {tuple(shape)}. "
-                                    f"Got shape {tuple(x.shape)} instead.")
+        raise InvalidParameterError(
+            f"The 'x' parameter of share must have shape {tuple(shape)}. Got shape {tuple(x.shape)} instead."
+        )
     v = x.to(torch.int64) if encoded else encode(x, party.f)
     return v - z
 
@@ -43,8 +46,7 @@ def zero_share(party: Party, shape: tuple[int, ...] | torch.Size) -> torch.Tenso
     return z if party.rank == 0 else -z
 
 
-def reveal(party: Party, x: torch.Tensor, to: int | None = None,
-           *, decoded: bool = True) -> torch.Tensor | None:
+def reveal(party: Party, x: torch.Tensor, to: int | None = None, *, decoded: bool = True) -> torch.Tensor | None:
     """Reveal an arithmetic share to both parties (``to=None``) or only to party ``to``.
 
     One round; 8 bytes per element from each sender. Returns the decoded real tensor (or the raw

@@ -38,8 +38,7 @@ class CommStats:
         for p in parts:
             for name, o in p.per_op.items():
                 q = per.get(name, OpStats(0, 0, 0))
-                per[name] = OpStats(max(q.rounds, o.rounds), q.bytes + o.bytes,
-                                    q.dealer_bytes + o.dealer_bytes)
+                per[name] = OpStats(max(q.rounds, o.rounds), q.bytes + o.bytes, q.dealer_bytes + o.dealer_bytes)
         return CommStats(
             rounds=max((p.rounds for p in parts), default=0),
             bytes=sum(p.bytes for p in parts),
@@ -51,7 +50,9 @@ class CommStats:
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form."""
         return {
-            "rounds": self.rounds, "bytes": self.bytes, "dealer_bytes": self.dealer_bytes,
+            "rounds": self.rounds,
+            "bytes": self.bytes,
+            "dealer_bytes": self.dealer_bytes,
             "dealer_requests": self.dealer_requests,
             "per_op": {k: vars(v) for k, v in self.per_op.items()},
         }

@@ -18,13 +18,13 @@ def resolve(spec: str) -> Callable[..., torch.Tensor]:
     return fn
 
 
-def eval_task(party: Party, fn: str | Callable[..., torch.Tensor], xs: list[torch.Tensor],
-              repeat: int = 1, decoded: bool = True) -> torch.Tensor | None:
+def eval_task(
+    party: Party, fn: str | Callable[..., torch.Tensor], xs: list[torch.Tensor], repeat: int = 1, decoded: bool = True
+) -> torch.Tensor | None:
     """Share ``xs[i]`` from party ``i % 2``, apply ``fn(party, *shares)`` ``repeat`` times to the
     same inputs (a long computation for failure tests), reveal the last result to both."""
     f = resolve(fn) if isinstance(fn, str) else fn
-    shares = [share(party, i % 2, x if party.rank == i % 2 else None, x.shape)
-              for i, x in enumerate(xs)]
+    shares = [share(party, i % 2, x if party.rank == i % 2 else None, x.shape) for i, x in enumerate(xs)]
     out = shares[0]
     with party.counter.scope("op"):
         for _ in range(repeat):

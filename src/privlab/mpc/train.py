@@ -47,9 +47,16 @@ class LogRegModel:
         return torch.sigmoid(x.double() @ self.weight + self.bias)
 
 
-def train_logreg(party: Party, x: torch.Tensor | None, y: torch.Tensor | None,
-                 shape: tuple[int, int], cfg: LogRegConfig | None = None, *,
-                 data_owner: int = 1, reveal_to: int | None = None) -> LogRegModel | None:
+def train_logreg(
+    party: Party,
+    x: torch.Tensor | None,
+    y: torch.Tensor | None,
+    shape: tuple[int, int],
+    cfg: LogRegConfig | None = None,
+    *,
+    data_owner: int = 1,
+    reveal_to: int | None = None,
+) -> LogRegModel | None:
     """Train on shares; ``x``/``y`` are given on the data owner only, ``shape = (n, d)`` is public.
 
     Returns the model on the parties that learn it (``reveal_to=None``: both), else ``None``.

@@ -47,9 +47,14 @@ def _log(msg: str, quiet: bool) -> None:
 def attack_deps(cfg: RunConfig, name: str) -> dict[str, Any]:
     """Everything an attack on target ``name`` depends on. The reference models copy the first
     target's architecture, so it is a dependency of every attack, not only of the first."""
-    return {"target": name, "target_cfg": [asdict(t) for t in cfg.targets if t.name == name],
-            "reference_arch": {"model": cfg.targets[0].model, "hidden": list(cfg.targets[0].hidden)},
-            "data": asdict(cfg.data), "attack": asdict(cfg.attack), "seed": cfg.seed}
+    return {
+        "target": name,
+        "target_cfg": [asdict(t) for t in cfg.targets if t.name == name],
+        "reference_arch": {"model": cfg.targets[0].model, "hidden": list(cfg.targets[0].hidden)},
+        "data": asdict(cfg.data),
+        "attack": asdict(cfg.attack),
+        "seed": cfg.seed,
+    }
 
 
 def attack_stage(
@@ -67,8 +72,9 @@ def attack_stage(
     if not st.done:
         st.begin()
         sig = compute_signals(target.model, pop.data)
-        res = run_attacks(sig, pop.mask[0], ref_signals(), pop.mask[1:], attacks=list(cfg.attack.attacks),
-                          seed=cfg.seed)
+        res = run_attacks(
+            sig, pop.mask[0], ref_signals(), pop.mask[1:], attacks=list(cfg.attack.attacks), seed=cfg.seed
+        )
         res.to_json(st.path / "mia.json")
         st.finish({a: float(m.auc) for a, m in res.metrics.items()})
     result: dict[str, Any] = st.read_json("mia.json")
@@ -96,18 +102,32 @@ def audit_stage(
     tc = next(x for x in cfg.targets if x.name == t.name)
     if tc.dp is None or t.noise_multiplier is None or t.sample_rate is None or not t.steps:
         return []
-    deps = {"target": asdict(tc), "audit": asdict(cfg.audit), "data": asdict(cfg.data), "seed": cfg.seed,
-            "audits": ["dirac_functional", "probe_optimizer"]}
+    deps = {
+        "target": asdict(tc),
+        "audit": asdict(cfg.audit),
+        "data": asdict(cfg.data),
+        "seed": cfg.seed,
+        "audits": ["dirac_functional", "probe_optimizer"],
+    }
     st = stage(run_dir, f"audit-{t.name}", deps)
     if st.done:
         cached: list[dict[str, Any]] = st.read_json("audit.json")
         return cached
     st.begin()
     res = audit_dp_training(
-        lambda: build(tc, pop.data), pop.members, sample_rate=t.sample_rate, steps=t.steps,
-        noise_multiplier=t.noise_multiplier, delta=tc.dp.delta, max_grad_norm=tc.dp.max_grad_norm,
-        lr=tc.train.lr, canaries=cfg.audit.canaries, confidence=cfg.audit.confidence,
-        accountant=tc.dp.accountant, seed=cfg.seed, progress=progress,
+        lambda: build(tc, pop.data),
+        pop.members,
+        sample_rate=t.sample_rate,
+        steps=t.steps,
+        noise_multiplier=t.noise_multiplier,
+        delta=tc.dp.delta,
+        max_grad_norm=tc.dp.max_grad_norm,
+        lr=tc.train.lr,
+        canaries=cfg.audit.canaries,
+        confidence=cfg.audit.confidence,
+        accountant=tc.dp.accountant,
+        seed=cfg.seed,
+        progress=progress,
     )
     out = [res.audit.to_dict() | {"test": AUDIT_TEST}]
     # Second audit: probe canaries trained through make_private/DPOptimizer with the target's own
@@ -116,10 +136,19 @@ def audit_stage(
     from privlab.audit.optimizer_canaries import audit_dp_optimizer
 
     opt_res = audit_dp_optimizer(
-        lambda: build(tc, pop.data), pop.members, batch_size=tc.train.batch_size, epochs=tc.train.epochs,
-        target_epsilon=tc.dp.target_epsilon, delta=tc.dp.delta, max_grad_norm=tc.dp.max_grad_norm,
-        clipping=tc.dp.clipping, lr=tc.train.lr, canaries=cfg.audit.canaries, confidence=cfg.audit.confidence,
-        seed=cfg.seed, progress=progress,
+        lambda: build(tc, pop.data),
+        pop.members,
+        batch_size=tc.train.batch_size,
+        epochs=tc.train.epochs,
+        target_epsilon=tc.dp.target_epsilon,
+        delta=tc.dp.delta,
+        max_grad_norm=tc.dp.max_grad_norm,
+        clipping=tc.dp.clipping,
+        lr=tc.train.lr,
+        canaries=cfg.audit.canaries,
+        confidence=cfg.audit.confidence,
+        seed=cfg.seed,
+        progress=progress,
     )
     out.append(opt_res.audit.to_dict() | {"method": "one_run_optimizer", "test": OPT_TEST})
     st.write_json("audit.json", out)
@@ -142,14 +171,19 @@ def run(cfg: RunConfig, *, progress: bool = True, quiet: bool = False) -> RunRes
     for t in cfg.targets:
         tt = train_target(cfg, t, pop, run_dir, progress)
         c = claimed(tt)
-        _log(f"target {t.name}: test accuracy {tt.utility['test_accuracy']:.4f}"
-             + (f", claimed epsilon {c['epsilon']:.3f}" if c and isinstance(c['epsilon'], float) else ""), quiet)
+        _log(
+            f"target {t.name}: test accuracy {tt.utility['test_accuracy']:.4f}"
+            + (f", claimed epsilon {c['epsilon']:.3f}" if c and isinstance(c["epsilon"], float) else ""),
+            quiet,
+        )
         targets.append(tt)
 
     report = PrivacyReport(title=f"privlab privacy report: {cfg.name}", config=cfg.to_dict())
     for tt in targets:
         report.models[tt.name] = ModelEntry(
-            dp=tt.ledger is not None, utility=tt.utility, claimed=claimed(tt),
+            dp=tt.ledger is not None,
+            utility=tt.utility,
+            claimed=claimed(tt),
             ledger=tt.ledger.to_dict() if tt.ledger is not None else None,
         )
 
@@ -175,8 +209,11 @@ def run(cfg: RunConfig, *, progress: bool = True, quiet: bool = False) -> RunRes
             if audits:
                 report.audits[tt.name] = audits
                 for a in audits:
-                    _log(f"audit of {tt.name} [{a['method']}]: epsilon lower bound {a['epsilon_lower_bound']:.3f} "
-                         f"at {a['confidence']} confidence (claimed {a['claimed_epsilon']:.3f})", quiet)
+                    _log(
+                        f"audit of {tt.name} [{a['method']}]: epsilon lower bound {a['epsilon_lower_bound']:.3f} "
+                        f"at {a['confidence']} confidence (claimed {a['claimed_epsilon']:.3f})",
+                        quiet,
+                    )
 
     report_json = report.save(run_dir / "report.json")
     report_html = run_dir / "report.html"

@@ -89,9 +89,17 @@ class TrainedTarget:
 
 def train_target(cfg: RunConfig, t: TargetConfig, pop: Population, run_dir: Path, progress: bool) -> TrainedTarget:
     """Train (or load from cache) one target on the population's row-0 members."""
-    deps = {"data": asdict(cfg.data), "seed": cfg.seed, "n_ref": cfg.attack.reference_models,
-            "target": {"model": t.model, "hidden": list(t.hidden), "train": asdict(t.train),
-                       "dp": asdict(t.dp) if t.dp else None}}
+    deps = {
+        "data": asdict(cfg.data),
+        "seed": cfg.seed,
+        "n_ref": cfg.attack.reference_models,
+        "target": {
+            "model": t.model,
+            "hidden": list(t.hidden),
+            "train": asdict(t.train),
+            "dp": asdict(t.dp) if t.dp else None,
+        },
+    }
     st = stage(run_dir, f"target-{t.name}", deps)
     model = build(t, pop.data)
     if st.done:
@@ -102,24 +110,41 @@ def train_target(cfg: RunConfig, t: TargetConfig, pop: Population, run_dir: Path
             raise CorruptArtifactError(f"cached model {st.path / 'model.safetensors'} is unreadable: {exc}") from exc
         ledger = PrivacyLedger.from_json(st.path / "ledger.json") if (st.path / "ledger.json").exists() else None
         model.eval()
-        return TrainedTarget(t.name, model, meta["utility"], ledger, meta.get("noise_multiplier"),
-                             meta.get("sample_rate"), meta.get("steps"))
+        return TrainedTarget(
+            t.name,
+            model,
+            meta["utility"],
+            ledger,
+            meta.get("noise_multiplier"),
+            meta.get("sample_rate"),
+            meta.get("steps"),
+        )
     st.begin()
     torch.manual_seed(cfg.seed)
     model = build(t, pop.data)
     members = pop.members
     opt = _optimizer(model, t.train)
-    loader = DataLoader(members, batch_size=t.train.batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(cfg.seed))
+    loader = DataLoader(
+        members, batch_size=t.train.batch_size, shuffle=True, generator=torch.Generator().manual_seed(cfg.seed)
+    )
     crit = nn.CrossEntropyLoss()
     ledger = None
     sigma = q = steps = None
     if t.dp is not None:
         from privlab.dp import make_private
 
-        pt = make_private(model, opt, loader, target_epsilon=t.dp.target_epsilon, delta=t.dp.delta,
-                          epochs=t.train.epochs, max_grad_norm=t.dp.max_grad_norm, clipping=t.dp.clipping,
-                          accountant=t.dp.accountant, seed=cfg.seed)
+        pt = make_private(
+            model,
+            opt,
+            loader,
+            target_epsilon=t.dp.target_epsilon,
+            delta=t.dp.delta,
+            epochs=t.train.epochs,
+            max_grad_norm=t.dp.max_grad_norm,
+            clipping=t.dp.clipping,
+            accountant=t.dp.accountant,
+            seed=cfg.seed,
+        )
         model, opt, loader = pt.model, pt.optimizer, pt.data_loader  # type: ignore[assignment]
         if not isinstance(pt.accountant.ledger, PrivacyLedger):  # the pipeline always samples Poisson
             raise TypeError(f"expected a Poisson-sampling PrivacyLedger, got {type(pt.accountant.ledger).__name__}")
@@ -149,10 +174,18 @@ def train_references(cfg: RunConfig, pop: Population, run_dir: Path, progress: b
 
     spec = cfg.attack.train
     arch = cfg.targets[0]  # reference models share the first target's architecture
-    tc = TrainConfig(epochs=float(spec.epochs), batch_size=spec.batch_size, lr=spec.lr, optimizer=spec.optimizer,
-                     momentum=spec.momentum, weight_decay=spec.weight_decay, seed=cfg.seed)
-    ens = train_ensemble(lambda: build(arch, pop.data), pop.data, pop.mask[1:], tc,
-                         cache_dir=run_dir / "references", progress=progress)
+    tc = TrainConfig(
+        epochs=float(spec.epochs),
+        batch_size=spec.batch_size,
+        lr=spec.lr,
+        optimizer=spec.optimizer,
+        momentum=spec.momentum,
+        weight_decay=spec.weight_decay,
+        seed=cfg.seed,
+    )
+    ens = train_ensemble(
+        lambda: build(arch, pop.data), pop.data, pop.mask[1:], tc, cache_dir=run_dir / "references", progress=progress
+    )
     return list(ens.models)
 
 
@@ -160,6 +193,11 @@ def claimed(target: TrainedTarget) -> dict[str, Any] | None:
     if target.ledger is None:
         return None
     eps = target.ledger.epsilon()
-    return {"epsilon": eps if math.isfinite(eps) else "inf", "delta": target.ledger.delta,
-            "accountant": target.ledger.accountant, "noise_multiplier": target.noise_multiplier,
-            "sample_rate": target.sample_rate, "steps": target.steps}
+    return {
+        "epsilon": eps if math.isfinite(eps) else "inf",
+        "delta": target.ledger.delta,
+        "accountant": target.ledger.accountant,
+        "noise_multiplier": target.noise_multiplier,
+        "sample_rate": target.sample_rate,
+        "steps": target.steps,
+    }

@@ -49,8 +49,13 @@ def epsilon_figure(rows: Sequence[tuple[str, float, float, float | None]]) -> st
     y = np.arange(len(rows))
     claimed = [r[1] for r in rows]
     lbs = [r[2] for r in rows]
-    ax.barh(y, lbs, color=["#c0392b" if lb > c else "#2e86c1" for lb, c in zip(lbs, claimed, strict=True)],
-            height=0.5, label="audited lower bound")
+    ax.barh(
+        y,
+        lbs,
+        color=["#c0392b" if lb > c else "#2e86c1" for lb, c in zip(lbs, claimed, strict=True)],
+        height=0.5,
+        label="audited lower bound",
+    )
     for yi, c in zip(y, claimed, strict=True):
         ax.plot([c, c], [yi - 0.35, yi + 0.35], color="black", lw=2)
     ax.plot([], [], color="black", lw=2, label="claimed epsilon")

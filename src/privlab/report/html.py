@@ -65,8 +65,7 @@ def _tpr_at(curve: dict[str, Any], fpr: float) -> float | None:
 
 def _best_audit(audits: list[dict[str, Any]]) -> dict[str, Any] | None:
     bounds = [
-        a for a in audits
-        if a.get("confidence") is not None and isinstance(a.get("epsilon_lower_bound"), int | float)
+        a for a in audits if a.get("confidence") is not None and isinstance(a.get("epsilon_lower_bound"), int | float)
     ]
     return max(bounds, key=lambda a: a["epsilon_lower_bound"]) if bounds else None
 
@@ -89,11 +88,15 @@ def _card(rep: dict[str, Any]) -> str:
             verdict = '<span class="bad">no formal guarantee</span>'
         audit_txt = (
             f"{_f(best['epsilon_lower_bound'])} ({html.escape(best['method'])}, "
-            f"{_f(100 * best['confidence'], 3)}% conf.)" if best else "–"
+            f"{_f(100 * best['confidence'], 3)}% conf.)"
+            if best
+            else "–"
         )
         attack_txt = (
             f"{html.escape(strongest[0])}: AUC {_f(strongest[1]['auc'])}, "
-            f"TPR@0.1%FPR {_f(_tpr_at(strongest[1], 0.001))}" if strongest else "–"
+            f"TPR@0.1%FPR {_f(_tpr_at(strongest[1], 0.001))}"
+            if strongest
+            else "–"
         )
         util = ", ".join(f"{k} {_f(v)}" for k, v in (m.get("utility") or {}).items())
         eps_txt = f"{_f(claimed)} (δ={_f(delta)})" if claimed is not None else "none (not DP)"
@@ -179,13 +182,21 @@ def render_html(report: dict[str, Any] | str | Path, out: str | Path | None = No
         f"<p class='muted'>privlab privacy report · created {html.escape(rep['created'])} · config "
         f"<code>{rep['config_hash'][:12]}</code> · report sha256 <code>{rep.get('sha256', '')[:12]}</code></p>"
         + _card(rep)
-        + "<h2>Figures</h2>" + _figures(rep)
-        + "<h2>Membership-inference attacks</h2>" + _attack_tables(rep)
-        + "<h2>Privacy audits</h2>" + _audit_tables(rep)
-        + "<h2>Configuration</h2><pre>" + html.escape(json.dumps(rep["config"], indent=2)) + "</pre>"
+        + "<h2>Figures</h2>"
+        + _figures(rep)
+        + "<h2>Membership-inference attacks</h2>"
+        + _attack_tables(rep)
+        + "<h2>Privacy audits</h2>"
+        + _audit_tables(rep)
+        + "<h2>Configuration</h2><pre>"
+        + html.escape(json.dumps(rep["config"], indent=2))
+        + "</pre>"
         + "<h2>Privacy ledgers</h2><pre>"
-        + html.escape(json.dumps({k: v.get("ledger") for k, v in rep["models"].items()}, indent=2)) + "</pre>"
-        + "<h2>Environment</h2><pre>" + html.escape(json.dumps(rep["environment"], indent=2)) + "</pre>"
+        + html.escape(json.dumps({k: v.get("ledger") for k, v in rep["models"].items()}, indent=2))
+        + "</pre>"
+        + "<h2>Environment</h2><pre>"
+        + html.escape(json.dumps(rep["environment"], indent=2))
+        + "</pre>"
         + "</body></html>"
     )
     if out is not None:

@@ -1,9 +1,10 @@
-"""Train a chunk of K same-architecture models in one batched pass per step (``torch.func``).
+"""Train a chunk of K same-architecture models in one batched pass per step.
 
 The K models' parameters are stacked into (K, ...) tensors (``stack_module_state``); each step,
-every model draws its own batch from its own IN set, giving inputs (K, B, ...), and
-a ``vmap``-ed ``functional_call`` computes the K forward passes as one batched pass, and one
-backward pass through it gives the K per-model gradients; the functional optimizer in
+every model draws its own batch from its own IN set, giving inputs (K, B, ...), and one batched
+pass gives the K per-model gradients: hand-written ``bmm`` products for plain MLPs
+(:mod:`privlab.train.stacked_mlp`), otherwise a ``vmap``-ed ``functional_call`` (``torch.func``)
+and one backward pass through it; the functional optimizer in
 :mod:`privlab.train.optim` then updates all K models element-wise. The random numbers are those of
 :func:`privlab.train.train_model` applied to each model alone (see :mod:`privlab.train.sampling`),
 so both paths reach the same parameters up to floating-point reassociation.
@@ -21,9 +22,12 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
+from privlab._validation import check_choice
+from privlab.errors import InvalidParameterError
 from privlab.train import optim
 from privlab.train.config import TrainConfig
 from privlab.train.sampling import index_stream, init_model, num_steps
+from privlab.train.stacked_mlp import mlp_grads, mlp_plan
 
 
 def _streams(mask: np.ndarray, seeds: Sequence[int], cfg: TrainConfig) -> tuple[torch.Tensor, list[int]]:
@@ -39,6 +43,31 @@ def _streams(mask: np.ndarray, seeds: Sequence[int], cfg: TrainConfig) -> tuple[
     return torch.stack(padded), steps
 
 
+KERNELS = ("auto", "vmap", "mlp")
+GradFn = Callable[[dict[str, torch.Tensor], torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
+
+
+def _vmap_grads(model: nn.Module, buffers: dict[str, torch.Tensor]) -> GradFn:
+    """Gradients through ``vmap(functional_call)`` and one autograd pass (any architecture)."""
+    base = copy.deepcopy(model).to("meta")
+    base.train()
+
+    def forward(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], xb: torch.Tensor) -> torch.Tensor:
+        return functional_call(base, (p, b), (xb,))  # (B, ...) -> (B, C)
+
+    batched = vmap(forward)  # (K, B, ...) -> (K, B, C)
+
+    def grads(params: dict[str, torch.Tensor], xb: torch.Tensor, yb: torch.Tensor) -> dict[str, torch.Tensor]:
+        leaves = {k: v.requires_grad_() for k, v in params.items()}
+        logits = batched(leaves, buffers, xb)  # (K, B, C)
+        # Sum over models of each model's mean loss: the models share no parameters, so the gradient
+        # with respect to row k of a stacked tensor is exactly model k's own gradient.
+        loss = F.cross_entropy(logits.flatten(0, 1), yb, reduction="sum") / xb.shape[1]
+        return dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values())), strict=True))
+
+    return grads
+
+
 def train_chunk(
     model_factory: Callable[[], nn.Module],
     x: torch.Tensor,
@@ -49,35 +78,45 @@ def train_chunk(
     *,
     progress: bool = False,
     desc: str = "ensemble",
+    kernel: str = "auto",
 ) -> dict[str, torch.Tensor]:
-    """Stacked trained state {name: (K, ...)} of K models; model k trains on ``x[mask[k]]`` with ``seeds[k]``."""
+    """Stacked trained state {name: (K, ...)} of K models; model k trains on ``x[mask[k]]`` with ``seeds[k]``.
+
+    ``kernel``: ``"mlp"`` (hand-written batched products, :mod:`privlab.train.stacked_mlp`; Linear +
+    ReLU/Tanh chains only), ``"vmap"`` (any model) or ``"auto"`` (``"mlp"`` where it applies).
+    """
+    check_choice(kernel, "kernel", "train_chunk", KERNELS)
     models = [init_model(model_factory, s) for s in seeds]
     params, buffers = stack_module_state(models)  # type: ignore[arg-type]
-    params = {k: v.detach() for k, v in params.items()}
-    base = copy.deepcopy(models[0]).to("meta")
-    base.train()
-
-    def forward(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], xb: torch.Tensor) -> torch.Tensor:
-        return functional_call(base, (p, b), (xb,))  # (B, ...) -> (B, C)
-
-    batched = vmap(forward)  # (K, B, ...) -> (K, B, C)
+    plan = mlp_plan(models[0]) if kernel != "vmap" else None
+    if kernel == "mlp" and plan is None:
+        raise InvalidParameterError(
+            "The 'kernel' parameter of train_chunk is 'mlp', which needs an nn.Sequential (or privlab MLP) of "
+            f"Flatten/Linear/ReLU/Tanh ending in Linear, without buffers. Got {type(models[0]).__name__}; use 'auto'."
+        )
+    grad_fn = None if plan is not None else _vmap_grads(models[0], buffers)
     streams, steps = _streams(mask, seeds, cfg)  # (K, T, B)
     streams = streams.transpose(0, 1).contiguous()  # (T, K, B): one contiguous block per step
     t_all = min(steps)
-    leaves = {k: v.detach().clone().requires_grad_() for k, v in params.items()}
+    leaves = {k: v.detach().clone() for k, v in params.items()}
     state = optim.init_state(leaves, cfg)
-    names = list(leaves)
-    x_flat = x.reshape(x.shape[0], -1).contiguous()  # (N, D): index_select is much cheaper than x[idx]
+    x_flat = x.reshape(x.shape[0], -1).contiguous()  # (N, D): index_select of rows is much cheaper than x[idx]
+    if plan is not None:
+        grad_buf = {k: torch.empty_like(v) for k, v in leaves.items()}
+        x_buf = torch.empty(streams.shape[1] * streams.shape[2], x_flat.shape[1], dtype=x_flat.dtype)
+    fold = plan is not None and optim.folds_momentum(cfg)
     for t in tqdm(range(streams.shape[0]), disable=not progress, desc=desc, leave=False):
-        idx = streams[t]  # (K, B)
-        xb = x_flat.index_select(0, idx.flatten()).view(*idx.shape, *x.shape[1:])  # (K, B, ...)
-        yb = y.index_select(0, idx.flatten())  # (K * B,)
-        logits = batched(leaves, buffers, xb)  # (K, B, C)
-        # Sum over models of each model's mean loss: the models share no parameters, so the gradient
-        # with respect to row k of a stacked tensor is exactly model k's own gradient.
-        loss = F.cross_entropy(logits.flatten(0, 1), yb, reduction="sum") / cfg.batch_size
-        grads = dict(zip(names, torch.autograd.grad(loss, [leaves[k] for k in names]), strict=True))
+        idx = streams[t].flatten()  # (K * B,)
         active = None if t < t_all else torch.tensor([t < s for s in steps])
-        optim.step(leaves, grads, state, cfg, t + 1, active)
-    params = {k: v.detach() for k, v in leaves.items()}
-    return {**params, **{k: v.detach() for k, v in buffers.items()}}
+        yb = y.index_select(0, idx)  # (K * B,)
+        if plan is None:
+            xb = x_flat.index_select(0, idx).view(*streams.shape[1:], *x.shape[1:])  # (K, B, ...)
+            optim.step(leaves, grad_fn(leaves, xb, yb), state, cfg, t + 1, active)  # type: ignore[misc]
+            continue
+        xb = torch.index_select(x_flat, 0, idx, out=x_buf).view(*streams.shape[1:], -1)  # (K, B, D)
+        if fold and active is None:  # momentum folded into the weight-gradient products
+            mlp_grads(plan, leaves, xb, yb, state["buf"], beta=cfg.momentum)
+            optim.step(leaves, state["buf"], state, cfg, t + 1, accumulated=True)
+        else:
+            optim.step(leaves, mlp_grads(plan, leaves, xb, yb, grad_buf), state, cfg, t + 1, active)
+    return {**{k: v.detach() for k, v in leaves.items()}, **{k: v.detach() for k, v in buffers.items()}}

@@ -32,11 +32,12 @@ CONFIGS = [
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=["sgd-momentum-wd", "adam", "plain-sgd"])
-def test_vectorised_equals_loop_reference(tiny_data, cfg):
+@pytest.mark.parametrize("kernel", ["mlp", "vmap"])
+def test_vectorised_equals_loop_reference(tiny_data, cfg, kernel):
     # Unequal IN-set sizes (p_in=0.5, not balanced): models take different numbers of steps.
     mask = membership_mask(5, len(tiny_data), seed=1)
     assert len(set(mask.sum(1).tolist())) > 1
-    ens = train_ensemble(factory, tiny_data, mask, cfg, progress=False)
+    ens = train_ensemble(factory, tiny_data, mask, cfg, progress=False, kernel=kernel)
     # Naive reference written out here: init with the model's seed, train alone on its IN subset.
     for k in range(5):
         seed = model_seed(cfg.seed, k)

@@ -77,11 +77,21 @@ def audit_gdp(
         claimed_epsilon = check_real(claimed_epsilon, "claimed_epsilon", owner, low=0.0, allow_inf=True)
     if conservative:
         res = audit_multi_run(
-            in_scores, out_scores, delta=delta, alpha=alpha, selection_fraction=selection_fraction, seed=seed,
-            bound="gdp", claimed_epsilon=claimed_epsilon,
+            in_scores,
+            out_scores,
+            delta=delta,
+            alpha=alpha,
+            selection_fraction=selection_fraction,
+            seed=seed,
+            bound="gdp",
+            claimed_epsilon=claimed_epsilon,
         )
         return AuditResult("gdp_roc", res.epsilon_lower_bound, res.confidence, delta, res.details, claimed_epsilon)
     mu = estimate_gdp_mu(in_scores, out_scores, min_rate=min_rate)
-    details = {"mu_estimate": mu, "min_rate": min_rate, "n_in": int(np.size(in_scores)),
-               "n_out": int(np.size(out_scores))}
+    details = {
+        "mu_estimate": mu,
+        "min_rate": min_rate,
+        "n_in": int(np.size(in_scores)),
+        "n_out": int(np.size(out_scores)),
+    }
     return AuditResult("gdp_roc_estimate", gdp_epsilon(mu, delta), None, delta, details, claimed_epsilon)

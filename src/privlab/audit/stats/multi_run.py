@@ -157,8 +157,9 @@ def audit_multi_run(
         eps, details = _evaluate(ins, outs, t, delta, alpha, bound)
         details["selection"] = "fixed"
     else:
-        frac = check_real(selection_fraction, "selection_fraction", _OWNER, low=0.0, high=1.0, low_open=True,
-                          high_open=True)
+        frac = check_real(
+            selection_fraction, "selection_fraction", _OWNER, low=0.0, high=1.0, low_open=True, high_open=True
+        )
         rng = np.random.default_rng(seed)
         sel_in, eval_in = split_runs(ins, frac, rng, "in_scores", _OWNER)
         sel_out, eval_out = split_runs(outs, frac, rng, "out_scores", _OWNER)
@@ -166,8 +167,13 @@ def audit_multi_run(
         crit = bounds_per_threshold(sel_in, sel_out, ts, delta=delta, alpha=alpha, bound=bound)
         t = float(ts[int(np.argmax(crit))])
         eps, details = _evaluate(eval_in, eval_out, t, delta, alpha, bound)
-        details.update(selection="split", selection_fraction=frac, seed=seed,
-                       n_in_selection=int(sel_in.size), n_out_selection=int(sel_out.size))
+        details.update(
+            selection="split",
+            selection_fraction=frac,
+            seed=seed,
+            n_in_selection=int(sel_in.size),
+            n_out_selection=int(sel_out.size),
+        )
     return AuditResult(
         method="multi_run" if bound == "eps_delta" else "multi_run_gdp",
         epsilon_lower_bound=float(eps),

@@ -124,13 +124,19 @@ def count_correct_guesses(
         )
     tiebreak = np.random.default_rng(seed).random(s.size)
     order = np.lexsort((tiebreak, -s))  # highest score first
-    v = int(np.sum(inc[order[:k_plus]])) + int(np.sum(~inc[order[s.size - k_minus:]]))
+    v = int(np.sum(inc[order[:k_plus]])) + int(np.sum(~inc[order[s.size - k_minus :]]))
     return k_plus + k_minus, v
 
 
 def _audit(
-    scores: npt.ArrayLike, included: npt.ArrayLike, grid: Sequence[tuple[int, int]], delta: float, alpha: float,
-    seed: int, claimed_epsilon: float | None, owner: str,
+    scores: npt.ArrayLike,
+    included: npt.ArrayLike,
+    grid: Sequence[tuple[int, int]],
+    delta: float,
+    alpha: float,
+    seed: int,
+    claimed_epsilon: float | None,
+    owner: str,
 ) -> AuditResult:
     alpha = check_alpha(alpha, owner)
     delta = check_delta(delta, owner)
@@ -169,8 +175,15 @@ def _audit(
 
 
 def audit_one_run(
-    scores: npt.ArrayLike, included: npt.ArrayLike, *, k_plus: int, k_minus: int, delta: float = 0.0,
-    alpha: float = 0.05, seed: int = 0, claimed_epsilon: float | None = None,
+    scores: npt.ArrayLike,
+    included: npt.ArrayLike,
+    *,
+    k_plus: int,
+    k_minus: int,
+    delta: float = 0.0,
+    alpha: float = 0.05,
+    seed: int = 0,
+    claimed_epsilon: float | None = None,
 ) -> AuditResult:
     """One-run epsilon lower bound at confidence ``1 - alpha`` with guess counts fixed in advance.
 
@@ -187,8 +200,14 @@ def audit_one_run(
 
 
 def audit_one_run_grid(
-    scores: npt.ArrayLike, included: npt.ArrayLike, *, grid: Sequence[tuple[int, int]], delta: float = 0.0,
-    alpha: float = 0.05, seed: int = 0, claimed_epsilon: float | None = None,
+    scores: npt.ArrayLike,
+    included: npt.ArrayLike,
+    *,
+    grid: Sequence[tuple[int, int]],
+    delta: float = 0.0,
+    alpha: float = 0.05,
+    seed: int = 0,
+    claimed_epsilon: float | None = None,
 ) -> AuditResult:
     """The best one-run bound over a small ``grid`` of ``(k_plus, k_minus)``, each tested at ``alpha / len(grid)``.
 

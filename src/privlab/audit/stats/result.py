@@ -66,9 +66,7 @@ class AuditResult:
         """Read back the output of :meth:`to_dict`; refuse an unknown schema version."""
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
-            raise CorruptArtifactError(
-                f"AuditResult schema_version must be {SCHEMA_VERSION}. Got {version!r} instead."
-            )
+            raise CorruptArtifactError(f"AuditResult schema_version must be {SCHEMA_VERSION}. Got {version!r} instead.")
         try:
             return cls(
                 method=str(data["method"]),

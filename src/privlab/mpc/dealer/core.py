@@ -13,8 +13,7 @@ from privlab.mpc.stats import CommCounter
 
 
 def _draw(fields: list[Field], prg: PRG, rank: int = 0) -> dict[str, torch.Tensor]:
-    return {f.name: prg.bits(f.shape) if f.binary else prg.ring(f.shape) for f in fields
-            if rank == 0 or not f.owner0}
+    return {f.name: prg.bits(f.shape) if f.binary else prg.ring(f.shape) for f in fields if rank == 0 or not f.owner0}
 
 
 def _encode(fields: list[Field], values: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -30,8 +29,7 @@ def _decode(fields: list[Field], buf: torch.Tensor) -> dict[str, torch.Tensor]:
     for f in fields:
         n = f.nbytes()
         chunk = buf[pos : pos + n].clone()
-        out[f.name] = unpack_bits(chunk, f.shape) if f.binary else chunk.view(torch.int64).reshape(
-            f.shape)
+        out[f.name] = unpack_bits(chunk, f.shape) if f.binary else chunk.view(torch.int64).reshape(f.shape)
         pos += n
     return out
 
@@ -55,12 +53,12 @@ class DealerCore:
         r0 = _draw(spec.random, self._g0)
         d0 = _draw(spec.derived, self._g0)
         r1 = _draw(spec.random, self._g1, rank=1)
-        full = {f.name: r0[f.name] if f.owner0 else
-                (r0[f.name] ^ r1[f.name]) if f.binary else r0[f.name] + r1[f.name]
-                for f in spec.random}
+        full = {
+            f.name: r0[f.name] if f.owner0 else (r0[f.name] ^ r1[f.name]) if f.binary else r0[f.name] + r1[f.name]
+            for f in spec.random
+        }
         val = spec.derive(full)
-        corr = {f.name: (val[f.name] ^ d0[f.name]) if f.binary else val[f.name] - d0[f.name]
-                for f in spec.derived}
+        corr = {f.name: (val[f.name] ^ d0[f.name]) if f.binary else val[f.name] - d0[f.name] for f in spec.derived}
         return _encode(spec.derived, corr)
 
 
@@ -78,8 +76,7 @@ class DealerLink(Protocol):
 class Provider:
     """A party's source of correlated randomness: seed-derived shares plus (party 1) corrections."""
 
-    def __init__(self, rank: int, seed: int, link: DealerLink | None,
-                 counter: CommCounter) -> None:
+    def __init__(self, rank: int, seed: int, link: DealerLink | None, counter: CommCounter) -> None:
         self.rank = rank
         self._prg = PRG(seed)
         self._link = link

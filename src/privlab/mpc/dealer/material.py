@@ -53,8 +53,9 @@ def _bilinear(op: str, kw: dict[str, Any]) -> Callable[[torch.Tensor, torch.Tens
         return torch.matmul
     if op == "conv2d":
         return lambda a, b: F.conv2d(a, b, **kw)
-    raise InvalidParameterError(f"The 'op' parameter of triple must be one of 'mul', 'matmul', "
-                                f"'conv2d'. Got {op!r} instead.")
+    raise InvalidParameterError(
+        f"The 'op' parameter of triple must be one of 'mul', 'matmul', 'conv2d'. Got {op!r} instead."
+    )
 
 
 def _broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
@@ -77,8 +78,10 @@ def _out_shape(op: str, a: list[int], b: list[int], kw: dict[str, Any]) -> tuple
         if len(b) == 1:
             out.pop(-1)
         return tuple(out)
+
     def pair(v: Any) -> tuple[int, int]:
         return (int(v[0]), int(v[1])) if isinstance(v, list | tuple) else (int(v), int(v))
+
     st, pad, dil = pair(kw.get("stride", 1)), pair(kw.get("padding", 0)), pair(kw.get("dilation", 1))
     hw = [(a[2 + i] + 2 * pad[i] - dil[i] * (b[2 + i] - 1) - 1) // st[i] + 1 for i in (0, 1)]
     return (a[0], b[0], hw[0], hw[1])
@@ -94,8 +97,7 @@ def triple_spec(op: str, a_shape: list[int], b_shape: list[int], kw: dict[str, A
     )
 
 
-def owned_triple_spec(op: str, a_shape: list[int], b_shape: list[int],
-                      kw: dict[str, Any]) -> Spec:
+def owned_triple_spec(op: str, a_shape: list[int], b_shape: list[int], kw: dict[str, Any]) -> Spec:
     """Triple whose ``b`` is known to party 0 alone (for weights party 0 holds in the clear)."""
     fn = _bilinear(op, kw)
     return Spec(
@@ -127,13 +129,11 @@ def cmp_spec(shape: list[int], bits: int, digits: int, digit_bits: int) -> Spec:
     s = tuple(shape)
     size = 1 << digit_bits
     rand = [Field("r", s), Field("t", s, True)]
-    der = [Field("tab", (*s, digits, size), True), Field("rtop", s, True),
-           Field("ta", s), Field("rt", s)]
+    der = [Field("tab", (*s, digits, size), True), Field("rtop", s, True), Field("ta", s), Field("rt", s)]
     levels = digits.bit_length() - 1
     for j in range(levels):
         p = digits >> (j + 1)
-        rand += [Field(f"a{j}", (*s, p), True), Field(f"b{j}", (*s, p), True),
-                 Field(f"e{j}", (*s, p), True)]
+        rand += [Field(f"a{j}", (*s, p), True), Field(f"b{j}", (*s, p), True), Field(f"e{j}", (*s, p), True)]
         der += [Field(f"ab{j}", (*s, p), True), Field(f"ae{j}", (*s, p), True)]
 
     def derive(v: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -169,7 +169,8 @@ def make_spec(kind: str, params: dict[str, Any]) -> Spec:
     if kind not in MATERIALS:
         raise InvalidParameterError(
             f"The 'kind' parameter of make_spec must be one of "
-            f"{', '.join(repr(k) for k in MATERIALS)}. Got {kind!r} instead.")
+            f"{', '.join(repr(k) for k in MATERIALS)}. Got {kind!r} instead."
+        )
     params = dict(params)
     if kind in ("triple", "owned_triple"):
         params.setdefault("kw", {})

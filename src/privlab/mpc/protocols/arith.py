@@ -50,8 +50,7 @@ def trunc(party: Party, x: torch.Tensor, f: int | None = None) -> torch.Tensor:
 
 
 @counted
-def beaver(party: Party, op: str, x: torch.Tensor, y: torch.Tensor,
-           kw: dict[str, Any] | None = None) -> torch.Tensor:
+def beaver(party: Party, op: str, x: torch.Tensor, y: torch.Tensor, kw: dict[str, Any] | None = None) -> torch.Tensor:
     """``op(x, y)`` of two shared tensors for a bilinear ``op`` (mul, matmul, conv2d); no rescaling.
 
     Steps: dealer triple ``(a, b, c = op(a, b))``; open ``e = x - a`` and ``f = y - b`` together;
@@ -69,8 +68,14 @@ def beaver(party: Party, op: str, x: torch.Tensor, y: torch.Tensor,
 
 
 @counted
-def beaver_owned(party: Party, op: str, x: torch.Tensor, w: torch.Tensor | None,
-                 w_shape: tuple[int, ...], kw: dict[str, Any] | None = None) -> torch.Tensor:
+def beaver_owned(
+    party: Party,
+    op: str,
+    x: torch.Tensor,
+    w: torch.Tensor | None,
+    w_shape: tuple[int, ...],
+    kw: dict[str, Any] | None = None,
+) -> torch.Tensor:
     """``op(x, w)`` for shared ``x`` and a ``w`` that party 0 holds in the clear (its weights,
     encoded; ``None`` on party 1); no rescaling.
 
@@ -86,8 +91,9 @@ def beaver_owned(party: Party, op: str, x: torch.Tensor, w: torch.Tensor | None,
     e_mine = x - m["a"]
     if party.rank == 0:
         if w is None:
-            raise InvalidParameterError("The 'w' parameter of beaver_owned must be the owner's "
-                                        "encoded weight on party 0. Got None instead.")
+            raise InvalidParameterError(
+                "The 'w' parameter of beaver_owned must be the owner's encoded weight on party 0. Got None instead."
+            )
         f = w - m["b"]
         buf = pack([e_mine, f])
         party.transport.send(1, buf)
@@ -119,8 +125,7 @@ def matmul(party: Party, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 @counted
-def conv2d(party: Party, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None,
-           **kw: Any) -> torch.Tensor:
+def conv2d(party: Party, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, **kw: Any) -> torch.Tensor:
     """Fixed-point ``F.conv2d`` of a shared input and shared weight (+ shared bias). Rounds 2;
     bytes ``16 (|x| + |w|) + 16 |out|``; error one ulp plus input rounding."""
     out = trunc(party, beaver(party, "conv2d", x, w, kw))
@@ -146,8 +151,7 @@ def add_public(party: Party, x: torch.Tensor, c: torch.Tensor | float) -> torch.
 
 
 @counted
-def mean(party: Party, x: torch.Tensor, dim: int | tuple[int, ...], keepdim: bool = False
-         ) -> torch.Tensor:
+def mean(party: Party, x: torch.Tensor, dim: int | tuple[int, ...], keepdim: bool = False) -> torch.Tensor:
     """Mean over ``dim``: local sum, then a public scaling. Rounds 1; bytes 16 per output."""
     dims = (dim,) if isinstance(dim, int) else dim
     n = math.prod(x.shape[d] for d in dims)
@@ -155,8 +159,7 @@ def mean(party: Party, x: torch.Tensor, dim: int | tuple[int, ...], keepdim: boo
 
 
 @counted
-def avg_pool2d(party: Party, x: torch.Tensor, kernel: int, stride: int | None = None,
-               padding: int = 0) -> torch.Tensor:
+def avg_pool2d(party: Party, x: torch.Tensor, kernel: int, stride: int | None = None, padding: int = 0) -> torch.Tensor:
     """``F.avg_pool2d`` (``count_include_pad=True``): local window sums and one public scaling.
     Rounds 1; bytes 16 per output element; error one ulp."""
     stride = kernel if stride is None else stride

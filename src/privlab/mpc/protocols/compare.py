@@ -31,8 +31,9 @@ from privlab.mpc.protocols.arith import beaver
 from privlab.mpc.stats import counted
 
 
-def _and(party: Party, m: dict[str, torch.Tensor], j: int, x: torch.Tensor, y1: torch.Tensor,
-         y2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _and(
+    party: Party, m: dict[str, torch.Tensor], j: int, x: torch.Tensor, y1: torch.Tensor, y2: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(x AND y1, x AND y2)`` on XOR shares with one shared-``a`` triple pair (1 round)."""
     a, b, e = m[f"a{j}"], m[f"b{j}"], m[f"e{j}"]
     d, f1, f2 = party.open_bits([x ^ a, y1 ^ b, y2 ^ e])

@@ -56,8 +56,7 @@ def exp(party: Party, x: torch.Tensor, iters: int = 8, clamp: bool = False) -> t
     return trunc(party, y, iters)
 
 
-def _octave_guess(party: Party, x: torch.Tensor, lo_exp: int, hi_exp: int,
-                  power: float) -> torch.Tensor:
+def _octave_guess(party: Party, x: torch.Tensor, lo_exp: int, hi_exp: int, power: float) -> torch.Tensor:
     """``x^-power`` up to a factor ``2^(power/2)``: with ``g_k = [x >= 2^k]`` (all comparisons in
     one batch: 5 rounds, ~21 bytes each) the guess ``2^(-power (k + 1/2))`` for ``x`` in
     ``[2^k, 2^(k+1))`` is a public linear combination of the integer bits (local)."""
@@ -70,8 +69,9 @@ def _octave_guess(party: Party, x: torch.Tensor, lo_exp: int, hi_exp: int,
 
 
 @counted
-def reciprocal(party: Party, x: torch.Tensor, lo: float | None = None, hi: float | None = None,
-               iters: int | None = None) -> torch.Tensor:
+def reciprocal(
+    party: Party, x: torch.Tensor, lo: float | None = None, hi: float | None = None, iters: int | None = None
+) -> torch.Tensor:
     """``1 / x`` for positive ``x`` by Newton iterations ``y <- y (2 - x y)`` (2 products each).
 
     Without a range: the octave guess (``[x >= 2^k]`` for ``k`` in ``(-14, 14]``, 5 rounds)
@@ -99,8 +99,7 @@ def reciprocal(party: Party, x: torch.Tensor, lo: float | None = None, hi: float
 
 
 @counted
-def rsqrt(party: Party, x: torch.Tensor, lo_exp: int = -14, hi_exp: int = 14,
-          iters: int = 3) -> torch.Tensor:
+def rsqrt(party: Party, x: torch.Tensor, lo_exp: int = -14, hi_exp: int = 14, iters: int = 3) -> torch.Tensor:
     """``1 / sqrt(x)`` for ``x`` in ``[2^lo_exp, 2^hi_exp]`` (default ``[6e-5, 16384]``).
 
     Steps: (1) the octave guess ``y0 = 2^(-(k + 1/2) / 2)`` for ``x`` in ``[2^k, 2^(k+1))`` from
@@ -152,8 +151,7 @@ def log(party: Party, x: torch.Tensor, iters: int = 2, order: int = 8) -> torch.
 
 def _weighted_sum(party: Party, terms: list[torch.Tensor], w: list[float]) -> torch.Tensor:
     """``sum_k w_k t_k`` with one truncation for all terms (1 round)."""
-    acc = sum((t * encode(c, party.f) for t, c in zip(terms, w, strict=True)),
-              torch.zeros_like(terms[0]))
+    acc = sum((t * encode(c, party.f) for t, c in zip(terms, w, strict=True)), torch.zeros_like(terms[0]))
     return trunc(party, acc)
 
 
@@ -246,8 +244,9 @@ def softmax(party: Party, x: torch.Tensor, dim: int = -1) -> torch.Tensor:
 
 
 @counted
-def layer_norm(party: Party, x: torch.Tensor, weight: torch.Tensor | None,
-               bias: torch.Tensor | None, eps: float = 1e-5) -> torch.Tensor:
+def layer_norm(
+    party: Party, x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float = 1e-5
+) -> torch.Tensor:
     """LayerNorm over the last dimension with shared affine parameters.
 
     Steps: mean (1 round), centred square and its mean (3), ``rsqrt(var + eps)`` (23), scale

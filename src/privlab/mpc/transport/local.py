@@ -12,8 +12,7 @@ from privlab.errors import MPCError
 class LocalTransport:
     """One party's end of an in-process link; messages are copied like a real network would."""
 
-    def __init__(self, rank: int, inboxes: dict[int, queue.Queue[torch.Tensor]],
-                 timeout: float) -> None:
+    def __init__(self, rank: int, inboxes: dict[int, queue.Queue[torch.Tensor]], timeout: float) -> None:
         self.rank = rank
         self._inboxes = inboxes
         self.timeout = timeout
@@ -30,8 +29,10 @@ class LocalTransport:
                 f"{self.timeout} s; the peer died or stopped answering"
             ) from None
         if buf.numel() != nbytes:
-            raise MPCError(f"party {self.rank} expected {nbytes} bytes from {src}, got "
-                           f"{buf.numel()}; the parties ran different programs")
+            raise MPCError(
+                f"party {self.rank} expected {nbytes} bytes from {src}, got "
+                f"{buf.numel()}; the parties ran different programs"
+            )
         return buf
 
     def close(self) -> None:

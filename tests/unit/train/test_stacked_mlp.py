@@ -1,0 +1,116 @@
+"""The hand-written stacked-MLP kernel: which models it takes, and its gradients equal autograd's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from privlab.data import membership_mask
+from privlab.errors import InvalidParameterError
+from privlab.models import MLP, SmallCNN
+from privlab.train import TrainConfig, train_ensemble
+from privlab.train.stacked_mlp import mlp_grads, mlp_plan
+from privlab.train.vmapped import train_chunk
+
+
+class _Wide(MLP):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) * 2  # not a plain chain any more
+
+
+@pytest.mark.parametrize(
+    ("make", "applies"),
+    [
+        (lambda: MLP(in_features=6, hidden=(5, 4), num_classes=3), True),
+        (lambda: MLP(in_features=6, hidden=(), num_classes=3), True),
+        (lambda: MLP(in_features=6, hidden=(5,), num_classes=3, activation="tanh"), True),
+        (lambda: nn.Sequential(nn.Flatten(), nn.Linear(6, 5, bias=False), nn.ReLU(), nn.Linear(5, 3)), True),
+        (lambda: MLP(in_features=6, hidden=(5,), num_classes=3, activation="gelu"), False),
+        (lambda: _Wide(in_features=6, hidden=(5,), num_classes=3), False),
+        (lambda: nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.Linear(5, 3)), False),
+        (lambda: nn.Sequential(nn.ReLU(), nn.Linear(6, 3)), False),
+        (lambda: nn.Sequential(nn.Linear(6, 3), nn.ReLU()), False),
+        (lambda: nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Tanh(), nn.Linear(5, 3)), False),
+        (lambda: nn.Sequential(nn.Linear(6, 5), nn.Flatten(), nn.Linear(5, 3)), False),
+        (lambda: SmallCNN(), False),
+    ],
+)
+def test_plan_takes_only_plain_dense_chains(make, applies):
+    assert (mlp_plan(make()) is not None) is applies
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: MLP(in_features=7, hidden=(6, 5), num_classes=4),
+        lambda: MLP(in_features=7, hidden=(6,), num_classes=4, activation="tanh"),
+        lambda: MLP(in_features=7, hidden=(), num_classes=4),
+        lambda: nn.Sequential(nn.Linear(7, 6, bias=False), nn.Tanh(), nn.Linear(6, 4, bias=False)),
+    ],
+    ids=["relu-2-hidden", "tanh", "linear", "no-bias"],
+)
+@pytest.mark.parametrize("beta", [0.0, 0.9])
+def test_grads_equal_autograd(make, beta):
+    K, B = 3, 5
+    gen = torch.Generator().manual_seed(0)
+    models = [make() for _ in range(K)]
+    plan = mlp_plan(models[0])
+    assert plan is not None
+    params = {
+        n: torch.stack([dict(m.named_parameters())[n].detach() for m in models])
+        for n, _ in models[0].named_parameters()
+    }
+    x = torch.randn(K, B, 7, generator=gen)
+    y = torch.randint(0, 4, (K * B,), generator=gen)
+    old = {n: torch.randn(p.shape, generator=gen) for n, p in params.items()}
+    out = mlp_grads(plan, params, x, y, {n: v.clone() for n, v in old.items()}, beta=beta)
+    for k, m in enumerate(models):
+        loss = F.cross_entropy(m(x[k]), y[k * B : (k + 1) * B])  # the plain loop's mean loss
+        grads = torch.autograd.grad(loss, list(m.parameters()))
+        for (name, _), g in zip(m.named_parameters(), grads, strict=True):
+            torch.testing.assert_close(out[name][k], beta * old[name][k] + g, rtol=1e-5, atol=1e-6)
+
+
+def test_grads_detect_a_wrong_label():
+    # Negative control: the comparison above is sensitive to one changed label.
+    m = MLP(in_features=7, hidden=(6,), num_classes=4)
+    plan = mlp_plan(m)
+    params = {n: p.detach()[None] for n, p in m.named_parameters()}
+    x, y = torch.randn(1, 5, 7), torch.tensor([0, 1, 2, 3, 0])
+    out = mlp_grads(plan, params, x, y, {n: torch.empty_like(v) for n, v in params.items()})
+    wrong = torch.autograd.grad(F.cross_entropy(m(x[0]), torch.tensor([0, 1, 2, 3, 1])), list(m.parameters()))
+    assert not torch.allclose(out["net.3.weight"][0], wrong[2], atol=1e-4)
+
+
+CONFIGS = [
+    TrainConfig(epochs=3, batch_size=8, lr=0.1, optimizer="sgd", momentum=0.9, weight_decay=1e-3, seed=3),
+    TrainConfig(epochs=3, batch_size=8, lr=0.01, optimizer="adam", weight_decay=1e-3, seed=4),
+    TrainConfig(epochs=2.5, batch_size=5, lr=0.2, optimizer="sgd", momentum=0.0, seed=5),
+]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=["sgd-momentum-wd", "adam", "plain-sgd"])
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_mlp_kernel_equals_vmap_kernel(tiny_data, cfg, activation):
+    def factory() -> MLP:
+        return MLP(in_features=16, hidden=(12, 6), num_classes=4, activation=activation)
+
+    mask = membership_mask(4, len(tiny_data), seed=1)  # unequal IN sets: the tail steps freeze models
+    assert len(set(mask.sum(1).tolist())) > 1
+    seeds = [11, 12, 13, 14]
+    fast = train_chunk(factory, tiny_data.x, tiny_data.y, mask, seeds, cfg, kernel="mlp")
+    slow = train_chunk(factory, tiny_data.x, tiny_data.y, mask, seeds, cfg, kernel="vmap")
+    for name in slow:
+        torch.testing.assert_close(fast[name], slow[name], rtol=1e-5, atol=1e-5)
+
+
+def test_kernel_validation(tiny_data):
+    mask = np.ones((2, len(tiny_data)), dtype=bool)
+    cfg = TrainConfig(epochs=1, batch_size=8)
+    with pytest.raises(InvalidParameterError, match=r"'kernel'.*'mlp'"):
+        train_chunk(lambda: SmallCNN(), torch.zeros(96, 1, 28, 28), tiny_data.y, mask, [0, 1], cfg, kernel="mlp")
+    with pytest.raises(InvalidParameterError, match="kernel"):
+        train_ensemble(lambda: MLP(in_features=16, hidden=(4,), num_classes=4), tiny_data, mask, cfg, kernel="fast")
