@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,17 +44,11 @@ def parse() -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--n-targets", type=int, default=4, help="models 0..n-1 attacked in turn (leave-one-out refs)")
-    p.add_argument("--timing-models", type=int, default=8)
-    p.add_argument(
-        "--timing-epochs", type=float, default=1, help="epochs for the timed comparison (per-step cost is constant)"
-    )
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch threads (1: on a shared 2-core machine, OpenMP spin-waits under oversubscription)",
-    )
-    p.add_argument("--repeats", type=int, default=3, help="timed repetitions of each path (fastest kept)")
+    p.add_argument("--timing-models", type=int, default=16)
+    p.add_argument("--timing-epochs", type=float, default=None, help="epochs of the timed runs (default: --epochs)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads for the untimed training")
+    p.add_argument("--timing-threads", default="1,2", help="torch thread counts tried for each timed path")
+    p.add_argument("--repeats", type=int, default=2, help="timed repetitions of each path (fastest kept)")
     p.add_argument("--sweep-hidden", default="8,16,32,64", help="widths for the speed sweep (16 models, 200 steps)")
     p.add_argument("--bootstrap", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
@@ -64,6 +59,9 @@ def parse() -> argparse.Namespace:
     if a.quick:
         a.n, a.n_population, a.n_ref, a.epochs, a.timing_models, a.bootstrap = 2000, 1000, 8, 5, 4, 50
         a.sweep_hidden, a.timing_epochs, a.n_targets = "16", 1, 2
+    if a.timing_epochs is None:
+        a.timing_epochs = a.epochs
+    a.threads_list = [int(t) for t in a.timing_threads.split(",") if t]
     return a
 
 
@@ -71,39 +69,65 @@ def _clock() -> tuple[float, float]:
     return time.perf_counter(), time.process_time()
 
 
-def time_both(
-    factory: Callable[[], torch.nn.Module], data: ArrayDataset, rows: np.ndarray, cfg: TrainConfig, repeats: int
-) -> tuple[EnsembleResult, EnsembleResult, dict[str, float]]:
-    """Train ``rows`` vectorised and one by one, alternating, ``repeats`` times; keep each path's fastest run.
+PATHS = {  # label -> train_ensemble arguments
+    "ensemble": {"backend": "local"},
+    "one_by_one": {"backend": "loop"},
+    "ensemble_vmap": {"backend": "local", "kernel": "vmap"},
+}
 
-    The machine is shared, so the minimum is the least disturbed measurement. Both paths are warmed up first.
+
+def time_paths(
+    factory: Callable[[], torch.nn.Module],
+    data: ArrayDataset,
+    rows: np.ndarray,
+    cfg: TrainConfig,
+    repeats: int,
+    threads: list[int],
+    labels: list[str],
+) -> tuple[dict[str, EnsembleResult], dict[str, Any]]:
+    """Train ``rows`` along each path of ``labels`` at each torch thread count, alternating paths,
+    ``repeats`` times; keep each (path, threads) pair's fastest wall time (the least disturbed run).
+
+    Every path is warmed up first. ``speedup`` compares each path's best thread count (what a user
+    would pick) with the one-by-one loop's best; ``speedup_same_threads`` compares at equal counts.
     """
     warm = TrainConfig(**{**cfg.to_dict(), "epochs": 0.02, "adam_betas": cfg.adam_betas})
-    for backend in ("local", "loop"):
-        train_ensemble(factory, data, rows[:2], warm, backend=backend, progress=False)
-    wall: dict[str, list[float]] = {"local": [], "loop": []}
-    cpu: dict[str, list[float]] = {"local": [], "loop": []}
-    out = {}
-    for _ in range(repeats):
-        for backend in ("local", "loop"):
-            w0, c0 = _clock()
-            out[backend] = train_ensemble(factory, data, rows, cfg, backend=backend, progress=False)
-            w1, c1 = _clock()
-            wall[backend].append(w1 - w0)
-            cpu[backend].append(c1 - c0)
-    times = {
-        "ensemble_wall_s": min(wall["local"]),
-        "loop_wall_s": min(wall["loop"]),
-        "ensemble_cpu_s": min(cpu["local"]),
-        "loop_cpu_s": min(cpu["loop"]),
+    before = torch.get_num_threads()
+    out: dict[str, EnsembleResult] = {}  # label or "label@threads" -> the models of its last run
+    wall: dict[str, dict[int, float]] = {label: {} for label in labels}
+    cpu: dict[str, dict[int, float]] = {label: {} for label in labels}
+    for n_threads in threads:
+        torch.set_num_threads(n_threads)
+        for label in labels:
+            train_ensemble(factory, data, rows[:2], warm, progress=False, **PATHS[label])
+        for _ in range(repeats):
+            for label in labels:
+                w0, c0 = _clock()
+                out[label] = out[f"{label}@{n_threads}"] = train_ensemble(
+                    factory, data, rows, cfg, progress=False, **PATHS[label]
+                )
+                w1, c1 = _clock()
+                wall[label][n_threads] = min(wall[label].get(n_threads, np.inf), w1 - w0)
+                cpu[label][n_threads] = min(cpu[label].get(n_threads, np.inf), c1 - c0)
+    torch.set_num_threads(before)
+    best = {label: min(w.values()) for label, w in wall.items()}
+    times: dict[str, Any] = {
+        "wall_s": {label: {str(t): v for t, v in w.items()} for label, w in wall.items()},
+        "cpu_s": {label: {str(t): v for t, v in c.items()} for label, c in cpu.items()},
+        "best_wall_s": best,
+        "best_threads": {label: min(w, key=w.__getitem__) for label, w in wall.items()},
+        "speedup": {label: best["one_by_one"] / best[label] for label in labels if label != "one_by_one"},
+        "speedup_same_threads": {
+            label: {str(t): wall["one_by_one"][t] / wall[label][t] for t in threads}
+            for label in labels
+            if label != "one_by_one"
+        },
     }
-    times["speedup_wall"] = times["loop_wall_s"] / times["ensemble_wall_s"]
-    times["speedup_cpu"] = times["loop_cpu_s"] / times["ensemble_cpu_s"]
-    return out["local"], out["loop"], times
+    return out, times
 
 
 def speed_sweep(data: ArrayDataset, mask: np.ndarray, a: argparse.Namespace, widths: list[int]) -> list[dict]:
-    """Ensemble vs one-by-one for 16 models of each width, 200 steps each (fastest of ``repeats``)."""
+    """Both ensemble kernels vs one-by-one for 16 models of each width, 200 steps each."""
     rows = []
     K = min(16, mask.shape[0])
     n_in = int(mask[:K].sum(1).min())
@@ -113,10 +137,12 @@ def speed_sweep(data: ArrayDataset, mask: np.ndarray, a: argparse.Namespace, wid
         def factory(h: int = h) -> MLP:
             return MLP(hidden=(h,))
 
-        _, _, times = time_both(factory, data, mask[:K], cfg, a.repeats)
+        _, times = time_paths(factory, data, mask[:K], cfg, a.repeats, a.threads_list, list(PATHS))
         rows.append({"hidden": h, "n_models": K, **times})
+        sp = times["speedup"]
         print(
-            f"sweep MLP(784-{h}-10) x{K}: speed-up wall {times['speedup_wall']:.2f}x, cpu {times['speedup_cpu']:.2f}x",
+            f"sweep MLP(784-{h}-10) x{K}: speed-up {sp['ensemble']:.2f}x (mlp kernel), "
+            f"{sp['ensemble_vmap']:.2f}x (vmap kernel)",
             flush=True,
         )
     return rows
@@ -137,21 +163,28 @@ def main() -> None:
     def factory() -> MLP:
         return MLP(hidden=(a.hidden,))
 
-    # 1. Timing: the same models both ways, no cache.
+    # 1. Timing: the same models along each path, no cache.
     T = a.timing_models
     tcfg = TrainConfig(**{**cfg.to_dict(), "epochs": a.timing_epochs, "adam_betas": cfg.adam_betas})
-    vec, loop, times = time_both(factory, data, mask[:T], tcfg, a.repeats)
-    t_vec, t_loop, cpu_vec, cpu_loop = (
-        times["ensemble_wall_s"],
-        times["loop_wall_s"],
-        times["ensemble_cpu_s"],
-        times["loop_cpu_s"],
-    )
-    diffs = [max(float((vec.state[k][i] - loop.state[k][i]).abs().max()) for k in vec.state) for i in range(T)]
+    load_before = os.getloadavg()
+    trained, times = time_paths(factory, data, mask[:T], tcfg, a.repeats, a.threads_list, ["ensemble", "one_by_one"])
+    vec, loop = trained["ensemble"], trained["one_by_one"]
+    t_vec, t_loop = times["best_wall_s"]["ensemble"], times["best_wall_s"]["one_by_one"]
+
+    def model_diffs(u: EnsembleResult, v: EnsembleResult) -> list[float]:
+        return [max(float((u.state[k][i] - v.state[k][i]).abs().max()) for k in u.state) for i in range(T)]
+
+    diffs = model_diffs(vec, loop)
     max_diff = max(diffs)
+    # Control: the plain loop against itself at another thread count (another float summation order).
+    loop_threads = sorted(k for k in trained if k.startswith("one_by_one@"))
+    diffs_loop = model_diffs(trained[loop_threads[0]], trained[loop_threads[-1]]) if len(loop_threads) > 1 else []
     print(
-        f"timing {T} models: ensemble {t_vec:.1f}s, one-by-one {t_loop:.1f}s, ratio {t_loop / t_vec:.2f}x "
-        f"(cpu {cpu_loop / cpu_vec:.2f}x); max |param diff| per model {[f'{d:.0e}' for d in diffs]}",
+        f"timing {T} models: ensemble {t_vec:.1f}s ({times['best_threads']['ensemble']} threads), one-by-one "
+        f"{t_loop:.1f}s ({times['best_threads']['one_by_one']} threads), ratio {t_loop / t_vec:.2f}x; "
+        f"same threads {times['speedup_same_threads']['ensemble']}; max |param diff| per model "
+        f"{[f'{d:.0e}' for d in diffs]}; one-by-one at {loop_threads} threads against itself "
+        f"{[f'{d:.0e}' for d in diffs_loop]}",
         flush=True,
     )
 
@@ -241,7 +274,7 @@ def main() -> None:
     }
     out = {
         "schema": "privlab.benchmarks.mia",
-        "version": 1,
+        "version": 2,
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {
             "platform": platform.platform(),
@@ -259,15 +292,16 @@ def main() -> None:
         "models": {"target_train_acc": train_acc, "target_heldout_acc": test_acc},
         "timing": {
             "n_models_timed": T,
+            "epochs_timed": a.timing_epochs,
+            "load_avg_before": load_before,
             "ensemble_s": t_vec,
             "one_by_one_s": t_loop,
             "speedup": t_loop / t_vec,
-            "ensemble_cpu_s": cpu_vec,
-            "one_by_one_cpu_s": cpu_loop,
-            "speedup_cpu": cpu_loop / cpu_vec,
+            **times,
             "sweep": sweep,
             "max_abs_param_diff": max_diff,
             "max_abs_param_diff_per_model": diffs,
+            "one_by_one_vs_itself_other_threads_per_model": diffs_loop,
             "repeats": a.repeats,
             "full_ensemble_s": t_full,
             "full_ensemble_models": K,

@@ -1,8 +1,9 @@
 """Training reference (shadow) models: a plain loop and a vectorised, cached ensemble trainer.
 
 ``train_model`` trains one model; ``train_ensemble`` trains K models of one architecture, each on
-its own row of a (K, N) membership mask, stacking their parameters and vectorising over models with
-``torch.func`` (one batched pass per step), caching chunks on disk (safetensors + JSON), and
+its own row of a (K, N) membership mask, stacking their parameters and vectorising over models
+(one batched pass per step: hand-written batched products for plain MLPs, ``torch.func`` for any
+other model), caching chunks on disk (safetensors + JSON), and
 optionally spreading chunks over Ray workers.
 """
 
