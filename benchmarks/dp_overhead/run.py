@@ -7,6 +7,11 @@ alike. Memory: each (model, mode) runs ``--mem-steps`` steps in a fresh subproce
 peak RSS (``resource.getrusage`` maxrss; tracemalloc does not see torch's CPU allocations) and the
 peak above the RSS measured before the model was built. Ratios are to non-private training.
 
+Timing runs twice per model (``--allocator both``): with glibc malloc tuned to keep freed memory
+(``TUNED_MALLOC``, the reported ratio, same settings for every mode) and with glibc's defaults,
+under which heap trimming re-faults pages on some steps of some modes and adds noise of up to
+~10 ms per step here. Both ratios are in the JSON and the table.
+
 Run: ``.venv/bin/python benchmarks/dp_overhead/run.py`` (writes results/overhead.json).
 """
 
@@ -151,10 +156,21 @@ def timing_worker(model_name: str, modes: list[str], warmup: int, steps: int, th
     return out
 
 
-def _sub(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
+# glibc malloc settings for the "tuned" timing run, applied to every mode alike: never return freed heap
+# memory to the OS (trim) and keep blocks up to 32 MiB (the maximum) on the heap instead of mmap. With
+# glibc's defaults, a step that frees several multi-MB tensors can shrink the heap and then fault the
+# same pages back in on the next step; on this machine that added up to ~10 ms per step to some modes
+# and not others, depending on the process's allocation history (the same role jemalloc/tcmalloc play
+# in PyTorch's CPU performance guides).
+TUNED_MALLOC = {"MALLOC_TRIM_THRESHOLD_": str(1 << 30), "MALLOC_MMAP_THRESHOLD_": str(32 << 20)}
+ALLOCATORS = {"tuned": TUNED_MALLOC, "default": {}}
+
+
+def _sub(args: argparse.Namespace, extra: list[str], allocator: str = "default") -> dict[str, Any]:
     cmd = [sys.executable, __file__, *extra, "--warmup", str(args.warmup), "--steps", str(args.steps),
            "--threads", str(args.threads), "--modes", *args.modes]
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(HERE)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    env.update({"OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(HERE), **ALLOCATORS[allocator]})
     p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if p.returncode == 0:
         return dict(json.loads(p.stdout.strip().splitlines()[-1]))
@@ -163,15 +179,17 @@ def _sub(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
 
 def markdown_table(result: dict[str, Any]) -> str:
     """Time and memory ratios to non-private training, one row per (model, mode)."""
-    lines = ["| model | mode | step (s) | time x | peak RSS (MB) | mem x | peak above base (MB) | above-base x |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | mode | step (s) | time x | time x, default malloc | peak RSS (MB) | mem x | "
+             "peak above base (MB) | above-base x |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for m, rows in result["results"].items():
         for mode, r in rows.items():
             if "step_s" not in r:
-                lines.append(f"| {m} | {mode} | error: {r.get('error', '?')[:60]} | | | | | |")
+                lines.append(f"| {m} | {mode} | error: {r.get('error', '?')[:60]} | | | | | | |")
                 continue
             lines.append(
                 f"| {m} | {mode} | {r['step_s']:.3f} | {r.get('time_ratio', float('nan')):.2f} | "
+                f"{r.get('time_ratio_default_malloc', float('nan')):.2f} | "
                 f"{r['peak_rss_mb']:.0f} | {r.get('mem_ratio', float('nan')):.2f} | {r['peak_above_base_mb']:.0f} | "
                 f"{r.get('mem_above_base_ratio', float('nan')):.2f} |"
             )
@@ -190,6 +208,8 @@ def main() -> None:
     ap.add_argument("--time-worker", metavar="MODEL", help="(internal) interleaved timing of all modes")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "overhead.json")
     ap.add_argument("--table", type=Path, help="print the markdown table of an existing result JSON and exit")
+    ap.add_argument("--allocator", choices=["both", *ALLOCATORS], default="both",
+                    help="timing runs: glibc malloc tuned (the reported ratio), default, or both")
     args = ap.parse_args()
     if args.table:
         print(markdown_table(json.loads(args.table.read_text())))
@@ -201,9 +221,16 @@ def main() -> None:
         print(json.dumps(timing_worker(args.time_worker, args.modes, args.warmup, args.steps, args.threads)))
         return
     rows: dict[str, dict[str, Any]] = {}
+    runs = list(ALLOCATORS) if args.allocator == "both" else [args.allocator]
     for m in args.models:
-        rows[m] = _sub(args, ["--time-worker", m])
-        print(m, "time", json.dumps({k: v.get("step_s", v.get("error")) for k, v in rows[m].items()}), flush=True)
+        timed = {a: _sub(args, ["--time-worker", m], a) for a in runs}
+        rows[m] = timed[runs[0]]
+        for a, t in timed.items():
+            print(m, f"time ({a} malloc)", json.dumps({k: v.get("step_s", v.get("error")) for k, v in t.items()}),
+                  flush=True)
+            for mode, r in t.items():
+                if "step_s" in r and mode in rows[m]:
+                    rows[m][mode][f"step_s_{a}_malloc"] = r["step_s"]
         for mode in args.modes:
             if "step_s" not in rows[m].get(mode, {}):
                 continue
@@ -214,18 +241,24 @@ def main() -> None:
         for r in rows[m].values():
             if "step_s" in r and "step_s" in base:
                 r["time_ratio"] = r["step_s"] / base["step_s"]
+            for a in runs:
+                key = f"step_s_{a}_malloc"
+                if key in r and key in base:
+                    r[f"time_ratio_{a}_malloc"] = r[key] / base[key]
             if "peak_rss_mb" in r and "peak_rss_mb" in base:
                 r["mem_ratio"] = r["peak_rss_mb"] / base["peak_rss_mb"]
                 r["mem_above_base_ratio"] = r["peak_above_base_mb"] / max(base["peak_above_base_mb"], 1e-9)
     import torch
 
     result = {
-        "schema_version": 1,
+        "schema_version": 2,
         "benchmark": "dp_overhead",
         "models": {k: MODELS[k] for k in args.models},
         "results": rows,
         "settings": {"warmup": args.warmup, "steps": args.steps, "threads": args.threads, "mem_steps": args.mem_steps,
-                     "timing": "one process per model, modes interleaved round-robin; memory: fresh process per mode"},
+                     "timing": "one process per model and allocator setting, modes interleaved round-robin; "
+                               "memory: fresh process per mode, default malloc",
+                     "allocators": {a: ALLOCATORS[a] for a in runs}, "reported_time_ratio": runs[0]},
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
                     "python": platform.python_version(), "torch": torch.__version__},
     }

@@ -30,10 +30,15 @@ def clip_factors(norms: torch.Tensor, max_norm: float) -> torch.Tensor:
     return (max_norm / (norms + _EPS)).clamp(max=1.0)
 
 
+def squared_norms(per_example: torch.Tensor) -> torch.Tensor:
+    """``||g_i||^2`` of each row of a ``(B, *shape)`` tensor, in one pass (no ``(B, *shape)`` temporary)."""
+    return torch.linalg.vector_norm(per_example.flatten(1), dim=1).square()
+
+
 def per_example_norms(per_sample: dict[str, torch.Tensor], mode: str = "flat") -> dict[str, torch.Tensor]:
     """Per-example L2 norms: ``{"all": (B,)}`` for ``flat``, ``{name: (B,)}`` for ``per_layer``."""
     check_choice(mode, "mode", "per_example_norms", CLIP_MODES)
-    sq = {k: v.flatten(1).pow(2).sum(1) for k, v in per_sample.items()}
+    sq = {k: squared_norms(v) for k, v in per_sample.items()}
     if mode == "per_layer":
         return {k: s.sqrt() for k, s in sq.items()}
     return {"all": torch.stack(list(sq.values())).sum(0).sqrt()}

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from privlab.dp import layers as L
+from privlab.dp.clipping import squared_norms
 
 Calls = list[tuple[torch.Tensor, torch.Tensor]]
 
@@ -75,7 +76,7 @@ def norms(module: nn.Module, calls: Calls, kept: dict[str, torch.Tensor]) -> tup
             kept[k] = kept[k] + v if k in kept else v
         calls = []
     if not calls:
-        return {k: v.flatten(1).pow(2).sum(1) for k, v in kept.items()}, LayerPlan(module, kept=kept)
+        return {k: squared_norms(v) for k, v in kept.items()}, LayerPlan(module, kept=kept)
     cap = L.matmul_capture(module, calls)
     B, T, p = cap.g.shape
     plan = LayerPlan(module, cap)
@@ -88,12 +89,12 @@ def norms(module: nn.Module, calls: Calls, kept: dict[str, torch.Tensor]) -> tup
     if T == 1:
         sq["weight"] = cap.a.pow(2).sum((1, 2)) * cap.g.pow(2).sum((1, 2))
     elif p * d < 2 * T * T:
-        sq["weight"] = torch.bmm(cap.g.transpose(1, 2), cap.a).flatten(1).pow(2).sum(1)  # (B, p, d) then discarded
+        sq["weight"] = squared_norms(torch.bmm(cap.g.transpose(1, 2), cap.a))  # (B, p, d) then discarded
     else:
         sq["weight"] = (_gram(cap.a) * _gram(cap.g)).sum((1, 2))
     if getattr(module, "bias", None) is not None:
         plan.kept["bias"] = cap.g.sum(1)  # (B, p)
-        sq["bias"] = plan.kept["bias"].pow(2).sum(1)
+        sq["bias"] = squared_norms(plan.kept["bias"])
     return sq, plan
 
 

@@ -148,7 +148,7 @@ class DPOptimizer:
     def _clip_tensors(self, per_example: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         c = self._layer_threshold if self.clipping_enabled else math.inf
         return {
-            k: torch.tensordot(clip_factors(v.flatten(1).norm(dim=1), c).to(v.dtype), v, dims=1)
+            k: torch.tensordot(clip_factors(torch.linalg.vector_norm(v.flatten(1), dim=1), c).to(v.dtype), v, dims=1)
             for k, v in per_example.items()
         }
 

@@ -190,3 +190,23 @@ def test_empty_batch_gives_empty_per_sample() -> None:
     model = nn.Linear(3, 2)
     out = per_sample_gradients(model, sum_loss, torch.zeros(0, 3), torch.zeros(0, 2))
     assert out["weight"].shape == (0, 2, 3)
+
+
+@pytest.mark.parametrize("cin", [1, 3])
+@pytest.mark.parametrize(
+    ("kernel", "stride", "pad", "dil"),
+    [((3, 2), (1, 1), (0, 0), (1, 1)), ((8, 8), (2, 2), (3, 3), (1, 1)), ((3, 4), (2, 3), (1, 2), (2, 1))],
+)
+def test_conv_weight_per_example_both_routes(cin, kernel, stride, pad, dil):
+    # Single-channel inputs take the forward-convolution route, others the grouped backward: both
+    # must equal one autograd backward per example, on non-square kernels, strides and paddings.
+    from privlab.dp.layers import conv_weight_per_example
+
+    torch.manual_seed(cin + kernel[0])
+    conv = nn.Conv2d(cin, 4, kernel, stride=stride, padding=pad, dilation=dil)
+    x = torch.randn(3, cin, 17, 15)
+    g = torch.randn_like(conv(x))
+    got = conv_weight_per_example(conv, x, g)
+    for i in range(3):
+        (want,) = torch.autograd.grad((conv(x[i : i + 1]) * g[i : i + 1]).sum(), [conv.weight])
+        torch.testing.assert_close(got[i], want, rtol=1e-4, atol=1e-5)
