@@ -24,7 +24,7 @@ from privlab._validation import check_choice, check_int, check_real
 from privlab.accounting import ACCOUNTANTS, PrivacyLedger, calibrate_noise
 from privlab.accounting.fixed_size import FixedSizeLedger, calibrate_fixed_size_noise
 from privlab.dp.optimizer import DPOptimizer
-from privlab.dp.sampling import FixedSizeSampler, PoissonSampler, PrivateDataLoader
+from privlab.dp.sampling import FixedSizeSampler, PoissonSampler, PrivateDataLoader, loader_options
 from privlab.dp.validation import validate_module
 from privlab.errors import InvalidParameterError
 
@@ -194,6 +194,6 @@ def make_private(
         sampler = PoissonSampler(n, q, per_epoch, gen, secure_rng)
     else:
         sampler = FixedSizeSampler(n, batch_size, per_epoch, gen, secure_rng)
-    loader = PrivateDataLoader(dataset, sampler, physical_batch_size)
+    loader = PrivateDataLoader(dataset, sampler, physical_batch_size, loader_options=loader_options(data_loader))
     loader.on_chunk = dp_opt.signal_chunk
     return PrivateTraining(model, dp_opt, loader, Accountant(ledger), sigma, C, q, total, d, clipping)

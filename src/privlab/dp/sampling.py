@@ -13,12 +13,13 @@ batch.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from privlab._validation import check_int, check_real
 from privlab.dp.noise import secure_uniform
@@ -108,6 +109,37 @@ def _empty_like_sample(sample: Any) -> Any:
     return []
 
 
+def _cut_to_empty(batch: Any) -> Any:
+    """The same structure as a collated ``batch`` with every tensor cut to length 0 along dim 0."""
+    if isinstance(batch, torch.Tensor):
+        return batch[:0]
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # namedtuple
+        return type(batch)(*(_cut_to_empty(b) for b in batch))
+    if isinstance(batch, tuple | list):
+        return type(batch)(_cut_to_empty(b) for b in batch)
+    if isinstance(batch, dict):
+        return {k: _cut_to_empty(v) for k, v in batch.items()}
+    return batch
+
+
+class SampleCollate:
+    """A DataLoader ``collate_fn``: the user's ``collate_fn`` on the samples of one physical batch.
+
+    An empty list (an empty Poisson batch) gives the user's collation of ``dataset[0]`` with every
+    tensor cut to length 0, so the batch keeps its structure and per-example shapes (the step still
+    adds noise). Picklable, so it runs in DataLoader workers.
+    """
+
+    def __init__(self, dataset: Dataset[Any], collate_fn: Callable[[list[Any]], Any] = default_collate) -> None:
+        self.dataset = dataset
+        self.collate_fn = collate_fn
+
+    def __call__(self, samples: list[Any]) -> Any:
+        if samples:
+            return self.collate_fn(samples)
+        return _cut_to_empty(self.collate_fn([self.dataset[0]]))
+
+
 def collate_indices(dataset: Dataset[Any], indices: list[int]) -> Any:
     """Collate ``dataset[i]`` for ``i`` in ``indices``; an empty batch keeps the per-example shapes."""
     x, y = getattr(dataset, "x", None), getattr(dataset, "y", None)
@@ -124,7 +156,10 @@ class PrivateDataLoader:
 
     After each physical batch is yielded, ``on_chunk(is_last)`` tells the optimizer whether the next
     ``step()`` closes a logical batch (``physical_batch_size=None`` means one chunk per logical batch).
-    Data loading runs in the main process (``num_workers`` of the wrapped loader is not used).
+    With ``loader_options`` (the wrapped loader's ``collate_fn``, ``num_workers``, ``pin_memory``, ...;
+    see :func:`loader_options`) the physical batches are loaded by a ``torch.utils.data.DataLoader``
+    whose batch sampler is this loader's sampler, with the user's collate function and workers;
+    without, in the main process by ``collate`` (default: the ``ArrayDataset`` fast path).
     """
 
     def __init__(
@@ -133,11 +168,13 @@ class PrivateDataLoader:
         sampler: PoissonSampler | FixedSizeSampler,
         physical_batch_size: int | None = None,
         collate: Callable[[Dataset[Any], list[int]], Any] = collate_indices,
+        loader_options: dict[str, Any] | None = None,
     ) -> None:
         self.dataset = dataset
         self.sampler = sampler
         self.physical_batch_size = physical_batch_size
         self.collate = collate
+        self.loader_options = loader_options
         self.on_chunk: Callable[[bool], None] | None = None
 
     @property
@@ -147,11 +184,51 @@ class PrivateDataLoader:
     def __len__(self) -> int:
         return len(self.sampler)
 
-    def __iter__(self) -> Iterator[Any]:
+    def _chunks(self) -> Iterator[tuple[list[int], bool]]:
+        """(physical batch indices, closes its logical batch?) in order."""
         for indices in self.sampler:
             p = self.physical_batch_size or max(len(indices), 1)
             chunks = [indices[i : i + p] for i in range(0, len(indices), p)] or [[]]
             for j, chunk in enumerate(chunks):
+                yield chunk, j == len(chunks) - 1
+
+    def __iter__(self) -> Iterator[Any]:
+        if self.loader_options is None:
+            for chunk, last in self._chunks():
                 if self.on_chunk is not None:
-                    self.on_chunk(j == len(chunks) - 1)
+                    self.on_chunk(last)
                 yield self.collate(self.dataset, chunk)
+            return
+        # The DataLoader draws index lists from the sampler in order (ahead of time when workers
+        # prefetch) and returns batches in that order, so the flags queue pairs each batch with its own.
+        flags: deque[bool] = deque()
+
+        def batches() -> Iterator[list[int]]:
+            for chunk, last in self._chunks():
+                flags.append(last)
+                yield chunk
+
+        loader = DataLoader(self.dataset, batch_sampler=batches(), **self.loader_options)  # type: ignore[arg-type]
+        for batch in loader:
+            last = flags.popleft()
+            if self.on_chunk is not None:
+                self.on_chunk(last)
+            yield batch
+
+
+def loader_options(data_loader: DataLoader[Any]) -> dict[str, Any] | None:
+    """What of ``data_loader`` the private loader keeps: collate function, workers, pinning (None: nothing to keep)."""
+    custom = data_loader.collate_fn is not default_collate
+    if not custom and data_loader.num_workers == 0 and not data_loader.pin_memory:
+        return None
+    options: dict[str, Any] = {
+        "collate_fn": SampleCollate(data_loader.dataset, data_loader.collate_fn),
+        "num_workers": data_loader.num_workers,
+        "pin_memory": data_loader.pin_memory,
+        "timeout": data_loader.timeout,
+        "worker_init_fn": data_loader.worker_init_fn,
+        "multiprocessing_context": data_loader.multiprocessing_context,
+    }
+    if data_loader.num_workers > 0:
+        options["prefetch_factor"] = data_loader.prefetch_factor
+    return options
