@@ -18,6 +18,7 @@ Edge cases: ``noise_multiplier == 0`` gives ``inf`` (an unbounded mechanism), ``
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from typing import Literal
@@ -49,6 +50,23 @@ def make_accountant(
     return rdp.RdpAccountant()
 
 
+def compose_quietly(acc: dp_accounting.PrivacyAccountant, event: dp_accounting.DpEvent) -> None:
+    """``acc.compose(event)`` without dp-accounting's absl warnings.
+
+    Its RDP accountant logs a warning for each fractional order (alpha 1.1-1.3) whose series fails
+    to converge and is then excluded; RDP epsilon is a minimum over orders, so excluding one can only
+    loosen the bound, never make it wrong, and the warnings (dozens per calibration) bury the
+    caller's output. Other log levels and loggers are untouched.
+    """
+    log = logging.getLogger("absl")
+    level = log.level
+    log.setLevel(max(level, logging.ERROR))
+    try:
+        acc.compose(event)
+    finally:
+        log.setLevel(level)
+
+
 def dpsgd_event(noise_multiplier: float, sample_rate: float, steps: int) -> dp_accounting.DpEvent:
     """The ``DpEvent`` of ``steps`` steps of Poisson-subsampled Gaussian DP-SGD."""
     sigma = check_real(noise_multiplier, "noise_multiplier", "dpsgd_event", low=0.0, allow_inf=True)
@@ -68,7 +86,7 @@ def epsilon_from_event(event: dp_accounting.DpEvent, delta: float, accountant: s
             f"The 'event' parameter of epsilon_from_event must be supported by the {accountant!r} "
             f"accountant. Got {event!r} instead."
         )
-    acc.compose(event)
+    compose_quietly(acc, event)
     return float(acc.get_epsilon(d))
 
 
@@ -124,7 +142,7 @@ def calibrate_noise(
         if accountant != "pld" or sigma < MIN_NOISE:
             return gap(sigma)
         acc = make_accountant("pld", pld_discretisation=10 * PLD_DISCRETISATION)
-        acc.compose(dpsgd_event(sigma, q, t))
+        compose_quietly(acc, dpsgd_event(sigma, q, t))
         return float(acc.get_epsilon(d)) - eps
 
     # Bracket the root: epsilon is decreasing in sigma. Very small sigmas make the PLD grid huge,

@@ -27,6 +27,7 @@ from dp_accounting.rdp import RdpAccountant
 from scipy.optimize import brentq
 
 from privlab._validation import check_int, check_real
+from privlab.accounting.core import compose_quietly
 from privlab.errors import CorruptArtifactError, InvalidParameterError
 
 FIXED_SIZE_SCHEMA = "privlab.fixed_size_ledger"
@@ -53,7 +54,7 @@ def fixed_size_epsilon(noise_multiplier: float, dataset_size: int, batch_size: i
     if sigma == 0.0:
         return math.inf
     acc = RdpAccountant(neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE)
-    acc.compose(fixed_size_event(sigma, n, b, t))
+    compose_quietly(acc, fixed_size_event(sigma, n, b, t))
     return float(acc.get_epsilon(d))
 
 
