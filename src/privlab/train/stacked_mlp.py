@@ -4,7 +4,8 @@ For small fully connected models on a CPU, ``vmap(functional_call)`` plus autogr
 time dispatching operators than multiplying matrices; this kernel computes the same gradients with
 about fifteen operators per step for all K models together. It applies to ``nn.Sequential`` chains
 (or :class:`privlab.models.MLP`) of ``Flatten``, ``Linear``, ``ReLU``, ``Tanh`` and ``Identity``
-that end in a ``Linear`` and have no buffers; other models use the ``vmap`` path.
+that end in a ``Linear`` and have no buffers (exactly these classes: a subclass may override
+``forward``; no module hooks); other models use the ``vmap`` path.
 
 Per model (inputs ``a_0`` of shape (B, D), layer ``l`` with weight ``W_l`` (out, in) and bias
 ``b_l``; all K models at once with a leading K dimension):
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.modules import module as module_impl
 
 from privlab.models.vision import MLP
 
@@ -40,25 +42,49 @@ class DenseLayer:
     activation: str | None  # "relu", "tanh" or None (no activation; the last layer)
 
 
-def mlp_plan(model: nn.Module) -> list[DenseLayer] | None:
-    """The chain of dense layers of ``model``, or None when the hand-written kernel does not apply."""
-    if next(model.buffers(), None) is not None:
+def _has_hooks(model: nn.Module) -> bool:
+    """Whether a module hook (which the hand-written kernel would skip) can run in ``model``'s forward or backward."""
+    names = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+    if any(getattr(module_impl, f"_global{n}", None) for n in names):
+        return True
+    return any(getattr(m, n, None) for m in model.modules() for n in names)
+
+
+def mlp_plan(model: nn.Module, input_ndim: int = 2) -> list[DenseLayer] | None:
+    """The chain of dense layers of ``model``, or None when the hand-written kernel does not apply.
+
+    ``input_ndim``: dimensions of a batch of inputs (B, ...); above 2, the chain must start with a
+    ``Flatten`` (without one, ``Linear`` would act on the last dimension only).
+    """
+    if next(model.buffers(), None) is not None or _has_hooks(model):
         return None
     seq, prefix = model, ""
-    if not isinstance(model, nn.Sequential):
+    if not (isinstance(model, nn.Sequential) and type(model).forward is nn.Sequential.forward):
         children = list(model.named_children())
-        # privlab.models.MLP, whose forward only calls its one Sequential child (not a subclass's forward).
-        if type(model).forward is not MLP.forward or len(children) != 1:
+        # privlab.models.MLP, whose forward only calls its Sequential ``net`` (not a subclass's forward).
+        if type(model).forward is not MLP.forward or len(children) != 1 or children[0][0] != "net":
             return None
-        seq, prefix = children[0][1], children[0][0] + "."
+        seq, prefix = children[0][1], "net."
+    if not isinstance(seq, nn.Sequential) or type(seq).forward is not nn.Sequential.forward:
+        return None
     layers: list[DenseLayer] = []
-    for i, (name, module) in enumerate(seq.named_children()):
-        if isinstance(module, nn.Flatten):
-            if i != 0 or module.start_dim != 1 or module.end_dim != -1:
+    seen_linear: set[int] = set()
+    flattened = False
+    # ``_modules``, not ``named_children()``: the latter skips a module object's repeated entries
+    # (e.g. one ReLU instance used after every Linear), which Sequential.forward does call.
+    for i, (name, module) in enumerate(seq._modules.items()):
+        kind = type(module)  # exact types: a subclass may override forward
+        if kind is nn.Flatten:
+            if i != 0 or module.start_dim != 1 or module.end_dim != -1:  # type: ignore[union-attr]
                 return None
-        elif isinstance(module, nn.Identity):
+            flattened = True
+        elif kind is nn.Identity:
             continue
-        elif isinstance(module, nn.Linear):
+        elif kind is nn.Linear:
+            assert isinstance(module, nn.Linear)
+            if id(module) in seen_linear:
+                return None  # one layer applied twice (shared weights)
+            seen_linear.add(id(module))
             layers.append(
                 DenseLayer(
                     f"{prefix}{name}.weight",
@@ -67,18 +93,19 @@ def mlp_plan(model: nn.Module) -> list[DenseLayer] | None:
                     None,
                 )
             )
-        elif type(module) in _ACTIVATIONS:
+        elif kind in _ACTIVATIONS:
             if not layers or layers[-1].activation is not None:
                 return None  # activation first, or two in a row
             last = layers[-1]
-            layers[-1] = DenseLayer(last.weight, last.bias, last.in_features, _ACTIVATIONS[type(module)])
+            layers[-1] = DenseLayer(last.weight, last.bias, last.in_features, _ACTIVATIONS[kind])
         else:
             return None
-    if not layers or layers[-1].activation is not None:
+    if not layers or layers[-1].activation is not None or (input_ndim != 2 and not flattened):
         return None
-    n_params = sum(1 for _ in model.parameters())
-    if n_params != sum(1 + (layer.bias is not None) for layer in layers):
-        return None
+    expected = {n for layer in layers for n in (layer.weight, layer.bias) if n is not None}
+    names = [n for n, _ in model.named_parameters()]
+    if len(names) != len(expected) or set(names) != expected:
+        return None  # extra, re-registered or parametrized parameters
     return layers
 
 

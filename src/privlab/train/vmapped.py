@@ -68,6 +68,15 @@ def _vmap_grads(model: nn.Module, buffers: dict[str, torch.Tensor]) -> GradFn:
     return grads
 
 
+def _labels_fit(y: torch.Tensor, mask: np.ndarray, n_classes: int) -> bool:
+    """Whether every label the models train on is a class index in ``range(n_classes)`` of a dtype
+    ``F.cross_entropy`` takes (int64 or uint8), so the hand-written kernel's one-hot equals its loss."""
+    if y.dim() != 1 or y.dtype not in (torch.int64, torch.uint8):
+        return False
+    used = y[torch.as_tensor(mask.any(0))]
+    return used.numel() == 0 or (int(used.min()) >= 0 and int(used.max()) < n_classes)
+
+
 def train_chunk(
     model_factory: Callable[[], nn.Module],
     x: torch.Tensor,
@@ -83,16 +92,22 @@ def train_chunk(
     """Stacked trained state {name: (K, ...)} of K models; model k trains on ``x[mask[k]]`` with ``seeds[k]``.
 
     ``kernel``: ``"mlp"`` (hand-written batched products, :mod:`privlab.train.stacked_mlp`; Linear +
-    ReLU/Tanh chains only), ``"vmap"`` (any model) or ``"auto"`` (``"mlp"`` where it applies).
+    ReLU/Tanh chains only, with class-index labels), ``"vmap"`` (any model) or ``"auto"`` (``"mlp"``
+    where it applies). Parameters with ``requires_grad=False`` stay at their initial values, as in
+    :func:`privlab.train.train_model` (whose optimizer only holds the trainable ones).
     """
     check_choice(kernel, "kernel", "train_chunk", KERNELS)
     models = [init_model(model_factory, s) for s in seeds]
     params, buffers = stack_module_state(models)  # type: ignore[arg-type]
-    plan = mlp_plan(models[0]) if kernel != "vmap" else None
+    plan = mlp_plan(models[0], input_ndim=x.dim()) if kernel != "vmap" else None
+    if plan is not None and not _labels_fit(y, mask, params[plan[-1].weight].shape[1]):
+        plan = None  # soft, out-of-range or non-int64/uint8 labels: cross_entropy's own handling (or error)
     if kernel == "mlp" and plan is None:
         raise InvalidParameterError(
             "The 'kernel' parameter of train_chunk is 'mlp', which needs an nn.Sequential (or privlab MLP) of "
-            f"Flatten/Linear/ReLU/Tanh ending in Linear, without buffers. Got {type(models[0]).__name__}; use 'auto'."
+            "Flatten/Linear/ReLU/Tanh ending in Linear, without buffers or hooks (a leading Flatten for inputs "
+            "of more than 2 dimensions), and int64/uint8 class labels in range. "
+            f"Got {type(models[0]).__name__}; use 'auto'."
         )
     grad_fn = None if plan is not None else _vmap_grads(models[0], buffers)
     streams, steps = _streams(mask, seeds, cfg)  # (K, T, B)
@@ -100,6 +115,15 @@ def train_chunk(
     t_all = min(steps)
     leaves = {k: v.detach().clone() for k, v in params.items()}
     state = optim.init_state(leaves, cfg)
+    # The optimizer sees the trainable parameters only (the same tensor objects as in leaves and state).
+    trainable = [k for k, p in models[0].named_parameters() if p.requires_grad]
+    if not trainable:  # train_model's torch.optim refuses an empty parameter list too
+        raise InvalidParameterError(
+            f"The 'model_factory' parameter of train_chunk must build a model with a trainable parameter. "
+            f"Got a {type(models[0]).__name__} whose parameters all have requires_grad=False."
+        )
+    opt_params = {k: leaves[k] for k in trainable}
+    opt_state = {key: {k: s[k] for k in trainable} for key, s in state.items()}
     x_flat = x.reshape(x.shape[0], -1).contiguous()  # (N, D): index_select of rows is much cheaper than x[idx]
     if plan is not None:
         grad_buf = {k: torch.empty_like(v) for k, v in leaves.items()}
@@ -111,12 +135,12 @@ def train_chunk(
         yb = y.index_select(0, idx)  # (K * B,)
         if plan is None:
             xb = x_flat.index_select(0, idx).view(*streams.shape[1:], *x.shape[1:])  # (K, B, ...)
-            optim.step(leaves, grad_fn(leaves, xb, yb), state, cfg, t + 1, active)  # type: ignore[misc]
+            optim.step(opt_params, grad_fn(leaves, xb, yb), opt_state, cfg, t + 1, active)  # type: ignore[misc]
             continue
         xb = torch.index_select(x_flat, 0, idx, out=x_buf).view(*streams.shape[1:], -1)  # (K, B, D)
         if fold and active is None:  # momentum folded into the weight-gradient products
             mlp_grads(plan, leaves, xb, yb, state["buf"], beta=cfg.momentum)
-            optim.step(leaves, state["buf"], state, cfg, t + 1, accumulated=True)
+            optim.step(opt_params, state["buf"], opt_state, cfg, t + 1, accumulated=True)
         else:
-            optim.step(leaves, mlp_grads(plan, leaves, xb, yb, grad_buf), state, cfg, t + 1, active)
+            optim.step(opt_params, mlp_grads(plan, leaves, xb, yb, grad_buf), opt_state, cfg, t + 1, active)
     return {**{k: v.detach() for k, v in leaves.items()}, **{k: v.detach() for k, v in buffers.items()}}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from privlab.data import membership_mask
 from privlab.errors import ConfigError, InvalidParameterError
@@ -49,6 +50,49 @@ def test_vectorised_equals_loop_reference(tiny_data, cfg, kernel):
         )
         for name, p in ref.state_dict().items():
             torch.testing.assert_close(ens.state[name][k], p, rtol=1e-5, atol=1e-5)
+
+
+def _frozen_first_layer() -> MLP:
+    m = factory()
+    m.net[1].weight.requires_grad_(False)
+    return m
+
+
+def _shared_activation() -> nn.Module:
+    act = nn.ReLU()  # one instance after both hidden layers
+    return nn.Sequential(nn.Flatten(), nn.Linear(16, 12), act, nn.Linear(12, 8), act, nn.Linear(8, 4))
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=["sgd-momentum-wd", "adam", "plain-sgd"])
+@pytest.mark.parametrize("kernel", ["auto", "vmap"])
+@pytest.mark.parametrize("make", [_frozen_first_layer, _shared_activation], ids=["frozen-param", "shared-act"])
+def test_vectorised_equals_loop_on_edge_architectures(tiny_data, cfg, kernel, make):
+    # A frozen parameter is not in train_model's optimizer (no step, no weight decay); a reused
+    # activation module is applied at every position Sequential.forward calls it.
+    mask = membership_mask(3, len(tiny_data), seed=1)
+    ens = train_ensemble(make, tiny_data, mask, cfg, progress=False, kernel=kernel)
+    for k in range(3):
+        seed = model_seed(cfg.seed, k)
+        ref = init_model(make, seed)
+        train_model(
+            ref,
+            tiny_data.subset(torch.as_tensor(mask[k])),
+            TrainConfig(**{**cfg.to_dict(), "seed": seed, "adam_betas": cfg.adam_betas}),
+        )
+        for name, p in ref.state_dict().items():
+            torch.testing.assert_close(ens.state[name][k], p, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel", ["auto", "vmap"])
+def test_no_trainable_parameter_is_refused(tiny_data, kernel):
+    # train_model's torch.optim refuses an empty parameter list; the ensemble must not crash in a
+    # foreach kernel nor return untrained models silently.
+    def frozen() -> MLP:
+        return factory().requires_grad_(False)
+
+    mask = np.ones((2, len(tiny_data)), dtype=bool)
+    with pytest.raises(InvalidParameterError, match="trainable"):
+        train_ensemble(frozen, tiny_data, mask, CONFIGS[0], progress=False, kernel=kernel)
 
 
 def test_chunking_and_loop_backend_agree(tiny_data):

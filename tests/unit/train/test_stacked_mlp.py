@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import torch.nn.utils.parametrize as parametrize
 from torch import nn
 
 from privlab.data import membership_mask
@@ -19,6 +20,39 @@ from privlab.train.vmapped import train_chunk
 class _Wide(MLP):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x) * 2  # not a plain chain any more
+
+
+class _DoubledSequential(nn.Sequential):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) * 2
+
+
+class _DoubledLinear(nn.Linear):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) * 2
+
+
+class _Double(nn.Module):
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return w * 2
+
+
+def _hooked() -> nn.Module:
+    m = nn.Sequential(nn.Linear(6, 3))
+    m[0].register_forward_hook(lambda mod, inp, out: out * 2)
+    return m
+
+
+def _parametrized() -> nn.Module:
+    lin = nn.Linear(6, 3)
+    parametrize.register_parametrization(lin, "weight", _Double())
+    return nn.Sequential(lin)
+
+
+class _NotSequentialNet(MLP):
+    def __init__(self) -> None:
+        super().__init__(in_features=6, hidden=(), num_classes=3)
+        self.net = nn.ModuleDict({"0": nn.Linear(6, 3)})  # type: ignore[assignment]
 
 
 @pytest.mark.parametrize(
@@ -36,10 +70,42 @@ class _Wide(MLP):
         (lambda: nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Tanh(), nn.Linear(5, 3)), False),
         (lambda: nn.Sequential(nn.Linear(6, 5), nn.Flatten(), nn.Linear(5, 3)), False),
         (lambda: SmallCNN(), False),
+        # forward differs from the chain the plan would compute
+        (lambda: _DoubledSequential(nn.Linear(6, 3)), False),
+        (lambda: nn.Sequential(_DoubledLinear(6, 3)), False),
+        (_hooked, False),
+        (_parametrized, False),
+        (_NotSequentialNet, False),
+        (lambda: nn.Sequential(nn.Linear(6, 5), nn.Dropout(0.5), nn.Linear(5, 3)), False),
+        (lambda: nn.Sequential(nn.Linear(6, 5), nn.ReLU(inplace=True), nn.Linear(5, 3)), True),
     ],
 )
 def test_plan_takes_only_plain_dense_chains(make, applies):
     assert (mlp_plan(make()) is not None) is applies
+
+
+def test_plan_of_a_reused_activation_instance():
+    # One ReLU object after both hidden layers: Sequential.forward calls it twice, although
+    # named_children() lists it once; the plan must apply it after both.
+    torch.manual_seed(0)
+    act = nn.ReLU()
+    m = nn.Sequential(nn.Linear(7, 6), act, nn.Linear(6, 5), act, nn.Linear(5, 4))
+    plan = mlp_plan(m)
+    assert plan is not None
+    assert [layer.activation for layer in plan] == ["relu", "relu", None]
+    params = {n: p.detach()[None] for n, p in m.named_parameters()}
+    x, y = torch.randn(1, 5, 7), torch.tensor([0, 1, 2, 3, 0])
+    out = mlp_grads(plan, params, x, y, {n: torch.empty_like(v) for n, v in params.items()})
+    want = torch.autograd.grad(F.cross_entropy(m(x[0]), y), list(m.parameters()))
+    for (name, _), g in zip(m.named_parameters(), want, strict=True):
+        torch.testing.assert_close(out[name][0], g, rtol=1e-5, atol=1e-6)
+
+
+def test_plan_needs_flatten_for_multidim_inputs():
+    # Without a leading Flatten, Linear acts on the last dimension of a (B, C, D) input only.
+    assert mlp_plan(nn.Sequential(nn.Linear(4, 3)), input_ndim=2) is not None
+    assert mlp_plan(nn.Sequential(nn.Linear(4, 3)), input_ndim=3) is None
+    assert mlp_plan(nn.Sequential(nn.Flatten(), nn.Linear(4, 3)), input_ndim=3) is not None
 
 
 @pytest.mark.parametrize(
@@ -114,3 +180,36 @@ def test_kernel_validation(tiny_data):
         train_chunk(lambda: SmallCNN(), torch.zeros(96, 1, 28, 28), tiny_data.y, mask, [0, 1], cfg, kernel="mlp")
     with pytest.raises(InvalidParameterError, match="kernel"):
         train_ensemble(lambda: MLP(in_features=16, hidden=(4,), num_classes=4), tiny_data, mask, cfg, kernel="fast")
+
+
+def test_labels_the_kernel_cannot_one_hot(tiny_data):
+    # cross_entropy refuses out-of-range and int32 labels and takes soft (probability) labels; the
+    # one-hot of the hand-written kernel would silently write into a neighbouring example's row.
+    mask = np.ones((2, len(tiny_data)), dtype=bool)
+    cfg = TrainConfig(epochs=1, batch_size=8)
+
+    def factory() -> MLP:
+        return MLP(in_features=16, hidden=(4,), num_classes=3)  # tiny_data has labels 0..3
+
+    for y in (tiny_data.y, tiny_data.y.int()):
+        with pytest.raises(InvalidParameterError, match="labels"):
+            train_chunk(factory, tiny_data.x, y, mask, [0, 1], cfg, kernel="mlp")
+    with pytest.raises((IndexError, RuntimeError), match="out of bounds"):
+        train_chunk(factory, tiny_data.x, tiny_data.y, mask, [0, 1], cfg, kernel="auto")
+    soft = torch.softmax(torch.randn(len(tiny_data), 3, generator=torch.Generator().manual_seed(0)), 1)
+    auto = train_chunk(factory, tiny_data.x, soft, mask, [0, 1], cfg, kernel="auto")
+    ref = train_chunk(factory, tiny_data.x, soft, mask, [0, 1], cfg, kernel="vmap")
+    for name in ref:
+        torch.testing.assert_close(auto[name], ref[name])
+
+
+def test_multidim_inputs_without_flatten_are_not_flattened(tiny_data):
+    # The reference (and the vmap kernel) apply Linear to the last dimension and then fail on the
+    # (B, 1, 4, C) logits; the hand-written kernel must not silently train on flattened rows instead.
+    mask = np.ones((2, len(tiny_data)), dtype=bool)
+    cfg = TrainConfig(epochs=1, batch_size=8)
+    x = tiny_data.x.reshape(len(tiny_data), 4, 4)
+    with pytest.raises(InvalidParameterError, match="Flatten"):
+        train_chunk(lambda: nn.Sequential(nn.Linear(4, 4)), x, tiny_data.y, mask, [0, 1], cfg, kernel="mlp")
+    with pytest.raises(RuntimeError, match="target size"):
+        train_chunk(lambda: nn.Sequential(nn.Linear(4, 4)), x, tiny_data.y, mask, [0, 1], cfg, kernel="auto")
