@@ -138,6 +138,8 @@ def conv_weight_per_example(module: nn.Conv2d, x: torch.Tensor, g: torch.Tensor)
     stride, pad, dilation = _conv_args(module)
     B, Cin = x.shape[:2]
     Cout, _, kh, kw = module.weight.shape
+    if B == 0:  # an empty (Poisson) batch: both routes below would need B >= 1 groups
+        return x.new_zeros(0, Cout, Cin, kh, kw)
     if Cin == 1:  # x as (1, B, H, W) is a free view; measured faster than the grouped backward here
         xp = F.pad(x.transpose(0, 1), (pad[1], pad[1], pad[0], pad[0]))  # (1, B, H + 2p, W + 2p)
         out = F.conv2d(

@@ -210,3 +210,16 @@ def test_conv_weight_per_example_both_routes(cin, kernel, stride, pad, dil):
     for i in range(3):
         (want,) = torch.autograd.grad((conv(x[i : i + 1]) * g[i : i + 1]).sum(), [conv.weight])
         torch.testing.assert_close(got[i], want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("cin", [1, 3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_conv_weight_per_example_empty_batch(cin, dtype):
+    # B = 0 (an empty Poisson batch): no groups to convolve, an empty (0, *W.shape) result.
+    from privlab.dp.layers import conv_weight_per_example
+
+    conv = nn.Conv2d(cin, 4, (3, 2), padding=(1, 0)).to(dtype)
+    x = torch.zeros(0, cin, 9, 8, dtype=dtype)
+    got = conv_weight_per_example(conv, x, torch.zeros_like(conv(x)))
+    assert got.shape == (0, *conv.weight.shape)
+    assert got.dtype == dtype
