@@ -31,6 +31,9 @@ from privlab.train.sampling import init_model, model_seed
 from privlab.train.vmapped import KERNELS, train_chunk
 
 BACKENDS = ("local", "loop", "ray")
+# Bumped whenever the trained parameters for a given key change (e.g. frozen parameters stopped
+# being trained in version 2), so caches written by older code are not reused.
+TRAINER_VERSION = 2
 CHUNK_BYTES = 4 << 20  # default local chunk: stacked parameters of at most ~4 MiB (measured best for MLPs here)
 TrainFn = Callable[[nn.Module, ArrayDataset, TrainConfig], nn.Module]
 
@@ -108,7 +111,14 @@ def _ensemble_key(
     )
     fn_name = "" if train_fn is None else f"{train_fn.__module__}.{getattr(train_fn, '__qualname__', train_fn)}"
     return digest(
-        cfg.hash(), np.packbits(mask).tobytes(), str(mask.shape), data_hash, type(probe).__qualname__, arch, fn_name
+        cfg.hash(),
+        np.packbits(mask).tobytes(),
+        str(mask.shape),
+        data_hash,
+        type(probe).__qualname__,
+        arch,
+        fn_name,
+        f"trainer-v{TRAINER_VERSION}",
     )
 
 
