@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from privlab._validation import check_choice, check_int, check_real
-from privlab.errors import ConfigError
+from privlab.errors import ConfigError, InvalidParameterError
 
 OPTIMIZERS = ("sgd", "adam")
 
@@ -20,7 +20,14 @@ class TrainConfig:
     ``epochs`` counts passes over the model's own training set: a model with ``n`` examples takes
     ``ceil(epochs * n / batch_size)`` steps of exactly ``batch_size`` examples, read from a stream of
     fresh random permutations of its ``n`` examples (see :func:`privlab.train.sampling.index_stream`).
-    ``seed`` fixes the initialisation and the order of examples; nothing else is random.
+    ``seed`` fixes the initialisation, the order of examples and (for DP-SGD-style training) the
+    noise; nothing else is random.
+
+    ``dp_max_grad_norm > 0`` trains like DP-SGD (Abadi et al. 2016), for reference models that must
+    mimic a DP target: each example's gradient is clipped to that L2 norm (flat, over all trainable
+    parameters), and ``N(0, (dp_noise_multiplier * dp_max_grad_norm)^2)`` noise per coordinate is
+    added to the sum before dividing by the batch size. Batches are the fixed-size ones above, not
+    Poisson samples, and nothing is accounted: these models carry no privacy guarantee of their own.
     """
 
     epochs: float = 10.0
@@ -32,6 +39,13 @@ class TrainConfig:
     seed: int = 0
     adam_betas: tuple[float, float] = (0.9, 0.999)
     adam_eps: float = 1e-8
+    dp_max_grad_norm: float = 0.0  # 0: no clipping (ordinary training)
+    dp_noise_multiplier: float = 0.0
+
+    @property
+    def private(self) -> bool:
+        """Per-example clipping (and noise) on: DP-SGD-style training."""
+        return self.dp_max_grad_norm > 0
 
     def __post_init__(self) -> None:
         owner = "TrainConfig"
@@ -45,6 +59,13 @@ class TrainConfig:
         for b in self.adam_betas:
             check_real(b, "adam_betas", owner, low=0.0, high=1.0, high_open=True)
         check_real(self.adam_eps, "adam_eps", owner, low=0.0, low_open=True)
+        check_real(self.dp_max_grad_norm, "dp_max_grad_norm", owner, low=0.0)
+        check_real(self.dp_noise_multiplier, "dp_noise_multiplier", owner, low=0.0)
+        if self.dp_noise_multiplier > 0 and self.dp_max_grad_norm == 0:
+            raise InvalidParameterError(
+                "The 'dp_noise_multiplier' parameter of TrainConfig needs clipping: noise is scaled by "
+                f"dp_max_grad_norm, which must be > 0. Got dp_max_grad_norm={self.dp_max_grad_norm} instead."
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples become lists)."""

@@ -28,7 +28,7 @@ from privlab.train.cache import EnsembleCache, digest, mask_to_json
 from privlab.train.config import TrainConfig
 from privlab.train.loop import train_model
 from privlab.train.sampling import init_model, model_seed
-from privlab.train.vmapped import KERNELS, train_chunk
+from privlab.train.vmapped import KERNELS, can_train_private, train_chunk
 
 BACKENDS = ("local", "loop", "ray")
 # Bumped whenever the trained parameters for a given key change (e.g. frozen parameters stopped
@@ -145,12 +145,21 @@ def train_ensemble(
     :func:`privlab.train.vmapped.train_chunk`). ``train_fn(model, subset, cfg)`` replaces the plain
     loop for a user's own training (implies one-by-one training). With ``cache_dir``, completed
     chunks are saved as they finish and reused on the next call with the same config, mask, data
-    and architecture.
+    and architecture. With ``cfg.private`` (DP-SGD-style reference models), the local backend
+    trains plain MLPs vectorised and other models one by one (``"loop"``).
     """
     check_choice(backend, "backend", "train_ensemble", BACKENDS)
     check_choice(kernel, "kernel", "train_ensemble", KERNELS)
     mask = _check_mask(mask, len(dataset))
     K = mask.shape[0]
+    private_loop = cfg.private and backend != "loop" and train_fn is None
+    if private_loop and not can_train_private(init_model(model_factory, 0), dataset.x, dataset.y, mask):
+        if backend == "ray":
+            raise InvalidParameterError(
+                "The 'backend' parameter of train_ensemble is 'ray', but DP-SGD-style training "
+                "(cfg.dp_max_grad_norm > 0) of this model needs one-by-one training. Use backend='loop'."
+            )
+        backend = "loop"  # DP-SGD-style training of non-MLP models: one by one
     if chunk_size is None:
         n_bytes = sum(p.numel() * p.element_size() for p in init_model(model_factory, 0).parameters())
         chunk_size = 8 if backend == "ray" else max(1, min(K, CHUNK_BYTES // max(n_bytes, 1)))

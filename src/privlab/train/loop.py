@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 from privlab.data import ArrayDataset
 from privlab.errors import InvalidParameterError
 from privlab.train.config import TrainConfig
-from privlab.train.sampling import index_stream, num_steps
+from privlab.train.sampling import index_stream, noise_generator, num_steps
 
 
 def make_optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -18,6 +18,26 @@ def make_optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.adam_betas, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
+
+
+def _private_grads(
+    model: nn.Module,
+    trainable: dict[str, nn.Parameter],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: TrainConfig,
+    gen: torch.Generator,
+) -> None:
+    """Set ``.grad`` to ``(sum_i clip_C(g_i) + sigma C z) / B`` (DP-SGD-style, see :func:`train_model`)."""
+    from privlab.dp.clipping import clip_gradients
+    from privlab.dp.per_sample import per_sample_gradients
+
+    per_example = per_sample_gradients(model, F.cross_entropy, x, y)  # {name: (B, *shape)}
+    summed = clip_gradients(per_example, cfg.dp_max_grad_norm, "flat")
+    std = cfg.dp_noise_multiplier * cfg.dp_max_grad_norm
+    for name, p in trainable.items():
+        noise = torch.randn(p.shape, generator=gen, dtype=p.dtype)
+        p.grad = (summed[name] + std * noise) / len(x)
 
 
 def train_model(
@@ -31,19 +51,27 @@ def train_model(
 
     Takes ``ceil(cfg.epochs * N / cfg.batch_size)`` steps; the batches come from
     :func:`privlab.train.sampling.index_stream` seeded with ``cfg.seed`` (the initialisation is
-    the caller's: use :func:`privlab.train.sampling.init_model` for a seeded one).
+    the caller's: use :func:`privlab.train.sampling.init_model` for a seeded one). With
+    ``cfg.private`` each step's gradient is ``(sum_i clip_C(g_i) + sigma C z) / B`` (per-example
+    gradients by ``torch.func``, flat clipping, ``z`` standard normal per coordinate from
+    :func:`privlab.train.sampling.noise_generator`, drawn parameter by parameter in
+    ``named_parameters`` order).
     """
     if len(dataset) == 0:
         raise InvalidParameterError("The 'dataset' parameter of train_model must be non-empty. Got 0 rows instead.")
     steps = num_steps(len(dataset), cfg.epochs, cfg.batch_size)
     batches = index_stream(len(dataset), steps, cfg.batch_size, cfg.seed)
-    opt = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    opt = make_optimizer(list(trainable.values()), cfg)
+    gen = noise_generator(cfg.seed) if cfg.private else None
     model.train()
     for t in tqdm(range(steps), disable=not progress, desc="train", leave=False):
         idx = batches[t]
-        loss = F.cross_entropy(model(dataset.x[idx]), dataset.y[idx])
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        if gen is None:
+            F.cross_entropy(model(dataset.x[idx]), dataset.y[idx]).backward()
+        else:
+            _private_grads(model, trainable, dataset.x[idx], dataset.y[idx], cfg, gen)
         opt.step()
     model.eval()
     return model

@@ -22,6 +22,11 @@ def model_seed(base_seed: int, index: int) -> int:
     return int(np.random.SeedSequence([base_seed, index]).generate_state(1, dtype=np.uint32)[0])
 
 
+def noise_generator(seed: int) -> torch.Generator:
+    """The generator of DP-SGD-style noise for the model with ``seed`` (a stream apart from its batches)."""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, 1]).generate_state(1, dtype=np.uint32)[0]))
+
+
 def num_steps(n: int, epochs: float, batch_size: int) -> int:
     """``ceil(epochs * n / batch_size)``, at least 1: the number of steps a model with ``n`` examples takes."""
     return max(1, math.ceil(epochs * n / batch_size))

@@ -116,6 +116,7 @@ def mlp_grads(
     y: torch.Tensor,
     out: dict[str, torch.Tensor],
     beta: float = 0.0,
+    clip: float | None = None,
 ) -> dict[str, torch.Tensor]:
     """``out[name] <- beta * out[name] + grad[name]`` for each model's mean cross-entropy on its batch.
 
@@ -123,6 +124,12 @@ def mlp_grads(
     preallocated tensors shaped like ``params``. ``beta = 0`` writes plain gradients (``out`` may hold
     garbage); ``beta = mu`` with ``out`` = SGD momentum buffers folds ``b <- mu b + g`` into the
     weight-gradient products (``baddbmm``), saving one pass over the parameters per step.
+
+    ``clip = C`` replaces the mean gradient by the mean of per-example gradients clipped to norm C
+    (flat over all layers; factors ``min(1, C / (||g_i|| + 1e-6))`` as in :mod:`privlab.dp.clipping`).
+    Example i's gradient of layer l is ``B dz_i a_i^T`` (``dz`` carries the 1/B of the mean), so
+    ``||g_i||^2 = B^2 sum_l ||dz_li||^2 (||a_li||^2 + [bias])`` (the rank-one norm identity, exact for 2-D
+    inputs) and the clipped mean is one product per layer with ``dz`` scaled by the factors.
     """
     K, B, _ = x.shape
     acts = [x]  # a_0 .. a_{L-1}: the inputs of each layer
@@ -144,22 +151,41 @@ def mlp_grads(
     flat = torch.arange(0, K * B * n_classes, n_classes, device=y.device).add_(y)
     dz.view(-1).index_put_((flat,), torch.tensor(-1.0, dtype=dz.dtype), accumulate=True)
     dz.mul_(1.0 / B)
+    dzs: list[torch.Tensor] = []  # output gradients of layers L-1 .. 0
     for i in range(len(plan) - 1, -1, -1):
-        layer, a_prev = plan[i], acts[i]
-        out[layer.weight].baddbmm_(dz.transpose(1, 2), a_prev, beta=beta)  # (K, out, in)
-        if layer.bias is not None:
-            if beta:
-                out[layer.bias].mul_(beta).add_(dz.sum(1))
-            else:
-                torch.sum(dz, 1, out=out[layer.bias])  # (K, out)
+        dzs.append(dz)
+        if clip is None:  # no factors to wait for: write this layer now, free dz early
+            _write_layer(plan[i], dz, acts[i], out, beta)
         if i == 0:
             break
-        da = torch.bmm(dz, params[layer.weight])  # (K, B, in)
+        da = torch.bmm(dz, params[plan[i].weight])  # (K, B, in)
         act = plan[i - 1].activation
         if act == "relu":
-            dz = torch.ops.aten.threshold_backward(da, a_prev, 0)
+            dz = torch.ops.aten.threshold_backward(da, acts[i], 0)
         elif act == "tanh":
-            dz = da.mul_(1 - a_prev * a_prev)
+            dz = da.mul_(1 - acts[i] * acts[i])
         else:
             dz = da
+        if clip is None:
+            dzs.clear()
+    if clip is not None:
+        sq = torch.zeros(K, B, dtype=x.dtype, device=x.device)
+        for i, dz_i in zip(range(len(plan) - 1, -1, -1), dzs, strict=True):
+            a_sq = acts[i].square().sum(-1) + (plan[i].bias is not None)
+            sq += dz_i.square().sum(-1) * a_sq
+        factors = (clip / (sq.sqrt_().mul_(B) + 1e-6)).clamp_(max=1.0).unsqueeze(-1)  # (K, B, 1)
+        for i, dz_i in zip(range(len(plan) - 1, -1, -1), dzs, strict=True):
+            _write_layer(plan[i], dz_i * factors, acts[i], out, beta)
     return out
+
+
+def _write_layer(
+    layer: DenseLayer, dz: torch.Tensor, a_prev: torch.Tensor, out: dict[str, torch.Tensor], beta: float
+) -> None:
+    """``out <- beta * out + (dz^T a, sum_b dz)`` for one layer's weight and bias."""
+    out[layer.weight].baddbmm_(dz.transpose(1, 2), a_prev, beta=beta)  # (K, out, in)
+    if layer.bias is not None:
+        if beta:
+            out[layer.bias].mul_(beta).add_(dz.sum(1))
+        else:
+            torch.sum(dz, 1, out=out[layer.bias])  # (K, out)

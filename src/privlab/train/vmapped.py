@@ -26,7 +26,7 @@ from privlab._validation import check_choice
 from privlab.errors import InvalidParameterError
 from privlab.train import optim
 from privlab.train.config import TrainConfig
-from privlab.train.sampling import index_stream, init_model, num_steps
+from privlab.train.sampling import index_stream, init_model, noise_generator, num_steps
 from privlab.train.stacked_mlp import mlp_grads, mlp_plan
 
 
@@ -77,6 +77,14 @@ def _labels_fit(y: torch.Tensor, mask: np.ndarray, n_classes: int) -> bool:
     return used.numel() == 0 or (int(used.min()) >= 0 and int(used.max()) < n_classes)
 
 
+def can_train_private(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: np.ndarray) -> bool:
+    """Whether :func:`train_chunk` can train such models DP-SGD-style (``mlp`` kernel, all parameters trainable)."""
+    plan = mlp_plan(model, input_ndim=x.dim())
+    if plan is None or not all(p.requires_grad for p in model.parameters()):
+        return False
+    return _labels_fit(y, mask, dict(model.named_parameters())[plan[-1].weight].shape[0])
+
+
 def train_chunk(
     model_factory: Callable[[], nn.Module],
     x: torch.Tensor,
@@ -109,6 +117,13 @@ def train_chunk(
             "of more than 2 dimensions), and int64/uint8 class labels in range. "
             f"Got {type(models[0]).__name__}; use 'auto'."
         )
+    trainable = [k for k, p in models[0].named_parameters() if p.requires_grad]
+    if cfg.private and (plan is None or len(trainable) != len(params)):
+        raise InvalidParameterError(
+            "The 'cfg' parameter of train_chunk asks for DP-SGD-style training (dp_max_grad_norm > 0), which the "
+            "vectorised ensemble does only with the 'mlp' kernel and every parameter trainable. "
+            f"Got {type(models[0]).__name__} (kernel {kernel!r}); train it with backend='loop'."
+        )
     grad_fn = None if plan is not None else _vmap_grads(models[0], buffers)
     streams, steps = _streams(mask, seeds, cfg)  # (K, T, B)
     streams = streams.transpose(0, 1).contiguous()  # (T, K, B): one contiguous block per step
@@ -116,7 +131,6 @@ def train_chunk(
     leaves = {k: v.detach().clone() for k, v in params.items()}
     state = optim.init_state(leaves, cfg)
     # The optimizer sees the trainable parameters only (the same tensor objects as in leaves and state).
-    trainable = [k for k, p in models[0].named_parameters() if p.requires_grad]
     if not trainable:  # train_model's torch.optim refuses an empty parameter list too
         raise InvalidParameterError(
             f"The 'model_factory' parameter of train_chunk must build a model with a trainable parameter. "
@@ -128,7 +142,10 @@ def train_chunk(
     if plan is not None:
         grad_buf = {k: torch.empty_like(v) for k, v in leaves.items()}
         x_buf = torch.empty(streams.shape[1] * streams.shape[2], x_flat.shape[1], dtype=x_flat.dtype)
-    fold = plan is not None and optim.folds_momentum(cfg)
+    fold = plan is not None and optim.folds_momentum(cfg) and not cfg.private
+    clip = cfg.dp_max_grad_norm if cfg.private else None
+    gens = [noise_generator(s) for s in seeds] if cfg.private else []
+    noise_std = cfg.dp_noise_multiplier * cfg.dp_max_grad_norm / cfg.batch_size  # on the mean gradient
     for t in tqdm(range(streams.shape[0]), disable=not progress, desc=desc, leave=False):
         idx = streams[t].flatten()  # (K * B,)
         active = None if t < t_all else torch.tensor([t < s for s in steps])
@@ -142,5 +159,11 @@ def train_chunk(
             mlp_grads(plan, leaves, xb, yb, state["buf"], beta=cfg.momentum)
             optim.step(opt_params, state["buf"], opt_state, cfg, t + 1, accumulated=True)
         else:
-            optim.step(opt_params, mlp_grads(plan, leaves, xb, yb, grad_buf), opt_state, cfg, t + 1, active)
+            grads = mlp_grads(plan, leaves, xb, yb, grad_buf, clip=clip)
+            for k, gen in enumerate(gens):  # the same draws, in the same order, as train_model's
+                for name in trainable:
+                    grads[name][k].add_(
+                        torch.randn(grads[name].shape[1:], generator=gen, dtype=grads[name].dtype), alpha=noise_std
+                    )
+            optim.step(opt_params, grads, opt_state, cfg, t + 1, active)
     return {**{k: v.detach() for k, v in leaves.items()}, **{k: v.detach() for k, v in buffers.items()}}
