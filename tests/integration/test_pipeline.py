@@ -59,6 +59,11 @@ def test_report_is_produced_and_verifiable(first_run) -> None:
         assert audit["claimed_epsilon"] == pytest.approx(8.0, rel=0.01) and not audit["violates_claim"]
     html = res.report_html.read_text()
     assert 'id="privacy-card"' in html and html.count("<svg") >= 3
+    # The DP target is attacked with references trained like it (DP-SGD-style), cached apart.
+    assert rep["attacks"]["dp"]["references"]["trained"].startswith("like dp: ")
+    assert rep["attacks"]["plain"]["references"]["trained"].startswith("with attack.train")
+    assert (res.run_dir / "references-dp").is_dir() and (res.run_dir / "references").is_dir()
+    assert "trained like dp: " in html
 
 
 def test_rerun_reuses_every_stage(first_run, monkeypatch) -> None:
@@ -118,6 +123,7 @@ def test_tampered_report_is_refused(first_run, tmp_path) -> None:
         ({"targets": [{"name": "a", "dp": {"delta": 2}}]}, "targets[0].dp.delta"),
         ({"attack": {"attacks": ["lira", "loss"]}}, "attack.attacks"),
         ({"audit": {"enabled": "yes"}}, "audit.enabled"),
+        ({"attack": {"dp_references": "yes"}}, "attack.dp_references"),
         ({"audit": {"canary_gradient": "random"}}, "audit.canary_gradient"),
     ],
 )
@@ -177,3 +183,28 @@ def test_pipeline_report_renders_in_headless_browser(first_run, tmp_path) -> Non
     assert 'id="privacy-card"' in dom.stdout
     assert dom.stdout.count('<figure class="roc"><svg') == 2  # one ROC per target
     assert '<figure class="epsilon"><svg' in dom.stdout and '<figure class="utility"><svg' in dom.stdout
+
+
+def test_dp_references_copy_the_targets_training(first_run, monkeypatch, tmp_path) -> None:
+    import privlab.train
+    from privlab.pipeline import stages
+
+    cfg, res = first_run
+    rep = load_report(res.report_json)
+    sigma = rep["models"]["dp"]["claimed"]["noise_multiplier"]
+    seen = []
+
+    def capture(factory, data, mask, tc, **kw):
+        seen.append((tc, kw["cache_dir"].name))
+        raise RuntimeError("captured")
+
+    monkeypatch.setattr(privlab.train, "train_ensemble", capture)
+    pop = stages.load_population(cfg)
+    dp_target = stages.TrainedTarget("dp", None, {}, None, sigma, 0.1, 10)  # type: ignore[arg-type]
+    for like in (dp_target, None):
+        with pytest.raises(RuntimeError, match="captured"):
+            stages.train_references(cfg, pop, tmp_path, False, like)
+    (dp_tc, dp_dir), (plain_tc, plain_dir) = seen
+    assert dp_tc.dp_max_grad_norm == 1.0 and dp_tc.dp_noise_multiplier == sigma and dp_dir == "references-dp"
+    assert (dp_tc.batch_size, dp_tc.lr, dp_tc.momentum) == (50, 1.0, 0.0)  # the DP target's own spec
+    assert not plain_tc.private and plain_dir == "references" and plain_tc.batch_size == 32

@@ -97,11 +97,20 @@ class TargetConfig:
 
 @dataclass(frozen=True)
 class AttackConfig:
-    """Reference models and the membership-inference attacks run against every target."""
+    """Reference models and the membership-inference attacks run against every target.
+
+    Non-private targets are attacked with references trained by ``train`` (architecture of the first
+    target). With ``dp_references`` (default), a DP target gets its own references, trained the way
+    it was (Carlini et al. 2022's threat model: the attacker knows the training algorithm): its
+    architecture and training spec, each example's gradient clipped to its ``max_grad_norm`` and
+    noise at its calibrated noise multiplier (flat clipping, fixed-size batches; see
+    :class:`privlab.train.TrainConfig`).
+    """
 
     reference_models: int = 16
     attacks: tuple[str, ...] = ATTACK_NAMES
     train: TrainSpec = field(default_factory=TrainSpec)
+    dp_references: bool = True
 
     def __post_init__(self) -> None:
         check_int(self.reference_models, "reference_models", "attack", low=2)

@@ -23,6 +23,7 @@ from privlab.pipeline.stages import (
     build,
     claimed,
     load_population,
+    references_like,
     train_references,
     train_target,
 )
@@ -45,8 +46,9 @@ def _log(msg: str, quiet: bool) -> None:
 
 
 def attack_deps(cfg: RunConfig, name: str) -> dict[str, Any]:
-    """Everything an attack on target ``name`` depends on. The reference models copy the first
-    target's architecture, so it is a dependency of every attack, not only of the first."""
+    """Everything an attack on target ``name`` depends on. The shared reference models copy the first
+    target's architecture, so it is a dependency of every attack, not only of the first (references
+    trained like a DP target depend on that target's config, also included)."""
     return {
         "target": name,
         "target_cfg": [asdict(t) for t in cfg.targets if t.name == name],
@@ -82,6 +84,14 @@ def attack_stage(
     for entry in result.get("attacks", {}).values():
         entry.pop("scores", None)
     result["per_example_scores"] = str((st.path / "mia.json").relative_to(run_dir))
+    like = references_like(cfg, target)
+    result["references"] = {
+        "count": cfg.attack.reference_models,
+        "trained": f"like {target.name}: its architecture and training spec, DP-SGD-style (flat clipping "
+        f"at its max_grad_norm, noise multiplier {target.noise_multiplier:.4g}, fixed-size batches)"
+        if like
+        else "with attack.train (non-private), architecture of the first target",
+    }
     return result
 
 
@@ -192,14 +202,22 @@ def run(cfg: RunConfig, *, progress: bool = True, quiet: bool = False) -> RunRes
 
         cache: dict[str, Any] = {}
 
-        def ref_signals() -> Any:  # trained (or loaded) once, and only if some attack needs them
-            if "signals" not in cache:
-                _log(f"reference models: {cfg.attack.reference_models}", quiet)
-                cache["signals"] = compute_signals(train_references(cfg, pop, run_dir, progress), pop.data)
-            return cache["signals"]
+        def ref_signals_for(tt: TrainedTarget) -> Callable[[], Any]:
+            like = tt if references_like(cfg, tt) else None
+            key = tt.name if like is not None else ""
+
+            def ref_signals() -> Any:  # trained (or loaded) once, and only if some attack needs them
+                if key not in cache:
+                    how = f"trained like {tt.name} (DP-SGD-style)" if like is not None else "attack.train"
+                    _log(f"reference models: {cfg.attack.reference_models}, {how}", quiet)
+                    models = train_references(cfg, pop, run_dir, progress, like)
+                    cache[key] = compute_signals(models, pop.data)
+                return cache[key]
+
+            return ref_signals
 
         for tt in targets:
-            report.attacks[tt.name] = attack_stage(cfg, tt, pop, run_dir, ref_signals)
+            report.attacks[tt.name] = attack_stage(cfg, tt, pop, run_dir, ref_signals_for(tt))
             curves = attack_curves(report.attacks[tt.name])
             _log(f"attacks on {tt.name}: " + ", ".join(f"{a} AUC {c['auc']:.3f}" for a, c in curves.items()), quiet)
 

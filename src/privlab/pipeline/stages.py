@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from privlab.accounting import PrivacyLedger
 from privlab.data import ArrayDataset, load_dataset, membership_mask
-from privlab.errors import CorruptArtifactError
+from privlab.errors import CorruptArtifactError, InvalidParameterError
 from privlab.models import MLP, SmallCNN
 from privlab.pipeline.cache import stage
 from privlab.pipeline.config import DataConfig, RunConfig, TargetConfig, TrainSpec
@@ -168,12 +168,24 @@ def train_target(cfg: RunConfig, t: TargetConfig, pop: Population, run_dir: Path
     return TrainedTarget(t.name, model, utility, ledger, sigma, q, steps)
 
 
-def train_references(cfg: RunConfig, pop: Population, run_dir: Path, progress: bool) -> list[nn.Module]:
-    """The K reference models (rows 1..K of the mask), trained as one vectorised ensemble and cached."""
+def train_references(
+    cfg: RunConfig, pop: Population, run_dir: Path, progress: bool, like: TrainedTarget | None = None
+) -> list[nn.Module]:
+    """The K reference models (rows 1..K of the mask), trained as one vectorised ensemble and cached.
+
+    Default: ``cfg.attack.train`` and the first target's architecture. ``like`` (a DP target): its
+    own architecture and training spec, DP-SGD-style with its ``max_grad_norm`` and noise multiplier,
+    cached apart under ``references-<target>``.
+    """
     from privlab.train import TrainConfig, train_ensemble
 
-    spec = cfg.attack.train
-    arch = cfg.targets[0]  # reference models share the first target's architecture
+    spec, arch, clip, sigma, cache = cfg.attack.train, cfg.targets[0], 0.0, 0.0, run_dir / "references"
+    if like is not None:
+        arch = next(t for t in cfg.targets if t.name == like.name)
+        if arch.dp is None or like.noise_multiplier is None:
+            raise InvalidParameterError(f"references trained like target {like.name!r} need a DP target")
+        spec, clip, sigma = arch.train, arch.dp.max_grad_norm, like.noise_multiplier
+        cache = run_dir / f"references-{like.name}"
     tc = TrainConfig(
         epochs=float(spec.epochs),
         batch_size=spec.batch_size,
@@ -182,11 +194,16 @@ def train_references(cfg: RunConfig, pop: Population, run_dir: Path, progress: b
         momentum=spec.momentum,
         weight_decay=spec.weight_decay,
         seed=cfg.seed,
+        dp_max_grad_norm=clip,
+        dp_noise_multiplier=sigma,
     )
-    ens = train_ensemble(
-        lambda: build(arch, pop.data), pop.data, pop.mask[1:], tc, cache_dir=run_dir / "references", progress=progress
-    )
+    ens = train_ensemble(lambda: build(arch, pop.data), pop.data, pop.mask[1:], tc, cache_dir=cache, progress=progress)
     return list(ens.models)
+
+
+def references_like(cfg: RunConfig, target: TrainedTarget) -> bool:
+    """Are ``target``'s attacks calibrated on references trained like it (a DP target, ``dp_references``)?"""
+    return cfg.attack.dp_references and target.ledger is not None and target.noise_multiplier is not None
 
 
 def claimed(target: TrainedTarget) -> dict[str, Any] | None:

@@ -124,8 +124,15 @@ def _attack_tables(rep: dict[str, Any]) -> str:
             f"<td>{_f(_tpr_at(c, 0.1))}</td><td>{_f(_tpr_at(c, 0.01))}</td><td>{_f(_tpr_at(c, 0.001))}</td></tr>"
             for a, c in curves.items()
         )
+        refs = mia.get("references") or {}
+        note = (
+            f"<p class='muted'>{_f(refs.get('count'))} reference models, trained "
+            f"{html.escape(str(refs['trained']))}</p>"
+            if refs.get("trained")
+            else ""
+        )
         parts.append(
-            f"<h3>{html.escape(model)}</h3><table><tr><th>attack</th><th>AUC</th><th>balanced acc.</th>"
+            f"<h3>{html.escape(model)}</h3>{note}<table><tr><th>attack</th><th>AUC</th><th>balanced acc.</th>"
             f"<th>TPR@10%FPR</th><th>TPR@1%FPR</th><th>TPR@0.1%FPR</th></tr>{rows}</table>"
         )
     return "".join(parts)
