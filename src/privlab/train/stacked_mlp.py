@@ -16,7 +16,8 @@ Per model (inputs ``a_0`` of shape (B, D), layer ``l`` with weight ``W_l`` (out,
   with ``relu' = 1[a > 0]`` and ``tanh' = 1 - a^2`` (both read from the activation ``a``).
 
 The K models share no parameters, so row k of each gradient is model k's own gradient, equal to
-the plain loop's up to floating-point summation order.
+the plain loop's up to floating-point summation order. With ``clip``, each example's gradient is
+clipped first (DP-SGD-style reference models; see :func:`mlp_grads`).
 """
 
 from __future__ import annotations
