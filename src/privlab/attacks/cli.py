@@ -53,6 +53,12 @@ def attack(
     batch_size: int = typer.Option(32, help="Minibatch size."),
     lr: float = typer.Option(0.05, help="Learning rate."),
     optimizer: str = typer.Option("sgd", help="sgd or adam."),
+    dp_max_grad_norm: float = typer.Option(
+        0.0, help="> 0: train every model DP-SGD-style, each example's gradient clipped to this norm."
+    ),
+    dp_noise_multiplier: float = typer.Option(
+        0.0, help="Gaussian noise sigma * C on the clipped sum (with --dp-max-grad-norm; not accounted)."
+    ),
     seed: int = typer.Option(0, help="Seed of the data split, membership mask and training."),
     attacks: str = typer.Option(",".join(DEFAULT_ATTACKS), help="Comma-separated attack names."),
     augment: bool = typer.Option(False, help="Average signals over flips/shifts of each query."),
@@ -98,7 +104,13 @@ def _run(o: dict[str, Any]) -> None:
     data, pop = full.subset(order[:n]), full.subset(order[n : n + n_pop])
     mask = membership_mask(k, n, seed=int(o["seed"]))
     cfg = TrainConfig(
-        epochs=o["epochs"], batch_size=o["batch_size"], lr=o["lr"], optimizer=o["optimizer"], seed=int(o["seed"])
+        epochs=o["epochs"],
+        batch_size=o["batch_size"],
+        lr=o["lr"],
+        optimizer=o["optimizer"],
+        seed=int(o["seed"]),
+        dp_max_grad_norm=float(o["dp_max_grad_norm"]),
+        dp_noise_multiplier=float(o["dp_noise_multiplier"]),
     )
     kw = {"hidden": (int(o["hidden"]),)} if o["model"] == "mlp" else {}
     name = str(o["model"])

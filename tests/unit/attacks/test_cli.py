@@ -61,3 +61,18 @@ def test_attack_cli_errors(tmp_path):
         ],
     )
     assert r.exit_code == 2 and "'attacks' parameter of privlab attack" in r.output
+
+
+def test_attack_cli_dp_style_training(tmp_path):
+    base = ["attack", "--dataset", "mnist", "--n-examples", "200", "--n-population", "100", "--n-reference", "2"]
+    base += ["--epochs", "1", "--hidden", "8", "--bootstrap", "5", "--attacks", "loss,rmia_offline"]
+    cache = tmp_path / "cache"
+    r = CliRunner().invoke(
+        app, [*base, "--dp-max-grad-norm", "0.1", "--dp-noise-multiplier", "1.0", "--cache-dir", str(cache)]
+    )
+    assert r.exit_code == 0, r.output
+    (meta,) = cache.glob("ensemble-*/ensemble.json")
+    train = json.loads(meta.read_text())["config"]
+    assert train["dp_max_grad_norm"] == 0.1 and train["dp_noise_multiplier"] == 1.0
+    r = CliRunner().invoke(app, [*base, "--dp-noise-multiplier", "1.0"])  # noise without clipping
+    assert r.exit_code == 2 and "dp_noise_multiplier" in r.output
