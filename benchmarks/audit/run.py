@@ -1,6 +1,7 @@
-"""Audit DP-SGD on MNIST at claimed epsilon 2, 4, 8: white-box / black-box, one-run / multi-run.
+"""Audit DP-SGD on MNIST at claimed epsilon 2, 4, 8: white-box / black-box, one-run / multi-run, and
+the optimizer path (probe canaries through make_private, per clipping mode).
 
-Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/audit/run.py`` (about 15 min on 2 shared cores; see
+Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/audit/run.py`` (about 5-15 min on 2 cores; see
 README.md). ``--quick`` runs a smaller smoke configuration (not comparable to the table).
 
 Every row is an epsilon lower bound at 95% confidence with the ratio lower bound / claimed epsilon.
@@ -25,6 +26,7 @@ from privlab.audit.blackbox import audit_dp_training_blackbox
 from privlab.audit.canaries import dirac_score_model
 from privlab.audit.dp_training import DPTrainingAudit, audit_dp_training
 from privlab.audit.multi_run_training import audit_dp_training_multi_run, midpoint_threshold
+from privlab.audit.optimizer_canaries import audit_dp_optimizer
 from privlab.data import load_mnist
 from privlab.models import MLP
 from privlab.report.environment import environment
@@ -41,11 +43,15 @@ FULL: dict[str, Any] = {
                           "canaries": 1000},
     "white_box_multi_run": {"train": 64, "hidden": 8, "sample_rate": 1.0, "steps": 10, "lr": 0.5, "runs": 3000,
                             "model_runs": 100_000},
+    # Probe canaries through make_private / DPOptimizer (the path users train with), per clipping mode.
+    "optimizer_one_run": {"train": 1000, "hidden": 128, "batch_size": 150, "epochs": 20, "lr": 0.5,
+                          "canaries": 1000, "clipping": ["flat", "ghost", "per_layer"]},
 }
 QUICK: dict[str, Any] = {
     "white_box_one_run": FULL["white_box_one_run"] | {"train": 500, "steps": 40, "canaries": 2000},
     "black_box_one_run": FULL["black_box_one_run"] | {"train": 500, "steps": 60, "canaries": 200},
     "white_box_multi_run": FULL["white_box_multi_run"] | {"runs": 200, "model_runs": 20_000},
+    "optimizer_one_run": FULL["optimizer_one_run"] | {"train": 500, "epochs": 5, "canaries": 300},
 }
 
 
@@ -114,6 +120,9 @@ LABELS = {
     "white_box_multi_run_gdp": "white-box multi-run, GDP (R=3000 real)",
     "white_box_multi_run_model_eps_delta": "closed-form model, eps_delta (R=100k, not evidence)",
     "white_box_multi_run_model_gdp": "closed-form model, GDP (R=100k, not evidence)",
+    "optimizer_one_run_flat": "optimizer path one-run, flat (probe canaries, m=1k)",
+    "optimizer_one_run_ghost": "optimizer path one-run, ghost (probe canaries, m=1k)",
+    "optimizer_one_run_per_layer": "optimizer path one-run, per_layer (probe canaries, m=1k)",
 }
 
 
@@ -183,6 +192,15 @@ def main() -> None:
         rows.append(row("white_box_multi_run_eps_delta", a, sec))
         rows.append(row("white_box_multi_run_gdp", a, sec))
         rows.extend(model_based(a, c, args.seed + i))
+
+        c = cfgs["optimizer_one_run"]
+        for mode in c["clipping"]:
+            t = time.perf_counter()
+            a = audit_dp_optimizer(
+                lambda c=c: MLP(784, (c["hidden"],), 10), mnist.head(c["train"]), batch_size=c["batch_size"],
+                epochs=c["epochs"], lr=c["lr"], canaries=c["canaries"], clipping=mode, **common,
+            )
+            rows.append(row(f"optimizer_one_run_{mode}", a, time.perf_counter() - t))
         for r in rows[-2:]:
             print(f"{r['audit']:<36} claimed {eps:g} lb {r['epsilon_lower_bound']:.3f}", flush=True)
         write(out_path, args, cfgs, rows, start)
