@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Callable
 from typing import Literal
 
@@ -50,21 +51,55 @@ def make_accountant(
     return rdp.RdpAccountant()
 
 
+class _QuietThreads(logging.Filter):
+    """Drops the absl logger's records below ERROR logged by a thread inside :func:`compose_quietly`.
+
+    A filter, not a level change: saving and restoring the logger's level races between threads (a
+    thread could restore another's raised level and leave absl silenced for good) and would silence
+    other threads' absl warnings meanwhile.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._depth: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def enter(self) -> None:
+        me = threading.get_ident()
+        with self._lock:
+            self._depth[me] = self._depth.get(me, 0) + 1
+
+    def leave(self) -> None:
+        me = threading.get_ident()
+        with self._lock:
+            if self._depth[me] == 1:
+                del self._depth[me]
+            else:
+                self._depth[me] -= 1
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or threading.get_ident() not in self._depth
+
+
+_QUIET = _QuietThreads()
+
+
 def compose_quietly(acc: dp_accounting.PrivacyAccountant, event: dp_accounting.DpEvent) -> None:
     """``acc.compose(event)`` without dp-accounting's absl warnings.
 
     Its RDP accountant logs a warning for each fractional order (alpha 1.1-1.3) whose series fails
     to converge and is then excluded; RDP epsilon is a minimum over orders, so excluding one can only
     loosen the bound, never make it wrong, and the warnings (dozens per calibration) bury the
-    caller's output. Other log levels and loggers are untouched.
+    caller's output. Only the calling thread's absl records below ERROR are dropped, and only during
+    the call; the logger's level, other threads and other loggers are untouched.
     """
     log = logging.getLogger("absl")
-    level = log.level
-    log.setLevel(max(level, logging.ERROR))
+    log.addFilter(_QUIET)  # idempotent
+    _QUIET.enter()
     try:
         acc.compose(event)
     finally:
-        log.setLevel(level)
+        _QUIET.leave()
 
 
 def dpsgd_event(noise_multiplier: float, sample_rate: float, steps: int) -> dp_accounting.DpEvent:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import pytest
 from dp_accounting import rdp
 
 from privlab.accounting import epsilon
-from privlab.accounting.core import dpsgd_event
+from privlab.accounting.core import compose_quietly, dpsgd_event
 
 SETTING = (1.0, 0.073185, 50, 1e-5)  # (sigma, q, steps, delta): dp-accounting warns at alpha 1.1-1.3 here
 
@@ -35,3 +36,37 @@ def test_privlab_rdp_epsilon_is_quiet_and_unchanged(caplog: pytest.LogCaptureFix
     raw = rdp.RdpAccountant()
     raw.compose(dpsgd_event(sigma, q, t))
     assert eps == pytest.approx(raw.get_epsilon(d))
+
+
+class _BlockingAccountant:
+    """compose() logs an absl warning, then waits for ``go`` (to interleave two threads' calls)."""
+
+    def __init__(self, entered: threading.Event, go: threading.Event) -> None:
+        self.entered, self.go = entered, go
+
+    def compose(self, event: object) -> None:
+        logging.getLogger("absl").warning("failed to converge (fake)")
+        self.entered.set()
+        assert self.go.wait(10)
+
+
+def test_overlapping_quiet_compositions_restore_absl_and_spare_other_threads(caplog: pytest.LogCaptureFixture) -> None:
+    log = logging.getLogger("absl")
+    e1, go1, e2, go2 = (threading.Event() for _ in range(4))
+    with caplog.at_level(logging.WARNING, logger="absl"):
+        level = log.level
+        t1 = threading.Thread(target=compose_quietly, args=(_BlockingAccountant(e1, go1), None))
+        t2 = threading.Thread(target=compose_quietly, args=(_BlockingAccountant(e2, go2), None))
+        t1.start()
+        assert e1.wait(10)
+        t2.start()  # enters while t1 is inside
+        assert e2.wait(10)
+        log.warning("another thread's absl warning")  # neither composition may swallow it
+        go1.set()
+        t1.join(10)  # t1 leaves first, t2 last
+        go2.set()
+        t2.join(10)
+        assert log.level == level  # not left raised by the interleaving
+        assert [r.getMessage() for r in caplog.records if r.name == "absl"] == ["another thread's absl warning"]
+        log.warning("after")
+    assert caplog.records[-1].getMessage() == "after"
