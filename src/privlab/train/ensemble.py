@@ -146,20 +146,24 @@ def train_ensemble(
     loop for a user's own training (implies one-by-one training). With ``cache_dir``, completed
     chunks are saved as they finish and reused on the next call with the same config, mask, data
     and architecture. With ``cfg.private`` (DP-SGD-style reference models), the local backend
-    trains plain MLPs vectorised and other models one by one (``"loop"``).
+    trains plain MLPs vectorised with the ``"mlp"`` kernel and other models (or any model with
+    ``kernel="vmap"``) one by one (``"loop"``).
     """
     check_choice(backend, "backend", "train_ensemble", BACKENDS)
     check_choice(kernel, "kernel", "train_ensemble", KERNELS)
     mask = _check_mask(mask, len(dataset))
     K = mask.shape[0]
     private_loop = cfg.private and backend != "loop" and train_fn is None
-    if private_loop and not can_train_private(init_model(model_factory, 0), dataset.x, dataset.y, mask):
+    if private_loop and (
+        (kernel == "vmap" and backend == "local")
+        or not can_train_private(init_model(model_factory, 0), dataset.x, dataset.y, mask)
+    ):
         if backend == "ray":
             raise InvalidParameterError(
                 "The 'backend' parameter of train_ensemble is 'ray', but DP-SGD-style training "
                 "(cfg.dp_max_grad_norm > 0) of this model needs one-by-one training. Use backend='loop'."
             )
-        backend = "loop"  # DP-SGD-style training of non-MLP models: one by one
+        backend = "loop"  # DP-SGD-style training without the mlp kernel: one by one
     if chunk_size is None:
         n_bytes = sum(p.numel() * p.element_size() for p in init_model(model_factory, 0).parameters())
         chunk_size = 8 if backend == "ray" else max(1, min(K, CHUNK_BYTES // max(n_bytes, 1)))

@@ -157,3 +157,13 @@ def test_noise_needs_clipping():
     with pytest.raises(InvalidParameterError, match="dp_noise_multiplier"):
         TrainConfig(dp_noise_multiplier=1.0)
     assert not TrainConfig().private and TrainConfig(dp_max_grad_norm=1.0).private
+
+
+def test_private_mlp_with_the_vmap_kernel_falls_back_to_the_loop(tiny_data):
+    # kernel="vmap" has no clipping: like a non-MLP model, the ensemble trains one by one (no error).
+    cfg = TrainConfig(epochs=1, batch_size=8, lr=0.1, seed=2, dp_max_grad_norm=0.5, dp_noise_multiplier=1.0)
+    mask = membership_mask(2, len(tiny_data), seed=3)
+    vmap = train_ensemble(factory, tiny_data, mask, cfg, kernel="vmap", progress=False)
+    loop = train_ensemble(factory, tiny_data, mask, cfg, backend="loop", progress=False)
+    for name in vmap.state:
+        torch.testing.assert_close(vmap.state[name], loop.state[name])
