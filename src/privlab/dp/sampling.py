@@ -154,8 +154,11 @@ def collate_indices(dataset: Dataset[Any], indices: list[int]) -> Any:
 class PrivateDataLoader:
     """Iterates physical batches of Poisson-sampled logical batches.
 
-    After each physical batch is yielded, ``on_chunk(is_last)`` tells the optimizer whether the next
-    ``step()`` closes a logical batch (``physical_batch_size=None`` means one chunk per logical batch).
+    Before each physical batch is yielded, ``on_chunk(is_last)`` tells the optimizer whether the next
+    ``step()`` closes a logical batch (``physical_batch_size=None`` means one chunk per logical batch),
+    and before the first chunk of each logical batch ``on_logical_batch()`` tells it that a new one
+    begins (so the clipped sums of a logical batch left unfinished, e.g. by breaking out of an epoch,
+    are dropped rather than released with the next one).
     With ``loader_options`` (the wrapped loader's ``collate_fn``, ``num_workers``, ``pin_memory``, ...;
     see :func:`loader_options`) the physical batches are loaded by a ``torch.utils.data.DataLoader``
     whose batch sampler is this loader's sampler, with the user's collate function and workers;
@@ -176,6 +179,7 @@ class PrivateDataLoader:
         self.collate = collate
         self.loader_options = loader_options
         self.on_chunk: Callable[[bool], None] | None = None
+        self.on_logical_batch: Callable[[], None] | None = None
 
     @property
     def sample_rate(self) -> float:
@@ -184,35 +188,38 @@ class PrivateDataLoader:
     def __len__(self) -> int:
         return len(self.sampler)
 
-    def _chunks(self) -> Iterator[tuple[list[int], bool]]:
-        """(physical batch indices, closes its logical batch?) in order."""
+    def _chunks(self) -> Iterator[tuple[list[int], bool, bool]]:
+        """(physical batch indices, opens its logical batch?, closes it?) in order."""
         for indices in self.sampler:
             p = self.physical_batch_size or max(len(indices), 1)
             chunks = [indices[i : i + p] for i in range(0, len(indices), p)] or [[]]
             for j, chunk in enumerate(chunks):
-                yield chunk, j == len(chunks) - 1
+                yield chunk, j == 0, j == len(chunks) - 1
+
+    def _signal(self, first: bool, last: bool) -> None:
+        if first and self.on_logical_batch is not None:
+            self.on_logical_batch()
+        if self.on_chunk is not None:
+            self.on_chunk(last)
 
     def __iter__(self) -> Iterator[Any]:
         if self.loader_options is None:
-            for chunk, last in self._chunks():
-                if self.on_chunk is not None:
-                    self.on_chunk(last)
+            for chunk, first, last in self._chunks():
+                self._signal(first, last)
                 yield self.collate(self.dataset, chunk)
             return
         # The DataLoader draws index lists from the sampler in order (ahead of time when workers
         # prefetch) and returns batches in that order, so the flags queue pairs each batch with its own.
-        flags: deque[bool] = deque()
+        flags: deque[tuple[bool, bool]] = deque()
 
         def batches() -> Iterator[list[int]]:
-            for chunk, last in self._chunks():
-                flags.append(last)
+            for chunk, first, last in self._chunks():
+                flags.append((first, last))
                 yield chunk
 
         loader = DataLoader(self.dataset, batch_sampler=batches(), **self.loader_options)  # type: ignore[arg-type]
         for batch in loader:
-            last = flags.popleft()
-            if self.on_chunk is not None:
-                self.on_chunk(last)
+            self._signal(*flags.popleft())
             yield batch
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -102,3 +103,68 @@ def test_make_private_trains_with_custom_collate_and_workers() -> None:
     assert pt.accountant.ledger.steps == len(pt.data_loader) == 6  # one record per logical batch
     assert steps >= 6 and pt.epsilon() > 0
     assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))
+
+
+class Points(Dataset):
+    def __init__(self, n: int) -> None:
+        gen = torch.Generator().manual_seed(5)
+        self.x, self.t = torch.randn(n, 3, generator=gen), torch.randn(n, 1, generator=gen)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        return self.x[i], self.t[i]
+
+
+def tuple_collate(samples):
+    xs, ts = zip(*samples, strict=True)
+    return torch.stack(xs), torch.stack(ts)
+
+
+@pytest.mark.parametrize("custom", [False, True], ids=["fast-path", "dataloader-path"])
+def test_breaking_out_mid_logical_batch_does_not_leak_into_the_next_release(custom: bool) -> None:
+    # No noise, no effective clipping, summed loss, SGD lr 1: a release moves the weights by minus the
+    # gradient of exactly the examples of its logical batch. An epoch abandoned after a stepped chunk
+    # of an unfinished logical batch must not add that chunk to the next epoch's first release.
+    ds = Points(40)
+    model = nn.Linear(3, 1, bias=False)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    loader = DataLoader(ds, batch_size=10, collate_fn=tuple_collate if custom else None)
+    pt = make_private(
+        model, opt, loader, noise_multiplier=0.0, max_grad_norm=1e6, seed=0, physical_batch_size=1, loss_reduction="sum"
+    )
+    flags: list[bool] = []
+    signal = pt.data_loader.on_chunk
+    assert signal is not None
+
+    def record(last: bool) -> None:
+        flags.append(last)
+        signal(last)
+
+    pt.data_loader.on_chunk = record
+
+    def train_step(x: torch.Tensor, t: torch.Tensor) -> None:
+        pt.optimizer.zero_grad()
+        ((pt.model(x) - t) ** 2).sum().backward()
+        pt.optimizer.step()
+
+    for x, t in pt.data_loader:
+        train_step(x, t)
+        if not flags[-1]:  # a stepped chunk of an unfinished logical batch
+            break
+    assert not flags[-1]
+    steps = pt.accountant.ledger.steps
+    flags.clear()
+    w0 = model.weight.detach().clone()
+    xs, ts = [], []
+    for x, t in pt.data_loader:
+        xs.append(x)
+        ts.append(t)
+        train_step(x, t)
+        if flags[-1]:
+            break
+    assert pt.accountant.ledger.steps == steps + 1
+    x, t = torch.cat(xs), torch.cat(ts)
+    expected = w0 - 2 * ((x @ w0.T - t) * x).sum(0, keepdim=True)  # d/dw sum (x w - t)^2
+    torch.testing.assert_close(model.weight.detach(), expected)
