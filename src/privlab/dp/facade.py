@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import torch
@@ -90,17 +89,6 @@ def _check_resumed_ledger(
             f"The 'ledger' parameter of {owner} must be {want} (the training it resumes). "
             f"Got {type(ledger).__name__}({got}) instead."
         )
-
-
-def _drop_unreleased(opt: DPOptimizer) -> None:
-    """A new logical batch begins: drop clipped sums of an earlier one that was never released.
-
-    With a complete training loop there are none. After breaking out of an epoch in the middle of a
-    logical batch (some of its chunks stepped, its last not), releasing them with the next logical
-    batch would let an example sampled in both contribute twice to one release (sensitivity 2C
-    where the accountant assumes C); the unfinished batch was never released, so it costs nothing.
-    """
-    opt._summed = {}
 
 
 def make_private(
@@ -208,5 +196,5 @@ def make_private(
         sampler = FixedSizeSampler(n, batch_size, per_epoch, gen, secure_rng)
     loader = PrivateDataLoader(dataset, sampler, physical_batch_size, loader_options=loader_options(data_loader))
     loader.on_chunk = dp_opt.signal_chunk
-    loader.on_logical_batch = partial(_drop_unreleased, dp_opt)
+    loader.on_logical_batch = dp_opt.begin_logical_batch
     return PrivateTraining(model, dp_opt, loader, Accountant(ledger), sigma, C, q, total, d, clipping)

@@ -117,6 +117,19 @@ class DPOptimizer:
         self.capture.clear()
 
     # -- DP-SGD ----------------------------------------------------------------------------------
+    def begin_logical_batch(self) -> None:
+        """Called by the private data loader before the first chunk of each logical batch.
+
+        Drops what an earlier logical batch left unreleased: in a complete loop there is nothing;
+        after breaking out of an epoch in the middle of a logical batch (some chunks stepped, its
+        last not), releasing those clipped sums with the next logical batch would let an example
+        sampled in both count twice in one release (sensitivity 2C where the accountant assumes C).
+        The unfinished batch was never released, so dropping it costs no privacy. Captured
+        activations of a backward pass that was never stepped are dropped too.
+        """
+        self._summed = {}
+        self.capture.clear()
+
     def signal_chunk(self, closes_logical_batch: bool) -> None:
         """Called by the private data loader: does the next ``step()`` end a logical batch?"""
         self._closes_logical_batch = closes_logical_batch

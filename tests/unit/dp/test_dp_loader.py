@@ -168,3 +168,22 @@ def test_breaking_out_mid_logical_batch_does_not_leak_into_the_next_release(cust
     x, t = torch.cat(xs), torch.cat(ts)
     expected = w0 - 2 * ((x @ w0.T - t) * x).sum(0, keepdim=True)  # d/dw sum (x w - t)^2
     torch.testing.assert_close(model.weight.detach(), expected)
+
+
+def test_breaking_out_after_backward_before_step_starts_the_next_epoch_clean() -> None:
+    # A backward pass that was never stepped must not leak into (or block) the next logical batch.
+    from privlab.data import ArrayDataset
+
+    torch.manual_seed(0)
+    ds = ArrayDataset(torch.randn(64, 5), torch.randint(0, 3, (64,)))
+    model = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    pt = make_private(model, opt, DataLoader(ds, batch_size=16), noise_multiplier=1.0, seed=0, clipping="ghost")
+    for x, y in pt.data_loader:
+        nn.functional.cross_entropy(pt.model(x), y).backward()
+        break  # no step()
+    for x, y in pt.data_loader:  # would raise PrivacyViolationError (a second backward before step) if stale
+        nn.functional.cross_entropy(pt.model(x), y).backward()
+        pt.optimizer.step()
+        pt.optimizer.zero_grad()  # zero_grad after step: nothing clears the stale pass before the backward
+    assert pt.accountant.ledger.steps == len(pt.data_loader)
