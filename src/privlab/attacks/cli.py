@@ -109,8 +109,8 @@ def _run(o: dict[str, Any]) -> None:
         lr=o["lr"],
         optimizer=o["optimizer"],
         seed=int(o["seed"]),
-        dp_max_grad_norm=float(o["dp_max_grad_norm"]),
-        dp_noise_multiplier=float(o["dp_noise_multiplier"]),
+        dp_max_grad_norm=o["dp_max_grad_norm"],  # TrainConfig validates (a clear error for null or text)
+        dp_noise_multiplier=o["dp_noise_multiplier"],
     )
     kw = {"hidden": (int(o["hidden"]),)} if o["model"] == "mlp" else {}
     name = str(o["model"])

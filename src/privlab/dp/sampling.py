@@ -110,9 +110,12 @@ def _empty_like_sample(sample: Any) -> Any:
 
 
 def _cut_to_empty(batch: Any) -> Any:
-    """The same structure as a collated ``batch`` with every tensor cut to length 0 along dim 0."""
+    """The same structure as a collated ``batch`` (of one example) with every tensor cut to length 0
+    along dim 0 and every per-example list of plain values (e.g. the strings of a text batch) emptied."""
     if isinstance(batch, torch.Tensor):
         return batch[:0]
+    if isinstance(batch, list) and len(batch) == 1 and isinstance(batch[0], str | bytes | int | float | bool):
+        return []
     if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # namedtuple
         return type(batch)(*(_cut_to_empty(b) for b in batch))
     if isinstance(batch, tuple | list):
@@ -235,6 +238,7 @@ def loader_options(data_loader: DataLoader[Any]) -> dict[str, Any] | None:
         "timeout": data_loader.timeout,
         "worker_init_fn": data_loader.worker_init_fn,
         "multiprocessing_context": data_loader.multiprocessing_context,
+        "generator": data_loader.generator,  # seeds the workers (not the sampling, which is privlab's)
     }
     if data_loader.num_workers > 0:
         options["prefetch_factor"] = data_loader.prefetch_factor

@@ -76,3 +76,10 @@ def test_attack_cli_dp_style_training(tmp_path):
     assert train["dp_max_grad_norm"] == 0.1 and train["dp_noise_multiplier"] == 1.0
     r = CliRunner().invoke(app, [*base, "--dp-noise-multiplier", "1.0"])  # noise without clipping
     assert r.exit_code == 2 and "dp_noise_multiplier" in r.output
+
+
+def test_attack_cli_null_dp_option_is_a_clear_error(tmp_path):
+    cfg = tmp_path / "attack.yaml"
+    cfg.write_text("dataset: mnist\nn_examples: 100\nn_population: 10\nn_reference: 1\ndp_max_grad_norm: null\n")
+    r = CliRunner().invoke(app, ["attack", "--config", str(cfg)])
+    assert r.exit_code == 2 and "'dp_max_grad_norm' parameter" in r.output

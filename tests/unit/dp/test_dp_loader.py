@@ -187,3 +187,15 @@ def test_breaking_out_after_backward_before_step_starts_the_next_epoch_clean() -
         pt.optimizer.step()
         pt.optimizer.zero_grad()  # zero_grad after step: nothing clears the stale pass before the backward
     assert pt.accountant.ledger.steps == len(pt.data_loader)
+
+
+def test_empty_batch_of_a_text_collate_has_no_rows() -> None:
+    ds = Sequences(4)
+
+    def with_text(samples):
+        return {**pad_collate(samples), "text": [f"doc {int(s[0][0])}" for s in samples]}
+
+    empty = SampleCollate(ds, with_text)([])
+    assert empty["text"] == [] and empty["ids"].shape == (0, 5)
+    full = SampleCollate(ds, with_text)([ds[0]])
+    assert len(full["text"]) == 1  # the same collate on one example keeps its row (negative control)
