@@ -21,11 +21,17 @@ TINY = {
     "data": {"dataset": "mnist", "population": 300, "test_size": 300},
     "targets": [
         {"name": "plain", "train": {"epochs": 3, "batch_size": 32, "lr": 0.05}},
-        {"name": "dp", "train": {"epochs": 1, "batch_size": 50, "lr": 1.0, "momentum": 0.0},
-         "dp": {"target_epsilon": 8.0}},
+        {
+            "name": "dp",
+            "train": {"epochs": 1, "batch_size": 50, "lr": 1.0, "momentum": 0.0},
+            "dp": {"target_epsilon": 8.0},
+        },
     ],
-    "attack": {"reference_models": 2, "attacks": ["loss", "lira_offline", "rmia_offline"],
-               "train": {"epochs": 3, "batch_size": 32, "lr": 0.05}},
+    "attack": {
+        "reference_models": 2,
+        "attacks": ["loss", "lira_offline", "rmia_offline"],
+        "train": {"epochs": 3, "batch_size": 32, "lr": 0.05},
+    },
     "audit": {"canaries": 40},
 }
 
@@ -161,8 +167,16 @@ def test_attack_cache_key_depends_on_reference_architecture() -> None:
 
     cfg = config_from_dict(TINY)
     wider = config_from_dict(TINY | {"targets": [TINY["targets"][0] | {"hidden": [64]}, TINY["targets"][1]]})
-    # The "dp" target itself is unchanged, but its reference models (copies of target 0) are not.
-    assert config_hash(attack_deps(cfg, "dp")) != config_hash(attack_deps(wider, "dp"))
+    shared = {**TINY["attack"], "dp_references": False}
+    cfg_s, wider_s = (config_from_dict(c | {"attack": shared}) for c in (TINY, wider.to_dict()))
+    # With shared references (copies of target 0), the unchanged "dp" target's attack still depends on target 0.
+    assert config_hash(attack_deps(cfg_s, "dp")) != config_hash(attack_deps(wider_s, "dp"))
+    # With references trained like "dp", it does not; target 0's own attack does either way.
+    assert config_hash(attack_deps(cfg, "dp")) == config_hash(attack_deps(wider, "dp"))
+    assert config_hash(attack_deps(cfg, "plain")) != config_hash(attack_deps(wider, "plain"))
+    # dp_references decides how DP targets are attacked only.
+    assert config_hash(attack_deps(cfg, "plain")) == config_hash(attack_deps(cfg_s, "plain"))
+    assert config_hash(attack_deps(cfg, "dp")) != config_hash(attack_deps(cfg_s, "dp"))
     assert config_hash(attack_deps(cfg, "dp")) == config_hash(attack_deps(config_from_dict(TINY), "dp"))
 
 
@@ -174,11 +188,20 @@ def test_pipeline_report_renders_in_headless_browser(first_run, tmp_path) -> Non
     if browser is None:
         pytest.skip("no headless Chromium here (Debian package chromium; `make test` installs it as root)")
     _cfg, res = first_run
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}"]
-    dom = subprocess.run([browser, *flags, "--dump-dom", res.report_html.resolve().as_uri()],
-                         capture_output=True, text=True, timeout=120)
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    dom = subprocess.run(
+        [browser, *flags, "--dump-dom", res.report_html.resolve().as_uri()], capture_output=True, text=True, timeout=120
+    )
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert 'id="privacy-card"' in dom.stdout
     assert dom.stdout.count('<figure class="roc"><svg') == 2  # one ROC per target

@@ -46,17 +46,29 @@ def _log(msg: str, quiet: bool) -> None:
 
 
 def attack_deps(cfg: RunConfig, name: str) -> dict[str, Any]:
-    """Everything an attack on target ``name`` depends on. The shared reference models copy the first
-    target's architecture, so it is a dependency of every attack, not only of the first (references
-    trained like a DP target depend on that target's config, also included)."""
-    return {
+    """Everything an attack on target ``name`` depends on, and nothing else.
+
+    Shared references (non-DP targets, or ``attack.dp_references`` off) copy the first target's
+    architecture and use ``attack.train``: both are dependencies. References trained like a DP
+    target depend on that target's own config instead (already in ``target_cfg``).
+    """
+    target = next(t for t in cfg.targets if t.name == name)
+    like = cfg.attack.dp_references and target.dp is not None
+    attack = asdict(cfg.attack)
+    if target.dp is None:
+        attack.pop("dp_references")  # only decides how DP targets are attacked
+    if like:
+        attack.pop("train")  # their references use the target's own training spec
+    deps: dict[str, Any] = {
         "target": name,
-        "target_cfg": [asdict(t) for t in cfg.targets if t.name == name],
-        "reference_arch": {"model": cfg.targets[0].model, "hidden": list(cfg.targets[0].hidden)},
+        "target_cfg": [asdict(target)],
         "data": asdict(cfg.data),
-        "attack": asdict(cfg.attack),
+        "attack": attack,
         "seed": cfg.seed,
     }
+    if not like:
+        deps["reference_arch"] = {"model": cfg.targets[0].model, "hidden": list(cfg.targets[0].hidden)}
+    return deps
 
 
 def attack_stage(
