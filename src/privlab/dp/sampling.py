@@ -17,7 +17,6 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
@@ -97,18 +96,6 @@ class FixedSizeSampler:
             yield order[: self.batch_size].tolist()
 
 
-def _empty_like_sample(sample: Any) -> Any:
-    if isinstance(sample, torch.Tensor):
-        return sample.new_empty((0, *sample.shape))
-    if isinstance(sample, int | float | np.number):
-        return torch.empty(0, dtype=torch.as_tensor(sample).dtype)
-    if isinstance(sample, tuple | list):
-        return type(sample)(_empty_like_sample(s) for s in sample)
-    if isinstance(sample, dict):
-        return {k: _empty_like_sample(v) for k, v in sample.items()}
-    return []
-
-
 def _cut_to_empty(batch: Any) -> Any:
     """The same structure as a collated ``batch`` (of one example) with every tensor cut to length 0
     along dim 0 and every per-example list of plain values (e.g. the strings of a text batch) emptied."""
@@ -150,7 +137,7 @@ def collate_indices(dataset: Dataset[Any], indices: list[int]) -> Any:
         idx = torch.as_tensor(indices, dtype=torch.long)
         return x[idx], y[idx]
     if not indices:
-        return _empty_like_sample(dataset[0])
+        return SampleCollate(dataset)([])
     return default_collate([dataset[i] for i in indices])
 
 

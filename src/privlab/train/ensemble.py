@@ -102,9 +102,8 @@ def _check_mask(mask: Any, n: int) -> np.ndarray:
 
 
 def _ensemble_key(
-    factory: Callable[[], nn.Module], data: ArrayDataset, mask: np.ndarray, cfg: TrainConfig, train_fn: TrainFn | None
+    probe: nn.Module, data: ArrayDataset, mask: np.ndarray, cfg: TrainConfig, train_fn: TrainFn | None
 ) -> str:
-    probe = factory()
     arch = ";".join(f"{k}:{tuple(v.shape)}" for k, v in probe.state_dict().items())
     data_hash = (
         hashlib.sha256(data.x.numpy().tobytes()).hexdigest() + hashlib.sha256(data.y.numpy().tobytes()).hexdigest()
@@ -153,10 +152,10 @@ def train_ensemble(
     check_choice(kernel, "kernel", "train_ensemble", KERNELS)
     mask = _check_mask(mask, len(dataset))
     K = mask.shape[0]
+    probe = init_model(model_factory, 0)  # architecture questions are asked of one model
     private_loop = cfg.private and backend != "loop" and train_fn is None
     if private_loop and (
-        (kernel == "vmap" and backend == "local")
-        or not can_train_private(init_model(model_factory, 0), dataset.x, dataset.y, mask)
+        (kernel == "vmap" and backend == "local") or not can_train_private(probe, dataset.x, dataset.y, mask)
     ):
         if backend == "ray":
             raise InvalidParameterError(
@@ -165,14 +164,14 @@ def train_ensemble(
             )
         backend = "loop"  # DP-SGD-style training without the mlp kernel: one by one
     if chunk_size is None:
-        n_bytes = sum(p.numel() * p.element_size() for p in init_model(model_factory, 0).parameters())
+        n_bytes = sum(p.numel() * p.element_size() for p in probe.parameters())
         chunk_size = 8 if backend == "ray" else max(1, min(K, CHUNK_BYTES // max(n_bytes, 1)))
     size = check_int(chunk_size, "chunk_size", "train_ensemble", low=1)
     seeds = tuple(model_seed(cfg.seed, k) for k in range(K))
     chunks = [(s, min(s + size, K)) for s in range(0, K, size)]
     cache = None
     if cache_dir is not None:
-        key = _ensemble_key(model_factory, dataset, mask, cfg, train_fn)
+        key = _ensemble_key(probe, dataset, mask, cfg, train_fn)
         cache = EnsembleCache(
             cache_dir,
             key,

@@ -152,11 +152,12 @@ def mlp_grads(
     flat = torch.arange(0, K * B * n_classes, n_classes, device=y.device).add_(y)
     dz.view(-1).index_put_((flat,), torch.tensor(-1.0, dtype=dz.dtype), accumulate=True)
     dz.mul_(1.0 / B)
-    dzs: list[torch.Tensor] = []  # output gradients of layers L-1 .. 0
+    dzs: list[torch.Tensor] = []  # with clip: output gradients of layers L-1 .. 0, kept for the factors
     for i in range(len(plan) - 1, -1, -1):
-        dzs.append(dz)
-        if clip is None:  # no factors to wait for: write this layer now, free dz early
+        if clip is None:  # no factors to wait for: write this layer now, so dz is freed early
             _write_layer(plan[i], dz, acts[i], out, beta)
+        else:
+            dzs.append(dz)
         if i == 0:
             break
         da = torch.bmm(dz, params[plan[i].weight])  # (K, B, in)
@@ -167,15 +168,13 @@ def mlp_grads(
             dz = da.mul_(1 - acts[i] * acts[i])
         else:
             dz = da
-        if clip is None:
-            dzs.clear()
     if clip is not None:
+        layers = list(range(len(plan) - 1, -1, -1))
         sq = torch.zeros(K, B, dtype=x.dtype, device=x.device)
-        for i, dz_i in zip(range(len(plan) - 1, -1, -1), dzs, strict=True):
-            a_sq = acts[i].square().sum(-1) + (plan[i].bias is not None)
-            sq += dz_i.square().sum(-1) * a_sq
+        for i, dz_i in zip(layers, dzs, strict=True):
+            sq += dz_i.square().sum(-1) * (acts[i].square().sum(-1) + (plan[i].bias is not None))
         factors = (clip / (sq.sqrt_().mul_(B) + 1e-6)).clamp_(max=1.0).unsqueeze(-1)  # (K, B, 1)
-        for i, dz_i in zip(range(len(plan) - 1, -1, -1), dzs, strict=True):
+        for i, dz_i in zip(layers, dzs, strict=True):
             _write_layer(plan[i], dz_i * factors, acts[i], out, beta)
     return out
 

@@ -27,7 +27,7 @@ from privlab.errors import InvalidParameterError
 from privlab.train import optim
 from privlab.train.config import TrainConfig
 from privlab.train.sampling import index_stream, init_model, noise_generator, num_steps
-from privlab.train.stacked_mlp import mlp_grads, mlp_plan
+from privlab.train.stacked_mlp import DenseLayer, mlp_grads, mlp_plan
 
 
 def _streams(mask: np.ndarray, seeds: Sequence[int], cfg: TrainConfig) -> tuple[torch.Tensor, list[int]]:
@@ -77,12 +77,18 @@ def _labels_fit(y: torch.Tensor, mask: np.ndarray, n_classes: int) -> bool:
     return used.numel() == 0 or (int(used.min()) >= 0 and int(used.max()) < n_classes)
 
 
+def _kernel_plan(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: np.ndarray) -> list[DenseLayer] | None:
+    """The stacked-MLP plan for ``model`` on these inputs and labels, or None (then the ``vmap`` kernel)."""
+    plan = mlp_plan(model, input_ndim=x.dim())
+    n_classes = dict(model.named_parameters())[plan[-1].weight].shape[0] if plan is not None else 0
+    if plan is not None and not _labels_fit(y, mask, n_classes):
+        return None  # soft, out-of-range or non-int64/uint8 labels: cross_entropy's own handling (or error)
+    return plan
+
+
 def can_train_private(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: np.ndarray) -> bool:
     """Whether :func:`train_chunk` can train such models DP-SGD-style (``mlp`` kernel, all parameters trainable)."""
-    plan = mlp_plan(model, input_ndim=x.dim())
-    if plan is None or not all(p.requires_grad for p in model.parameters()):
-        return False
-    return _labels_fit(y, mask, dict(model.named_parameters())[plan[-1].weight].shape[0])
+    return _kernel_plan(model, x, y, mask) is not None and all(p.requires_grad for p in model.parameters())
 
 
 def train_chunk(
@@ -107,9 +113,7 @@ def train_chunk(
     check_choice(kernel, "kernel", "train_chunk", KERNELS)
     models = [init_model(model_factory, s) for s in seeds]
     params, buffers = stack_module_state(models)  # type: ignore[arg-type]
-    plan = mlp_plan(models[0], input_ndim=x.dim()) if kernel != "vmap" else None
-    if plan is not None and not _labels_fit(y, mask, params[plan[-1].weight].shape[1]):
-        plan = None  # soft, out-of-range or non-int64/uint8 labels: cross_entropy's own handling (or error)
+    plan = _kernel_plan(models[0], x, y, mask) if kernel != "vmap" else None
     if kernel == "mlp" and plan is None:
         raise InvalidParameterError(
             "The 'kernel' parameter of train_chunk is 'mlp', which needs an nn.Sequential (or privlab MLP) of "
