@@ -38,14 +38,19 @@ def test_vectorised_equals_loop_reference(tiny_data, cfg, kernel):
     # Unequal IN-set sizes (p_in=0.5, not balanced): models take different numbers of steps.
     mask = membership_mask(5, len(tiny_data), seed=1)
     assert len(set(mask.sum(1).tolist())) > 1
-    ens = train_ensemble(factory, tiny_data, mask, cfg, progress=False, kernel=kernel)
-    # Naive reference written out here: init with the model's seed, train alone on its IN subset.
-    for k in range(5):
+    _assert_matches_loop(factory, tiny_data, mask, cfg, kernel)
+
+
+def _assert_matches_loop(make, data, mask, cfg, kernel) -> None:
+    """The ensemble equals a naive reference written out here: each model initialised with its seed
+    and trained alone on its IN subset by the plain loop."""
+    ens = train_ensemble(make, data, mask, cfg, progress=False, kernel=kernel)
+    for k in range(len(mask)):
         seed = model_seed(cfg.seed, k)
-        ref = init_model(factory, seed)
+        ref = init_model(make, seed)
         train_model(
             ref,
-            tiny_data.subset(torch.as_tensor(mask[k])),
+            data.subset(torch.as_tensor(mask[k])),
             TrainConfig(**{**cfg.to_dict(), "seed": seed, "adam_betas": cfg.adam_betas}),
         )
         for name, p in ref.state_dict().items():
@@ -69,18 +74,7 @@ def _shared_activation() -> nn.Module:
 def test_vectorised_equals_loop_on_edge_architectures(tiny_data, cfg, kernel, make):
     # A frozen parameter is not in train_model's optimizer (no step, no weight decay); a reused
     # activation module is applied at every position Sequential.forward calls it.
-    mask = membership_mask(3, len(tiny_data), seed=1)
-    ens = train_ensemble(make, tiny_data, mask, cfg, progress=False, kernel=kernel)
-    for k in range(3):
-        seed = model_seed(cfg.seed, k)
-        ref = init_model(make, seed)
-        train_model(
-            ref,
-            tiny_data.subset(torch.as_tensor(mask[k])),
-            TrainConfig(**{**cfg.to_dict(), "seed": seed, "adam_betas": cfg.adam_betas}),
-        )
-        for name, p in ref.state_dict().items():
-            torch.testing.assert_close(ens.state[name][k], p, rtol=1e-5, atol=1e-5)
+    _assert_matches_loop(make, tiny_data, membership_mask(3, len(tiny_data), seed=1), cfg, kernel)
 
 
 @pytest.mark.parametrize("kernel", ["auto", "vmap"])
