@@ -14,14 +14,20 @@ from privlab.report.schema import (
     config_hash,
     load_report,
 )
+from privlab.report.sections import CardRow, Figure, Section, Table, svg_of
 
 __all__ = [
     "REPORT_SCHEMA_VERSION",
+    "CardRow",
+    "Figure",
     "ModelEntry",
     "PrivacyReport",
+    "Section",
+    "Table",
     "attack_curves",
     "canonical_json",
     "config_hash",
     "load_report",
     "render_html",
+    "svg_of",
 ]

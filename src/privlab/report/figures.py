@@ -14,7 +14,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
-def _svg(fig: Any) -> str:
+def svg_of(fig: Any) -> str:
+    """A matplotlib figure as an inline SVG string (the figure is closed)."""
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight")
     plt.close(fig)
@@ -40,7 +41,7 @@ def roc_figure(curves: Mapping[str, tuple[Sequence[float], Sequence[float], floa
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(True, which="major", alpha=0.3)
-    return _svg(fig)
+    return svg_of(fig)
 
 
 def epsilon_figure(rows: Sequence[tuple[str, float, float, float | None]]) -> str:
@@ -63,7 +64,7 @@ def epsilon_figure(rows: Sequence[tuple[str, float, float, float | None]]) -> st
     ax.set_xlabel("epsilon")
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title("claimed vs audited epsilon (red: claim violated)", fontsize=10)
-    return _svg(fig)
+    return svg_of(fig)
 
 
 def utility_figure(values: Mapping[str, float], metric: str) -> str:
@@ -76,4 +77,4 @@ def utility_figure(values: Mapping[str, float], metric: str) -> str:
     ax.set_ylim(0, 1.05)
     ax.set_ylabel(metric)
     ax.set_title(f"utility: {metric}", fontsize=10)
-    return _svg(fig)
+    return svg_of(fig)

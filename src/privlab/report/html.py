@@ -14,6 +14,7 @@ from typing import Any
 
 from privlab.report.figures import epsilon_figure, roc_figure, utility_figure
 from privlab.report.schema import load_report
+from privlab.report.sections import Section
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1080px;margin:24px auto;color:#222;
@@ -70,6 +71,52 @@ def _best_audit(audits: list[dict[str, Any]]) -> dict[str, Any] | None:
     return max(bounds, key=lambda a: a["epsilon_lower_bound"]) if bounds else None
 
 
+def _cell(x: Any) -> str:
+    if isinstance(x, list | tuple) and len(x) == 2 and all(isinstance(v, int | float) for v in x):
+        return f"[{_f(x[0])}, {_f(x[1])}]"
+    return _f(x)
+
+
+def _section_card_rows(rep: dict[str, Any]) -> list[str]:
+    rows = []
+    for sec in rep.get("sections", {}).values():
+        for c in Section.from_dict(sec).card:
+            cls = {True: "ok", False: "bad", None: "muted"}[c.ok]
+            rows.append(
+                f"<tr><td><b>{html.escape(c.model)}</b></td><td>{html.escape(c.claimed)}</td>"
+                f"<td>{html.escape(c.measured)}</td><td>{html.escape(c.utility)}</td>"
+                f"<td><span class='{cls}'>{html.escape(c.verdict)}</span></td></tr>"
+            )
+    return rows
+
+
+def _sections(rep: dict[str, Any]) -> str:
+    parts = []
+    for key, raw in rep.get("sections", {}).items():
+        sec = Section.from_dict(raw)
+        body = [f"<h2 id='section-{html.escape(key)}'>{html.escape(sec.title)}</h2>"]
+        if sec.summary:
+            body.append(f"<p>{html.escape(sec.summary)}</p>")
+        if sec.figures:
+            body.append(
+                '<div class="figs">'
+                + "".join(
+                    f"<figure>{f.svg}<figcaption class='muted'>{html.escape(f.caption or f.title)}"
+                    "</figcaption></figure>"
+                    for f in sec.figures
+                )
+                + "</div>"
+            )
+        for t in sec.tables:
+            head = "".join(f"<th>{html.escape(c)}</th>" for c in t.columns)
+            rows = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in r) + "</tr>" for r in t.rows)
+            note = f"<p class='muted'>{html.escape(t.note)}</p>" if t.note else ""
+            body.append(f"<h3>{html.escape(t.title)}</h3><table><tr>{head}</tr>{rows}</table>{note}")
+        body.extend(f"<p class='muted'>{html.escape(n)}</p>" for n in sec.notes)
+        parts.append(f"<section class='pillar' data-kind='{html.escape(sec.kind)}'>" + "".join(body) + "</section>")
+    return "".join(parts)
+
+
 def _card(rep: dict[str, Any]) -> str:
     rows = []
     for name, m in rep["models"].items():
@@ -109,7 +156,14 @@ def _card(rep: dict[str, Any]) -> str:
         "<table><tr><th>model</th><th>claimed ε</th><th>audited ε lower bound</th>"
         "<th>strongest membership attack</th><th>utility</th><th>verdict</th></tr>"
         + "".join(rows)
-        + "</table><p class='muted'>A lower bound is proven at the stated confidence; a claim is violated "
+        + "</table>"
+        + (
+            "<table style='margin-top:8px'><tr><th>pillar result</th><th>claimed</th><th>measured</th>"
+            "<th>utility</th><th>verdict</th></tr>" + "".join(extra) + "</table>"
+            if (extra := _section_card_rows(rep))
+            else ""
+        )
+        + "<p class='muted'>A lower bound is proven at the stated confidence; a claim is violated "
         "only when a proven lower bound exceeds it. Attack TPR at low FPR is the leakage that matters "
         "(Carlini et al. 2022).</p></div>"
     )
@@ -195,6 +249,7 @@ def render_html(report: dict[str, Any] | str | Path, out: str | Path | None = No
         + _attack_tables(rep)
         + "<h2>Privacy audits</h2>"
         + _audit_tables(rep)
+        + _sections(rep)
         + "<h2>Configuration</h2><pre>"
         + html.escape(json.dumps(rep["config"], indent=2))
         + "</pre>"

@@ -14,6 +14,7 @@ A report is a plain JSON document (no pickle) with these top-level keys::
     attacks           {model name: MIA result JSON (privlab.attacks) without per-example arrays,
                        plus per_example_scores: the cached file that holds them}
     audits            {model name: [audit result JSON (privlab.audit)]}
+    sections          {key: pillar section JSON (privlab.report.sections.Section.to_dict)}  (v2)
     sha256            SHA-256 of everything above (tamper evidence)
 
 :func:`load_report` refuses a document whose schema, version or checksum does not check out.
@@ -31,9 +32,12 @@ from typing import Any
 from privlab._json import jsonable
 from privlab.errors import CorruptArtifactError
 from privlab.report.environment import environment
+from privlab.report.sections import Section
 
 REPORT_SCHEMA = "privlab.report"
-REPORT_SCHEMA_VERSION = 1
+REPORT_SCHEMA_VERSION = 2
+# Versions this privlab reads: v1 reports have no "sections" (read as empty).
+READABLE_SCHEMA_VERSIONS = (1, 2)
 
 
 def canonical_json(obj: Any) -> str:
@@ -65,6 +69,7 @@ class PrivacyReport:
     models: dict[str, ModelEntry] = field(default_factory=dict)
     attacks: dict[str, dict[str, Any]] = field(default_factory=dict)
     audits: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=environment)
     created: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
 
@@ -84,6 +89,7 @@ class PrivacyReport:
                 },
                 "attacks": self.attacks,
                 "audits": self.audits,
+                "sections": self.sections,
             }
         )
         body["sha256"] = hashlib.sha256(canonical_json(body).encode()).hexdigest()
@@ -106,14 +112,20 @@ def load_report(path: str | Path) -> dict[str, Any]:
         raise CorruptArtifactError(f"Cannot read report {path}: {exc}") from exc
     if not isinstance(data, dict) or data.get("schema") != REPORT_SCHEMA:
         raise CorruptArtifactError(f"{path} is not a privlab report (schema {REPORT_SCHEMA!r} expected).")
-    if data.get("schema_version") != REPORT_SCHEMA_VERSION:
+    if data.get("schema_version") not in READABLE_SCHEMA_VERSIONS:
         raise CorruptArtifactError(
             f"{path} has report schema_version {data.get('schema_version')!r}; this privlab reads "
-            f"{REPORT_SCHEMA_VERSION}."
+            f"{', '.join(map(str, READABLE_SCHEMA_VERSIONS))}."
         )
     body = {k: v for k, v in data.items() if k != "sha256"}
     if hashlib.sha256(canonical_json(body).encode()).hexdigest() != data.get("sha256"):
         raise CorruptArtifactError(f"{path}: checksum mismatch, the report was modified or truncated.")
     if config_hash(data["config"]) != data.get("config_hash"):
         raise CorruptArtifactError(f"{path}: config_hash does not match the config it carries.")
+    data.setdefault("sections", {})
+    for key, sec in data["sections"].items():
+        try:
+            Section.from_dict(sec)
+        except CorruptArtifactError as exc:
+            raise CorruptArtifactError(f"{path}: section {key!r}: {exc}") from exc
     return data

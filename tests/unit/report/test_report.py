@@ -42,7 +42,7 @@ def _report(violated: bool = False) -> PrivacyReport:
 def test_json_round_trip_and_checksum(tmp_path: Path) -> None:
     path = _report().save(tmp_path / "r.json")
     data = load_report(path)
-    assert data["schema_version"] == 1 and len(data["config_hash"]) == 64
+    assert data["schema_version"] == 2 and len(data["config_hash"]) == 64
     assert data["environment"]["packages"]["torch"]
     data["models"]["dp"]["utility"]["test_accuracy"] = 0.99
     path.write_text(json.dumps(data))
