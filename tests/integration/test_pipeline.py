@@ -228,6 +228,6 @@ def test_dp_references_copy_the_targets_training(first_run, monkeypatch, tmp_pat
         with pytest.raises(RuntimeError, match="captured"):
             stages.train_references(cfg, pop, tmp_path, False, like)
     (dp_tc, dp_dir), (plain_tc, plain_dir) = seen
-    assert dp_tc.dp_max_grad_norm == 1.0 and dp_tc.dp_noise_multiplier == sigma and dp_dir == "references-dp"
+    assert dp_tc.max_grad_norm == 1.0 and dp_tc.noise_multiplier == sigma and dp_dir == "references-dp"
     assert (dp_tc.batch_size, dp_tc.lr, dp_tc.momentum) == (50, 1.0, 0.0)  # the DP target's own spec
     assert not plain_tc.private and plain_dir == "references" and plain_tc.batch_size == 32

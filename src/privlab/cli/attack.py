@@ -53,11 +53,11 @@ def attack(
     batch_size: int = typer.Option(32, help="Minibatch size."),
     lr: float = typer.Option(0.05, help="Learning rate."),
     optimizer: str = typer.Option("sgd", help="sgd or adam."),
-    dp_max_grad_norm: float = typer.Option(
+    max_grad_norm: float = typer.Option(
         0.0, help="> 0: train every model DP-SGD-style, each example's gradient clipped to this norm."
     ),
-    dp_noise_multiplier: float = typer.Option(
-        0.0, help="Gaussian noise sigma * C on the clipped sum (with --dp-max-grad-norm; not accounted)."
+    noise_multiplier: float = typer.Option(
+        0.0, help="Gaussian noise sigma * C on the clipped sum (with --max-grad-norm; not accounted)."
     ),
     seed: int = typer.Option(0, help="Seed of the data split, membership mask and training."),
     attacks: str = typer.Option(",".join(DEFAULT_ATTACKS), help="Comma-separated attack names."),
@@ -109,8 +109,8 @@ def _run(o: dict[str, Any]) -> None:
         lr=o["lr"],
         optimizer=o["optimizer"],
         seed=int(o["seed"]),
-        dp_max_grad_norm=o["dp_max_grad_norm"],  # TrainConfig validates (a clear error for null or text)
-        dp_noise_multiplier=o["dp_noise_multiplier"],
+        max_grad_norm=o["max_grad_norm"],  # TrainConfig validates (a clear error for null or text)
+        noise_multiplier=o["noise_multiplier"],
     )
     kw = {"hidden": (int(o["hidden"]),)} if o["model"] == "mlp" else {}
     name = str(o["model"])

@@ -1,4 +1,4 @@
-"""Gaussian noise for DP-SGD, with an optional cryptographically secure source.
+"""Secure random numbers for DP-SGD's noise and sampling (the noise step is :mod:`privlab.dp.mechanism`).
 
 The Gaussian mechanism adds ``N(0, (sigma * C)^2 I)`` to the sum of clipped gradients, whose L2
 sensitivity is C (Abadi et al. 2016, Alg. 1; Dwork & Roth 2014, Thm. A.1 for the mechanism,
@@ -26,8 +26,6 @@ import os
 import numpy as np
 import torch
 
-from privlab._validation import check_real
-
 
 def secure_standard_normal(shape: tuple[int, ...] | torch.Size, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Standard normals from ``os.urandom`` via Box-Muller (float64, then cast to ``dtype``)."""
@@ -45,24 +43,3 @@ def secure_uniform(n: int) -> np.ndarray:
     """``n`` uniforms in [0, 1) from ``os.urandom`` (53-bit resolution)."""
     raw = np.frombuffer(os.urandom(8 * n), dtype=np.uint64)
     return (raw >> np.uint64(11)).astype(np.float64) * 2.0**-53
-
-
-def gaussian_like(
-    t: torch.Tensor, std: float, generator: torch.Generator | None = None, secure: bool = False
-) -> torch.Tensor:
-    """``N(0, std^2)`` noise with ``t``'s shape, dtype and device."""
-    if secure:
-        return secure_standard_normal(t.shape, t.dtype).to(t.device) * std
-    return torch.randn(t.shape, generator=generator, dtype=t.dtype, device=t.device) * std
-
-
-def add_noise(
-    summed: dict[str, torch.Tensor], std: float, generator: torch.Generator | None = None, secure: bool = False
-) -> dict[str, torch.Tensor]:
-    """Return ``{name: summed[name] + N(0, std^2 I)}``; for DP-SGD ``std = noise_multiplier * max_grad_norm``.
-
-    ``generator`` seeds PyTorch's sampler (reproducible, not secure); ``secure=True`` ignores it and
-    uses the operating system's CSPRNG. See the module docstring for the floating-point caveat.
-    """
-    s = check_real(std, "std", "add_noise", low=0.0)
-    return {k: v + gaussian_like(v, s, generator, secure) for k, v in summed.items()}

@@ -1,6 +1,6 @@
 """DP-SGD optimizer: clip per-example gradients, add Gaussian noise, step, record in the ledger.
 
-One logical step (Abadi et al. 2016, Alg. 1)::
+One logical step (Abadi et al. 2016, Alg. 1), the mechanism of :mod:`privlab.dp.mechanism`::
 
     g~ = (sum_i clip_C(g_i) + N(0, sigma^2 C^2 I)) / (q N  if loss_reduction == "mean" else 1)
     theta <- inner_optimizer.step(theta, g~)
@@ -26,11 +26,9 @@ from torch import nn
 
 from privlab.accounting import PrivacyLedger
 from privlab.accounting.fixed_size import FixedSizeLedger
-from privlab.dp import ghost, layers
-from privlab.dp.clipping import clip_factors, clip_gradients
+from privlab.dp import ghost, layers, mechanism
 from privlab.dp.hooks import GradCapture
-from privlab.dp.noise import gaussian_like
-from privlab.errors import PrivacyViolationError, UnsupportedModuleError
+from privlab.errors import InvalidParameterError, PrivacyViolationError, UnsupportedModuleError
 
 
 class DPOptimizer:
@@ -159,14 +157,12 @@ class DPOptimizer:
         return self._clip_tensors(per_example)
 
     def _clip_tensors(self, per_example: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Each tensor clipped to ``C / sqrt(K)`` (K = all trainable tensors of the model), summed."""
         c = self._layer_threshold if self.clipping_enabled else math.inf
-        return {
-            k: torch.tensordot(clip_factors(torch.linalg.vector_norm(v.flatten(1), dim=1), c).to(v.dtype), v, dims=1)
-            for k, v in per_example.items()
-        }
+        return {k: mechanism.clipped_sum({k: v}, c, "flat")[k] for k, v in per_example.items()}
 
     def _clipped_sum(self) -> dict[str, torch.Tensor]:
-        C = self.max_grad_norm if self.clipping_enabled else math.inf
+        C = self.effective_max_grad_norm
         out: dict[str, torch.Tensor] = {}
         if self.clipping == "per_layer":
             for module, sums in self.capture.reduced_items():
@@ -194,7 +190,7 @@ class DPOptimizer:
                     sq = sq + v
             if not isinstance(sq, torch.Tensor):
                 return {}
-            f = clip_factors(sq.sqrt(), C)
+            f = mechanism.clip_factors(sq.sqrt(), C)
             for plan in plans:
                 out.update(self._local_to_global(plan.module, ghost.clipped_sum(plan, f)))
             return out
@@ -206,9 +202,42 @@ class DPOptimizer:
                 "per-example batch dimension. Call every trainable layer on a tensor whose leading "
                 "dimension is the batch."
             )
-        if not self.clipping_enabled:
-            return {k: v.sum(0) for k, v in per_sample.items()}
-        return clip_gradients(per_sample, C, "flat")
+        return mechanism.clipped_sum(per_sample, C, "flat")
+
+    @property
+    def effective_max_grad_norm(self) -> float:
+        """The clipping norm the mechanism applies: ``max_grad_norm``, or inf with ``clipping_enabled = False``."""
+        return self.max_grad_norm if self.clipping_enabled else math.inf
+
+    @property
+    def closes_logical_batch(self) -> bool:
+        """Whether the next ``step()`` ends a logical batch (then it adds noise, steps and records).
+
+        Always True without virtual batches; with ``physical_batch_size``, True only for the last
+        chunk of each logical batch (a loop counts steps, or schedules the learning rate, on these).
+        """
+        return self._closes_logical_batch
+
+    def add_per_example_gradients(self, per_example: dict[str, torch.Tensor]) -> None:
+        """Add extra examples' gradients ``{param name: (m, *shape)}`` to the pending logical batch.
+
+        They are clipped like the data's (flat, or per layer with ``clipping="per_layer"``; ghost
+        clipping is flat clipping) and summed with them, so they get the same noise at the next
+        closing ``step()``. The white-box audits use this for their canary gradients, so the canaries
+        travel the optimizer's own clipping, noise, scaling and accounting.
+        """
+        unknown = sorted(set(per_example) - set(self.params))
+        if unknown:
+            raise InvalidParameterError(
+                "The 'per_example' parameter of DPOptimizer.add_per_example_gradients must name trainable "
+                f"parameters of the model ({sorted(self.params)}). Got {unknown} instead."
+            )
+        if self.clipping == "per_layer":
+            sums = self._clip_tensors(per_example)
+        else:
+            sums = mechanism.clipped_sum(per_example, self.effective_max_grad_norm, "flat")
+        for k, v in sums.items():
+            self._summed[k] = self._summed[k] + v if k in self._summed else v
 
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """Accumulate this chunk's clipped sum; at the end of a logical batch add noise, step and record."""
@@ -224,12 +253,14 @@ class DPOptimizer:
             return loss
         std = self.noise_multiplier * self.max_grad_norm if self.add_noise_enabled else 0.0
         scale = 1.0 / self.expected_batch_size if self.loss_reduction == "mean" else 1.0
+        summed = {
+            n: torch.zeros_like(p) if n not in self._summed else self._summed[n].to(p.dtype)
+            for n, p in self.params.items()
+        }
+        if std > 0:
+            summed = mechanism.add_noise(summed, std, self.generator, self.secure_rng)
         for name, p in self.params.items():
-            g = self._summed.get(name)
-            g = torch.zeros_like(p) if g is None else g.to(p.dtype)
-            if std > 0:
-                g = g + gaussian_like(g, std, self.generator, self.secure_rng)
-            p.grad = g * scale
+            p.grad = summed[name] * scale
         self._summed = {}
         self.original_optimizer.step()
         self.ledger.record(self.noise_multiplier, self.sample_rate)

@@ -129,7 +129,7 @@ def train_target(cfg: RunConfig, t: TargetConfig, pop: Population, run_dir: Path
     )
     crit = nn.CrossEntropyLoss()
     ledger = None
-    sigma = q = steps = None
+    noise_multiplier = q = steps = None
     if t.dp is not None:
         from privlab.dp import make_private
 
@@ -148,7 +148,7 @@ def train_target(cfg: RunConfig, t: TargetConfig, pop: Population, run_dir: Path
         model, opt, loader = pt.model, pt.optimizer, pt.data_loader  # type: ignore[assignment]
         if not isinstance(pt.accountant.ledger, PrivacyLedger):  # the pipeline always samples Poisson
             raise TypeError(f"expected a Poisson-sampling PrivacyLedger, got {type(pt.accountant.ledger).__name__}")
-        ledger, sigma, q, steps = pt.accountant.ledger, pt.noise_multiplier, pt.sample_rate, pt.steps
+        ledger, noise_multiplier, q, steps = pt.accountant.ledger, pt.noise_multiplier, pt.sample_rate, pt.steps
     bar = tqdm(range(t.train.epochs), desc=f"train {t.name}", disable=not progress, leave=False)
     for _ in bar:
         model.train()
@@ -162,10 +162,11 @@ def train_target(cfg: RunConfig, t: TargetConfig, pop: Population, run_dir: Path
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(st.path / "model.safetensors"))
     if ledger is not None:
         ledger.to_json(st.path / "ledger.json")
-    st.write_json("meta.json", {"utility": utility, "noise_multiplier": sigma, "sample_rate": q, "steps": steps})
+    meta = {"utility": utility, "noise_multiplier": noise_multiplier, "sample_rate": q, "steps": steps}
+    st.write_json("meta.json", meta)
     st.finish({"utility": utility})
     model.eval()
-    return TrainedTarget(t.name, model, utility, ledger, sigma, q, steps)
+    return TrainedTarget(t.name, model, utility, ledger, noise_multiplier, q, steps)
 
 
 def train_references(
@@ -179,12 +180,12 @@ def train_references(
     """
     from privlab.train import TrainConfig, train_ensemble
 
-    spec, arch, clip, sigma, cache = cfg.attack.train, cfg.targets[0], 0.0, 0.0, run_dir / "references"
+    spec, arch, clip, noise_multiplier, cache = cfg.attack.train, cfg.targets[0], 0.0, 0.0, run_dir / "references"
     if like is not None:
         arch = next(t for t in cfg.targets if t.name == like.name)
         if arch.dp is None or like.noise_multiplier is None:
             raise InvalidParameterError(f"references trained like target {like.name!r} need a DP target")
-        spec, clip, sigma = arch.train, arch.dp.max_grad_norm, like.noise_multiplier
+        spec, clip, noise_multiplier = arch.train, arch.dp.max_grad_norm, like.noise_multiplier
         cache = run_dir / f"references-{like.name}"
     tc = TrainConfig(
         epochs=float(spec.epochs),
@@ -194,8 +195,8 @@ def train_references(
         momentum=spec.momentum,
         weight_decay=spec.weight_decay,
         seed=cfg.seed,
-        dp_max_grad_norm=clip,
-        dp_noise_multiplier=sigma,
+        max_grad_norm=clip,
+        noise_multiplier=noise_multiplier,
     )
     ens = train_ensemble(lambda: build(arch, pop.data), pop.data, pop.mask[1:], tc, cache_dir=cache, progress=progress)
     return list(ens.models)

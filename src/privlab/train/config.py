@@ -23,10 +23,10 @@ class TrainConfig:
     ``seed`` fixes the initialisation, the order of examples and (for DP-SGD-style training) the
     noise; nothing else is random.
 
-    ``dp_max_grad_norm > 0`` trains like DP-SGD (Abadi et al. 2016), for reference models that must
+    ``max_grad_norm > 0`` trains like DP-SGD (Abadi et al. 2016), for reference models that must
     mimic a DP target: each example's gradient is clipped to that L2 norm (flat, over all trainable
-    parameters), and ``N(0, (dp_noise_multiplier * dp_max_grad_norm)^2)`` noise per coordinate is
-    added to the sum before dividing by the batch size. Batches are the fixed-size ones above, not
+    parameters), and ``N(0, (noise_multiplier * max_grad_norm)^2)`` noise per coordinate is
+    added to the sum before dividing by the batch size (:mod:`privlab.dp.mechanism`). Batches are the fixed-size ones above, not
     Poisson samples, and nothing is accounted: these models carry no privacy guarantee of their own.
     """
 
@@ -39,13 +39,13 @@ class TrainConfig:
     seed: int = 0
     adam_betas: tuple[float, float] = (0.9, 0.999)
     adam_eps: float = 1e-8
-    dp_max_grad_norm: float = 0.0  # 0: no clipping (ordinary training)
-    dp_noise_multiplier: float = 0.0
+    max_grad_norm: float = 0.0  # 0: no clipping (ordinary training)
+    noise_multiplier: float = 0.0
 
     @property
     def private(self) -> bool:
         """Per-example clipping (and noise) on: DP-SGD-style training."""
-        return self.dp_max_grad_norm > 0
+        return self.max_grad_norm > 0
 
     def __post_init__(self) -> None:
         owner = "TrainConfig"
@@ -59,12 +59,12 @@ class TrainConfig:
         for b in self.adam_betas:
             check_real(b, "adam_betas", owner, low=0.0, high=1.0, high_open=True)
         check_real(self.adam_eps, "adam_eps", owner, low=0.0, low_open=True)
-        check_real(self.dp_max_grad_norm, "dp_max_grad_norm", owner, low=0.0)
-        check_real(self.dp_noise_multiplier, "dp_noise_multiplier", owner, low=0.0)
-        if self.dp_noise_multiplier > 0 and self.dp_max_grad_norm == 0:
+        check_real(self.max_grad_norm, "max_grad_norm", owner, low=0.0)
+        check_real(self.noise_multiplier, "noise_multiplier", owner, low=0.0)
+        if self.noise_multiplier > 0 and self.max_grad_norm == 0:
             raise InvalidParameterError(
-                "The 'dp_noise_multiplier' parameter of TrainConfig needs clipping: noise is scaled by "
-                f"dp_max_grad_norm, which must be > 0. Got dp_max_grad_norm={self.dp_max_grad_norm} instead."
+                "The 'noise_multiplier' parameter of TrainConfig needs clipping: noise is scaled by "
+                f"max_grad_norm, which must be > 0. Got max_grad_norm={self.max_grad_norm} instead."
             )
 
     def to_dict(self) -> dict[str, Any]:

@@ -160,7 +160,7 @@ def train_ensemble(
         if backend == "ray":
             raise InvalidParameterError(
                 "The 'backend' parameter of train_ensemble is 'ray', but DP-SGD-style training "
-                "(cfg.dp_max_grad_norm > 0) of this model needs one-by-one training. Use backend='loop'."
+                "(cfg.max_grad_norm > 0) of this model needs one-by-one training. Use backend='loop'."
             )
         backend = "loop"  # DP-SGD-style training without the mlp kernel: one by one
     if chunk_size is None:

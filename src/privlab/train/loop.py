@@ -8,6 +8,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from privlab.data import ArrayDataset
+from privlab.dp import mechanism
+from privlab.dp.per_sample import per_sample_gradients
 from privlab.errors import InvalidParameterError
 from privlab.train.config import TrainConfig
 from privlab.train.sampling import index_stream, noise_generator, num_steps
@@ -29,15 +31,12 @@ def _private_grads(
     gen: torch.Generator,
 ) -> None:
     """Set ``.grad`` to ``(sum_i clip_C(g_i) + sigma C z) / B`` (DP-SGD-style, see :func:`train_model`)."""
-    from privlab.dp.clipping import clip_gradients
-    from privlab.dp.per_sample import per_sample_gradients
-
-    per_example = per_sample_gradients(model, F.cross_entropy, x, y)  # {name: (B, *shape)}
-    summed = clip_gradients(per_example, cfg.dp_max_grad_norm, "flat")
-    std = cfg.dp_noise_multiplier * cfg.dp_max_grad_norm
+    per_example = per_sample_gradients(model, F.cross_entropy, x, y)  # {name: (B, *shape)}, trainable only
+    noisy = mechanism.dp_sgd_sum(
+        per_example, max_grad_norm=cfg.max_grad_norm, noise_multiplier=cfg.noise_multiplier, generator=gen
+    )
     for name, p in trainable.items():
-        noise = torch.randn(p.shape, generator=gen, dtype=p.dtype)
-        p.grad = (summed[name] + std * noise) / len(x)
+        p.grad = noisy[name] / len(x)
 
 
 def train_model(
@@ -53,9 +52,9 @@ def train_model(
     :func:`privlab.train.sampling.index_stream` seeded with ``cfg.seed`` (the initialisation is
     the caller's: use :func:`privlab.train.sampling.init_model` for a seeded one). With
     ``cfg.private`` each step's gradient is ``(sum_i clip_C(g_i) + sigma C z) / B`` (per-example
-    gradients by ``torch.func``, flat clipping, ``z`` standard normal per coordinate from
-    :func:`privlab.train.sampling.noise_generator`, drawn parameter by parameter in
-    ``named_parameters`` order).
+    gradients by ``torch.func``, then :func:`privlab.dp.mechanism.dp_sgd_sum`: flat clipping, ``z``
+    standard normal per coordinate from :func:`privlab.train.sampling.noise_generator`, drawn
+    parameter by parameter in ``named_parameters`` order).
     """
     if len(dataset) == 0:
         raise InvalidParameterError("The 'dataset' parameter of train_model must be non-empty. Got 0 rows instead.")

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch.nn.modules import module as module_impl
 
+from privlab.dp import mechanism
 from privlab.models.vision import MLP
 
 _ACTIVATIONS: dict[type[nn.Module], str] = {nn.ReLU: "relu", nn.Tanh: "tanh"}
@@ -127,7 +128,7 @@ def mlp_grads(
     weight-gradient products (``baddbmm``), saving one pass over the parameters per step.
 
     ``clip = C`` replaces the mean gradient by the mean of per-example gradients clipped to norm C
-    (flat over all layers; factors ``min(1, C / (||g_i|| + 1e-6))`` as in :mod:`privlab.dp.clipping`).
+    (flat over all layers; factors from :func:`privlab.dp.mechanism.clip_factors`, the rule DP-SGD uses).
     Example i's gradient of layer l is ``B dz_i a_i^T`` (``dz`` carries the 1/B of the mean), so
     ``||g_i||^2 = B^2 sum_l ||dz_li||^2 (||a_li||^2 + [bias])`` (the rank-one norm identity, exact for 2-D
     inputs) and the clipped mean is one product per layer with ``dz`` scaled by the factors.
@@ -173,7 +174,7 @@ def mlp_grads(
         sq = torch.zeros(K, B, dtype=x.dtype, device=x.device)
         for i, dz_i in zip(layers, dzs, strict=True):
             sq += dz_i.square().sum(-1) * (acts[i].square().sum(-1) + (plan[i].bias is not None))
-        factors = (clip / (sq.sqrt_().mul_(B) + 1e-6)).clamp_(max=1.0).unsqueeze(-1)  # (K, B, 1)
+        factors = mechanism.clip_factors(sq.sqrt_().mul_(B), clip).unsqueeze(-1)  # (K, B, 1)
         for i, dz_i in zip(layers, dzs, strict=True):
             _write_layer(plan[i], dz_i * factors, acts[i], out, beta)
     return out

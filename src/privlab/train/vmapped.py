@@ -23,6 +23,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
 from privlab._validation import check_choice
+from privlab.dp import mechanism
 from privlab.errors import InvalidParameterError
 from privlab.train import optim
 from privlab.train.config import TrainConfig
@@ -124,7 +125,7 @@ def train_chunk(
     trainable = [k for k, p in models[0].named_parameters() if p.requires_grad]
     if cfg.private and (plan is None or len(trainable) != len(params)):
         raise InvalidParameterError(
-            "The 'cfg' parameter of train_chunk asks for DP-SGD-style training (dp_max_grad_norm > 0), which the "
+            "The 'cfg' parameter of train_chunk asks for DP-SGD-style training (max_grad_norm > 0), which the "
             "vectorised ensemble does only with the 'mlp' kernel and every parameter trainable. "
             f"Got {type(models[0]).__name__} (kernel {kernel!r}); train it with backend='loop'."
         )
@@ -147,9 +148,9 @@ def train_chunk(
         grad_buf = {k: torch.empty_like(v) for k, v in leaves.items()}
         x_buf = torch.empty(streams.shape[1] * streams.shape[2], x_flat.shape[1], dtype=x_flat.dtype)
     fold = plan is not None and optim.folds_momentum(cfg) and not cfg.private
-    clip = cfg.dp_max_grad_norm if cfg.private else None
+    clip = cfg.max_grad_norm if cfg.private else None
     gens = [noise_generator(s) for s in seeds] if cfg.private else []
-    noise_std = cfg.dp_noise_multiplier * cfg.dp_max_grad_norm / cfg.batch_size  # on the mean gradient
+    noise_std = cfg.noise_multiplier * cfg.max_grad_norm / cfg.batch_size  # on the mean gradient
     for t in tqdm(range(streams.shape[0]), disable=not progress, desc=desc, leave=False):
         idx = streams[t].flatten()  # (K * B,)
         active = None if t < t_all else torch.tensor([t < s for s in steps])
@@ -164,10 +165,7 @@ def train_chunk(
             optim.step(opt_params, state["buf"], opt_state, cfg, t + 1, accumulated=True)
         else:
             grads = mlp_grads(plan, leaves, xb, yb, grad_buf, clip=clip)
-            for k, gen in enumerate(gens):  # the same draws, in the same order, as train_model's
-                for name in trainable:
-                    grads[name][k].add_(
-                        torch.randn(grads[name].shape[1:], generator=gen, dtype=grads[name].dtype), alpha=noise_std
-                    )
+            if gens:  # the same draws, in the same order, as train_model's
+                mechanism.add_noise_stacked(grads, noise_std, gens, trainable)
             optim.step(opt_params, grads, opt_state, cfg, t + 1, active)
     return {**{k: v.detach() for k, v in leaves.items()}, **{k: v.detach() for k, v in buffers.items()}}

@@ -68,18 +68,18 @@ def test_attack_cli_dp_style_training(tmp_path):
     base += ["--epochs", "1", "--hidden", "8", "--bootstrap", "5", "--attacks", "loss,rmia_offline"]
     cache = tmp_path / "cache"
     r = CliRunner().invoke(
-        app, [*base, "--dp-max-grad-norm", "0.1", "--dp-noise-multiplier", "1.0", "--cache-dir", str(cache)]
+        app, [*base, "--max-grad-norm", "0.1", "--noise-multiplier", "1.0", "--cache-dir", str(cache)]
     )
     assert r.exit_code == 0, r.output
     (meta,) = cache.glob("ensemble-*/ensemble.json")
     train = json.loads(meta.read_text())["config"]
-    assert train["dp_max_grad_norm"] == 0.1 and train["dp_noise_multiplier"] == 1.0
-    r = CliRunner().invoke(app, [*base, "--dp-noise-multiplier", "1.0"])  # noise without clipping
-    assert r.exit_code == 2 and "dp_noise_multiplier" in r.output
+    assert train["max_grad_norm"] == 0.1 and train["noise_multiplier"] == 1.0
+    r = CliRunner().invoke(app, [*base, "--noise-multiplier", "1.0"])  # noise without clipping
+    assert r.exit_code == 2 and "noise_multiplier" in r.output
 
 
 def test_attack_cli_null_dp_option_is_a_clear_error(tmp_path):
     cfg = tmp_path / "attack.yaml"
-    cfg.write_text("dataset: mnist\nn_examples: 100\nn_population: 10\nn_reference: 1\ndp_max_grad_norm: null\n")
+    cfg.write_text("dataset: mnist\nn_examples: 100\nn_population: 10\nn_reference: 1\nmax_grad_norm: null\n")
     r = CliRunner().invoke(app, ["attack", "--config", str(cfg)])
-    assert r.exit_code == 2 and "'dp_max_grad_norm' parameter" in r.output
+    assert r.exit_code == 2 and "'max_grad_norm' parameter" in r.output

@@ -66,13 +66,13 @@ CONFIGS = [
         momentum=0.9,
         weight_decay=1e-3,
         seed=3,
-        dp_max_grad_norm=0.5,
-        dp_noise_multiplier=0.8,
+        max_grad_norm=0.5,
+        noise_multiplier=0.8,
     ),
     TrainConfig(
-        epochs=2, batch_size=8, lr=0.01, optimizer="adam", seed=4, dp_max_grad_norm=0.3, dp_noise_multiplier=1.5
+        epochs=2, batch_size=8, lr=0.01, optimizer="adam", seed=4, max_grad_norm=0.3, noise_multiplier=1.5
     ),
-    TrainConfig(epochs=2, batch_size=5, lr=0.2, momentum=0.0, seed=5, dp_max_grad_norm=0.2),  # clipping only
+    TrainConfig(epochs=2, batch_size=5, lr=0.2, momentum=0.0, seed=5, max_grad_norm=0.2),  # clipping only
 ]
 
 
@@ -86,7 +86,7 @@ def test_private_ensemble_equals_private_loop(tiny_data, cfg):
         tiny_data,
         mask,
         TrainConfig(
-            **{**cfg.to_dict(), "dp_max_grad_norm": 0.0, "dp_noise_multiplier": 0.0, "adam_betas": cfg.adam_betas}
+            **{**cfg.to_dict(), "max_grad_norm": 0.0, "noise_multiplier": 0.0, "adam_betas": cfg.adam_betas}
         ),
         progress=False,
     )
@@ -120,8 +120,8 @@ def test_noise_has_the_stated_scale(tiny_data, model_scale):
         lr=1.0,
         momentum=0.0,
         seed=7,
-        dp_max_grad_norm=C,
-        dp_noise_multiplier=sigma,
+        max_grad_norm=C,
+        noise_multiplier=sigma,
     )
     delta = _one_step_update(cfg, tiny_data)
     expected_std = model_scale * sigma * C / B  # the scale the test assumes; only 1.0 is right
@@ -141,27 +141,27 @@ def test_non_mlp_private_training_falls_back_to_the_loop(tiny_data):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.fc(self.conv(x).flatten(1))
 
-    cfg = TrainConfig(epochs=1, batch_size=8, lr=0.1, seed=2, dp_max_grad_norm=0.5, dp_noise_multiplier=1.0)
+    cfg = TrainConfig(epochs=1, batch_size=8, lr=0.1, seed=2, max_grad_norm=0.5, noise_multiplier=1.0)
     mask = membership_mask(2, len(tiny_data), seed=3)
     auto = train_ensemble(Conv, tiny_data, mask, cfg, progress=False)
     loop = train_ensemble(Conv, tiny_data, mask, cfg, backend="loop", progress=False)
     for name in auto.state:
         torch.testing.assert_close(auto.state[name], loop.state[name])
-    with pytest.raises(InvalidParameterError, match="dp_max_grad_norm"):
+    with pytest.raises(InvalidParameterError, match="max_grad_norm"):
         train_chunk(Conv, tiny_data.x, tiny_data.y, mask, [0, 1], cfg)
     with pytest.raises(InvalidParameterError, match="'backend'"):
         train_ensemble(Conv, tiny_data, mask, cfg, backend="ray", progress=False)
 
 
 def test_noise_needs_clipping():
-    with pytest.raises(InvalidParameterError, match="dp_noise_multiplier"):
-        TrainConfig(dp_noise_multiplier=1.0)
-    assert not TrainConfig().private and TrainConfig(dp_max_grad_norm=1.0).private
+    with pytest.raises(InvalidParameterError, match="noise_multiplier"):
+        TrainConfig(noise_multiplier=1.0)
+    assert not TrainConfig().private and TrainConfig(max_grad_norm=1.0).private
 
 
 def test_private_mlp_with_the_vmap_kernel_falls_back_to_the_loop(tiny_data):
     # kernel="vmap" has no clipping: like a non-MLP model, the ensemble trains one by one (no error).
-    cfg = TrainConfig(epochs=1, batch_size=8, lr=0.1, seed=2, dp_max_grad_norm=0.5, dp_noise_multiplier=1.0)
+    cfg = TrainConfig(epochs=1, batch_size=8, lr=0.1, seed=2, max_grad_norm=0.5, noise_multiplier=1.0)
     mask = membership_mask(2, len(tiny_data), seed=3)
     vmap = train_ensemble(factory, tiny_data, mask, cfg, kernel="vmap", progress=False)
     loop = train_ensemble(factory, tiny_data, mask, cfg, backend="loop", progress=False)
