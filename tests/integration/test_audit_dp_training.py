@@ -31,8 +31,15 @@ def _factory() -> MLP:
 
 def _run(fault: str | None, seed: int = 0):
     return audit_dp_training(
-        _factory, _data(), sample_rate=0.05, steps=80, target_epsilon=1.5, canaries=400,
-        fault=fault, seed=seed, progress=False,
+        _factory,
+        _data(),
+        sample_rate=0.05,
+        steps=80,
+        target_epsilon=1.5,
+        canaries=400,
+        fault=fault,
+        seed=seed,
+        progress=False,
     )
 
 

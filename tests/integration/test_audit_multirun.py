@@ -36,16 +36,32 @@ def _data(n: int = N, seed: int = 0) -> ArrayDataset:
 def _run(fault: str | None, seed: int = 0, runs: int = RUNS) -> DPTrainingAudit:
     torch.set_num_threads(1)
     return audit_dp_training_multi_run(
-        lambda: MLP(64, (8,), 2), _data(), runs=runs, sample_rate=1.0, steps=STEPS, target_epsilon=1.0, lr=LR,
-        fault=fault, seed=seed, progress=False,
+        lambda: MLP(64, (8,), 2),
+        _data(),
+        runs=runs,
+        sample_rate=1.0,
+        steps=STEPS,
+        target_epsilon=1.0,
+        lr=LR,
+        fault=fault,
+        seed=seed,
+        progress=False,
     )
 
 
 def _model(res: DPTrainingAudit, n: int, fault: str | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
     inc = np.arange(n) < n // 2
     sim = dirac_score_model(
-        inc, sample_rate=res.sample_rate, steps=res.steps, noise_multiplier=res.noise_multiplier, max_grad_norm=1.0,
-        lr=LR, train_size=N, canary_norm_multiplier=10.0, fault=fault, rng=np.random.default_rng(seed),
+        inc,
+        sample_rate=res.sample_rate,
+        steps=res.steps,
+        noise_multiplier=res.noise_multiplier,
+        max_grad_norm=1.0,
+        lr=LR,
+        train_size=N,
+        canary_norm_multiplier=10.0,
+        fault=fault,
+        rng=np.random.default_rng(seed),
     )
     return sim[inc], sim[~inc]
 
@@ -96,7 +112,8 @@ def test_correct_dp_sgd_is_consistent_multi_run_more_seeds(seed: int) -> None:
 
 def test_invalid_arguments_are_named() -> None:
     with pytest.raises(InvalidParameterError, match="'runs' parameter"):
-        audit_dp_training_multi_run(lambda: MLP(64, (8,), 2), _data(), runs=4, sample_rate=1.0, steps=2,
-                                    noise_multiplier=1.0)
+        audit_dp_training_multi_run(
+            lambda: MLP(64, (8,), 2), _data(), runs=4, sample_rate=1.0, steps=2, noise_multiplier=1.0
+        )
     with pytest.raises(InvalidParameterError, match="'noise_multiplier' parameter"):
         audit_dp_training_multi_run(lambda: MLP(64, (8,), 2), _data(), runs=10, sample_rate=1.0, steps=2)

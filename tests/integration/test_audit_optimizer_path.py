@@ -24,9 +24,18 @@ def _data(n: int = 600) -> ArrayDataset:
 
 
 def _run(clipping: str, fault: str | None, seed: int = 0):
-    return audit_dp_optimizer(lambda: MLP(in_features=64, hidden=(16,), num_classes=2), _data(), batch_size=40,
-                              epochs=4, target_epsilon=1.5, canaries=300, clipping=clipping, fault=fault,
-                              seed=seed, progress=False)
+    return audit_dp_optimizer(
+        lambda: MLP(in_features=64, hidden=(16,), num_classes=2),
+        _data(),
+        batch_size=40,
+        epochs=4,
+        target_epsilon=1.5,
+        canaries=300,
+        clipping=clipping,
+        fault=fault,
+        seed=seed,
+        progress=False,
+    )
 
 
 @pytest.mark.parametrize("clipping", ["flat", "ghost"])
@@ -53,5 +62,11 @@ def test_probe_is_quiet_for_real_data() -> None:
 
 def test_bad_fault_is_named() -> None:
     with pytest.raises(InvalidParameterError, match="'fault' parameter"):
-        audit_dp_optimizer(lambda: MLP(in_features=64, hidden=(8,), num_classes=2), _data(), batch_size=10,
-                           epochs=1, noise_multiplier=1.0, fault="bogus")
+        audit_dp_optimizer(
+            lambda: MLP(in_features=64, hidden=(8,), num_classes=2),
+            _data(),
+            batch_size=10,
+            epochs=1,
+            noise_multiplier=1.0,
+            fault="bogus",
+        )

@@ -19,6 +19,7 @@ from privlab.accounting.core import (
     make_accountant,
 )
 from privlab.accounting.ledger import LEDGER_SCHEMA_VERSION, LedgerEntry, PrivacyLedger
+from privlab.accounting.resolve import resolve_noise_multiplier
 
 __all__ = [
     "ACCOUNTANTS",
@@ -30,4 +31,5 @@ __all__ = [
     "epsilon",
     "epsilon_from_event",
     "make_accountant",
+    "resolve_noise_multiplier",
 ]

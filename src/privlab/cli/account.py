@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from privlab.accounting import ACCOUNTANTS, calibrate_noise, epsilon
+from privlab.accounting import ACCOUNTANTS, epsilon, resolve_noise_multiplier
 from privlab.errors import InvalidParameterError
 
 
@@ -19,15 +19,21 @@ def account(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Epsilon of DP-SGD under both accountants, or the noise multiplier for a target epsilon."""
-    if (noise_multiplier is None) == (target_epsilon is None):
-        raise typer.BadParameter("give exactly one of --noise-multiplier or --target-epsilon")
     rows: dict[str, float] = {}
     try:
         for acc in ACCOUNTANTS:
-            if noise_multiplier is not None:
-                rows[acc] = epsilon(noise_multiplier, sample_rate, steps, delta, acc)
-            elif target_epsilon is not None:
-                rows[acc] = calibrate_noise(target_epsilon, sample_rate, steps, delta, acc)
+            sigma = resolve_noise_multiplier(
+                noise_multiplier,
+                target_epsilon,
+                sample_rate=sample_rate,
+                steps=steps,
+                delta=delta,
+                owner="privlab account",
+                accountant=acc,
+                names=("--noise-multiplier", "--target-epsilon"),
+                steps_name="'--steps'",
+            )
+            rows[acc] = epsilon(sigma, sample_rate, steps, delta, acc) if noise_multiplier is not None else sigma
     except InvalidParameterError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

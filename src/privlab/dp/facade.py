@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from privlab._validation import check_choice, check_int, check_real
-from privlab.accounting import ACCOUNTANTS, PrivacyLedger, calibrate_noise
+from privlab.accounting import ACCOUNTANTS, PrivacyLedger, resolve_noise_multiplier
 from privlab.accounting.fixed_size import FixedSizeLedger, calibrate_fixed_size_noise
 from privlab.dp.optimizer import DPOptimizer
 from privlab.dp.sampling import FixedSizeSampler, PoissonSampler, PrivateDataLoader, loader_options
@@ -153,23 +153,17 @@ def make_private(
         total = check_int(epochs, "epochs", owner, low=1) * per_epoch
     else:
         total = 0
-    if (noise_multiplier is None) == (target_epsilon is None):
-        raise InvalidParameterError(
-            f"Exactly one of 'noise_multiplier' and 'target_epsilon' of {owner} must be given. "
-            f"Got noise_multiplier={noise_multiplier!r}, target_epsilon={target_epsilon!r} instead."
-        )
-    if noise_multiplier is not None:
-        sigma = check_real(noise_multiplier, "noise_multiplier", owner, low=0.0)
-    else:
-        if total == 0:
-            raise InvalidParameterError(
-                f"The 'epochs' parameter of {owner} must be given (or 'steps') with target_epsilon. Got None instead."
-            )
-        eps = check_real(target_epsilon, "target_epsilon", owner, low=0.0, low_open=True)
-        if poisson_sampling:
-            sigma = calibrate_noise(eps, q, total, d, accountant)
-        else:
-            sigma = calibrate_fixed_size_noise(eps, n, batch_size, total, d)
+    sigma = resolve_noise_multiplier(
+        noise_multiplier,
+        target_epsilon,
+        sample_rate=q,
+        steps=total,
+        delta=d,
+        owner=owner,
+        accountant=accountant,
+        calibrate=None if poisson_sampling else (lambda eps: calibrate_fixed_size_noise(eps, n, batch_size, total, d)),
+        steps_name="'epochs' (or 'steps')",
+    )
 
     gen = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little") if seed is None else seed)
     if ledger is None:

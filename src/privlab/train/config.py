@@ -26,8 +26,9 @@ class TrainConfig:
     ``max_grad_norm > 0`` trains like DP-SGD (Abadi et al. 2016), for reference models that must
     mimic a DP target: each example's gradient is clipped to that L2 norm (flat, over all trainable
     parameters), and ``N(0, (noise_multiplier * max_grad_norm)^2)`` noise per coordinate is
-    added to the sum before dividing by the batch size (:mod:`privlab.dp.mechanism`). Batches are the fixed-size ones above, not
-    Poisson samples, and nothing is accounted: these models carry no privacy guarantee of their own.
+    added to the sum before dividing by the batch size (:mod:`privlab.dp.mechanism`). Batches are
+    the fixed-size ones above, not Poisson samples, and nothing is accounted: these models carry no
+    privacy guarantee of their own.
     """
 
     epochs: float = 10.0

@@ -150,7 +150,7 @@ def test_seed_makes_training_reproducible_and_secure_rng_runs() -> None:
     [
         ({"noise_multiplier": None}, "Exactly one of"),
         ({"noise_multiplier": 1.0, "target_epsilon": 1.0}, "Exactly one of"),
-        ({"noise_multiplier": None, "target_epsilon": 1.0}, "'epochs' parameter"),
+        ({"noise_multiplier": None, "target_epsilon": 1.0}, r"'epochs' \(or 'steps'\) parameter"),
         ({"clipping": "fast"}, "'clipping' parameter of make_private"),
         ({"max_grad_norm": 0.0}, "'max_grad_norm' parameter of make_private"),
         ({"loss_reduction": "none"}, "'loss_reduction' parameter"),

@@ -20,8 +20,18 @@ def test_help_lists_subcommands() -> None:
 
 
 def test_account_prints_both_accountants() -> None:
-    args = ["account", "--noise-multiplier", "1.1", "--sample-rate", "0.004266", "--steps", "14040",
-            "--delta", "1e-5", "--json"]
+    args = [
+        "account",
+        "--noise-multiplier",
+        "1.1",
+        "--sample-rate",
+        "0.004266",
+        "--steps",
+        "14040",
+        "--delta",
+        "1e-5",
+        "--json",
+    ]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
@@ -30,8 +40,7 @@ def test_account_prints_both_accountants() -> None:
 
 
 def test_account_target_epsilon_prints_noise() -> None:
-    res = runner.invoke(app, ["account", "--target-epsilon", "3", "--sample-rate", "0.01", "--steps", "500",
-                              "--json"])
+    res = runner.invoke(app, ["account", "--target-epsilon", "3", "--sample-rate", "0.01", "--steps", "500", "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
     assert out["quantity"] == "noise_multiplier"
@@ -50,3 +59,11 @@ def test_data_list() -> None:
     res = runner.invoke(app, ["data", "list"])
     assert res.exit_code == 0
     assert "mnist" in res.output and "source:" in res.output
+
+
+def test_account_needs_exactly_one_of_the_two_flags() -> None:
+    both = ["account", "--noise-multiplier", "1", "--target-epsilon", "2", "--sample-rate", "0.1", "--steps", "5"]
+    for args in (both, ["account", "--sample-rate", "0.1", "--steps", "5"]):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2
+        assert "Exactly one of '--noise-multiplier' and '--target-epsilon' of privlab account" in res.output

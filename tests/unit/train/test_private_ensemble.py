@@ -69,9 +69,7 @@ CONFIGS = [
         max_grad_norm=0.5,
         noise_multiplier=0.8,
     ),
-    TrainConfig(
-        epochs=2, batch_size=8, lr=0.01, optimizer="adam", seed=4, max_grad_norm=0.3, noise_multiplier=1.5
-    ),
+    TrainConfig(epochs=2, batch_size=8, lr=0.01, optimizer="adam", seed=4, max_grad_norm=0.3, noise_multiplier=1.5),
     TrainConfig(epochs=2, batch_size=5, lr=0.2, momentum=0.0, seed=5, max_grad_norm=0.2),  # clipping only
 ]
 
@@ -85,9 +83,7 @@ def test_private_ensemble_equals_private_loop(tiny_data, cfg):
         factory,
         tiny_data,
         mask,
-        TrainConfig(
-            **{**cfg.to_dict(), "max_grad_norm": 0.0, "noise_multiplier": 0.0, "adam_betas": cfg.adam_betas}
-        ),
+        TrainConfig(**{**cfg.to_dict(), "max_grad_norm": 0.0, "noise_multiplier": 0.0, "adam_betas": cfg.adam_betas}),
         progress=False,
     )
     for name in ens.state:
