@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from privlab.audit import audit_dp_training_blackbox
+from privlab.audit import AuditSpec, audit_dp_training_blackbox
 from privlab.audit.blackbox import blackbox_grid
 from privlab.audit.dp_training import audit_summary
 from privlab.data import ArrayDataset
@@ -40,17 +40,8 @@ def _data(n: int, seed: int) -> ArrayDataset:
 
 def _run(cfg: dict[str, Any], fault: str | None, seed: int = 0):
     torch.set_num_threads(1)
-    return audit_dp_training_blackbox(
-        lambda: MLP(64, (128,), 10),
-        _data(200, 0),
-        canary_pool=_data(200, 1),
-        canaries=200,
-        sample_rate=0.5,
-        fault=fault,
-        seed=seed,
-        progress=False,
-        **cfg,
-    )
+    spec = AuditSpec(lambda: MLP(64, (128,), 10), _data(200, 0), sample_rate=0.5, seed=seed, **cfg)
+    return audit_dp_training_blackbox(spec, canary_pool=_data(200, 1), canaries=200, fault=fault, progress=False)
 
 
 @pytest.mark.parametrize(("cfg", "fault"), [(NOISE_CFG, "no_noise"), (CLIP_CFG, "no_clipping")])
@@ -83,36 +74,17 @@ def test_blackbox_grid_guesses_in_only() -> None:
 
 
 def test_invalid_arguments_are_named() -> None:
-    d = _data(50, 0)
+    spec = AuditSpec(lambda: MLP(64, (8,), 10), _data(50, 0), sample_rate=0.1, steps=2, noise_multiplier=1.0)
     with pytest.raises(InvalidParameterError, match="'canaries' parameter"):
-        audit_dp_training_blackbox(
-            lambda: MLP(64, (8,), 10), d, sample_rate=0.1, steps=2, noise_multiplier=1.0, canaries=50
-        )
+        audit_dp_training_blackbox(spec, canaries=50)
     with pytest.raises(InvalidParameterError, match="'canary_input_scale' parameter"):
-        audit_dp_training_blackbox(
-            lambda: MLP(64, (8,), 10),
-            d,
-            sample_rate=0.1,
-            steps=2,
-            noise_multiplier=1.0,
-            canaries=10,
-            canary_input_scale=0.0,
-        )
+        audit_dp_training_blackbox(spec, canaries=10, canary_input_scale=0.0)
     with pytest.raises(InvalidParameterError, match="'fault' parameter"):
-        audit_dp_training_blackbox(
-            lambda: MLP(64, (8,), 10), d, sample_rate=0.1, steps=2, noise_multiplier=1.0, canaries=10, fault="bogus"
-        )
+        audit_dp_training_blackbox(spec, canaries=10, fault="bogus")
 
 
 def test_default_pool_holds_out_the_last_rows() -> None:
-    res = audit_dp_training_blackbox(
-        lambda: MLP(64, (8,), 10),
-        _data(60, 0),
-        sample_rate=0.2,
-        steps=3,
-        noise_multiplier=1.0,
-        canaries=10,
-        progress=False,
-    )
+    spec = AuditSpec(lambda: MLP(64, (8,), 10), _data(60, 0), sample_rate=0.2, steps=3, noise_multiplier=1.0)
+    res = audit_dp_training_blackbox(spec, canaries=10, progress=False)
     assert res.canaries == 10 and res.scores is not None and res.scores.shape == (10,)
     assert res.steps == 3 and res.sample_rate == pytest.approx(0.2, abs=0.05)

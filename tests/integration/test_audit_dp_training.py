@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from privlab.audit import AuditSpec
 from privlab.audit.dp_training import audit_dp_training, audit_summary, quiet_coordinates
 from privlab.data import ArrayDataset
 from privlab.errors import InvalidParameterError
@@ -30,17 +31,8 @@ def _factory() -> MLP:
 
 
 def _run(fault: str | None, seed: int = 0):
-    return audit_dp_training(
-        _factory,
-        _data(),
-        sample_rate=0.05,
-        steps=80,
-        target_epsilon=1.5,
-        canaries=400,
-        fault=fault,
-        seed=seed,
-        progress=False,
-    )
+    spec = AuditSpec(_factory, _data(), sample_rate=0.05, steps=80, target_epsilon=1.5, seed=seed)
+    return audit_dp_training(spec, canaries=400, fault=fault, progress=False)
 
 
 @pytest.mark.parametrize("fault", ["no_noise", "no_clipping"])
@@ -81,9 +73,12 @@ def test_quiet_coordinates_avoid_data_gradients() -> None:
 
 
 def test_invalid_arguments_are_named() -> None:
-    with pytest.raises(InvalidParameterError, match="'noise_multiplier' parameter"):
-        audit_dp_training(_factory, _data(), sample_rate=0.1, steps=5)
+    with pytest.raises(InvalidParameterError, match="Exactly one of 'noise_multiplier' and 'target_epsilon'"):
+        AuditSpec(_factory, _data(), sample_rate=0.1, steps=5)
+    with pytest.raises(InvalidParameterError, match="'sample_rate' parameter of AuditSpec"):
+        AuditSpec(_factory, _data(), sample_rate=1.5, steps=5, noise_multiplier=1.0)
+    spec = AuditSpec(_factory, _data(), sample_rate=0.1, steps=5, noise_multiplier=1.0)
     with pytest.raises(InvalidParameterError, match="'fault' parameter"):
-        audit_dp_training(_factory, _data(), sample_rate=0.1, steps=5, noise_multiplier=1.0, fault="bogus")
+        audit_dp_training(spec, fault="bogus")
     with pytest.raises(InvalidParameterError, match="'canaries' parameter"):
-        audit_dp_training(_factory, _data(), sample_rate=0.1, steps=5, noise_multiplier=1.0, canaries=10**7)
+        audit_dp_training(spec, canaries=10**7)

@@ -15,7 +15,7 @@ import pytest
 import torch
 from scipy import stats
 
-from privlab.audit import audit_dp_training_multi_run
+from privlab.audit import AuditSpec, audit_dp_training_multi_run
 from privlab.audit.canaries import dirac_score_model
 from privlab.audit.dp_training import DPTrainingAudit, audit_summary
 from privlab.data import ArrayDataset
@@ -35,18 +35,10 @@ def _data(n: int = N, seed: int = 0) -> ArrayDataset:
 
 def _run(fault: str | None, seed: int = 0, runs: int = RUNS) -> DPTrainingAudit:
     torch.set_num_threads(1)
-    return audit_dp_training_multi_run(
-        lambda: MLP(64, (8,), 2),
-        _data(),
-        runs=runs,
-        sample_rate=1.0,
-        steps=STEPS,
-        target_epsilon=1.0,
-        lr=LR,
-        fault=fault,
-        seed=seed,
-        progress=False,
+    spec = AuditSpec(
+        lambda: MLP(64, (8,), 2), _data(), sample_rate=1.0, steps=STEPS, target_epsilon=1.0, lr=LR, seed=seed
     )
+    return audit_dp_training_multi_run(spec, runs=runs, fault=fault, progress=False)
 
 
 def _model(res: DPTrainingAudit, n: int, fault: str | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -111,9 +103,8 @@ def test_correct_dp_sgd_is_consistent_multi_run_more_seeds(seed: int) -> None:
 
 
 def test_invalid_arguments_are_named() -> None:
+    spec = AuditSpec(lambda: MLP(64, (8,), 2), _data(), sample_rate=1.0, steps=2, noise_multiplier=1.0)
     with pytest.raises(InvalidParameterError, match="'runs' parameter"):
-        audit_dp_training_multi_run(
-            lambda: MLP(64, (8,), 2), _data(), runs=4, sample_rate=1.0, steps=2, noise_multiplier=1.0
-        )
-    with pytest.raises(InvalidParameterError, match="'noise_multiplier' parameter"):
-        audit_dp_training_multi_run(lambda: MLP(64, (8,), 2), _data(), runs=10, sample_rate=1.0, steps=2)
+        audit_dp_training_multi_run(spec, runs=4)
+    with pytest.raises(InvalidParameterError, match="'fault' parameter"):
+        audit_dp_training_multi_run(spec, runs=10, fault="bogus")

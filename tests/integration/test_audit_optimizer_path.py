@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from privlab.audit import AuditSpec
 from privlab.audit.dp_training import audit_summary
 from privlab.audit.optimizer_canaries import ProbeWrapper, audit_dp_optimizer
 from privlab.data import ArrayDataset
@@ -23,19 +24,16 @@ def _data(n: int = 600) -> ArrayDataset:
     return ArrayDataset(x, (x.mean((1, 2, 3)) > 0.5).long())
 
 
+def _factory() -> MLP:
+    return MLP(in_features=64, hidden=(16,), num_classes=2)
+
+
 def _run(clipping: str, fault: str | None, seed: int = 0):
-    return audit_dp_optimizer(
-        lambda: MLP(in_features=64, hidden=(16,), num_classes=2),
-        _data(),
-        batch_size=40,
-        epochs=4,
-        target_epsilon=1.5,
-        canaries=300,
-        clipping=clipping,
-        fault=fault,
-        seed=seed,
-        progress=False,
+    # 600 rows + ~150 IN canaries, batches of ~40, 4 passes
+    spec = AuditSpec(
+        _factory, _data(), sample_rate=40 / 750, steps=76, target_epsilon=1.5, clipping=clipping, seed=seed
     )
+    return audit_dp_optimizer(spec, canaries=300, fault=fault, progress=False)
 
 
 @pytest.mark.parametrize("clipping", ["flat", "ghost"])
@@ -62,11 +60,4 @@ def test_probe_is_quiet_for_real_data() -> None:
 
 def test_bad_fault_is_named() -> None:
     with pytest.raises(InvalidParameterError, match="'fault' parameter"):
-        audit_dp_optimizer(
-            lambda: MLP(in_features=64, hidden=(8,), num_classes=2),
-            _data(),
-            batch_size=10,
-            epochs=1,
-            noise_multiplier=1.0,
-            fault="bogus",
-        )
+        audit_dp_optimizer(AuditSpec(_factory, _data(), sample_rate=0.02, steps=1, noise_multiplier=1.0), fault="bogus")

@@ -37,9 +37,19 @@ __all__ = [
     "one_run_p_value",
 ]
 
-# DP-SGD training audits (white-box one-run, black-box one-run, white-box multi-run).
+# DP-SGD training audits (white-box one-run, black-box one-run, white-box multi-run, optimizer probes),
+# each taking one AuditSpec (what was trained).
 from privlab.audit.blackbox import audit_dp_training_blackbox
 from privlab.audit.dp_training import DPTrainingAudit, audit_dp_training
 from privlab.audit.multi_run_training import audit_dp_training_multi_run
+from privlab.audit.optimizer_canaries import audit_dp_optimizer
+from privlab.audit.spec import AuditSpec
 
-__all__ += ["DPTrainingAudit", "audit_dp_training", "audit_dp_training_blackbox", "audit_dp_training_multi_run"]
+__all__ += [
+    "AuditSpec",
+    "DPTrainingAudit",
+    "audit_dp_optimizer",
+    "audit_dp_training",
+    "audit_dp_training_blackbox",
+    "audit_dp_training_multi_run",
+]

@@ -24,23 +24,18 @@ Confidence: ``1 - confidence`` is split evenly over the grid of guess counts (Bo
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import torch
-from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from privlab._validation import check_int, check_real
-from privlab.audit._args import accuracy, resolve_dp_sgd
 from privlab.audit.dp_training import DPTrainingAudit
+from privlab.audit.spec import AuditSpec, apply_fault, check_audit_args
 from privlab.audit.stats import audit_one_run_grid
 from privlab.data.canaries import mislabelled_canaries
 from privlab.data.dataset import ArrayDataset
-from privlab.dp import make_private
 from privlab.errors import InvalidParameterError
+from privlab.train.fit import accuracy, fit
 
 _OWNER = "audit_dp_training_blackbox"
 
@@ -51,52 +46,29 @@ def blackbox_grid(m: int) -> list[tuple[int, int]]:
 
 
 def audit_dp_training_blackbox(
-    model_factory: Callable[[], nn.Module],
-    train: ArrayDataset,
+    spec: AuditSpec,
     *,
-    sample_rate: float,
-    steps: int,
-    delta: float = 1e-5,
-    noise_multiplier: float | None = None,
-    target_epsilon: float | None = None,
-    max_grad_norm: float = 1.0,
-    lr: float = 0.5,
     canaries: int = 1000,
     canary_pool: ArrayDataset | None = None,
     canary_input_scale: float = 1.0,
     confidence: float = 0.95,
     grid: list[tuple[int, int]] | None = None,
-    accountant: str = "pld",
     fault: str | None = None,
-    test: ArrayDataset | None = None,
-    seed: int = 0,
     progress: bool = True,
 ) -> DPTrainingAudit:
-    """Train with ``make_private`` DP-SGD on ``train`` plus the IN half of ``canaries`` mislabelled examples.
+    """Train ``spec`` with ``make_private`` DP-SGD on its data plus the IN half of ``canaries`` mislabelled examples.
 
-    ``canary_pool``: examples *not* in ``train`` to draw the canaries from (default: the last
-    ``canaries`` rows of ``train`` are held out and become the pool). ``sample_rate`` is the Poisson
-    rate over the training set including the IN canaries. ``canary_input_scale`` multiplies the canaries'
-    inputs: values > 1 make them out of distribution with large gradients, which a correct
+    ``canary_pool``: examples *not* in ``spec.train`` to draw the canaries from (default: the last
+    ``canaries`` rows of ``spec.train`` are held out and become the pool). ``spec.sample_rate`` is the
+    Poisson rate over the training set including the IN canaries. ``canary_input_scale`` multiplies the
+    canaries' inputs: values > 1 make them out of distribution with large gradients, which a correct
     implementation clips (the black-box counterpart of the white-box canary norm ``A C``; it makes
     bypassed clipping visible). Other arguments as in
     :func:`~privlab.audit.dp_training.audit_dp_training`; the claimed epsilon is the ledger's.
     """
-    spec = resolve_dp_sgd(
-        _OWNER,
-        sample_rate=sample_rate,
-        steps=steps,
-        delta=delta,
-        noise_multiplier=noise_multiplier,
-        target_epsilon=target_epsilon,
-        max_grad_norm=max_grad_norm,
-        lr=lr,
-        confidence=confidence,
-        accountant=accountant,
-        fault=fault,
-    )
+    alpha = check_audit_args(_OWNER, confidence, fault)
     m = check_int(canaries, "canaries", _OWNER, low=2)
-    check_int(seed, "seed", _OWNER, low=0)
+    train = spec.train
     if canary_pool is None:
         if m >= len(train):
             raise InvalidParameterError(
@@ -110,43 +82,19 @@ def audit_dp_training_blackbox(
             f"Got {m} instead."
         )
     scale = check_real(canary_input_scale, "canary_input_scale", _OWNER, low=0.0, low_open=True)
-    can = mislabelled_canaries(canary_pool, m, seed).data
+    can = mislabelled_canaries(canary_pool, m, spec.seed).data
     can = ArrayDataset(can.x * scale, can.y, can.name, can.classes)
-    gen = torch.Generator().manual_seed(seed)
-    included = torch.rand(m, generator=gen) < 0.5
+    included = torch.rand(m, generator=spec.auditor_generator()) < 0.5
     full = ArrayDataset(
         torch.cat([train.x, can.x[included]]), torch.cat([train.y, can.y[included]]), train.name, train.classes
     )
-
-    torch.manual_seed(seed)
-    model = model_factory()
-    batch_size = max(1, round(spec.sample_rate * len(full)))
-    pt = make_private(
-        model,
-        torch.optim.SGD(model.parameters(), lr=spec.lr),
-        DataLoader(full, batch_size=batch_size),
-        noise_multiplier=spec.noise_multiplier,
-        delta=spec.delta,
-        steps=spec.steps,
-        max_grad_norm=spec.max_grad_norm,
-        accountant=accountant,
-        seed=seed,
-    )
-    pt.optimizer.add_noise_enabled = fault != "no_noise"
-    pt.optimizer.clipping_enabled = fault != "no_clipping"
-    bar = tqdm(total=spec.steps, desc="DP-SGD (black-box canaries)", disable=not progress, leave=False)
-    done = 0
-    while done < spec.steps:  # the loader yields round(1 / q) Poisson batches per pass
-        for x, y in pt.data_loader:
-            pt.optimizer.zero_grad()
-            F.cross_entropy(pt.model(x), y).backward()
-            pt.optimizer.step()
-            done += 1
-            bar.update(1)
-            if done == spec.steps:
-                break
-    bar.close()
-    pt.optimizer.detach()
+    model = spec.build_model()
+    pt = spec.private_training(model, full)
+    apply_fault(pt, fault)
+    try:
+        fit(pt.model, pt.optimizer, pt.data_loader, steps=spec.steps, progress=progress, desc="DP-SGD (black-box)")
+    finally:
+        pt.optimizer.detach()
     claimed = pt.epsilon()
 
     with torch.no_grad():
@@ -157,19 +105,19 @@ def audit_dp_training_blackbox(
         included.numpy(),
         grid=grid or blackbox_grid(m),
         delta=spec.delta,
-        alpha=spec.alpha,
-        seed=seed,
+        alpha=alpha,
+        seed=spec.seed,
         claimed_epsilon=claimed,
     )
     return DPTrainingAudit(
         claimed,
         spec.delta,
-        spec.noise_multiplier,
+        pt.noise_multiplier,
         pt.sample_rate,
-        pt.optimizer.ledger.steps,
+        pt.accountant.steps,
         result,
         fault,
-        accuracy(model, test),
+        None if spec.test is None else accuracy(model, spec.test),
         threat_model="black_box",
         canaries=m,
         test="mislabelled input canaries scored by loss, one run (Steinke et al. 2023)",

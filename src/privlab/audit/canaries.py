@@ -4,8 +4,10 @@ A Dirac canary (Nasr et al. 2023, "Tight Auditing of Differentially Private Mach
 Steinke, Nasr & Jagielski 2023, "Privacy Auditing with One (1) Training Run", Sec. 7) is a gradient
 ``g = A * C * e_c`` on one parameter coordinate ``c`` with raw norm ``A * C`` (``A > 1``), so a correct
 implementation clips it to ``C``. It enters each Poisson batch with the same rate q as the data and
-is processed *as one example's per-sample gradient* by :func:`privlab.dp.clip_gradients` and
-:func:`privlab.dp.add_noise`, the functions DP-SGD itself uses.
+is handed to the target's own :class:`~privlab.dp.DPOptimizer`
+(:meth:`~privlab.dp.DPOptimizer.add_per_example_gradients`) *as one example's per-sample gradient*, so
+it is clipped, summed, noised (:mod:`privlab.dp.mechanism`), scaled and accounted by the code that
+trains the target, with the data going through ``make_private``'s Poisson loader and hooks.
 
 With plain SGD (learning rate ``lr``, Poisson batches normalised by their expected size ``q N``)
 
@@ -28,10 +30,11 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from privlab.audit.spec import AuditSpec, apply_fault
 from privlab.data.dataset import ArrayDataset
-from privlab.dp import add_noise, clip_gradients, per_sample_gradients
+from privlab.dp import PrivateTraining, per_sample_gradients
+from privlab.train.fit import fit
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _CHUNK = 256  # canary rows per clipping call: bounds memory at _CHUNK x (number of parameters)
@@ -64,39 +67,34 @@ def quiet_coordinates(
 
 
 def train_with_dirac_canaries(
+    spec: AuditSpec,
     model: nn.Module,
-    loss_fn: LossFn,
-    train: ArrayDataset,
     coords: torch.Tensor,
     included: torch.Tensor,
     *,
-    sample_rate: float,
-    steps: int,
-    noise_multiplier: float,
-    max_grad_norm: float,
-    lr: float,
     canary_norm_multiplier: float,
     fault: str | None,
     generator: torch.Generator,
     progress: bool = False,
-) -> npt.NDArray[np.float64]:
-    """Run DP-SGD on ``train`` plus Dirac canaries (in place on ``model``); return the canary scores.
+) -> tuple[npt.NDArray[np.float64], PrivateTraining]:
+    """Run ``spec``'s DP-SGD (``make_private``) on its data plus Dirac canaries, in place on ``model``.
 
     ``coords``: (m,) flat coordinates; ``included``: (m,) bool, canary i joins the data iff True.
-    Each step: Poisson batch of the data (rate q), Poisson draw of the included canaries (rate q),
-    per-sample gradients, flat clipping to C of real and canary rows alike (unless
-    ``fault == "no_clipping"``), Gaussian noise ``sigma C`` (unless ``fault == "no_noise"``), SGD step
-    with ``lr / (q N)``. Returns ``score_i = -(theta_T - theta_0)[coords_i]``, shape (m,).
+    Each step: a Poisson batch of the data (rate q) through the optimizer's hooks, a Poisson draw
+    (rate q, from ``generator``) of the included canaries added as per-example gradients, then the
+    optimizer's step (clipping to C, noise ``sigma C`` unless ``fault`` switches them off, SGD with
+    ``lr / (q N)``). Returns ``score_i = -(theta_T - theta_0)[coords_i]``, shape (m,), and the training.
     """
-    q, C, A = sample_rate, max_grad_norm, canary_norm_multiplier
+    A = canary_norm_multiplier
+    pt = spec.private_training(model, spec.train)
+    apply_fault(pt, fault)
+    C, q = pt.max_grad_norm, pt.sample_rate
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     params = dict(model.named_parameters())
     sizes = [params[n].numel() for n in names]
     d = sum(sizes)
     m = coords.numel()
     theta0 = flat_params(model)
-    N = len(train)
-    norm = 1.0 / (q * N)  # Poisson batches are normalised by their expected size
 
     def canary_rows(hit: torch.Tensor) -> dict[str, torch.Tensor]:
         rows = torch.zeros(hit.numel(), d)
@@ -104,24 +102,24 @@ def train_with_dirac_canaries(
         parts = torch.split(rows, sizes, dim=1)
         return {n: part.reshape(-1, *params[n].shape) for n, part in zip(names, parts, strict=True)}
 
-    def clip_and_sum(per: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        if fault == "no_clipping":
-            return {k: v.sum(0) for k, v in per.items()}
-        return clip_gradients(per, C, "flat")
-
-    for _ in tqdm(range(steps), desc="DP-SGD with canaries", disable=not progress, leave=False):
-        idx = torch.nonzero(torch.rand(N, generator=generator) < q).squeeze(1)
-        summed = clip_and_sum(per_sample_gradients(model, loss_fn, train.x[idx], train.y[idx]))
+    def add_canaries(_: int) -> None:
         hit = torch.nonzero(included & (torch.rand(m, generator=generator) < q)).squeeze(1)
         for chunk in torch.split(hit, _CHUNK):  # like virtual batches: clipped sums add up
-            for k, v in clip_and_sum(canary_rows(chunk)).items():
-                summed[k] = summed[k] + v
-        if fault != "no_noise":
-            summed = add_noise(summed, noise_multiplier * C, generator=generator)
-        with torch.no_grad():
-            for name in names:
-                params[name].sub_(lr * norm * summed[name])
-    return np.asarray(-(flat_params(model) - theta0)[coords].numpy(), dtype=np.float64)
+            pt.optimizer.add_per_example_gradients(canary_rows(chunk))
+
+    try:
+        fit(
+            pt.model,
+            pt.optimizer,
+            pt.data_loader,
+            steps=spec.steps,
+            before_step=add_canaries,
+            progress=progress,
+            desc="DP-SGD with canaries",
+        )
+    finally:
+        pt.optimizer.detach()
+    return np.asarray(-(flat_params(model) - theta0)[coords].numpy(), dtype=np.float64), pt
 
 
 def dirac_score_model(

@@ -6,8 +6,9 @@ Run", Sec. 7): canary i is a Dirac gradient ``g_i = A * C * e_{c_i}`` on its own
 coordinate ``c_i``, with raw norm ``A * C`` (``A = canary_norm_multiplier`` > 1) so that a correct
 implementation must clip it down to C. Each canary is included with probability 1/2 (one-run) and,
 when included, joins each step's Poisson sample with the same rate q as real examples, entering the
-mechanism *as one example's per-sample gradient*: it goes through the same clipping, summation and
-noise as the data. The auditor sees only the initial and final parameters; with plain SGD
+mechanism *as one example's per-sample gradient*: the target's own DPOptimizer
+(``make_private``, :class:`~privlab.audit.spec.AuditSpec`) clips, sums and noises it with the data.
+The auditor sees only the initial and final parameters; with plain SGD
 
     theta_T - theta_0 = -(lr / (q N)) * sum_t (sum of clipped gradients_t + N(0, sigma^2 C^2 I)),
 
@@ -26,21 +27,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from privlab._validation import check_int, check_real
-from privlab.audit._args import FAULTS, accuracy, resolve_dp_sgd
 from privlab.audit.canaries import quiet_coordinates, train_with_dirac_canaries
+from privlab.audit.spec import FAULTS, AuditSpec, check_audit_args
 from privlab.audit.stats import AuditResult, audit_one_run_grid
-from privlab.data.dataset import ArrayDataset
 from privlab.errors import InvalidParameterError
+from privlab.train.fit import accuracy
 
 THREAT_MODELS = ("white_box", "black_box")
 
@@ -114,97 +113,57 @@ def default_grid(m: int) -> list[tuple[int, int]]:
 
 
 def audit_dp_training(
-    model_factory: Callable[[], nn.Module],
-    train: ArrayDataset,
+    spec: AuditSpec,
     *,
-    sample_rate: float,
-    steps: int,
-    delta: float = 1e-5,
-    noise_multiplier: float | None = None,
-    target_epsilon: float | None = None,
-    max_grad_norm: float = 1.0,
-    lr: float = 0.5,
     canaries: int = 1000,
     canary_norm_multiplier: float = 10.0,
     confidence: float = 0.95,
     grid: list[tuple[int, int]] | None = None,
-    accountant: str = "pld",
     fault: str | None = None,
-    test: ArrayDataset | None = None,
-    seed: int = 0,
     progress: bool = True,
 ) -> DPTrainingAudit:
-    """Train with DP-SGD plus ``canaries`` white-box gradient canaries and audit the claim.
+    """Train ``spec`` with DP-SGD (``make_private``'s DPOptimizer) plus ``canaries`` white-box gradient
+    canaries and audit the claim.
 
-    Give exactly one of ``noise_multiplier`` or ``target_epsilon`` (then the noise is calibrated).
-    ``fault`` in {None, "no_noise", "no_clipping"} breaks the implementation on purpose (the claimed
-    epsilon is still computed from the intended noise): a sound audit must flag it.
+    ``fault`` in {None, "no_noise", "no_clipping"} breaks the optimizer on purpose (the claimed
+    epsilon is still the ledger's for the intended noise): a sound audit must flag it.
     """
     owner = "audit_dp_training"
-    spec = resolve_dp_sgd(
-        owner,
-        sample_rate=sample_rate,
-        steps=steps,
-        delta=delta,
-        noise_multiplier=noise_multiplier,
-        target_epsilon=target_epsilon,
-        max_grad_norm=max_grad_norm,
-        lr=lr,
-        confidence=confidence,
-        accountant=accountant,
-        fault=fault,
-    )
+    alpha = check_audit_args(owner, confidence, fault)
     m = check_int(canaries, "canaries", owner, low=2)
     A = check_real(canary_norm_multiplier, "canary_norm_multiplier", owner, low=1.0)
-
-    def loss_fn(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(out, y)
-
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    model = model_factory()
+    gen = spec.auditor_generator()
+    model = spec.build_model()
     d = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if m > d:
         raise InvalidParameterError(
             f"The 'canaries' parameter of {owner} must be at most the number of trainable parameters ({d}). "
             f"Got {m} instead."
         )
-    coords = quiet_coordinates(model, loss_fn, train, m, gen)  # one private coordinate per canary
+    coords = quiet_coordinates(model, F.cross_entropy, spec.train, m, gen)  # one private coordinate per canary
     included = torch.rand(m, generator=gen) < 0.5
-    scores = train_with_dirac_canaries(
-        model,
-        loss_fn,
-        train,
-        coords,
-        included,
-        sample_rate=spec.sample_rate,
-        steps=spec.steps,
-        noise_multiplier=spec.noise_multiplier,
-        max_grad_norm=spec.max_grad_norm,
-        lr=spec.lr,
-        canary_norm_multiplier=A,
-        fault=fault,
-        generator=gen,
-        progress=progress,
+    scores, pt = train_with_dirac_canaries(
+        spec, model, coords, included, canary_norm_multiplier=A, fault=fault, generator=gen, progress=progress
     )
+    claimed = pt.epsilon()
     result = audit_one_run_grid(
         scores,
         included.numpy(),
         grid=grid or default_grid(m),
         delta=spec.delta,
-        alpha=spec.alpha,
-        seed=seed,
-        claimed_epsilon=spec.claimed_epsilon,
+        alpha=alpha,
+        seed=spec.seed,
+        claimed_epsilon=claimed,
     )
     return DPTrainingAudit(
-        spec.claimed_epsilon,
+        claimed,
         spec.delta,
-        spec.noise_multiplier,
-        spec.sample_rate,
-        spec.steps,
+        pt.noise_multiplier,
+        pt.sample_rate,
+        pt.accountant.steps,
         result,
         fault,
-        accuracy(model, test),
+        None if spec.test is None else accuracy(model, spec.test),
         canaries=m,
         scores=scores,
         included=included.numpy(),
@@ -226,6 +185,7 @@ def audit_summary(a: DPTrainingAudit) -> str:
 __all__ = [
     "FAULTS",
     "THREAT_MODELS",
+    "AuditSpec",
     "DPTrainingAudit",
     "audit_dp_training",
     "audit_summary",

@@ -7,7 +7,7 @@ Private Machine Learning", white-box gradient canaries):
    :func:`~privlab.audit.canaries.quiet_coordinates`) and a balanced random IN/OUT assignment of the
    R runs (exactly ``R // 2`` IN).
 2. Run r: fresh model (seeded), DP-SGD through :func:`~privlab.audit.canaries.train_with_dirac_canaries`
-   (the same clipping and noise functions as the one-run audit and the optimizer), with the canary
+   (``make_private``'s DPOptimizer, as in the one-run audit), with the canary
    present iff run r is IN. Score ``s_r = -(theta_T - theta_0)[c]``.
 3. ``audit_multi_run`` on the IN and OUT scores, twice: the assumption-free ``eps_delta`` bound
    (Clopper-Pearson on FPR and FNR) and the ``gdp`` bound ``mu_lb = Phi^-1(1 - FPR_hi) - Phi^-1(FNR_hi)``
@@ -32,70 +32,54 @@ Cost: R x T DP-SGD steps; use a small model and data set (see ``benchmarks/audit
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Callable
 
 import numpy as np
 import torch
-from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from privlab._validation import check_choice, check_int, check_real
-from privlab.audit._args import resolve_dp_sgd
+from privlab.accounting import epsilon
 from privlab.audit.canaries import quiet_coordinates, train_with_dirac_canaries
 from privlab.audit.dp_training import DPTrainingAudit
+from privlab.audit.spec import AuditSpec, check_audit_args
 from privlab.audit.stats import audit_multi_run
-from privlab.data.dataset import ArrayDataset
 
 _OWNER = "audit_dp_training_multi_run"
 
 
 def multi_run_dirac_scores(
-    model_factory: Callable[[], nn.Module],
-    train: ArrayDataset,
+    spec: AuditSpec,
     included: np.ndarray,
     *,
-    sample_rate: float,
-    steps: int,
-    noise_multiplier: float,
-    max_grad_norm: float,
-    lr: float,
     canary_norm_multiplier: float,
     fault: str | None,
-    seed: int,
     progress: bool = False,
 ) -> np.ndarray:
-    """One real DP-SGD training per entry of ``included`` (shape (R,), bool); returns the (R,) scores.
+    """One real DP-SGD training of ``spec`` per entry of ``included`` (shape (R,), bool); returns the (R,) scores.
 
-    Run r initialises its model after ``torch.manual_seed(seed + 1 + r)`` and draws its batches and
-    noise from a generator seeded ``(seed + 1) * 1_000_003 + r``; the canary coordinate is fixed once
-    from a reference model built at ``seed``, before any inclusion is used.
+    Run r initialises its model after ``torch.manual_seed(seed + 1 + r)`` and trains with seed
+    ``(seed + 1) * 1_000_003 + r`` (batches and noise); the canary coordinate is fixed once from a
+    reference model built at ``seed``, before any inclusion is used.
     """
-    torch.manual_seed(seed)
-    ref = model_factory()
-    coord = quiet_coordinates(ref, F.cross_entropy, train, 1, torch.Generator().manual_seed(seed))
+    ref = spec.build_model()
+    coord = quiet_coordinates(ref, F.cross_entropy, spec.train, 1, spec.auditor_generator())
     scores = np.empty(len(included), dtype=np.float64)
     for r in tqdm(range(len(included)), desc="multi-run DP-SGD", disable=not progress, leave=False):
-        torch.manual_seed(seed + 1 + r)
-        model = model_factory()
-        gen = torch.Generator().manual_seed((seed + 1) * 1_000_003 + r)
+        run = dataclasses.replace(spec, seed=(spec.seed + 1) * 1_000_003 + r)
+        model = spec.build_model(spec.seed + 1 + r)
         inc = torch.tensor([bool(included[r])])
         scores[r] = train_with_dirac_canaries(
+            run,
             model,
-            F.cross_entropy,
-            train,
             coord,
             inc,
-            sample_rate=sample_rate,
-            steps=steps,
-            noise_multiplier=noise_multiplier,
-            max_grad_norm=max_grad_norm,
-            lr=lr,
             canary_norm_multiplier=canary_norm_multiplier,
             fault=fault,
-            generator=gen,
-        )[0]
+            generator=run.auditor_generator(),
+        )[0][0]
     return scores
 
 
@@ -105,78 +89,46 @@ def midpoint_threshold(lr: float, sample_rate: float, train_size: int, steps: in
 
 
 def audit_dp_training_multi_run(
-    model_factory: Callable[[], nn.Module],
-    train: ArrayDataset,
+    spec: AuditSpec,
     *,
     runs: int,
-    sample_rate: float,
-    steps: int,
-    delta: float = 1e-5,
-    noise_multiplier: float | None = None,
-    target_epsilon: float | None = None,
-    max_grad_norm: float = 1.0,
-    lr: float = 0.5,
     canary_norm_multiplier: float = 10.0,
     confidence: float = 0.95,
-    accountant: str = "pld",
     fault: str | None = None,
     gdp_threshold: str = "midpoint",
-    seed: int = 0,
     progress: bool = True,
 ) -> DPTrainingAudit:
-    """Train ``runs`` models with DP-SGD, a white-box Dirac canary in half of them, and audit the claim.
+    """Train ``runs`` models with ``spec``'s DP-SGD, a white-box Dirac canary in half of them, and audit the claim.
 
     Returns a :class:`DPTrainingAudit` with ``audit`` the ``eps_delta`` bound (valid for any mechanism;
     ``violated`` uses it) and ``gdp_audit`` the Gaussian-DP bound, both at ``confidence``; their
     ``details`` hold the threshold and error counts. Arguments as in :func:`audit_dp_training`;
     ``fault`` breaks the implementation without telling the accountant.
     """
-    spec = resolve_dp_sgd(
-        _OWNER,
-        sample_rate=sample_rate,
-        steps=steps,
-        delta=delta,
-        noise_multiplier=noise_multiplier,
-        target_epsilon=target_epsilon,
-        max_grad_norm=max_grad_norm,
-        lr=lr,
-        confidence=confidence,
-        accountant=accountant,
-        fault=fault,
-    )
+    alpha = check_audit_args(_OWNER, confidence, fault)
     R = check_int(runs, "runs", _OWNER, low=8)
     check_choice(gdp_threshold, "gdp_threshold", _OWNER, ("midpoint", "split"))
     A = check_real(canary_norm_multiplier, "canary_norm_multiplier", _OWNER, low=1.0)
-    check_int(seed, "seed", _OWNER, low=0)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(spec.seed)
     included = np.zeros(R, dtype=bool)
     included[rng.permutation(R)[: R // 2]] = True  # balanced, drawn before any training
-    scores = multi_run_dirac_scores(
-        model_factory,
-        train,
-        included,
-        sample_rate=spec.sample_rate,
-        steps=spec.steps,
-        noise_multiplier=spec.noise_multiplier,
-        max_grad_norm=spec.max_grad_norm,
-        lr=spec.lr,
-        canary_norm_multiplier=A,
-        fault=fault,
-        seed=seed,
-        progress=progress,
-    )
+    spec = spec.calibrated()  # every run has the same sampling rate, steps and noise: one claim
+    q = spec.batch_size(len(spec.train)) / len(spec.train)
+    sigma = float(spec.noise_multiplier or 0.0)
+    claimed = epsilon(sigma, q, spec.steps, spec.delta, spec.accountant)
+    scores = multi_run_dirac_scores(spec, included, canary_norm_multiplier=A, fault=fault, progress=progress)
     ins, outs = scores[included], scores[~included]
     audit = functools.partial(
-        audit_multi_run, ins, outs, delta=spec.delta, alpha=spec.alpha, seed=seed, claimed_epsilon=spec.claimed_epsilon
+        audit_multi_run, ins, outs, delta=spec.delta, alpha=alpha, seed=spec.seed, claimed_epsilon=claimed
     )
-    t = midpoint_threshold(spec.lr, spec.sample_rate, len(train), spec.steps, spec.max_grad_norm)
+    t = midpoint_threshold(spec.lr, q, len(spec.train), spec.steps, spec.max_grad_norm)
     eps_delta = audit(bound="eps_delta")
     gdp = audit(bound="gdp", threshold=t if gdp_threshold == "midpoint" else None)
     return DPTrainingAudit(
-        spec.claimed_epsilon,
+        claimed,
         spec.delta,
-        spec.noise_multiplier,
-        spec.sample_rate,
+        sigma,
+        q,
         spec.steps,
         eps_delta,
         fault,

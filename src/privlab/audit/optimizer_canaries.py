@@ -23,19 +23,17 @@ the norm), so this audit is looser than the Dirac one; its point is to exercise 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
-from tqdm.auto import tqdm
+from torch.utils.data import TensorDataset
 
-from privlab._validation import check_choice, check_int, check_real
+from privlab._validation import check_int, check_real
 from privlab.audit.dp_training import DPTrainingAudit, default_grid
+from privlab.audit.spec import AuditSpec, apply_fault, check_audit_args
 from privlab.audit.stats import audit_one_run_grid
-from privlab.data.dataset import ArrayDataset
 from privlab.errors import InvalidParameterError
+from privlab.train.fit import fit
 
 TEST = "probe canaries through make_private/DPOptimizer (white box), one run (Steinke et al. 2023)"
 
@@ -59,42 +57,27 @@ class ProbeWrapper(nn.Module):
 
 
 def audit_dp_optimizer(
-    model_factory: Callable[[], nn.Module],
-    train: ArrayDataset,
+    spec: AuditSpec,
     *,
-    batch_size: int,
-    epochs: int,
-    delta: float = 1e-5,
-    target_epsilon: float | None = None,
-    noise_multiplier: float | None = None,
-    max_grad_norm: float = 1.0,
-    clipping: str = "flat",
-    lr: float = 0.5,
     canaries: int = 1000,
     canary_scale: float = 100.0,
     confidence: float = 0.95,
     grid: list[tuple[int, int]] | None = None,
     fault: str | None = None,
-    seed: int = 0,
     progress: bool = True,
 ) -> DPTrainingAudit:
-    """Train ``model_factory()`` with ``make_private`` on ``train`` plus probe canaries, and audit it.
+    """Train ``spec.model_factory()`` with ``spec``'s ``make_private`` DP-SGD on its data plus probe canaries.
 
-    ``fault`` in {None, "no_noise", "no_clipping"} flips the optimizer's fault-injection flags (the
-    accountant is not told): a sound audit must then report a bound above the claim.
+    ``spec.sample_rate`` is the Poisson rate over the data plus the IN canaries. ``fault`` in {None,
+    "no_noise", "no_clipping"} flips the optimizer's fault-injection flags (the accountant is not
+    told): a sound audit must then report a bound above the claim.
     """
-    from privlab.dp import make_private
-
     owner = "audit_dp_optimizer"
-    check_int(batch_size, "batch_size", owner, low=1)
-    check_int(epochs, "epochs", owner, low=1)
+    alpha = check_audit_args(owner, confidence, fault)
     m = check_int(canaries, "canaries", owner, low=2)
     scale = check_real(canary_scale, "canary_scale", owner, low=0.0, low_open=True)
-    conf = check_real(confidence, "confidence", owner, low=0.0, high=1.0, low_open=True, high_open=True)
-    if fault is not None:
-        check_choice(fault, "fault", owner, ("no_noise", "no_clipping"))
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
+    train = spec.train
+    gen = spec.auditor_generator()
     K = train.num_classes
     included = torch.rand(m, generator=gen) < 0.5
     labels = torch.randint(0, K, (m,), generator=gen)
@@ -106,31 +89,13 @@ def audit_dp_optimizer(
     xs = torch.cat([real, planted])
     ys = torch.cat([train.y, labels[idx]])
 
-    model = ProbeWrapper(model_factory(), tuple(train.x.shape[1:]), K, m)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.0)
-    loader = DataLoader(TensorDataset(xs, ys), batch_size=batch_size)
-    pt = make_private(
-        model,
-        opt,
-        loader,
-        target_epsilon=target_epsilon,
-        noise_multiplier=noise_multiplier,
-        delta=delta,
-        epochs=epochs,
-        max_grad_norm=max_grad_norm,
-        clipping=clipping,
-        seed=seed,
-    )
-    if fault == "no_noise":
-        pt.optimizer.add_noise_enabled = False
-    elif fault == "no_clipping":
-        pt.optimizer.clipping_enabled = False
-    crit = nn.CrossEntropyLoss()
-    for _ in tqdm(range(epochs), desc="DP-SGD with probe canaries", disable=not progress, leave=False):
-        for x, y in pt.data_loader:
-            pt.optimizer.zero_grad()
-            crit(pt.model(x), y).backward()
-            pt.optimizer.step()
+    model = ProbeWrapper(spec.build_model(), tuple(train.x.shape[1:]), K, m)
+    pt = spec.private_training(model, TensorDataset(xs, ys))
+    apply_fault(pt, fault)
+    try:
+        fit(pt.model, pt.optimizer, pt.data_loader, steps=spec.steps, progress=progress, desc="DP-SGD (probes)")
+    finally:
+        pt.optimizer.detach()
 
     u = torch.nn.functional.one_hot(labels, K).float() - 1.0 / K  # (m, K)
     u = u / u.norm(dim=1, keepdim=True)
@@ -138,20 +103,21 @@ def audit_dp_optimizer(
     claimed = pt.epsilon()
     if not np.isfinite(scores).all():
         raise InvalidParameterError(
-            f"The 'lr' parameter of {owner} made training diverge (non-finite canary scores). Got {lr!r} instead."
+            f"The 'lr' parameter of {owner}'s spec made training diverge (non-finite canary scores). "
+            f"Got {spec.lr!r} instead."
         )
     result = audit_one_run_grid(
         scores,
         included.numpy(),
         grid=grid or default_grid(m),
-        delta=delta,
-        alpha=1.0 - conf,
-        seed=seed,
+        delta=spec.delta,
+        alpha=alpha,
+        seed=spec.seed,
         claimed_epsilon=claimed,
     )
     return DPTrainingAudit(
         claimed,
-        delta,
+        spec.delta,
         pt.noise_multiplier,
         pt.sample_rate,
         pt.accountant.steps,

@@ -9,7 +9,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
 import typer
+from torch import nn
+from torch.utils.data import DataLoader
+
+from privlab.data.registry import load_dataset
+from privlab.dp.checkpoint import save_checkpoint
+from privlab.dp.facade import make_private
+from privlab.errors import PrivlabError
+from privlab.models import MLP, SmallCNN
+from privlab.train.fit import accuracy, fit
 
 VISION = ("mnist", "fashion_mnist")
 
@@ -35,17 +45,6 @@ def train(
 ) -> None:
     """Train a model with DP-SGD and save it with its privacy ledger."""
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items()}  # the options only
-    import torch
-    from torch import nn
-    from torch.utils.data import DataLoader
-    from tqdm import tqdm
-
-    from privlab.data.registry import load_dataset
-    from privlab.dp.checkpoint import save_checkpoint
-    from privlab.dp.facade import make_private
-    from privlab.errors import PrivlabError
-    from privlab.models import MLP, SmallCNN
-
     try:
         torch.manual_seed(seed)
         train_set, test_set = load_dataset(dataset, "train"), load_dataset(dataset, "test")
@@ -78,25 +77,27 @@ def train(
         raise typer.Exit(2) from exc
     if lr_schedule not in ("cosine", "constant"):
         raise typer.BadParameter(f"--lr-schedule must be cosine or constant, got {lr_schedule!r}")
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * len(pt.data_loader))
-    crit = nn.CrossEntropyLoss()
-    bar = tqdm(total=epochs * len(pt.data_loader), desc="DP-SGD", unit="step")
-    for _ in range(epochs):
-        for x, y in pt.data_loader:
-            pt.optimizer.zero_grad()
-            loss = crit(pt.model(x), y)
-            loss.backward()
-            pt.optimizer.step()
-            if pt.optimizer._closes_logical_batch or physical_batch_size is None:
-                if lr_schedule == "cosine":  # post-processing: no privacy cost
-                    sched.step()
-                bar.update(1)
-                if bar.n % 10 == 0 or bar.n == bar.total:
-                    bar.set_postfix(loss=f"{loss.item():.3f}", eps=f"{pt.epsilon():.3f}")
-    bar.close()
-    net.eval()
-    with torch.no_grad():
-        acc = float((net(test_set.x).argmax(1) == test_set.y).float().mean())
+    steps = epochs * len(pt.data_loader)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+
+    def after_step(t: int, loss: torch.Tensor) -> None:
+        if lr_schedule == "cosine":  # post-processing: no privacy cost
+            sched.step()
+
+    def postfix(loss: torch.Tensor) -> dict[str, str]:
+        return {"loss": f"{loss.item():.3f}", "eps": f"{pt.epsilon():.3f}"}
+
+    fit(
+        pt.model,
+        pt.optimizer,
+        pt.data_loader,
+        steps=steps,
+        after_step=after_step,
+        postfix=postfix,
+        progress=True,
+        desc="DP-SGD",
+    )
+    acc = accuracy(net, test_set)
     config.update(noise_multiplier=pt.noise_multiplier, sample_rate=pt.sample_rate, test_accuracy=acc)
     pt.optimizer.detach()
     save_checkpoint(out, net, pt.accountant.ledger, config)

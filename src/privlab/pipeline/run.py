@@ -15,12 +15,16 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from privlab.attacks import compute_signals, run_attacks
+from privlab.audit.dp_training import audit_dp_training
+from privlab.audit.optimizer_canaries import TEST as OPT_TEST
+from privlab.audit.optimizer_canaries import audit_dp_optimizer
 from privlab.pipeline.cache import stage
 from privlab.pipeline.config import RunConfig
 from privlab.pipeline.stages import (
     Population,
     TrainedTarget,
-    build,
+    audit_spec,
     claimed,
     load_population,
     references_like,
@@ -80,8 +84,6 @@ def attack_stage(
     finished neither loads the reference models nor recomputes their signals. Returns the result
     without the per-example arrays (they stay in the cached file, named by ``per_example_scores``).
     """
-    from privlab.attacks import compute_signals, run_attacks
-
     st = stage(run_dir, f"attack-{target.name}", attack_deps(cfg, target.name))
     if not st.done:
         st.begin()
@@ -108,71 +110,40 @@ def attack_stage(
 
 
 AUDIT_TEST = (
-    "white-box one-run audit (Steinke et al. 2023) of the target's DP-SGD mechanism (its sigma, q, steps, C): "
-    "a separate training with Dirac gradient canaries through privlab.dp's functional pieces "
-    "(per_sample_gradients, flat clip_gradients, add_noise); it does not exercise the target's own "
-    "DPOptimizer path (hooks, ghost/per-layer clipping, virtual batches); the second audit row does"
+    "white-box one-run audit (Steinke et al. 2023) of the target's own DP-SGD mechanism: a separate training "
+    "with its sigma, q, steps, C and clipping mode through make_private's DPOptimizer, with Dirac gradient "
+    "canaries handed to the optimizer as per-example gradients"
 )
 
 
 def audit_stage(
     cfg: RunConfig, t: TrainedTarget, pop: Population, run_dir: Path, progress: bool
 ) -> list[dict[str, Any]]:
-    """One-run white-box audit of the target's DP-SGD mechanism (same sigma, q, steps, C)."""
-    from privlab.audit.dp_training import audit_dp_training
-
+    """Two one-run audits of the target's DP-SGD mechanism (its AuditSpec: sigma, q, steps, C, clipping)."""
     tc = next(x for x in cfg.targets if x.name == t.name)
-    if tc.dp is None or t.noise_multiplier is None or t.sample_rate is None or not t.steps:
+    spec = audit_spec(tc, t, pop, cfg.seed)
+    if spec is None:
         return []
     deps = {
         "target": asdict(tc),
         "audit": asdict(cfg.audit),
         "data": asdict(cfg.data),
         "seed": cfg.seed,
-        "audits": ["dirac_functional", "probe_optimizer"],
+        "audits": ["dirac_optimizer", "probe_optimizer"],
     }
     st = stage(run_dir, f"audit-{t.name}", deps)
     if st.done:
         cached: list[dict[str, Any]] = st.read_json("audit.json")
         return cached
     st.begin()
-    res = audit_dp_training(
-        lambda: build(tc, pop.data),
-        pop.members,
-        sample_rate=t.sample_rate,
-        steps=t.steps,
-        noise_multiplier=t.noise_multiplier,
-        delta=tc.dp.delta,
-        max_grad_norm=tc.dp.max_grad_norm,
-        lr=tc.train.lr,
-        canaries=cfg.audit.canaries,
-        confidence=cfg.audit.confidence,
-        accountant=tc.dp.accountant,
-        seed=cfg.seed,
-        progress=progress,
-    )
-    out = [res.audit.to_dict() | {"test": AUDIT_TEST}]
-    # Second audit: probe canaries trained through make_private/DPOptimizer with the target's own
-    # clipping mode, so a bug confined to the optimizer's path is visible too.
-    from privlab.audit.optimizer_canaries import TEST as OPT_TEST
-    from privlab.audit.optimizer_canaries import audit_dp_optimizer
-
-    opt_res = audit_dp_optimizer(
-        lambda: build(tc, pop.data),
-        pop.members,
-        batch_size=tc.train.batch_size,
-        epochs=tc.train.epochs,
-        target_epsilon=tc.dp.target_epsilon,
-        delta=tc.dp.delta,
-        max_grad_norm=tc.dp.max_grad_norm,
-        clipping=tc.dp.clipping,
-        lr=tc.train.lr,
-        canaries=cfg.audit.canaries,
-        confidence=cfg.audit.confidence,
-        seed=cfg.seed,
-        progress=progress,
-    )
-    out.append(opt_res.audit.to_dict() | {"method": "one_run_optimizer", "test": OPT_TEST})
+    kw: dict[str, Any] = {"canaries": cfg.audit.canaries, "confidence": cfg.audit.confidence, "progress": progress}
+    res = audit_dp_training(spec, **kw)
+    # Second audit: probe canaries as training examples (the data path: loader, hooks, the model's own layers).
+    opt_res = audit_dp_optimizer(spec, **kw)
+    out = [
+        res.audit.to_dict() | {"test": AUDIT_TEST},
+        opt_res.audit.to_dict() | {"method": "one_run_optimizer", "test": OPT_TEST},
+    ]
     st.write_json("audit.json", out)
     st.finish({"epsilon_lower_bound": res.audit.epsilon_lower_bound})
     return out
@@ -210,8 +181,6 @@ def run(cfg: RunConfig, *, progress: bool = True, quiet: bool = False) -> RunRes
         )
 
     if cfg.attack.attacks:
-        from privlab.attacks import compute_signals
-
         cache: dict[str, Any] = {}
 
         def ref_signals_for(tt: TrainedTarget) -> Callable[[], Any]:

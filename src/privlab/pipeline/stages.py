@@ -16,14 +16,16 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from privlab.accounting import PrivacyLedger
+from privlab.audit.spec import AuditSpec
 from privlab.data import ArrayDataset, load_dataset, membership_mask
+from privlab.dp import make_private
 from privlab.errors import CorruptArtifactError, InvalidParameterError
 from privlab.models import MLP, SmallCNN
 from privlab.pipeline.cache import stage
 from privlab.pipeline.config import DataConfig, RunConfig, TargetConfig, TrainSpec
+from privlab.train import TrainConfig, accuracy, fit, train_ensemble
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,15 +60,6 @@ def build(t: TargetConfig, data: ArrayDataset) -> nn.Module:
     if t.model == "cnn":
         return SmallCNN(in_channels=int(data.x.shape[1]), num_classes=classes)
     return MLP(in_features=int(np.prod(data.x.shape[1:])), hidden=t.hidden, num_classes=classes)
-
-
-def accuracy(model: nn.Module, data: ArrayDataset, batch: int = 2048) -> float:
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for i in range(0, len(data), batch):
-            correct += int((model(data.x[i : i + batch]).argmax(1) == data.y[i : i + batch]).sum())
-    return correct / max(len(data), 1)
 
 
 def _optimizer(model: nn.Module, spec: TrainSpec) -> torch.optim.Optimizer:
@@ -127,12 +120,10 @@ def train_target(cfg: RunConfig, t: TargetConfig, pop: Population, run_dir: Path
     loader = DataLoader(
         members, batch_size=t.train.batch_size, shuffle=True, generator=torch.Generator().manual_seed(cfg.seed)
     )
-    crit = nn.CrossEntropyLoss()
     ledger = None
     noise_multiplier = q = steps = None
+    n_steps = t.train.epochs * len(loader)
     if t.dp is not None:
-        from privlab.dp import make_private
-
         pt = make_private(
             model,
             opt,
@@ -145,19 +136,13 @@ def train_target(cfg: RunConfig, t: TargetConfig, pop: Population, run_dir: Path
             accountant=t.dp.accountant,
             seed=cfg.seed,
         )
-        model, opt, loader = pt.model, pt.optimizer, pt.data_loader  # type: ignore[assignment]
         if not isinstance(pt.accountant.ledger, PrivacyLedger):  # the pipeline always samples Poisson
             raise TypeError(f"expected a Poisson-sampling PrivacyLedger, got {type(pt.accountant.ledger).__name__}")
         ledger, noise_multiplier, q, steps = pt.accountant.ledger, pt.noise_multiplier, pt.sample_rate, pt.steps
-    bar = tqdm(range(t.train.epochs), desc=f"train {t.name}", disable=not progress, leave=False)
-    for _ in bar:
-        model.train()
-        for x, y in loader:
-            opt.zero_grad()
-            crit(model(x), y).backward()
-            opt.step()
-        if ledger is not None:  # a PLD epsilon per epoch would cost more than the epoch; steps are free
-            bar.set_postfix(steps=f"{ledger.steps}/{steps}")
+        fit(pt.model, pt.optimizer, pt.data_loader, steps=pt.steps, progress=progress, desc=f"train {t.name}")
+        pt.optimizer.detach()
+    else:
+        fit(model, opt, loader, steps=n_steps, progress=progress, desc=f"train {t.name}")
     utility = {"test_accuracy": accuracy(model, pop.test), "train_accuracy": accuracy(model, members)}
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(st.path / "model.safetensors"))
     if ledger is not None:
@@ -169,6 +154,25 @@ def train_target(cfg: RunConfig, t: TargetConfig, pop: Population, run_dir: Path
     return TrainedTarget(t.name, model, utility, ledger, noise_multiplier, q, steps)
 
 
+def audit_spec(t: TargetConfig, target: TrainedTarget, pop: Population, seed: int) -> AuditSpec | None:
+    """What target ``t`` was trained with, as the audits take it (None for a non-DP target)."""
+    if t.dp is None or target.noise_multiplier is None or target.sample_rate is None or not target.steps:
+        return None
+    return AuditSpec(
+        lambda: build(t, pop.data),
+        pop.members,
+        sample_rate=target.sample_rate,
+        steps=target.steps,
+        delta=t.dp.delta,
+        noise_multiplier=target.noise_multiplier,
+        max_grad_norm=t.dp.max_grad_norm,
+        clipping=t.dp.clipping,
+        lr=t.train.lr,
+        accountant=t.dp.accountant,
+        seed=seed,
+    )
+
+
 def train_references(
     cfg: RunConfig, pop: Population, run_dir: Path, progress: bool, like: TrainedTarget | None = None
 ) -> list[nn.Module]:
@@ -178,8 +182,6 @@ def train_references(
     own architecture and training spec, DP-SGD-style with its ``max_grad_norm`` and noise multiplier,
     cached apart under ``references-<target>``.
     """
-    from privlab.train import TrainConfig, train_ensemble
-
     spec, arch, clip, noise_multiplier, cache = cfg.attack.train, cfg.targets[0], 0.0, 0.0, run_dir / "references"
     if like is not None:
         arch = next(t for t in cfg.targets if t.name == like.name)

@@ -9,6 +9,7 @@ optionally spreading chunks over Ray workers.
 
 from privlab.train.config import TrainConfig
 from privlab.train.ensemble import BACKENDS, EnsembleResult, one_by_one, train_ensemble
+from privlab.train.fit import accuracy, fit
 from privlab.train.loop import train_model
 from privlab.train.sampling import index_stream, init_model, model_seed, num_steps
 
@@ -16,6 +17,8 @@ __all__ = [
     "BACKENDS",
     "EnsembleResult",
     "TrainConfig",
+    "accuracy",
+    "fit",
     "index_stream",
     "init_model",
     "model_seed",
