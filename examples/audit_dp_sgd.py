@@ -7,6 +7,7 @@ Run: python examples/audit_dp_sgd.py
 
 import torch
 
+from privlab.audit import AuditSpec
 from privlab.audit.dp_training import audit_dp_training, audit_summary
 from privlab.data import load_mnist
 from privlab.models import MLP
@@ -20,6 +21,6 @@ def factory() -> MLP:
 
 
 for fault in (None, "no_noise", "no_clipping"):
-    res = audit_dp_training(factory, train, sample_rate=0.05, steps=200, target_epsilon=2.0,
-                            canaries=1000, fault=fault, seed=0)
+    spec = AuditSpec(factory, train, sample_rate=0.05, steps=200, target_epsilon=2.0, seed=0)
+    res = audit_dp_training(spec, canaries=1000, fault=fault)
     print(audit_summary(res))

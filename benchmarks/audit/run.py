@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from privlab.audit import audit_multi_run
+from privlab.audit import AuditSpec, audit_multi_run
 from privlab.audit.blackbox import audit_dp_training_blackbox
 from privlab.audit.canaries import dirac_score_model
 from privlab.audit.dp_training import DPTrainingAudit, audit_dp_training
@@ -163,31 +163,28 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for i, eps in enumerate(args.epsilons):
         # one seed per claim: with a shared seed every claim would reuse the same noise draws
-        common = {"target_epsilon": eps, "delta": args.delta, "seed": args.seed + i, "progress": False}
+        claim = {"target_epsilon": eps, "delta": args.delta, "seed": args.seed + i}
+
+        def spec(c: dict[str, Any], claim: dict[str, Any] = claim, **kw: Any) -> AuditSpec:
+            return AuditSpec(lambda c=c: MLP(784, (c["hidden"],), 10), mnist.head(c["train"]), lr=c["lr"],
+                             **{"sample_rate": c.get("sample_rate"), "steps": c.get("steps"), **claim, **kw})
 
         c = cfgs["white_box_one_run"]
         t = time.perf_counter()
         a = audit_dp_training(
-            lambda c=c: MLP(784, (c["hidden"],), 10), mnist.head(c["train"]), sample_rate=c["sample_rate"],
-            steps=c["steps"], lr=c["lr"], canaries=c["canaries"], canary_norm_multiplier=c["canary_norm_multiplier"],
-            grid=one_run_grid(c["canaries"]), test=test, **common,
+            spec(c, test=test), canaries=c["canaries"], canary_norm_multiplier=c["canary_norm_multiplier"],
+            grid=one_run_grid(c["canaries"]), progress=False,
         )
         rows.append(row("white_box_one_run", a, time.perf_counter() - t))
 
         c = cfgs["black_box_one_run"]
         t = time.perf_counter()
-        a = audit_dp_training_blackbox(
-            lambda c=c: MLP(784, (c["hidden"],), 10), mnist.head(c["train"]), canary_pool=pool,
-            sample_rate=c["sample_rate"], steps=c["steps"], lr=c["lr"], canaries=c["canaries"], test=test, **common,
-        )
+        a = audit_dp_training_blackbox(spec(c, test=test), canary_pool=pool, canaries=c["canaries"], progress=False)
         rows.append(row("black_box_one_run", a, time.perf_counter() - t))
 
         c = cfgs["white_box_multi_run"]
         t = time.perf_counter()
-        a = audit_dp_training_multi_run(
-            lambda c=c: MLP(784, (c["hidden"],), 10), mnist.head(c["train"]), runs=c["runs"],
-            sample_rate=c["sample_rate"], steps=c["steps"], lr=c["lr"], **common,
-        )
+        a = audit_dp_training_multi_run(spec(c), runs=c["runs"], progress=False)
         sec = time.perf_counter() - t
         rows.append(row("white_box_multi_run_eps_delta", a, sec))
         rows.append(row("white_box_multi_run_gdp", a, sec))
@@ -196,9 +193,11 @@ def main() -> None:
         c = cfgs["optimizer_one_run"]
         for mode in c["clipping"]:
             t = time.perf_counter()
+            # batch_size / epochs over the data plus the ~canaries / 2 IN probes, as make_private counts them
+            n = c["train"] + c["canaries"] // 2
+            q, steps = c["batch_size"] / n, c["epochs"] * round(n / c["batch_size"])
             a = audit_dp_optimizer(
-                lambda c=c: MLP(784, (c["hidden"],), 10), mnist.head(c["train"]), batch_size=c["batch_size"],
-                epochs=c["epochs"], lr=c["lr"], canaries=c["canaries"], clipping=mode, **common,
+                spec(c, sample_rate=q, steps=steps, clipping=mode), canaries=c["canaries"], progress=False
             )
             rows.append(row(f"optimizer_one_run_{mode}", a, time.perf_counter() - t))
         for r in rows[-2:]:
