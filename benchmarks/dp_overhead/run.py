@@ -18,6 +18,7 @@ Run: ``.venv/bin/python benchmarks/dp_overhead/run.py`` (writes results/overhead
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -111,8 +112,10 @@ def make_step(model_name: str, mode: str) -> Callable[[], None]:
 def _setup(threads: int) -> None:
     import warnings
 
-    import opacus  # noqa: F401  (imported by every worker so the base RSS is comparable)
     import torch
+
+    with contextlib.suppress(ImportError):  # without Opacus: privlab modes only (--modes nonprivate privlab-...)
+        import opacus  # noqa: F401  (imported by every worker so the base RSS is comparable)
 
     import privlab.dp  # noqa: F401
 
@@ -170,7 +173,8 @@ def _sub(args: argparse.Namespace, extra: list[str], allocator: str = "default")
     cmd = [sys.executable, __file__, *extra, "--warmup", str(args.warmup), "--steps", str(args.steps),
            "--threads", str(args.threads), "--modes", *args.modes]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    env.update({"OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(HERE), **ALLOCATORS[allocator]})
+    path = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)  # keep the caller's
+    env.update({"OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": path, **ALLOCATORS[allocator]})
     p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if p.returncode == 0:
         return dict(json.loads(p.stdout.strip().splitlines()[-1]))

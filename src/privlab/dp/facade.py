@@ -145,6 +145,11 @@ def make_private(
         raise InvalidParameterError(
             f"The 'data_loader' parameter of {owner} must have a batch_size (not a batch_sampler). Got None instead."
         )
+    if n == 0 or batch_size > n:  # q = batch_size / n must be a probability; say it in the loader's terms
+        raise InvalidParameterError(
+            f"The 'data_loader' parameter of {owner} must have a batch_size of at most its dataset's size ({n}), "
+            f"the expected Poisson batch size. Got batch_size={batch_size} instead."
+        )
     q = batch_size / n
     per_epoch = round(1 / q)
     if steps is not None:

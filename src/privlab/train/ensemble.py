@@ -9,10 +9,9 @@ only the speed, never the models.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +25,8 @@ from privlab.data import ArrayDataset
 from privlab.errors import InvalidParameterError
 from privlab.train.cache import EnsembleCache, digest, mask_to_json
 from privlab.train.config import TrainConfig
-from privlab.train.loop import train_model
+from privlab.train.loop import TrainFn, one_by_one
+from privlab.train.ray_backend import run_chunks_on_ray
 from privlab.train.sampling import init_model, model_seed
 from privlab.train.vmapped import KERNELS, can_train_private, train_chunk
 
@@ -35,7 +35,6 @@ BACKENDS = ("local", "loop", "ray")
 # being trained in version 2), so caches written by older code are not reused.
 TRAINER_VERSION = 2
 CHUNK_BYTES = 4 << 20  # default local chunk: stacked parameters of at most ~4 MiB (measured best for MLPs here)
-TrainFn = Callable[[nn.Module, ArrayDataset, TrainConfig], nn.Module]
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,27 +61,6 @@ class EnsembleResult:
     @property
     def models(self) -> list[nn.Module]:
         return [self.model(k) for k in range(self.n_models)]
-
-
-def one_by_one(
-    model_factory: Callable[[], nn.Module],
-    dataset: ArrayDataset,
-    mask: np.ndarray,
-    seeds: Sequence[int],
-    cfg: TrainConfig,
-    train_fn: TrainFn | None = None,
-    progress: bool = False,
-) -> dict[str, torch.Tensor]:
-    """Stacked state of the models of ``mask`` rows trained one after another (the naive reference)."""
-    fn = train_fn or train_model
-    states = []
-    for row, seed in zip(mask, seeds, strict=True):
-        m = init_model(model_factory, seed)
-        m = fn(m, dataset.subset(torch.as_tensor(row)), dataclasses.replace(cfg, seed=seed)) or m
-        states.append({k: v.detach().clone() for k, v in m.state_dict().items()})
-        if progress:
-            tqdm.write(f"trained model seed={seed}")
-    return {k: torch.stack([s[k] for s in states]) for k in states[0]}
 
 
 def _check_mask(mask: Any, n: int) -> np.ndarray:
@@ -192,8 +170,6 @@ def train_ensemble(
             cache.save(*c, state, {"config_hash": cfg.hash(), "seeds": list(seeds[c[0] : c[1]])})
 
     if backend == "ray" and todo:
-        from privlab.train.ray_backend import run_chunks_on_ray
-
         run_chunks_on_ray(model_factory, dataset, mask, seeds, cfg, todo, finish, train_fn, ray_address, progress)
     else:
         bar = tqdm(todo, disable=not progress or len(todo) < 2, desc="chunks")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -12,7 +16,7 @@ from privlab.dp import mechanism
 from privlab.dp.per_sample import per_sample_gradients
 from privlab.errors import InvalidParameterError
 from privlab.train.config import TrainConfig
-from privlab.train.sampling import index_stream, noise_generator, num_steps
+from privlab.train.sampling import index_stream, init_model, noise_generator, num_steps
 
 
 def make_optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -74,3 +78,27 @@ def train_model(
         opt.step()
     model.eval()
     return model
+
+
+TrainFn = Callable[[nn.Module, ArrayDataset, TrainConfig], nn.Module]
+
+
+def one_by_one(
+    model_factory: Callable[[], nn.Module],
+    dataset: ArrayDataset,
+    mask: np.ndarray,
+    seeds: Sequence[int],
+    cfg: TrainConfig,
+    train_fn: TrainFn | None = None,
+    progress: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Stacked state of the models of ``mask`` rows trained one after another (the naive reference)."""
+    fn = train_fn or train_model
+    states = []
+    for row, seed in zip(mask, seeds, strict=True):
+        m = init_model(model_factory, seed)
+        m = fn(m, dataset.subset(torch.as_tensor(row)), dataclasses.replace(cfg, seed=seed)) or m
+        states.append({k: v.detach().clone() for k, v in m.state_dict().items()})
+        if progress:
+            tqdm.write(f"trained model seed={seed}")
+    return {k: torch.stack([s[k] for s in states]) for k in states[0]}

@@ -18,6 +18,8 @@ from torch import nn
 from privlab.data import ArrayDataset
 from privlab.errors import PrivlabError
 from privlab.train.config import TrainConfig
+from privlab.train.loop import one_by_one
+from privlab.train.vmapped import train_chunk
 
 
 class RayUnavailableError(PrivlabError, ImportError):
@@ -46,11 +48,7 @@ def _chunk_task(
 ) -> dict[str, torch.Tensor]:
     torch.set_num_threads(1)
     if train_fn is not None:
-        from privlab.train.ensemble import one_by_one
-
         return one_by_one(factory, ArrayDataset(x, y), rows, seeds, cfg, train_fn)
-    from privlab.train.vmapped import train_chunk
-
     return train_chunk(factory, x, y, rows, seeds, cfg)
 
 

@@ -16,6 +16,8 @@ import math
 import numpy as np
 import torch
 
+from privlab.errors import InvalidParameterError
+
 
 def model_seed(base_seed: int, index: int) -> int:
     """Seed of model ``index`` in an ensemble with ``base_seed`` (independent streams via SeedSequence)."""
@@ -47,8 +49,6 @@ def init_model(factory: object, seed: int) -> torch.nn.Module:
         torch.manual_seed(seed)
         model = factory()  # type: ignore[operator]
     if not isinstance(model, torch.nn.Module):
-        from privlab.errors import InvalidParameterError
-
         raise InvalidParameterError(
             f"The 'model_factory' parameter of train_ensemble must return a torch.nn.Module. Got {type(model)} instead."
         )

@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, TensorDataset
 
 from privlab.accounting import epsilon as accounting_epsilon
 from privlab.data import ArrayDataset
@@ -202,3 +202,11 @@ def test_generic_dataset_batches_and_empty_batches_keep_shapes() -> None:
         model(xb).sum().backward()
         pt.optimizer.step()
     assert pt.accountant.steps == 5
+
+
+def test_too_large_batch_is_named_as_the_loaders_batch_size() -> None:
+    model = nn.Linear(3, 2)
+    data = TensorDataset(torch.zeros(10, 3), torch.zeros(10, dtype=torch.long))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(InvalidParameterError, match=r"batch_size of at most its dataset's size \(10\).*batch_size=11"):
+        make_private(model, opt, DataLoader(data, batch_size=11), noise_multiplier=1.0)
