@@ -11,7 +11,6 @@ refuses a file whose checksum, schema or stored epsilon disagrees with what it r
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -20,7 +19,7 @@ from typing import Any
 
 import dp_accounting
 
-from privlab._json import jsonable
+from privlab._json import check_sealed, jsonable, seal
 from privlab._validation import check_choice, check_int, check_real
 from privlab.accounting.core import ACCOUNTANTS, dpsgd_event, epsilon_from_event
 from privlab.errors import CorruptArtifactError
@@ -122,9 +121,7 @@ class PrivacyLedger:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict with a SHA-256 of its canonical body."""
-        body = self._body()
-        body["sha256"] = _digest(body)
-        return body
+        return seal(self._body())
 
     def to_json(self, path: str | Path | None = None) -> str:
         """Serialise to a JSON string, and write it to ``path`` if given."""
@@ -136,16 +133,7 @@ class PrivacyLedger:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PrivacyLedger:
         """Rebuild a ledger, refusing one whose schema, checksum or epsilon does not check out."""
-        if not isinstance(data, dict) or data.get("schema") != LEDGER_SCHEMA:
-            raise CorruptArtifactError(f"Not a privlab ledger: expected schema {LEDGER_SCHEMA!r}.")
-        if data.get("schema_version") != LEDGER_SCHEMA_VERSION:
-            raise CorruptArtifactError(
-                f"Unsupported ledger schema_version {data.get('schema_version')!r}; "
-                f"this privlab reads version {LEDGER_SCHEMA_VERSION}."
-            )
-        body = {k: v for k, v in data.items() if k != "sha256"}
-        if data.get("sha256") != _digest(body):
-            raise CorruptArtifactError("Ledger checksum mismatch: the file was modified or corrupted.")
+        check_sealed(data, schema=LEDGER_SCHEMA, versions=[LEDGER_SCHEMA_VERSION], what="Ledger")
         try:
             ledger = cls(
                 delta=float(data["delta"]),
@@ -173,7 +161,3 @@ class PrivacyLedger:
         except json.JSONDecodeError as exc:
             raise CorruptArtifactError(f"Ledger is not valid JSON: {exc}") from exc
         return cls.from_dict(data)
-
-
-def _digest(body: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

@@ -23,13 +23,13 @@ A report is a plain JSON document (no pickle) with these top-level keys::
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from privlab._json import jsonable
+from privlab._json import canonical_json as canonical_json  # re-exported: privlab.report.canonical_json
+from privlab._json import check_sealed, jsonable, seal, sha256_of
 from privlab.errors import CorruptArtifactError
 from privlab.report.environment import environment
 from privlab.report.sections import Section
@@ -40,14 +40,9 @@ REPORT_SCHEMA_VERSION = 2
 READABLE_SCHEMA_VERSIONS = (1, 2)
 
 
-def canonical_json(obj: Any) -> str:
-    """Deterministic JSON (sorted keys, no whitespace, non-finite floats as strings)."""
-    return json.dumps(jsonable(obj), sort_keys=True, separators=(",", ":"))
-
-
 def config_hash(config: Any) -> str:
     """SHA-256 of the canonical JSON of ``config``."""
-    return hashlib.sha256(canonical_json(config).encode()).hexdigest()
+    return sha256_of(config)
 
 
 @dataclass
@@ -92,8 +87,7 @@ class PrivacyReport:
                 "sections": self.sections,
             }
         )
-        body["sha256"] = hashlib.sha256(canonical_json(body).encode()).hexdigest()
-        return body
+        return seal(body)
 
     def save(self, path: str | Path) -> Path:
         """Write the JSON report atomically."""
@@ -110,16 +104,7 @@ def load_report(path: str | Path) -> dict[str, Any]:
         data = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise CorruptArtifactError(f"Cannot read report {path}: {exc}") from exc
-    if not isinstance(data, dict) or data.get("schema") != REPORT_SCHEMA:
-        raise CorruptArtifactError(f"{path} is not a privlab report (schema {REPORT_SCHEMA!r} expected).")
-    if data.get("schema_version") not in READABLE_SCHEMA_VERSIONS:
-        raise CorruptArtifactError(
-            f"{path} has report schema_version {data.get('schema_version')!r}; this privlab reads "
-            f"{', '.join(map(str, READABLE_SCHEMA_VERSIONS))}."
-        )
-    body = {k: v for k, v in data.items() if k != "sha256"}
-    if hashlib.sha256(canonical_json(body).encode()).hexdigest() != data.get("sha256"):
-        raise CorruptArtifactError(f"{path}: checksum mismatch, the report was modified or truncated.")
+    check_sealed(data, schema=REPORT_SCHEMA, versions=READABLE_SCHEMA_VERSIONS, what=f"report {path}")
     if config_hash(data["config"]) != data.get("config_hash"):
         raise CorruptArtifactError(f"{path}: config_hash does not match the config it carries.")
     data.setdefault("sections", {})
