@@ -26,13 +26,8 @@ def assert_exceedances_consistent(lbs: np.ndarray, true_eps: float, alpha: float
     return count
 
 
-def _lbs(
-    mech: RandomizedResponse | GaussianMechanism,
-    n: int,
-    bound: str = "eps_delta",
-    claimed: float | None = None,
-    seeds: int = N_SEEDS,
-) -> tuple[np.ndarray, np.ndarray]:
+def _lbs(mech: RandomizedResponse | GaussianMechanism, n: int, bound: str = "eps_delta",
+         claimed: float | None = None, seeds: int = N_SEEDS) -> tuple[np.ndarray, np.ndarray]:
     lbs, flags = [], []
     for s in range(seeds):
         ins, outs = mech.sample(n, n, np.random.default_rng(s))
@@ -54,14 +49,10 @@ def test_randomized_response_valid_and_tight() -> None:
 
 def test_randomized_response_fixed_threshold_valid() -> None:
     rr = RandomizedResponse(1.0)
-    lbs = np.array(
-        [
-            audit_multi_run(
-                *rr.sample(500, 500, np.random.default_rng(s)), threshold=0.5, delta=0.0
-            ).epsilon_lower_bound
-            for s in range(N_SEEDS)
-        ]
-    )
+    lbs = np.array([
+        audit_multi_run(*rr.sample(500, 500, np.random.default_rng(s)), threshold=0.5, delta=0.0).epsilon_lower_bound
+        for s in range(N_SEEDS)
+    ])
     assert_exceedances_consistent(lbs, 1.0)
     assert np.median(lbs) > 0.6
 

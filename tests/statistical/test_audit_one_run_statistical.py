@@ -25,20 +25,10 @@ def assert_exceedances_consistent(lbs: np.ndarray, true_eps: float) -> None:
     assert p > 1e-3, f"{count}/{lbs.size} lower bounds exceed the true epsilon {true_eps} (p={p:.2g})"
 
 
-def _one_run(
-    mech: RandomizedResponse | GaussianMechanism, m: int, k: int, seeds: int, claimed: float | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    out = [
-        audit_one_run(
-            *mech.sample_one_run(m, np.random.default_rng(s)),
-            k_plus=k,
-            k_minus=k,
-            delta=DELTA,
-            alpha=ALPHA,
-            claimed_epsilon=claimed,
-        )
-        for s in range(seeds)
-    ]
+def _one_run(mech: RandomizedResponse | GaussianMechanism, m: int, k: int, seeds: int,
+             claimed: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    out = [audit_one_run(*mech.sample_one_run(m, np.random.default_rng(s)), k_plus=k, k_minus=k, delta=DELTA,
+                         alpha=ALPHA, claimed_epsilon=claimed) for s in range(seeds)]
     return np.array([r.epsilon_lower_bound for r in out]), np.array([r.violates_claim for r in out])
 
 
@@ -54,9 +44,8 @@ def test_randomized_response_valid_and_tight() -> None:
 def _expected_limit(g: GaussianMechanism, m: int, k: int) -> float:
     """The bound at the expected number of correct guesses: top-k of the mixture 0.5 N(1, s^2) + 0.5 N(0, s^2)."""
     s = g.sigma
-    t = scipy.optimize.brentq(
-        lambda x: 0.5 * scipy.stats.norm.sf((x - 1) / s) + 0.5 * scipy.stats.norm.sf(x / s) - k / m, -50, 50
-    )
+    t = scipy.optimize.brentq(lambda x: 0.5 * scipy.stats.norm.sf((x - 1) / s) + 0.5 * scipy.stats.norm.sf(x / s)
+                              - k / m, -50, 50)
     precision = 0.5 * scipy.stats.norm.sf((t - 1) / s) / (k / m)  # the bottom k is symmetric
     return one_run_epsilon(m, 2 * k, round(precision * 2 * k), delta=DELTA, alpha=ALPHA)
 
@@ -72,14 +61,8 @@ def test_gaussian_valid_and_near_known_limit() -> None:
 def test_grid_valid() -> None:
     g = GaussianMechanism.from_epsilon(2.0, DELTA)
     grid = [(100, 100), (300, 300), (1000, 1000)]
-    lbs = np.array(
-        [
-            audit_one_run_grid(
-                *g.sample_one_run(10_000, np.random.default_rng(s)), grid=grid, delta=DELTA, alpha=ALPHA
-            ).epsilon_lower_bound
-            for s in range(100)
-        ]
-    )
+    lbs = np.array([audit_one_run_grid(*g.sample_one_run(10_000, np.random.default_rng(s)), grid=grid,
+                                       delta=DELTA, alpha=ALPHA).epsilon_lower_bound for s in range(100)])
     assert_exceedances_consistent(lbs, 2.0)
     assert np.median(lbs) > 0.4 * 2.0
 

@@ -31,16 +31,8 @@ def noise_changes(seed: int, scale: float = 1.0, secure: bool = False) -> np.nda
     model = nn.Linear(50, 40)  # 2040 parameters
     ds = ArrayDataset(torch.randn(N, 50), torch.zeros(N, 40))
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
-    pt = make_private(
-        model,
-        opt,
-        DataLoader(ds, batch_size=BATCH),
-        noise_multiplier=SIGMA * scale,
-        max_grad_norm=C,
-        seed=seed,
-        secure_rng=secure,
-        clipping="ghost",
-    )
+    pt = make_private(model, opt, DataLoader(ds, batch_size=BATCH), noise_multiplier=SIGMA * scale,
+                      max_grad_norm=C, seed=seed, secure_rng=secure, clipping="ghost")
     start = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
     for i, (x, _) in enumerate(pt.data_loader):
         if i == K:

@@ -60,10 +60,8 @@ def test_eps_delta_bound_and_mu_match_naive() -> None:
     fpr, fnr = rng.uniform(0.001, 0.999, 200), rng.uniform(0.001, 0.999, 200)
     got = C.eps_delta_bound(fpr, fnr, 1e-3)
     for a, b, g in zip(fpr, fnr, got, strict=True):
-        forms = [
-            math.log((1 - 1e-3 - b) / a) if 1 - 1e-3 - b > 0 else -math.inf,
-            math.log((1 - 1e-3 - a) / b) if 1 - 1e-3 - a > 0 else -math.inf,
-        ]
+        forms = [math.log((1 - 1e-3 - b) / a) if 1 - 1e-3 - b > 0 else -math.inf,
+                 math.log((1 - 1e-3 - a) / b) if 1 - 1e-3 - a > 0 else -math.inf]
         assert g == pytest.approx(max(0.0, *forms), abs=1e-12)
     mu = C.gdp_mu_from_rates(fpr, fnr)
     ref = [scipy.stats.norm.ppf(1 - a) - scipy.stats.norm.ppf(b) for a, b in zip(fpr, fnr, strict=True)]

@@ -24,10 +24,8 @@ def _naive_bound(ins: list[float], outs: list[float], t: float, delta: float, al
     if bound == "gdp":
         nd = scipy.stats.norm
         return max(0.0, float(nd.ppf(1 - a) - nd.ppf(b))) if b > 0 and a < 1 else 0.0
-    forms = [
-        math.log((1 - delta - b) / a) if 1 - delta - b > 0 else 0.0,
-        math.log((1 - delta - a) / b) if 1 - delta - a > 0 else 0.0,
-    ]
+    forms = [math.log((1 - delta - b) / a) if 1 - delta - b > 0 else 0.0,
+             math.log((1 - delta - a) / b) if 1 - delta - a > 0 else 0.0]
     return max(0.0, *forms)
 
 
@@ -58,8 +56,7 @@ def test_split_selection_matches_naive(seed: int) -> None:
     best_t = max(cands, key=lambda t: _naive_bound(list(sel_in), list(sel_out), t, 1e-5, 0.05, "eps_delta"))
     assert res.details["threshold"] == best_t
     assert res.epsilon_lower_bound == pytest.approx(
-        _naive_bound(list(ev_in), list(ev_out), best_t, 1e-5, 0.05, "eps_delta"), rel=1e-9
-    )
+        _naive_bound(list(ev_in), list(ev_out), best_t, 1e-5, 0.05, "eps_delta"), rel=1e-9)
     assert res.details["n_in"] == 30 and res.details["n_in_selection"] == 30
 
 

@@ -39,15 +39,12 @@ def test_p_value_matches_direct_summation(seed: int) -> None:
     v = int(rng.integers(0, r + 1))
     eps = float(rng.uniform(0, 4))
     delta = float(rng.choice([0.0, 1e-6, 1e-3, 0.05]))
-    assert one_run_p_value(m, r, v, eps, delta) == pytest.approx(
-        _naive_p_value(m, r, v, eps, delta), rel=1e-8, abs=1e-14
-    )
+    assert one_run_p_value(m, r, v, eps, delta) == pytest.approx(_naive_p_value(m, r, v, eps, delta), rel=1e-8,
+                                                                 abs=1e-14)
 
 
-@pytest.mark.parametrize(
-    ("m", "r", "v", "delta"),
-    [(1000, 1000, 700, 0.0), (1000, 200, 190, 1e-5), (10_000, 500, 480, 1e-3), (100, 100, 50, 0.0)],
-)
+@pytest.mark.parametrize(("m", "r", "v", "delta"), [(1000, 1000, 700, 0.0), (1000, 200, 190, 1e-5),
+                                                    (10_000, 500, 480, 1e-3), (100, 100, 50, 0.0)])
 def test_epsilon_is_the_rejection_boundary(m: int, r: int, v: int, delta: float) -> None:
     eps = one_run_epsilon(m, r, v, delta=delta, alpha=0.05)
     if eps == 0.0:
@@ -71,7 +68,7 @@ def test_count_correct_guesses_matches_naive(seed: int) -> None:
     scores, included = rng.normal(size=m), rng.random(m) < 0.5
     kp, km = int(rng.integers(0, 30)), int(rng.integers(1, 30))
     ranked = sorted(range(m), key=lambda j: -scores[j])  # continuous scores: no ties
-    v_ref = sum(included[j] for j in ranked[:kp]) + sum(not included[j] for j in ranked[m - km :])
+    v_ref = sum(included[j] for j in ranked[:kp]) + sum(not included[j] for j in ranked[m - km:])
     assert count_correct_guesses(scores, included, kp, km) == (kp + km, v_ref)
 
 
@@ -89,12 +86,8 @@ def test_grid_pays_bonferroni() -> None:
     grid = [(50, 50), (200, 200), (800, 800)]
     res = audit_one_run_grid(scores, included, grid=grid, delta=1e-5, alpha=0.05)
     assert res.details["alpha_per_guess_count"] == pytest.approx(0.05 / 3) and len(res.details["grid"]) == 3
-    best = max(
-        grid,
-        key=lambda g: (
-            audit_one_run(scores, included, k_plus=g[0], k_minus=g[1], delta=1e-5, alpha=0.05 / 3).epsilon_lower_bound
-        ),
-    )
+    best = max(grid, key=lambda g: audit_one_run(scores, included, k_plus=g[0], k_minus=g[1], delta=1e-5,
+                                                 alpha=0.05 / 3).epsilon_lower_bound)
     assert (res.details["k_plus"], res.details["k_minus"]) == best
     single = audit_one_run(scores, included, k_plus=best[0], k_minus=best[1], delta=1e-5, alpha=0.05)
     assert 0 < res.epsilon_lower_bound < single.epsilon_lower_bound  # paying for the choice costs something
@@ -128,10 +121,8 @@ def test_invalid_inputs() -> None:
         one_run_p_value(10, 5, 6, 1.0, 0.0)
 
 
-@pytest.mark.parametrize(
-    ("m", "r", "v", "eps"),
-    [(5000, 3000, 2000, 0.5), (5000, 3000, 2600, 1.5), (20_000, 4000, 1500, 0.0), (20_000, 4000, 3990, 4.0)],
-)
+@pytest.mark.parametrize(("m", "r", "v", "eps"), [(5000, 3000, 2000, 0.5), (5000, 3000, 2600, 1.5),
+                                                  (20_000, 4000, 1500, 0.0), (20_000, 4000, 3990, 4.0)])
 def test_p_value_matches_direct_summation_large(m: int, r: int, v: int, eps: float) -> None:
     # Large v exercises the early stop of the max over i (window(i) / i <= 1 / i).
     assert one_run_p_value(m, r, v, eps, 1e-4) == pytest.approx(_naive_p_value(m, r, v, eps, 1e-4), rel=1e-7)

@@ -13,13 +13,9 @@ from privlab.errors import CorruptArtifactError
 
 
 def _result(**kw: object) -> AuditResult:
-    base: dict[str, object] = dict(
-        method="multi_run",
-        epsilon_lower_bound=1.5,
-        confidence=0.95,
-        delta=1e-5,
-        details={"threshold": np.float64(0.5), "n": np.int64(3), "arr": np.arange(2), "inf": float("inf")},
-    )
+    base: dict[str, object] = dict(method="multi_run", epsilon_lower_bound=1.5, confidence=0.95, delta=1e-5,
+                                   details={"threshold": np.float64(0.5), "n": np.int64(3), "arr": np.arange(2),
+                                            "inf": float("inf")})
     base.update(kw)
     return AuditResult(**base)  # type: ignore[arg-type]
 

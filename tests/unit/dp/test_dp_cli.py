@@ -22,26 +22,8 @@ def test_train_saves_model_ledger_and_config(tmp_path: Path, monkeypatch: pytest
     small = ArrayDataset(torch.rand(200, 1, 28, 28, generator=g), torch.randint(0, 10, (200,), generator=g))
     monkeypatch.setattr(registry, "load_dataset", lambda name, split="train", data_dir=None: small)
     out = tmp_path / "run"
-    result = CliRunner().invoke(
-        app,
-        [
-            "train",
-            "--dataset",
-            "mnist",
-            "--model",
-            "cnn",
-            "--target-epsilon",
-            "3",
-            "--delta",
-            "1e-5",
-            "--epochs",
-            "2",
-            "--batch-size",
-            "50",
-            "--out",
-            str(out),
-        ],
-    )
+    result = CliRunner().invoke(app, ["train", "--dataset", "mnist", "--model", "cnn", "--target-epsilon", "3",
+                                      "--delta", "1e-5", "--epochs", "2", "--batch-size", "50", "--out", str(out)])
     assert result.exit_code == 0, result.output
     text = result.output  # tqdm's bar (stderr) and the JSON summary (stdout) share the captured output
     summary = json.loads(text[text.index('{"out"') :].splitlines()[0])
@@ -53,5 +35,6 @@ def test_train_saves_model_ledger_and_config(tmp_path: Path, monkeypatch: pytest
 
 
 def test_train_reports_bad_parameters(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["train", "--clipping", "fast", "--noise-multiplier", "1", "--out", str(tmp_path)])
+    result = CliRunner().invoke(app, ["train", "--clipping", "fast", "--noise-multiplier", "1", "--out",
+                                      str(tmp_path)])
     assert result.exit_code != 0

@@ -23,7 +23,8 @@ def lm_data(n: int = 32) -> ArrayDataset:
 
 def train(model: nn.Module, params, clipping: str = "ghost", epochs: int = 2) -> tuple[float, float]:
     opt = torch.optim.Adam(params, lr=1e-2)
-    pt = make_private(model, opt, DataLoader(lm_data(), batch_size=8), noise_multiplier=0.5, clipping=clipping, seed=0)
+    pt = make_private(model, opt, DataLoader(lm_data(), batch_size=8), noise_multiplier=0.5,
+                      clipping=clipping, seed=0)
     losses = []
     for _ in range(epochs):
         for x, y in pt.data_loader:

@@ -21,16 +21,8 @@ MODES = ["flat", "per_layer", "ghost"]
 def dp_optimizer(model: nn.Module, clipping: str = "flat", C: float = 1.0, **kw) -> DPOptimizer:
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
     return DPOptimizer(
-        opt,
-        model,
-        noise_multiplier=0.0,
-        max_grad_norm=C,
-        expected_batch_size=1,
-        sample_rate=0.1,
-        ledger=PrivacyLedger(1e-5),
-        clipping=clipping,
-        loss_reduction="sum",
-        **kw,
+        opt, model, noise_multiplier=0.0, max_grad_norm=C, expected_batch_size=1, sample_rate=0.1,
+        ledger=PrivacyLedger(1e-5), clipping=clipping, loss_reduction="sum", **kw,
     )
 
 

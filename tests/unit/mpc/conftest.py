@@ -14,9 +14,8 @@ from privlab.mpc.tasks import eval_task
 Evaluator = Callable[..., tuple[torch.Tensor, RunResult]]
 
 
-def _shared_eval(
-    fn: Callable[..., torch.Tensor], *xs: torch.Tensor, decoded: bool = True, config: MPCConfig | None = None
-) -> tuple[torch.Tensor, RunResult]:
+def _shared_eval(fn: Callable[..., torch.Tensor], *xs: torch.Tensor, decoded: bool = True,
+                 config: MPCConfig | None = None) -> tuple[torch.Tensor, RunResult]:
     """Share ``xs`` (alternating owners), run ``fn(party, *shares)`` under the in-process
     transport, reveal to both; ``run.stats.per_op['op']`` is ``fn``'s own traffic."""
     args = (fn, list(xs), 1, decoded)

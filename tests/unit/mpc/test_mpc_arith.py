@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from privlab.mpc.encoding import encode
 from privlab.mpc.protocols import arith
 
-SET = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SET = settings(max_examples=8, deadline=None,
+               suppress_health_check=[HealthCheck.function_scoped_fixture])
 ULP = 2.0**-16
 
 
@@ -40,9 +41,8 @@ def test_mul_matches_torch(shared_eval, rand, shape, scale, seed) -> None:  # ty
 def test_matmul_matches_torch_and_a_naive_loop(shared_eval, rand, n, k, m, seed) -> None:  # type: ignore[no-untyped-def]
     a, b = rand((n, k), 3.0, seed), rand((k, m), 3.0, seed + 7)
     out, res = shared_eval(arith.matmul, a, b)
-    naive = torch.tensor(
-        [[sum(float(a[i, j] * b[j, c]) for j in range(k)) for c in range(m)] for i in range(n)], dtype=torch.float64
-    )
+    naive = torch.tensor([[sum(float(a[i, j] * b[j, c]) for j in range(k)) for c in range(m)]
+                          for i in range(n)], dtype=torch.float64)
     assert torch.allclose(out, naive, atol=1e-3 * k, rtol=0)
     st_ = res.stats.per_op["op"]
     assert st_.rounds == 2
@@ -55,14 +55,8 @@ def test_batched_matmul_of_two_shared_tensors(shared_eval, rand) -> None:  # typ
     assert torch.allclose(out, q @ k, atol=1e-3)
 
 
-@given(
-    st.integers(1, 2),
-    st.integers(1, 3),
-    st.integers(1, 3),
-    st.sampled_from([1, 2]),
-    st.sampled_from([0, 1]),
-    st.integers(0, 99),
-)
+@given(st.integers(1, 2), st.integers(1, 3), st.integers(1, 3), st.sampled_from([1, 2]),
+       st.sampled_from([0, 1]), st.integers(0, 99))
 @SET
 def test_conv2d_matches_torch(shared_eval, rand, b, cin, cout, stride, pad, seed) -> None:  # type: ignore[no-untyped-def]
     x, w = rand((b, cin, 7, 6), 1.0, seed), rand((cout, cin, 3, 3), 0.5, seed + 3)

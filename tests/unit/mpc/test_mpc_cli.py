@@ -10,7 +10,8 @@ from privlab.cli.main import app
 
 
 def test_mpc_run_prints_costs_and_agreement() -> None:
-    result = CliRunner().invoke(app, ["mpc", "run", "--model", "mlp", "--batch", "2", "--transport", "local", "--json"])
+    result = CliRunner().invoke(app, ["mpc", "run", "--model", "mlp", "--batch", "2",
+                                      "--transport", "local", "--json"])
     assert result.exit_code == 0, result.output
     row = json.loads(result.output.strip().splitlines()[-1])
     assert row["argmax_agreement"] == 1.0

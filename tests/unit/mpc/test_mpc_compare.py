@@ -12,7 +12,8 @@ from privlab.mpc.config import MPCConfig
 from privlab.mpc.encoding import encode
 from privlab.mpc.protocols import compare
 
-SET = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SET = settings(max_examples=8, deadline=None,
+               suppress_health_check=[HealthCheck.function_scoped_fixture])
 RANGE = 2.0 ** (40 - 1 - 16)  # |x| < 2^23 with the default cmp_bits=40, f=16
 
 

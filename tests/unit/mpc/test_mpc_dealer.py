@@ -17,15 +17,8 @@ from privlab.mpc.stats import CommCounter
 KINDS: list[tuple[str, dict[str, Any]]] = [
     ("triple", {"op": "mul", "a_shape": [3, 4], "b_shape": [4]}),
     ("triple", {"op": "matmul", "a_shape": [2, 3, 5], "b_shape": [5, 6]}),
-    (
-        "triple",
-        {
-            "op": "conv2d",
-            "a_shape": [2, 3, 7, 7],
-            "b_shape": [4, 3, 3, 3],
-            "kw": {"stride": [2, 2], "padding": [1, 1], "dilation": [1, 1], "groups": 1},
-        },
-    ),
+    ("triple", {"op": "conv2d", "a_shape": [2, 3, 7, 7], "b_shape": [4, 3, 3, 3],
+                "kw": {"stride": [2, 2], "padding": [1, 1], "dilation": [1, 1], "groups": 1}}),
     ("owned_triple", {"op": "matmul", "a_shape": [4, 5], "b_shape": [5, 2]}),
     ("trunc", {"shape": [50], "f": 16}),
     ("cmp", {"shape": [7], "bits": 40, "digits": 8, "digit_bits": 5}),
@@ -51,9 +44,8 @@ def test_material_relations_and_dealer_traffic(kind: str, params: dict[str, Any]
         a, b, c = _arith(m0, m1, "a"), _arith(m0, m1, "b"), _arith(m0, m1, "c")
         if kind == "owned_triple":
             assert "b" not in m1  # party 1 never holds a share of the owner's mask
-        op = {"mul": torch.mul, "matmul": torch.matmul, "conv2d": lambda u, v: F.conv2d(u, v, **params["kw"])}[
-            params["op"]
-        ]
+        op = {"mul": torch.mul, "matmul": torch.matmul,
+              "conv2d": lambda u, v: F.conv2d(u, v, **params["kw"])}[params["op"]]
         assert torch.equal(op(a, b), c)
     elif kind == "trunc":
         r, u, m = _arith(m0, m1, "r"), _arith(m0, m1, "u"), _arith(m0, m1, "m")

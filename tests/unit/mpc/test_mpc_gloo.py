@@ -55,14 +55,8 @@ def test_killed_party_or_dealer_makes_the_others_fail_within_the_timeout(victim:
         threading.Thread(target=kill, daemon=True).start()
 
     with pytest.raises(MPCError) as err:
-        run_processes(
-            eval_task,
-            (args, args),
-            MPCConfig(timeout=timeout),
-            port=free_port(),
-            slack=slack,
-            on_started=kill_party0_soon,
-        )
+        run_processes(eval_task, (args, args), MPCConfig(timeout=timeout), port=free_port(),
+                      slack=slack, on_started=kill_party0_soon)
     assert killed_at, "the run ended before the party was killed"
     assert time.monotonic() - killed_at[0] < timeout + slack
     assert "rank 1" in str(err.value)  # the surviving party 1 reported its own failure
@@ -78,26 +72,10 @@ def test_per_host_launch_from_environment_variables() -> None:
     port = free_port()
     procs = []
     for rank in (0, 1, 2):
-        env = {
-            **os.environ,
-            "RANK": str(rank),
-            "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": str(port),
-            "OMP_NUM_THREADS": "1",
-        }
-        cmd = [
-            sys.executable,
-            "-m",
-            "privlab.cli.main",
-            "mpc",
-            "party",
-            "--model",
-            "mlp",
-            "--batch",
-            "2",
-            "--timeout",
-            "60",
-        ]
+        env = {**os.environ, "RANK": str(rank), "MASTER_ADDR": "127.0.0.1",
+               "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
+        cmd = [sys.executable, "-m", "privlab.cli.main", "mpc", "party", "--model", "mlp",
+               "--batch", "2", "--timeout", "60"]
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True))
     outs = [p.communicate(timeout=180)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], outs

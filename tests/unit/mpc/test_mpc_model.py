@@ -63,11 +63,8 @@ def test_batchnorm_is_folded_into_the_conv() -> None:
     m = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.MaxPool2d(2)).eval()
     m[1].running_var.uniform_(0.5, 2.0)
     pm = compile_model(m, (2, 1, 8, 8))
-    kinds = [
-        type(pm.graph_module.get_submodule(str(n.target))).__name__
-        for n in pm.graph_module.graph.nodes
-        if n.op == "call_module"
-    ]
+    kinds = [type(pm.graph_module.get_submodule(str(n.target))).__name__
+             for n in pm.graph_module.graph.nodes if n.op == "call_module"]
     assert kinds == ["Conv2d", "MaxPool2d", "ReLU"]  # BN folded, ReLU moved after the pool
     x = _x((2, 1, 8, 8))
     assert torch.allclose(pm.graph_module(x), m(x), atol=1e-5)  # same function in plaintext

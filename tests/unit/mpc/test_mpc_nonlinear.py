@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from privlab.mpc.protocols import nonlinear as nl
 
-SET = settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SET = settings(max_examples=5, deadline=None,
+               suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def _uniform(n: int, lo: float, hi: float, seed: int, log: bool = False) -> torch.Tensor:

@@ -50,7 +50,8 @@ def test_private_logreg_matches_plaintext_sgd() -> None:
 def test_reveal_to_data_owner_only() -> None:
     x, y = _data(20, 2, seed=1)
     cfg = LogRegConfig(epochs=1, batch_size=20)
-    res = run_local(lambda p, a, b: train_logreg(p, a, b, (20, 2), cfg, reveal_to=1), ((None, None), (x, y)))
+    res = run_local(lambda p, a, b: train_logreg(p, a, b, (20, 2), cfg, reveal_to=1),
+                    ((None, None), (x, y)))
     assert res.outputs[0] is None and res.outputs[1] is not None
 
 

@@ -30,9 +30,8 @@ def _report(violated: bool = False) -> PrivacyReport:
     led.record(1.0, 0.01, 500)
     eps = led.epsilon()
     rep = PrivacyReport(title="unit <report>", config={"seed": 0, "note": "x"})
-    rep.models["dp"] = ModelEntry(
-        dp=True, utility={"test_accuracy": 0.91}, claimed={"epsilon": eps, "delta": 1e-5}, ledger=led.to_dict()
-    )
+    rep.models["dp"] = ModelEntry(dp=True, utility={"test_accuracy": 0.91}, claimed={"epsilon": eps, "delta": 1e-5},
+                                  ledger=led.to_dict())
     rep.models["plain"] = ModelEntry(dp=False, utility={"test_accuracy": 0.97})
     rep.attacks = {"dp": _mia(0, 0.1), "plain": _mia(1, 2.0)}
     lb = eps * 1.5 if violated else eps * 0.3
@@ -75,28 +74,16 @@ def test_html_renders_in_headless_browser(tmp_path: Path) -> None:
         pytest.skip("no headless Chromium here (Debian package chromium; `make test` installs it as root)")
     out = tmp_path / "report.html"
     render_html(load_report(_report().save(tmp_path / "r.json")), out)
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ]
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}"]
     dom = subprocess.run([browser, *flags, "--dump-dom", out.as_uri()], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert 'id="privacy-card"' in dom.stdout
     for cls in ("roc", "epsilon", "utility"):
         assert f'<figure class="{cls}"><svg' in dom.stdout
     shot = tmp_path / "shot.png"
-    subprocess.run(
-        [browser, *flags, "--window-size=1200,1600", f"--screenshot={shot}", out.as_uri()],
-        capture_output=True,
-        timeout=120,
-        check=True,
-    )
+    subprocess.run([browser, *flags, "--window-size=1200,1600", f"--screenshot={shot}", out.as_uri()],
+                   capture_output=True, timeout=120, check=True)
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000  # a rendered page, not a blank one
