@@ -209,7 +209,6 @@ def test_pipeline_report_renders_in_headless_browser(first_run, tmp_path) -> Non
 
 
 def test_dp_references_copy_the_targets_training(first_run, monkeypatch, tmp_path) -> None:
-    import privlab.train
     from privlab.pipeline import stages
 
     cfg, res = first_run
@@ -221,7 +220,7 @@ def test_dp_references_copy_the_targets_training(first_run, monkeypatch, tmp_pat
         seen.append((tc, kw["cache_dir"].name))
         raise RuntimeError("captured")
 
-    monkeypatch.setattr(privlab.train, "train_ensemble", capture)
+    monkeypatch.setattr(stages, "train_ensemble", capture)
     pop = stages.load_population(cfg)
     dp_target = stages.TrainedTarget("dp", None, {}, None, sigma, 0.1, 10)  # type: ignore[arg-type]
     for like in (dp_target, None):
