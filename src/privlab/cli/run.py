@@ -22,6 +22,10 @@ def _execute(config: Path, output_dir: Path | None, quiet: bool) -> None:
     except (ConfigError, DataUnavailableError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+    except KeyboardInterrupt:  # run() has said so unless quiet; no traceback for a Ctrl-C
+        if quiet:
+            typer.echo("interrupted; re-run to resume", err=True)
+        raise typer.Exit(130) from None
     typer.echo(f"report (HTML): {res.report_html.resolve()}")
     typer.echo(f"report (JSON): {res.report_json.resolve()}")
 

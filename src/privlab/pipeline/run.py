@@ -15,7 +15,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from privlab.pipeline.cache import stage
+from privlab.pipeline.cache import StageEvent, record_stages, stage
 from privlab.pipeline.config import RunConfig
 from privlab.pipeline.stages import (
     Population,
@@ -178,10 +178,31 @@ def audit_stage(
     return out
 
 
+def _stage_message(e: StageEvent) -> str:
+    return f"stage {e.stage}: reused (cached)" if e.status == "reused" else f"stage {e.stage}: computing ({e.reason})"
+
+
 def run(cfg: RunConfig, *, progress: bool = True, quiet: bool = False) -> RunResult:
-    """Execute every stage of ``cfg`` (reusing cached ones) and write the report."""
-    start = time.perf_counter()
+    """Execute every stage of ``cfg`` (reusing cached ones) and write the report.
+
+    Logs each stage as it is reused or computed, and a summary at the end; on Ctrl-C
+    (``KeyboardInterrupt``, re-raised) says that a re-run resumes from the finished stages.
+    """
     run_dir = Path(cfg.output_dir) / cfg.name
+    with record_stages(lambda e: _log(_stage_message(e), quiet)) as events:
+        try:
+            res = _run(cfg, run_dir, progress, quiet)
+        except KeyboardInterrupt:
+            _log(f"interrupted; re-run to resume (finished stages are cached in {run_dir})", quiet)
+            raise
+    reused = [e.stage for e in events if e.status == "reused"]
+    redone = [e.stage for e in events if e.status == "recomputed"]
+    _log(f"stages reused: {', '.join(reused) or 'none'}; recomputed: {', '.join(redone) or 'none'}", quiet)
+    return res
+
+
+def _run(cfg: RunConfig, run_dir: Path, progress: bool, quiet: bool) -> RunResult:
+    start = time.perf_counter()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(cfg.to_yaml())
     _log(f"run directory: {run_dir}", quiet)
