@@ -136,8 +136,16 @@ def run_party(
 
 
 def _child(
-    rank: int, fn: Callable[..., Any] | None, args: tuple[Any, ...], config: MPCConfig, port: int, results: Any
+    rank: int,
+    fn: Callable[..., Any] | None,
+    args: tuple[Any, ...],
+    config: MPCConfig,
+    port: int,
+    results: Any,
+    started: Any = None,
 ) -> None:
+    if started is not None:  # reached only once the spawn bootstrap (re-importing __main__) succeeded
+        started[rank if rank < 2 else 2] = 1
     try:
         res = run_party(rank, fn, args, config, "127.0.0.1", port)
         # by value: a shared-memory tensor would die with this process before the parent reads it
@@ -163,6 +171,20 @@ def _main_not_reimported(skip: bool) -> Iterator[None]:
             setattr(main, k, v)
 
 
+SPAWN_HINT = (
+    "multiprocessing's spawn start method re-imports your main script in every party process, so a script "
+    'that starts an MPC run at module level must guard it with `if __name__ == "__main__":` (see the '
+    "party's traceback above for the import that failed)"
+)
+
+
+def _exit_message(exitcode: int | None, started: bool) -> str:
+    """What a party process that died without reporting tells the user."""
+    if started:
+        return f"process exited with {exitcode}"
+    return f"process exited with {exitcode} while starting, before running any privlab code: {SPAWN_HINT}"
+
+
 def run_processes(
     fn: Callable[..., Any],
     args: tuple[tuple[Any, ...], tuple[Any, ...]],
@@ -186,11 +208,13 @@ def run_processes(
     port = port or free_port()
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
+    started = ctx.Array("b", 3)
     procs = []
     with _main_not_reimported(not reimport_main):
         for rank in (0, 1, DEALER_RANK):
             a = args[rank] if rank < 2 else ()
-            p = ctx.Process(target=_child, args=(rank, fn if rank < 2 else None, a, config, port, results), daemon=True)
+            child_args = (rank, fn if rank < 2 else None, a, config, port, results, started)
+            p = ctx.Process(target=_child, args=child_args, daemon=True)
             p.start()
             procs.append(p)
     if on_started is not None:
@@ -204,7 +228,7 @@ def run_processes(
         except Exception:
             dead = [i for i, p in enumerate(procs) if p.exitcode not in (None, 0) and i not in got]
             for i in dead:
-                got[i if i < 2 else DEALER_RANK] = ("error", f"process exited with {procs[i].exitcode}")
+                got[i if i < 2 else DEALER_RANK] = ("error", _exit_message(procs[i].exitcode, bool(started[i])))
     for p in procs:
         p.join(timeout=2.0)
         if p.is_alive():
