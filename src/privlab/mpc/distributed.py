@@ -182,7 +182,7 @@ def _exit_message(exitcode: int | None, started: bool) -> str:
     """What a party process that died without reporting tells the user."""
     if started:
         return f"process exited with {exitcode}"
-    return f"process exited with {exitcode} while starting, before running any privlab code: {SPAWN_HINT}"
+    return f"process exited with {exitcode} while starting, before running any privlab code"
 
 
 def run_processes(
@@ -239,6 +239,8 @@ def run_processes(
         msg = "; ".join(f"rank {r}: {m}" for r, m in sorted(errors.items()))
         if missing:
             msg += f"; no answer from ranks {missing} within {config.timeout + slack} s"
+        if any(str(m).endswith("before running any privlab code") for m in errors.values()):
+            msg += f". {SPAWN_HINT[0].upper()}{SPAWN_HINT[1:]}"
         raise MPCError(f"MPC run failed: {msg}")
     outs = (got[0][1][0], got[1][1][0])
     stats = CommStats.combine([got[0][1][1], got[1][1][1]])
