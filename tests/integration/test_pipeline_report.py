@@ -43,14 +43,29 @@ CONFIG = {
 }
 
 
-def _run(out: Path, caller_threads: int, **kw):
-    """Run the config with torch set to ``caller_threads`` by the caller (as OMP_NUM_THREADS would)."""
+# Smaller (no audit, fewer examples): for the re-run and resume tests, which need no shared fixture
+# (under pytest-xdist a module fixture is built once per worker that runs one of its tests).
+SMALL = CONFIG | {
+    "name": "small",
+    "data": {"dataset": "mnist", "population": 200, "test_size": 200},
+    "attack": CONFIG["attack"] | {"attacks": ["loss", "lira_offline"]},
+    "audit": {"enabled": False},
+}
+
+
+def _mnist() -> None:
+    if availability().get("mnist") is not None:
+        pytest.skip("MNIST not installed")
+
+
+def _run(out: Path, caller_threads: int, config: dict = CONFIG, **kw):
+    """Run ``config`` with torch set to ``caller_threads`` by the caller (as OMP_NUM_THREADS would)."""
     before = torch.get_num_threads()
     torch.set_num_threads(caller_threads)
     log = io.StringIO()
     try:
         with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-            res = run(config_from_dict(CONFIG | {"output_dir": str(out)}), progress=False, **kw)
+            res = run(config_from_dict(config | {"output_dir": str(out)}), progress=False, **kw)
     finally:
         torch.set_num_threads(before)
     return res, log.getvalue()
@@ -58,8 +73,7 @@ def _run(out: Path, caller_threads: int, **kw):
 
 @pytest.fixture(scope="module")
 def pipeline_run(tmp_path_factory: pytest.TempPathFactory):
-    if availability().get("mnist") is not None:
-        pytest.skip("MNIST not installed")
+    _mnist()
     return _run(tmp_path_factory.mktemp("runs"), caller_threads=2)
 
 
@@ -74,47 +88,43 @@ def _numbers(report: dict) -> dict:
     }
 
 
-def test_pipeline_report_matches_the_json_schema(pipeline_run) -> None:
-    pytest.importorskip("jsonschema")
-    from privlab.report.verify import schema_errors
-
-    res, _ = pipeline_run
-    assert schema_errors(json.loads(res.report_json.read_text())) == []
-    out = CliRunner().invoke(app, ["report", "verify", str(res.report_json)])
-    assert out.exit_code == 0 and out.output.startswith("OK "), out.output
-
-
-def test_fresh_rerun_at_another_thread_count_reproduces_every_number(pipeline_run, tmp_path: Path) -> None:
-    res, log = pipeline_run
-    again, _ = _run(tmp_path, caller_threads=1)
+def test_fresh_rerun_at_another_thread_count_reproduces_every_number(tmp_path: Path) -> None:
+    _mnist()
+    res, log = _run(tmp_path / "a", caller_threads=2, config=SMALL)
+    again, _ = _run(tmp_path / "b", caller_threads=1, config=SMALL)
     first, second = load_report(res.report_json), load_report(again.report_json)
     assert first["environment"]["torch_threads"] == second["environment"]["torch_threads"] == 1
     assert _numbers(first) == _numbers(second)  # exact: not approximately
-    assert "stages reused: none; recomputed: target-plain, target-dp, attack-plain, attack-dp, audit-dp" in log
+    assert "stages reused: none; recomputed: target-plain, target-dp, attack-plain, attack-dp" in log
 
 
-def test_ctrl_c_says_how_to_resume_and_the_rerun_names_reused_and_recomputed_stages(pipeline_run, monkeypatch) -> None:
+def test_ctrl_c_says_how_to_resume_and_the_rerun_names_reused_and_recomputed(tmp_path: Path, monkeypatch) -> None:
     import importlib
 
-    res, _ = pipeline_run
+    _mnist()
+    res, _ = _run(tmp_path, caller_threads=1, config=SMALL)
     next(res.run_dir.glob("attack-plain-*/done.json")).unlink()  # as if killed during the attack on plain
+    run_mod = importlib.import_module("privlab.pipeline.run")
+    real = run_mod.attack_stage
 
-    def ctrl_c(*_a, **_k):
-        raise KeyboardInterrupt
+    def ctrl_c_on_dp(cfg, target, *a, **k):  # Ctrl-C once the attack on dp starts
+        if target.name == "dp":
+            next(res.run_dir.glob("attack-dp-*/done.json")).unlink()  # it had begun: no done marker
+            raise KeyboardInterrupt
+        return real(cfg, target, *a, **k)
 
-    monkeypatch.setattr(importlib.import_module("privlab.pipeline.run"), "audit_stage", ctrl_c)
+    monkeypatch.setattr(run_mod, "attack_stage", ctrl_c_on_dp)
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf), pytest.raises(KeyboardInterrupt):
-        run(config_from_dict(CONFIG | {"output_dir": str(res.run_dir.parent)}), progress=False)
+        run(config_from_dict(SMALL | {"output_dir": str(tmp_path)}), progress=False)
     log = buf.getvalue()
-    assert "stage attack-plain: computing (an earlier run was interrupted during it)" in log
     assert "stage target-plain: reused (cached)" in log
+    assert "stage attack-plain: computing (an earlier run was interrupted during it)" in log
     assert "interrupted; re-run to resume" in log
     monkeypatch.undo()
-    next(res.run_dir.glob("audit-dp-*/done.json")).unlink()  # as if Ctrl-C had come during the audit
-    _, log = _run(res.run_dir.parent, caller_threads=1)
-    assert "stage audit-dp: computing (an earlier run was interrupted during it)" in log
-    assert "stages reused: target-plain, target-dp, attack-plain, attack-dp; recomputed: audit-dp" in log
+    _, log = _run(tmp_path, caller_threads=1, config=SMALL)
+    assert "stage attack-dp: computing (an earlier run was interrupted during it)" in log
+    assert "stages reused: target-plain, target-dp, attack-plain; recomputed: attack-dp" in log
 
 
 def _chromium() -> str:
@@ -124,9 +134,16 @@ def _chromium() -> str:
     return browser
 
 
-def test_pipeline_report_in_headless_chromium(pipeline_run, tmp_path: Path) -> None:
-    browser = _chromium()
+def test_pipeline_report_matches_its_schema_and_reads_well_in_headless_chromium(pipeline_run, tmp_path: Path) -> None:
+    """One test on the full report (DP target, audits), so pytest-xdist builds it once."""
     res, _ = pipeline_run
+    pytest.importorskip("jsonschema")
+    from privlab.report.verify import schema_errors
+
+    assert schema_errors(json.loads(res.report_json.read_text())) == []
+    out = CliRunner().invoke(app, ["report", "verify", str(res.report_json)])
+    assert out.exit_code == 0 and out.output.startswith("OK "), out.output
+    browser = _chromium()
     rep = load_report(res.report_json)
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
              "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",

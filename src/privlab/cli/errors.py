@@ -21,7 +21,11 @@ import typer
 
 from privlab.errors import PrivlabError
 
-_PARAM = re.compile(r"The '(?P<name>[A-Za-z_][A-Za-z0-9_]*)' parameter of (?P<owner>[A-Za-z_][\w.]*) ")
+# "The 'x' parameter of OWNER <verb>": OWNER is one or two words ("epsilon", "privlab attack").
+_PARAM = re.compile(
+    r"The '(?P<name>[A-Za-z_][A-Za-z0-9_]*)' parameter of (?P<owner>\S+(?: \S+)??) "
+    r"(?=(?:must|is|needs|has|cannot|requires|should)\b)"
+)
 
 
 def _current_context() -> Any:

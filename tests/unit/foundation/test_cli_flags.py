@@ -35,3 +35,6 @@ def test_unmapped_parameters_are_left_alone() -> None:
     msg = "The 'sample_rate' parameter of PoissonSampler must be a float in the range (0, 1]. Got 2.0 instead."
     assert flag_message(msg, {"delta": "--delta"}) == msg
     assert flag_message(msg, {"sample_rate": "--sample-rate"}).startswith("The --sample-rate option must be")
+    two_words = "The 'attacks' parameter of privlab attack must be one of 'loss'. Got 'x' instead."
+    fixed = flag_message(two_words, {"attacks": "--attacks"})
+    assert fixed == "The --attacks option must be one of 'loss'. Got 'x' instead."
