@@ -89,6 +89,8 @@ def reciprocal(
     else:
         c1 = 8.0 / (4.0 * lo * hi + (lo + hi) ** 2)
         e0 = 1.0 - c1 * lo * hi
+        if iters is None and e0 <= 2.0**-20:  # lo == hi: the linear guess is already exact
+            iters = 1
         if iters is None:
             iters = max(1, math.ceil(math.log2(math.log(2.0**-20) / math.log(e0))))
         y = add_public(party, mul_public(party, x, -c1), c1 * (lo + hi))
@@ -231,6 +233,9 @@ def softmax(party: Party, x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     Error below 5e-3 absolute per probability; valid while
     ``|x| < 2^(cmp_bits - 1 - f)``.
     """
+    n = x.shape[dim]
+    if n <= 1:  # softmax of one entry is 1; of none, empty (no communication either way)
+        return _const(party, x, 1.0) if x.numel() else x.clone()
     if dim != -1 and dim != x.dim() - 1:
         x = x.transpose(dim, -1)
     m = max_last(party, x)
