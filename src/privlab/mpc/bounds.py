@@ -161,7 +161,7 @@ class _Prover:
             return self.affine(a, torch.matmul, b.lo, None, what)
         if a.simplex:  # rows of a are convex weights: a @ b lies between b's extremes over k
             lo, hi = b.lo.amin(-2, keepdim=True), b.hi.amax(-2, keepdim=True)
-            shape = torch.broadcast_shapes(a.lo.shape[:-1] + (1,), lo.shape)[:-1] + (b.lo.shape[-1],)
+            shape = (*torch.broadcast_shapes((*a.lo.shape[:-1], 1), lo.shape)[:-1], b.lo.shape[-1])
             out = Box(lo.expand(shape), hi.expand(shape))
             self.check("product (before truncation)", torch.matmul(a.mag, b.mag), self.product, what)
             return out

@@ -69,7 +69,7 @@ class _Attention(nn.Module):
 
 def test_softmax_rows_are_convex_weights_in_the_bounds() -> None:
     rep = check_ranges(compile_model(_Attention(), (1, 8, 16)), (-10.0, 10.0))
-    att = [c for c in rep.checks if c.layer == "matmul"][0]
+    att = next(c for c in rep.checks if c.layer == "matmul")
     assert att.bound == pytest.approx(16 * 100.0)
     with pytest.raises(MPCRangeError, match=r"layer 'softmax'.*comparison input"):
         check_ranges(compile_model(_Attention(), (1, 8, 16)), (-400.0, 400.0))  # row spread 5e6 > 2^22
