@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from privlab.errors import InvalidParameterError
+from privlab.mpc.checks import require_abs, require_product
 from privlab.mpc.dealer.material import _bilinear
 from privlab.mpc.encoding import encode
 from privlab.mpc.party import Party
@@ -91,6 +92,7 @@ def beaver(party: Party, op: str, x: torch.Tensor, y: torch.Tensor, kw: dict[str
     party sends both masked operands); dealer ``8 |op(x, y)|`` bytes. Exact in the ring.
     """
     kw = kw or {}
+    require_product(party, "beaver", op, x, y, tuple(y.shape), kw)
     fn = _bilinear(op, kw)
     m = party.material("triple", op=op, a_shape=list(x.shape), b_shape=list(y.shape), kw=kw)
     e, f = party.open([x - m["a"], y - m["b"]])
@@ -119,6 +121,7 @@ def beaver_owned(
     Exact in the ring.
     """
     kw = kw or {}
+    require_product(party, f"beaver_owned ({op})", op, x, w, w_shape, kw, owned=True)
     fn = _bilinear(op, kw)
     m = party.material("owned_triple", op=op, a_shape=list(x.shape), b_shape=list(w_shape), kw=kw)
     e_mine = x - m["a"]
@@ -147,6 +150,7 @@ def beaver_owned(
 def mul(party: Party, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Fixed-point product of two shared tensors (broadcasting). Rounds 2; bytes 32 + 16; error
     one ulp (truncation); valid while ``|x y| < 2^(62 - 2f)``."""
+    require_product(party, "mul", "mul", x, y, tuple(y.shape))
     return trunc(party, beaver(party, "mul", x, y))
 
 
@@ -154,6 +158,7 @@ def mul(party: Party, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def matmul(party: Party, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Fixed-point ``torch.matmul`` of two shared tensors. Rounds 2; bytes ``16 (|x| + |y|) +
     16 |out|``; dealer ``24 |out|``; error one ulp plus the inputs' rounding times ``k``."""
+    require_product(party, "matmul", "matmul", x, y, tuple(y.shape))
     return trunc(party, beaver(party, "matmul", x, y))
 
 
@@ -161,6 +166,7 @@ def matmul(party: Party, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def conv2d(party: Party, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, **kw: Any) -> torch.Tensor:
     """Fixed-point ``F.conv2d`` of a shared input and shared weight (+ shared bias). Rounds 2;
     bytes ``16 (|x| + |w|) + 16 |out|``; error one ulp plus input rounding."""
+    require_product(party, "conv2d", "conv2d", x, w, tuple(w.shape), kw)
     out = trunc(party, beaver(party, "conv2d", x, w, kw))
     if bias is not None:
         out = out + bias.reshape(1, -1, 1, 1)
@@ -175,6 +181,8 @@ def mul_public(party: Party, x: torch.Tensor, c: torch.Tensor | float) -> torch.
     extra = 0
     if isinstance(c, int | float) and 0 < abs(c) < 1:
         extra = min(16, math.ceil(-math.log2(abs(c))))
+    ct = torch.as_tensor(c, dtype=torch.float64).abs()
+    require_abs(party, "mul_public", x, 2.0 ** (62 - 2 * party.f - extra) / 2 / ct.clamp(min=2.0**-40))
     return trunc(party, x * encode(c, party.f + extra), party.f + extra)
 
 
@@ -218,6 +226,7 @@ def mul_many(party: Party, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> li
     broadcast each pair, concatenate, one Beaver opening and one truncation, split back."""
     flat_x, flat_y, shapes = [], [], []
     for x, y in pairs:
+        require_product(party, "mul_many", "mul", x, y, tuple(y.shape))
         bx, by = torch.broadcast_tensors(x, y)
         shapes.append(bx.shape)
         flat_x.append(bx.reshape(-1))
