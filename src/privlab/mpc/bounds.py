@@ -219,9 +219,11 @@ class _Prover:
             return self.affine(x, lambda u, w: F.linear(u, w), mod.weight.detach().double(),
                                None if mod.bias is None else mod.bias.detach().double(), what)
         if isinstance(mod, nn.Conv2d):
-            kw = {"stride": mod.stride, "padding": mod.padding, "dilation": mod.dilation, "groups": mod.groups}
-            b = None if mod.bias is None else mod.bias.detach().double().reshape(1, -1, 1, 1)
-            return self.affine(x, lambda u, w: F.conv2d(u, w, **kw), mod.weight.detach().double(), b, what)
+            kw: dict[str, Any] = {
+                "stride": mod.stride, "padding": mod.padding, "dilation": mod.dilation, "groups": mod.groups
+            }
+            bc = None if mod.bias is None else mod.bias.detach().double().reshape(1, -1, 1, 1)
+            return self.affine(x, lambda u, w: F.conv2d(u, w, **kw), mod.weight.detach().double(), bc, what)
         if isinstance(mod, nn.ReLU):
             return self.relu(x, what)
         if isinstance(mod, nn.GELU):
@@ -240,19 +242,19 @@ class _Prover:
         if isinstance(mod, nn.Flatten):
             return x.map(lambda t: t.flatten(mod.start_dim, mod.end_dim))
         if isinstance(mod, nn.LayerNorm):
-            w = None if mod.weight is None else _exact(mod.weight)
-            b = None if mod.bias is None else _exact(mod.bias)
-            return self.layer_norm(x, w, b, mod.eps, what)
+            lw = None if mod.weight is None else _exact(mod.weight)
+            lb = None if mod.bias is None else _exact(mod.bias)
+            return self.layer_norm(x, lw, lb, mod.eps, what)
         if isinstance(mod, nn.BatchNorm1d | nn.BatchNorm2d):
-            assert_stats = mod.running_var is not None and mod.running_mean is not None
-            if not assert_stats:
+            rv, rm = mod.running_var, mod.running_mean
+            if rv is None or rm is None:
                 raise MPCRangeError(f"BatchNorm at '{self.layer}' has no running statistics")
-            scale = (mod.weight if mod.affine else 1.0) / torch.sqrt(mod.running_var + mod.eps)  # type: ignore[operator]
-            shift = (mod.bias if mod.affine else 0.0) - mod.running_mean * scale
+            scale = (mod.weight if mod.affine else 1.0) / torch.sqrt(rv + mod.eps)
+            shift = (mod.bias if mod.affine else 0.0) - rm * scale
             shape = (1, -1) + (1,) * (x.lo.dim() - 2)
             y = self.mul(x, _exact(scale.reshape(shape)), what)
-            s = shift.detach().double().reshape(shape)
-            return Box(y.lo + s, y.hi + s)
+            sh = shift.detach().double().reshape(shape)
+            return Box(y.lo + sh, y.hi + sh)
         return x  # Dropout, Identity
 
     def binary(self, fn: Any, a: Any, b: Any) -> Any:
@@ -308,6 +310,8 @@ class _Prover:
             if fn is F.linear:
                 w = kwargs.get("weight", args[1] if len(args) > 1 else None)
                 b = kwargs.get("bias", args[2] if len(args) > 2 else None)
+                if not isinstance(w, Box):
+                    raise MPCRangeError(f"privlab.mpc cannot bound F.linear without a weight at '{self.layer}'")
                 y = self.matmul(x, w.map(lambda t: t.t()), "linear")
                 return Box(y.lo + b.lo, y.hi + b.hi) if isinstance(b, Box) else y
             if fn is F.layer_norm:

@@ -39,11 +39,17 @@ def _flat_trunc(party: Party, xs: list[torch.Tensor], s: int) -> list[torch.Tens
     return out
 
 
+def _share_of(p: Product) -> torch.Tensor:
+    if p.y is None:
+        raise MPCRangeError(f"The product check of {p.op} has no second operand.")
+    return p.y
+
+
 def _shadows(party: Party, prods: list[Product]) -> list[torch.Tensor]:
     """Shares of each product at ``2 (f - s)`` fractional bits from truncated operands."""
     f = party.f
     s = max(0, f - 4)
-    shared = [p.x for p in prods] + [p.y for p in prods if not p.owned]  # type: ignore[misc]
+    shared = [p.x for p in prods] + [_share_of(p) for p in prods if not p.owned]
     cut = _flat_trunc(party, shared, s) if s else shared
     xs, ys_shared = cut[: len(prods)], iter(cut[len(prods) :])
     ys = []
