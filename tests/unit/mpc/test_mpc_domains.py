@@ -129,3 +129,19 @@ def test_layer_norm_variance_inside_within_error_outside_raises(shared_eval, ran
     bad[1] = (x[1] - 7.0) / 3.0 * math.sqrt(0.98 * 2.0**15 * (1 + frac))  # variance past the end
     with pytest.raises(MPCRangeError, match=r"privlab\.mpc\.layer_norm: 1 of 4 .*variance"):
         shared_eval(lambda p, a: nl.layer_norm(p, a, None, None), bad)
+
+
+def test_check_costs_and_that_inference_runs_without_them(shared_eval, rand) -> None:  # type: ignore[no-untyped-def]
+    from privlab.mpc.config import MPCConfig
+    from privlab.mpc.demos import demo_model
+    from privlab.mpc.inference import private_inference
+
+    x = rand((50,), 10.0, 0)
+    _, res = shared_eval(compare.relu, x)
+    assert res.stats.per_op["op"].rounds == 5 and res.stats.per_op["range_check"].rounds == 6
+    _, res = shared_eval(arith.mul, x, x)
+    assert res.stats.per_op["range_check"].rounds == 8  # shadow truncation and product first
+    _, res = shared_eval(compare.relu, x, config=MPCConfig(range_checks=False))
+    assert "range_check" not in res.stats.per_op
+    inf = private_inference(demo_model("mlp"), torch.rand(2, 1, 28, 28))
+    assert "range_check" not in inf.stats.per_op and inf.stats.rounds == 17
