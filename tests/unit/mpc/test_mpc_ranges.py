@@ -73,3 +73,19 @@ def test_softmax_rows_are_convex_weights_in_the_bounds() -> None:
     assert att.bound == pytest.approx(16 * 100.0)
     with pytest.raises(MPCRangeError, match=r"layer 'softmax'.*comparison input"):
         check_ranges(compile_model(_Attention(), (1, 8, 16)), (-400.0, 400.0))  # row spread 5e6 > 2^22
+
+
+def test_parties_without_a_declared_range_agree_on_one_and_refuse_together() -> None:
+    """The one-host-per-party path: the data owner declares its default range at set-up, the model
+    owner proves it; a refusal reaches both parties (no hang), a pass costs no protocol round."""
+    from privlab.mpc.inference import infer_task
+    from privlab.mpc.launch import run_local
+
+    x = _x()
+    bad = _mlp(1e5)
+    with pytest.raises(MPCRangeError, match=r"refuses layer"):
+        run_local(infer_task, ((bad, tuple(x.shape), None), (bad, tuple(x.shape), x)))
+    good = _mlp(1.0)
+    res = run_local(infer_task, ((good, tuple(x.shape), None), (good, tuple(x.shape), x)))
+    ref = private_inference(good, x)
+    assert res.stats.rounds == ref.stats.rounds and torch.allclose(res.outputs[1], ref.output, atol=1e-2)
