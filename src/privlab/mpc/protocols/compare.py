@@ -55,10 +55,12 @@ def _sign_bit(
     party: Party, x: torch.Tensor, bits: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """Steps 1-4: XOR share of ``[x >= 0]``, the opened ``x + r``, and the material. ``bits``
-    overrides ``cmp_bits`` (the range checks compare with 62 bits: exact for ``|x| < 2^61``)."""
+    overrides ``cmp_bits`` (the range checks compare with 62 bits: exact for ``|x| < 2^61``), with
+    at least 8 digits."""
     cfg = party.config
     l, D, mb = cfg.cmp_bits, cfg.cmp_digits, cfg.digit_bits
-    if bits is not None:
+    if bits is not None:  # 8 digits of 8 bits for 62-bit checks, whatever cmp_digits is
+        D = max(D, 8)
         l, mb = bits, -(-(bits - 1) // D)
     m = party.material("cmp", shape=list(x.shape), bits=l, digits=D, digit_bits=mb)
     half = 1 << (l - 1)
