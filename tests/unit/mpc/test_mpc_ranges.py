@@ -89,3 +89,25 @@ def test_parties_without_a_declared_range_agree_on_one_and_refuse_together() -> 
     res = run_local(infer_task, ((good, tuple(x.shape), None), (good, tuple(x.shape), x)))
     ref = private_inference(good, x)
     assert res.stats.rounds == ref.stats.rounds and torch.allclose(res.outputs[1], ref.output, atol=1e-2)
+
+
+def _unproven(party, module, shape, x):  # type: ignore[no-untyped-def]
+    """A model run on shares with no plaintext proof: the runtime checks guard every layer."""
+    from privlab.mpc.interpreter import run_program
+
+    return run_program(party, compile_model(module, shape), x)
+
+
+def test_unproven_model_run_is_guarded_at_runtime() -> None:
+    from privlab.mpc.launch import run_local
+
+    x = torch.rand(4, 20, generator=torch.Generator().manual_seed(1))
+    good = _mlp(1.0)
+    res = run_local(_unproven, ((good, tuple(x.shape), None), (good, tuple(x.shape), x)))
+    assert torch.allclose(res.outputs[1], good(x).double(), atol=1e-2)
+    assert res.stats.per_op["range_check"].rounds == 8
+    huge = _mlp(1.0)
+    with torch.no_grad():
+        huge[0].weight.mul_(5e9)  # the owner's first-layer products pass 2^30
+    with pytest.raises(MPCRangeError, match=r"beaver_owned \(matmul\)"):
+        run_local(_unproven, ((huge, tuple(x.shape), None), (huge, tuple(x.shape), x)))
