@@ -49,3 +49,13 @@ def test_softmax_over_size_one_and_empty_dimensions(shared_eval, rand) -> None: 
     assert torch.equal(out, torch.ones(1, 4, dtype=torch.float64))
     out, _ = shared_eval(nl.softmax, torch.zeros(2, 0, dtype=torch.float64))
     assert out.shape == (2, 0)
+
+
+def test_softmax_after_a_single_output_linear_in_private_inference() -> None:
+    """``nn.Softmax`` after ``Linear(k, 1)`` failed with "math domain error"."""
+    from privlab.mpc.inference import private_inference
+
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(6, 1), torch.nn.Softmax(dim=-1)).eval()
+    res = private_inference(m, torch.rand(5, 6))
+    assert torch.equal(res.output, torch.ones(5, 1, dtype=torch.float64))
