@@ -11,9 +11,10 @@ See ``docs/llm.md``. Hugging Face models need the ``llm`` extra (``pip install p
 """
 
 from privlab.llm.canaries import Canary, PlantedCorpus, digit_canaries, insert_canaries
+from privlab.llm.config import DPSpec, FineTuneConfig
 from privlab.llm.exposure import canary_exposure, exposure_from_rank, extrapolated_exposure
 from privlab.llm.extraction import extract_canary, extraction_rates
-from privlab.llm.finetune import DPSpec, FineTuneConfig, fine_tune, perplexity
+from privlab.llm.finetune import fine_tune, perplexity
 from privlab.llm.mia import llm_membership_inference
 from privlab.llm.models import LanguageModel, load_causal_lm, load_smollm2, small_gpt
 from privlab.llm.tokenization import CharTokenizer, HFTokenizer

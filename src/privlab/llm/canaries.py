@@ -18,8 +18,7 @@ import numpy as np
 from privlab._validation import check_int
 from privlab.data import secret_canaries
 from privlab.errors import InvalidParameterError
-
-DEFAULT_REPETITIONS = (1, 4, 16, 64)
+from privlab.llm.config import DEFAULT_REPETITIONS
 
 
 @dataclass(frozen=True)

@@ -14,59 +14,26 @@
 from __future__ import annotations
 
 import string
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 
-from privlab._validation import check_choice, check_int
 from privlab.data import load_shakespeare_text
 from privlab.llm.blind import blind_baseline
-from privlab.llm.canaries import DEFAULT_REPETITIONS, Canary, digit_canaries, insert_canaries
+from privlab.llm.canaries import Canary, digit_canaries, insert_canaries
+from privlab.llm.config import CanaryExperimentConfig, DPSpec
 from privlab.llm.exposure import canary_exposure, exposure_curve
 from privlab.llm.extraction import extract_canary, extraction_rates
-from privlab.llm.finetune import DPSpec, FineTuneConfig, fine_tune, perplexity
+from privlab.llm.finetune import fine_tune, perplexity
 from privlab.llm.mia import llm_membership_inference
 from privlab.llm.models import LanguageModel, load_smollm2, small_gpt
 from privlab.llm.pii import TEMPLATES, pii_canaries
 from privlab.llm.pii_games import extraction_game, inference_game, reconstruction_game
 from privlab.llm.tokenization import CharTokenizer
 
-MODEL_NAMES = ("gpt", "smollm2")
 CHANCE_EXPOSURE = 1 / np.log(2)  # E[-log2 U] for U uniform: a model that knows nothing of the secret
-
-
-@dataclass(frozen=True)
-class CanaryExperimentConfig:
-    """One canary experiment; ``train.dp`` decides whether it is private."""
-
-    model: str = "gpt"
-    corpus_chars: int = 60_000
-    doc_chars: int = 256
-    repetitions: tuple[int, ...] = DEFAULT_REPETITIONS
-    per_level: int = 2
-    n_digits: int = 4
-    pii: bool = True
-    mia_documents: int = 100
-    gpt_layers: int = 2
-    gpt_embd: int = 128
-    train: FineTuneConfig = field(default_factory=lambda: FineTuneConfig(steps=300, batch_size=32, lr=3e-3))
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        owner = "CanaryExperimentConfig"
-        check_choice(self.model, "model", owner, MODEL_NAMES)
-        check_int(self.corpus_chars, "corpus_chars", owner, low=2000)
-        check_int(self.doc_chars, "doc_chars", owner, low=16)
-        check_int(self.per_level, "per_level", owner, low=1)
-        check_int(self.n_digits, "n_digits", owner, low=1, high=9)
-        check_int(self.mia_documents, "mia_documents", owner, low=10)
-        check_int(self.gpt_layers, "gpt_layers", owner, low=1)
-        check_int(self.gpt_embd, "gpt_embd", owner, low=8)
-        check_int(self.seed, "seed", owner, low=0)
-        for r in self.repetitions:
-            check_int(r, "repetitions", owner, low=1)
 
 
 def split_documents(text: str, doc_chars: int) -> list[str]:

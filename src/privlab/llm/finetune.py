@@ -30,58 +30,10 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
-from privlab._validation import check_choice, check_int, check_real
 from privlab.dp.layers import SUPPORTED_LAYERS
+from privlab.llm.config import FineTuneConfig
 from privlab.llm.models import LanguageModel
 from privlab.llm.tokenization import token_windows
-
-CLIPPING = ("flat", "per_layer", "ghost")
-
-
-@dataclass(frozen=True)
-class DPSpec:
-    """What the guarantee depends on: epsilon, delta (default ``1 / (10 N)``), clipping norm, mode."""
-
-    target_epsilon: float = 8.0
-    delta: float | None = None
-    max_grad_norm: float = 1.0
-    clipping: str = "ghost"
-    accountant: str = "pld"
-
-    def __post_init__(self) -> None:
-        check_real(self.target_epsilon, "target_epsilon", "DPSpec", low=0.0, low_open=True)
-        if self.delta is not None:
-            check_real(self.delta, "delta", "DPSpec", low=0.0, high=1.0, low_open=True, high_open=True)
-        check_real(self.max_grad_norm, "max_grad_norm", "DPSpec", low=0.0, low_open=True)
-        check_choice(self.clipping, "clipping", "DPSpec", CLIPPING)
-        check_choice(self.accountant, "accountant", "DPSpec", ("pld", "rdp"))
-
-
-@dataclass(frozen=True)
-class FineTuneConfig:
-    """Optimisation settings (they do not change the guarantee; ``steps`` and ``batch_size`` do with DP)."""
-
-    steps: int = 200
-    batch_size: int = 16
-    seq_len: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    lora_r: int = 0
-    lora_alpha: int = 16
-    lora_targets: tuple[str, ...] = ()
-    seed: int = 0
-    dp: DPSpec | None = None
-
-    def __post_init__(self) -> None:
-        owner = "FineTuneConfig"
-        check_int(self.steps, "steps", owner, low=1)
-        check_int(self.batch_size, "batch_size", owner, low=1)
-        check_int(self.seq_len, "seq_len", owner, low=2)
-        check_real(self.lr, "lr", owner, low=0.0, low_open=True)
-        check_real(self.weight_decay, "weight_decay", owner, low=0.0)
-        check_int(self.lora_r, "lora_r", owner, low=0)
-        check_int(self.lora_alpha, "lora_alpha", owner, low=1)
-        check_int(self.seed, "seed", owner, low=0)
 
 
 @dataclass(frozen=True, eq=False)
