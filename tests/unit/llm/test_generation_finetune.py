@@ -10,8 +10,8 @@ import torch
 from privlab.dp.validation import module_problems
 from privlab.errors import UnsupportedModuleError
 from privlab.llm.canaries import Canary
-from privlab.llm.extraction import extract_canary, extraction_rates
 from privlab.llm.config import DPSpec, FineTuneConfig
+from privlab.llm.extraction import extract_canary, extraction_rates
 from privlab.llm.finetune import fine_tune, perplexity, prepare_for_dp
 from privlab.llm.generation import beam, greedy, sample
 from privlab.llm.models import CausalLMLogits, LanguageModel, small_gpt
@@ -131,7 +131,9 @@ def test_unsupported_layer_without_adaptation_is_refused():
     from privlab.dp import make_private
 
     lm = _tiny_llama()
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.zeros(8, 4, dtype=torch.long)), batch_size=4)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.zeros(8, 4, dtype=torch.long)), batch_size=4
+    )
     opt = torch.optim.SGD(lm.module.parameters(), lr=0.1)
     with pytest.raises(UnsupportedModuleError, match="LlamaRMSNorm"):
         make_private(lm.module, opt, loader, noise_multiplier=1.0)

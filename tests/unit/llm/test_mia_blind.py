@@ -51,7 +51,9 @@ def test_scores_match_formulas_on_toy_model():
 
 
 def test_min_k_pp_hand_example():
-    d = DocStats("x", np.array([-1.0, -3.0, -0.5, -2.0]), np.array([-1.0, -1.0, -1.0, -1.0]), np.array([1.0, 2.0, 0.5, 1.0]))
+    d = DocStats(
+        "x", np.array([-1.0, -3.0, -0.5, -2.0]), np.array([-1.0, -1.0, -1.0, -1.0]), np.array([1.0, 2.0, 0.5, 1.0])
+    )
     # z = [0, -1, 1, -1]; the lowest half: -1, -1
     assert min_k_pp_score(d, 0.5) == pytest.approx(-1.0)
     assert min_k_score(d, 0.5) == pytest.approx(-2.5)
@@ -81,7 +83,7 @@ def _docs(rng, words, n, length=30):
 
 def test_blind_baseline_fires_on_shift_and_not_on_random_split():
     rng = np.random.default_rng(0)
-    words = np.array("thou art the king of all that lies before thee and me".split())
+    words = np.array(["thou", "art", "the", "king", "of", "all", "that", "lies", "before", "thee", "and", "me"])
     same = _docs(rng, words, 120)
     res = blind_baseline(same[:60], same[60:], seed=0, warn=False)
     assert not res.fires

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -67,7 +68,7 @@ def _peaked(secret: str, strength: float) -> object:
     V = len(VOCAB)
     bg = torch.zeros(V, V)
     path = tok.encode(" " + secret)
-    for a, b in zip(path[:-1], path[1:], strict=True):
+    for a, b in itertools.pairwise(path):
         bg[a, b] = strength
     return bigram_lm(bg)
 
@@ -102,7 +103,9 @@ def test_extrapolated_exposure_matches_exact_rank():
         est = canary_exposure(lm, prefix, secret, exact_limit=1000, n_samples=4000, seed=1)
         assert est.method == "extrapolated"
         assert est.exposure == pytest.approx(exact, abs=0.6)
-        gauss = extrapolated_exposure(est.secret_logppl, grid[np.random.default_rng(0).integers(0, 10**6, 4000)], "gaussian")
+        gauss = extrapolated_exposure(
+            est.secret_logppl, grid[np.random.default_rng(0).integers(0, 10**6, 4000)], "gaussian"
+        )
         assert gauss == pytest.approx(exact, abs=1.0)
 
 
