@@ -68,7 +68,9 @@ def test_dp_fine_tune_small_gpt_accounts_and_learns(clipping):
     lm = _gpt()
     ids = torch.tensor(lm.tokenizer.encode(TEXT))
     before = perplexity(lm, ids, 32)
-    cfg = FineTuneConfig(steps=30, batch_size=16, seq_len=32, lr=1e-2, dp=DPSpec(target_epsilon=8.0, clipping=clipping))
+    cfg = FineTuneConfig(
+        steps=30, batch_size=16, seq_len=32, lr=1e-2, dp=DPSpec(target_epsilon=8.0, clipping=clipping, accountant="rdp")
+    )
     res = fine_tune(lm, ids, cfg)
     assert res.steps == 30 and res.epsilon is not None and res.epsilon <= 8.0 + 1e-6
     assert res.noise_multiplier is not None and res.noise_multiplier > 0
@@ -80,7 +82,7 @@ def test_dp_fine_tune_small_gpt_accounts_and_learns(clipping):
 def test_lora_dp_fine_tune_trains_adapters_only():
     lm = _gpt()
     ids = torch.tensor(lm.tokenizer.encode(TEXT))
-    cfg = FineTuneConfig(steps=5, batch_size=8, seq_len=32, lora_r=4, dp=DPSpec(target_epsilon=4.0))
+    cfg = FineTuneConfig(steps=5, batch_size=8, seq_len=32, lora_r=4, dp=DPSpec(target_epsilon=4.0, accountant="rdp"))
     res = fine_tune(lm, ids, cfg)
     names = [n for n, p in res.lm.module.named_parameters() if p.requires_grad]
     assert names and all("lora_" in n for n in names)
@@ -120,7 +122,9 @@ def test_llama_layers_refused_by_dp_and_adapted():
 def test_dp_fine_tune_tiny_llama(lora):
     lm = _tiny_llama()
     ids = torch.randint(0, 64, (2000,), generator=torch.Generator().manual_seed(0))
-    cfg = FineTuneConfig(steps=3, batch_size=8, seq_len=16, lora_r=lora, dp=DPSpec(target_epsilon=8.0))
+    cfg = FineTuneConfig(
+        steps=3, batch_size=8, seq_len=16, lora_r=lora, dp=DPSpec(target_epsilon=8.0, accountant="rdp")
+    )
     res = fine_tune(lm, ids, cfg)
     assert res.epsilon is not None and all(math.isfinite(x) for x in res.losses)
     if lora:
