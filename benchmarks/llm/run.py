@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -199,7 +200,8 @@ def overhead_worker(model: str, mode: str, steps: int) -> dict[str, Any]:
         "steps": res.steps,
         "batch_size": batch,
         "seq_len": 64,
-        "seconds_per_step": res.seconds / res.steps,
+        "seconds_per_step": statistics.median(res.step_seconds[1:] or res.step_seconds),
+        "first_step_seconds": res.step_seconds[0],
         "peak_rss_mb": peak,
         "peak_rss_above_loaded_mb": peak - before,
         "trainable_parameters": res.trainable_parameters,
@@ -236,8 +238,8 @@ def part_overhead(args: argparse.Namespace) -> None:
         "overhead",
         {
             "rows": rows,
-            "method": "one subprocess per (model, mode); seconds per step = fine_tune's "
-            "timed loop / steps (first step included); peak RSS from getrusage; DP batches are Poisson "
+            "method": "one subprocess per (model, mode); seconds per step = median over "
+            "steps after the first (forward, backward, clipping, noise, optimizer step); peak RSS from getrusage; DP batches are Poisson "
             "with the same expected size",
         },
     )
@@ -281,7 +283,7 @@ def main() -> None:
     p.add_argument("--dp-batch", type=int, default=128)
     p.add_argument("--epsilons", type=float, nargs="+", default=[8.0, 2.0])
     p.add_argument("--gpt-overhead-steps", type=int, default=20)
-    p.add_argument("--smollm2-overhead-steps", type=int, default=3)
+    p.add_argument("--smollm2-overhead-steps", type=int, default=4)
     p.add_argument("--smollm2-steps", type=int, default=60)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--worker", default="")

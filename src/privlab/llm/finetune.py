@@ -51,6 +51,7 @@ class FineTuneResult:
     frozen: tuple[str, ...] = field(default=())
     untied: tuple[str, ...] = field(default=())
     trainable_parameters: int = 0
+    step_seconds: tuple[float, ...] = field(default=())
 
 
 def prepare_for_dp(model: nn.Module, clipping: str) -> tuple[list[str], list[str]]:
@@ -140,10 +141,12 @@ def fine_tune(
         opt, loader, sigma, q = pt.optimizer, pt.data_loader, pt.noise_multiplier, pt.sample_rate
     module.train()
     losses: list[float] = []
+    step_times: list[float] = []
     start = time.perf_counter()
     bar = tqdm(total=cfg.steps, desc=f"fine-tune {lm.name}", disable=not progress, leave=False)
     while len(losses) < cfg.steps:
         for (batch,) in loader:
+            t0 = time.perf_counter()
             opt.zero_grad()
             if batch.shape[0] == 0:  # an empty Poisson batch: the DP step still adds noise
                 opt.step()
@@ -153,6 +156,7 @@ def fine_tune(
                 loss.backward()
                 opt.step()
                 losses.append(float(loss.detach()))
+            step_times.append(time.perf_counter() - t0)
             bar.update(1)
             if len(losses) >= cfg.steps:
                 break
@@ -165,7 +169,18 @@ def fine_tune(
     out = LanguageModel(module, lm.tokenizer, lm.name + ("+lora" if cfg.lora_r else ""), lm.block_size)
     trainable = sum(p.numel() for p in params)
     return FineTuneResult(
-        out, eps, delta, sigma, q, len(losses), seconds, tuple(losses), tuple(frozen), tuple(untied), trainable
+        out,
+        eps,
+        delta,
+        sigma,
+        q,
+        len(losses),
+        seconds,
+        tuple(losses),
+        tuple(frozen),
+        tuple(untied),
+        trainable,
+        tuple(step_times),
     )
 
 
