@@ -239,7 +239,8 @@ def part_overhead(args: argparse.Namespace) -> None:
         {
             "rows": rows,
             "method": "one subprocess per (model, mode); seconds per step = median over "
-            "steps after the first (forward, backward, clipping, noise, optimizer step); peak RSS from getrusage; DP batches are Poisson "
+            "steps after the first (forward, backward, clipping, noise, optimizer step; batch sampling "
+            "excluded); peak RSS from getrusage; DP batches are Poisson "
             "with the same expected size",
         },
     )
