@@ -245,6 +245,11 @@ def run(cfg: RunConfig, *, progress: bool = True, quiet: bool = False) -> RunRes
                         quiet,
                     )
 
+    if cfg.llm is not None:
+        from privlab.llm.pipeline import llm_stage
+
+        report.sections["llm"] = llm_stage(cfg.llm, run_dir, cfg.seed, progress)
+
     report_json = report.save(run_dir / "report.json")
     report_html = run_dir / "report.html"
     render_html(report_json, report_html)
