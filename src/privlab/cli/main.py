@@ -13,6 +13,7 @@ from privlab import __version__
 from privlab.cli import account as account
 from privlab.cli import attack as attack_cli
 from privlab.cli import data as data
+from privlab.cli import llm as llm_cli
 from privlab.cli import mpc as mpc_cli
 from privlab.cli import report as report_cli
 from privlab.cli import run as run_cli
@@ -33,6 +34,9 @@ app.command("run", help="Run a configured pipeline: train -> attack -> audit -> 
 app.command("demo", help="The bundled MNIST demo: train, attack, audit, report.")(run_cli.demo)
 app.add_typer(
     mpc_cli.app, name="mpc", help="Secure multi-party computation: private inference and training on secret shares."
+)
+app.add_typer(
+    llm_cli.app, name="llm", help="Language-model privacy: canaries, exposure, extraction, PII, MIA, DP fine-tuning."
 )
 app.add_typer(report_cli.app, name="report", help=report_cli.__doc__)
 app.command("attack", help="Membership-inference attacks (LOSS, Attack-R, LiRA, RMIA) on a model and its data.")(

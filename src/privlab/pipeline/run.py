@@ -289,6 +289,11 @@ def _run(cfg: RunConfig, run_dir: Path, progress: bool, quiet: bool) -> RunResul
                         quiet,
                     )
 
+    if cfg.llm is not None:
+        from privlab.llm.pipeline import llm_stage
+
+        report.sections["llm"] = llm_stage(cfg.llm, run_dir, cfg.seed, progress)
+
     report_json = report.save(run_dir / "report.json")
     report_html = run_dir / "report.html"
     render_html(report_json, report_html)
