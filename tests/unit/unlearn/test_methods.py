@@ -113,6 +113,7 @@ def test_sisa_checks_the_training_set(mnist_small: ArrayDataset) -> None:
     with pytest.raises(InvalidParameterError, match=r"'model'.*SISAEnsemble"):
         unlearn(copy.deepcopy(_model("sisa", mnist_small)), split.forget, split.retain, cfg)
 
+
 def test_certified_checks_the_training_set(adult_small: ArrayDataset) -> None:
     split = forget_split(adult_small, [0, 1])
     cert = get_method("certified").train(_model("certified", adult_small), adult_small, _cfg("certified"))
