@@ -214,6 +214,16 @@ def _train_for(model: nn.Module, data: ArrayDataset, config: UnlearnConfig) -> n
 def unlearn_sisa(model: nn.Module, forget: ArrayDataset, retain: ArrayDataset, config: UnlearnConfig) -> UnlearnResult:
     st = sisa_state(model)
     old = st.manifest
+    try:
+        on_disk = json.loads((st.directory / "manifest.json").read_text()).get("generation")
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CorruptArtifactError(f"SISA manifest in {st.directory} is unreadable: {exc}") from exc
+    if on_disk != old["generation"]:
+        raise InvalidParameterError(
+            f"The 'model' parameter of SISA unlearning is stale: its checkpoints have moved on to generation "
+            f"{on_disk} (it holds generation {old['generation']}). Use the ensemble the last removal returned, or "
+            "load_sisa."
+        )
     gone = set(old["removed"])
     present = [i for i in range(old["n_train"]) if i not in gone]
     if len(forget) + len(retain) != len(present):

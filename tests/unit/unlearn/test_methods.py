@@ -64,9 +64,13 @@ def test_method_contract(name: str, request: pytest.FixtureRequest) -> None:
     d = res.to_dict()
     assert d["method"] == name and isinstance(d["details"], dict)
     # loaders work like datasets (same seeds -> same model)
-    res2 = unlearn(original, DataLoader(split.forget, batch_size=8), DataLoader(split.retain, batch_size=8), cfg)
-    if name != "sisa":  # SISA moved its checkpoints to the first result; the model is the same
+    if name != "sisa":  # SISA's checkpoints moved on with the first removal (a stale ensemble is refused)
+        loaders = DataLoader(split.forget, batch_size=8), DataLoader(split.retain, batch_size=8)
+        res2 = unlearn(original, *loaders, cfg)
         assert torch.equal(_params(res2.model), _params(res.model))
+    else:
+        with pytest.raises(InvalidParameterError, match=r"'model'.*stale"):
+            unlearn(original, split.forget, split.retain, cfg)
     # bad input: empty forget set, wrong config type
     empty = ArrayDataset(mnist_small.x[:0], mnist_small.y[:0])
     with pytest.raises(InvalidParameterError, match=r"'forget'"):
