@@ -245,6 +245,15 @@ def run(cfg: RunConfig, *, progress: bool = True, quiet: bool = False) -> RunRes
                         quiet,
                     )
 
+    if cfg.unlearning is not None:
+        from privlab.unlearn.run import run_unlearning
+
+        _log(f"unlearning: {', '.join(cfg.unlearning.methods)}", quiet)
+        data_key = {"data": asdict(cfg.data), "n_ref": cfg.attack.reference_models}
+        report.sections["unlearning"] = run_unlearning(
+            cfg.unlearning, pop.members, pop.test, run_dir, seed=cfg.seed, data_key=data_key, progress=progress
+        )
+
     report_json = report.save(run_dir / "report.json")
     report_html = run_dir / "report.html"
     render_html(report_json, report_html)

@@ -1,8 +1,10 @@
 """Certified removal for L2-regularised logistic regression (Guo, Goldstein, Hannun, van der Maaten
 2020, "Certified Data Removal from Machine Learning Models", ICML).
 
-Model: an ``nn.Linear`` (optionally after ``nn.Flatten``) read as K one-vs-rest binary logistic
-regressions on ``x~ = [x, 1]`` (the bias is a weight on a constant feature). Head k, labels
+Model: an ``nn.Linear``, or an ``nn.Sequential`` of parameter-free feature maps followed by one
+``nn.Linear`` (e.g. :class:`UnitNorm`, Guo et al.'s preprocessing to ``||x|| <= 1``, or a frozen
+feature extractor with no trainable parameters), read as K one-vs-rest binary logistic
+regressions on ``x~ = [phi(x), 1]`` (the bias is a weight on a constant feature). Head k, labels
 ``y_k = +1 if y == k else -1``, minimises the perturbed objective (Guo et al. Eq. 2 + Sec. 3.2)
 
     L_b(w; D) = sum_i log(1 + exp(-y_i w^T x_i)) + lambda n / 2 ||w||^2 + b^T w,   b ~ N(0, sigma^2 I),
@@ -79,8 +81,34 @@ def linear_layer(model: nn.Module, owner: str = "certified removal") -> nn.Linea
     return linears[0]
 
 
-def features(x: torch.Tensor) -> torch.Tensor:
-    """``[flatten(x), 1]`` in float64: (N, D)."""
+class UnitNorm(nn.Module):
+    """``flatten(x) / ||flatten(x)||``: rows on the unit sphere (Guo et al. 2020's ``||x|| <= 1``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = x.reshape(len(x), -1)
+        return f / f.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def feature_map(model: nn.Module) -> nn.Module | None:
+    """The parameter-free modules before the model's ``nn.Linear`` (an ``nn.Sequential``), or None."""
+    if not isinstance(model, nn.Sequential):
+        return None
+    mods = list(model)
+    pos = next((i for i, m in enumerate(mods) if isinstance(m, nn.Linear)), None)
+    if pos is None or pos != len(mods) - 1:
+        raise UnsupportedModuleError(
+            "The 'model' parameter of certified removal must end with its nn.Linear (nothing after it). "
+            f"Got {[type(m).__name__ for m in mods]} instead."
+        )
+    return nn.Sequential(*mods[:pos]) if pos else None
+
+
+def features(x: torch.Tensor, model: nn.Module | None = None) -> torch.Tensor:
+    """``[phi(x), 1]`` in float64: (N, D); ``phi`` = the model's feature map, then flattened."""
+    fm = feature_map(model) if model is not None else None
+    if fm is not None:
+        with torch.no_grad():
+            x = fm(x)
     f = x.reshape(len(x), -1).to(torch.float64)
     return torch.cat([f, torch.ones(len(x), 1, dtype=torch.float64)], dim=1)
 
@@ -149,7 +177,7 @@ def _fit(model: nn.Module, data: ArrayDataset, config: UnlearnConfig, seed: int)
             "The 'model' parameter of train_certified must have a bias (it is the weight of the constant feature). "
             "Got nn.Linear(bias=False) instead."
         )
-    X, S = features(data.x), signs(data.y, lin.out_features)
+    X, S = features(data.x, model), signs(data.y, lin.out_features)
     gen = torch.Generator().manual_seed(sub_seed(seed, 3))
     b = torch.randn(lin.out_features, X.shape[1], generator=gen, dtype=torch.float64) * config.sigma
     w = minimise(X, S, config.l2, b, config.newton_iters, torch.zeros_like(b))
@@ -191,8 +219,8 @@ def unlearn_certified(
             f"({st.n_train} rows). Got {len(forget)} + {len(retain)} rows instead."
         )
     K = st.w.shape[0]
-    Xf, Sf = features(forget.x), signs(forget.y, K)
-    Xr, Sr = features(retain.x), signs(retain.y, K)
+    Xf, Sf = features(forget.x, model), signs(forget.y, K)
+    Xr, Sr = features(retain.x, model), signs(retain.y, K)
     lam, m = st.l2, len(forget)
     # Delta = m lambda w* + sum_j grad l(w*^T x_j, y_j) over the removed rows (Guo et al. Sec. 3.1)
     coef = -Sf * torch.sigmoid(-Sf * (Xf @ st.w.T))
