@@ -20,7 +20,7 @@ UNLEARNING = {
     "forget_fraction": 0.05,
     "scaling": [0.05],
     "requests": 2,
-    "shadows": 4,
+    "shadows": 6,
     "hidden": [16],
     "settings": {"train": {"epochs": 3, "batch_size": 32, "lr": 0.05}, "epochs": 1, "shards": 2, "slices": 2},
     "per_method": {"scrub": {"lr": 0.02}},

@@ -143,13 +143,18 @@ def hessians(w: torch.Tensor, X: torch.Tensor, lam: float) -> torch.Tensor:
 def minimise(
     X: torch.Tensor, S: torch.Tensor, lam: float, b: torch.Tensor, iters: int, w0: torch.Tensor
 ) -> torch.Tensor:
-    """Damped Newton on each head's strongly convex ``L_b`` (backtracking on the objective)."""
+    """Damped Newton on each head's strongly convex ``L_b`` (backtracking on the objective).
+
+    Gradients and objective are float64, so the fixed point is the exact minimiser; the Hessian of
+    the search direction is formed in float32 (twice as fast; it only changes the path taken).
+    """
     w = w0.clone()
+    X32 = X.float()
     for _ in range(iters):
         g = gradient(w, X, S, lam, b)
         if float(g.norm()) <= 1e-9 * max(1.0, X.shape[0]):
             break
-        step = torch.linalg.solve(hessians(w, X, lam), g.unsqueeze(-1)).squeeze(-1)
+        step = torch.linalg.solve(hessians(w.float(), X32, lam).double(), g.unsqueeze(-1)).squeeze(-1)
         f0 = objective(w, X, S, lam, b)
         t = torch.ones(w.shape[0], 1, dtype=w.dtype)
         for _ in range(30):

@@ -62,9 +62,9 @@ class UnlearnRunConfig:
             check_real(f, "scaling", o, low=0.0, high=0.5, low_open=True)
         check_int(self.requests, "requests", o, low=0)
         check_int(self.shadows, "shadows", o, low=0)
-        if self.shadows and (self.shadows < 4 or self.shadows % 2):
+        if self.shadows and (self.shadows < 6 or self.shadows % 2):
             raise InvalidParameterError(
-                f"The 'shadows' parameter of {o} must be 0 or an even number >= 4. Got {self.shadows} instead."
+                f"The 'shadows' parameter of {o} must be 0 or an even number >= 6. Got {self.shadows} instead."
             )
         for h in self.hidden:
             check_int(h, "hidden", o, low=1)

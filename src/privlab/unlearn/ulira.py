@@ -4,10 +4,13 @@ Careful Evaluations to Avoid a False Sense of Privacy"): a per-example likelihoo
 
 Layout (all K shadow models share one population, the training set; F = the forget candidates):
 shadow k trains on ``R_k + F_k`` (``R_k``: each non-candidate row with probability 1/2; ``F_k``: a
-balanced half of the candidates, every candidate in exactly K/2 of them) and then unlearns
-``F_k`` with the method under test. For each candidate x, the shadows with ``x in F_k`` give the
-"unlearned" distribution of x's scaled logit ``phi`` and the others the "retrained" one (they
-never saw x). Each shadow is attacked in turn with the other K - 1 as references: LiRA online
+random half of the candidates, with shadows ``2i`` and ``2i + 1`` complementary on F, so every
+candidate is in exactly K/2 of them) and then unlearns ``F_k`` with the method under test. For
+each candidate x, the shadows with ``x in F_k`` give the "unlearned" distribution of x's scaled
+logit ``phi`` and the others the "retrained" one (they never saw x). Each shadow is attacked in
+turn with the K - 2 shadows outside its pair as references -- K/2 - 1 on each side for every
+candidate; leaving out the target alone would leave its own side one model short, a bias
+towards "the other side" that pushes the AUC of an exact method below 1/2. LiRA online
 (Carlini et al. 2022; :class:`privlab.attacks.LiRA`) fits the two Gaussians per example and
 scores ``log N(phi; mu_U, s_U^2) - log N(phi; mu_R, s_R^2)``. The K x |F| scores, labelled by
 ``x in F_k``, give TPR at low FPR with bootstrap intervals (:func:`privlab.attacks.evaluate_scores`).
@@ -42,14 +45,14 @@ FPRS = (0.1, 0.05, 0.01)
 
 @dataclass(frozen=True)
 class ULiRAConfig:
-    """Shadow count (even, >= 4), bootstrap size and seed of a U-LiRA evaluation."""
+    """Shadow count (even, >= 6: two references per side), bootstrap size and seed of a U-LiRA evaluation."""
 
     shadows: int = 16
     n_bootstrap: int = 200
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check_int(self.shadows, "shadows", "ULiRAConfig", low=4)
+        check_int(self.shadows, "shadows", "ULiRAConfig", low=6)
         if self.shadows % 2:
             raise InvalidParameterError(
                 f"The 'shadows' parameter of ULiRAConfig must be even (balanced forget halves). Got {self.shadows}."
@@ -79,11 +82,13 @@ class ULiRAResult:
 
 
 def shadow_masks(n: int, forget_index: np.ndarray, shadows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(K, n) training masks ``R_k + F_k`` and (K, n) forget masks ``F_k`` (balanced over candidates)."""
+    """(K, n) training masks ``R_k + F_k`` and (K, n) forget masks ``F_k`` (pairs ``2i, 2i+1`` complementary on F)."""
     cand = np.zeros(n, dtype=bool)
     cand[forget_index] = True
     train = membership_mask(shadows, n, seed=seed) & ~cand
-    f_half = membership_mask(shadows, len(forget_index), seed=seed + 1, balanced=True)
+    half = membership_mask(shadows // 2, len(forget_index), seed=seed + 1)
+    f_half = np.empty((shadows, len(forget_index)), dtype=bool)
+    f_half[0::2], f_half[1::2] = half, ~half
     forget = np.zeros((shadows, n), dtype=bool)
     forget[:, forget_index] = f_half
     return train | forget, forget
@@ -150,7 +155,7 @@ def ulira(
     scores = np.empty(member.shape)
     K = ucfg.shadows
     for k in range(K):
-        others = [j for j in range(K) if j != k]
+        others = [j for j in range(K) if j // 2 != k // 2]  # not the target, nor its complementary partner
         att = LiRA(online=True).fit(sig.select(others), member[others])
         scores[k] = att.score(sig.select([k]))
     metrics = evaluate_scores(
