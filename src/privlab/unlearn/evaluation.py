@@ -267,6 +267,7 @@ class SequenceStep:
     forget_accuracy_retrain: float
     privleak: float
     seconds: float
+    fraction_retrained: float = 0.0  # of this request (e.g. certified removal falling back to retraining)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -319,6 +320,7 @@ def sequence(
                 sr.forget_accuracy,
                 privleak(su.mia_auc, sr.mia_auc),
                 res.seconds,
+                res.fraction_retrained,
             )
         )
     return steps
