@@ -16,7 +16,7 @@ from privlab.pipeline import config_from_dict, run
 from privlab.report import load_report
 
 UNLEARNING = {
-    "methods": ["retrain", "sisa", "scrub", "certified"],
+    "methods": ["retrain", "scrub", "certified"],
     "forget_fraction": 0.05,
     "scaling": [0.05],
     "requests": 2,
@@ -37,13 +37,13 @@ def test_privlab_unlearn_cli_writes_the_section_and_caches(tmp_path: Path) -> No
     rep = load_report(run_dir / "report.json")
     sec = rep["sections"]["unlearning"]
     table = sec["tables"][0]
-    assert [r[0] for r in table["rows"]] == ["original (no unlearning)", "retrain", "sisa", "scrub", "certified"]
+    assert [r[0] for r in table["rows"]] == ["original (no unlearning)", "retrain", "scrub", "certified"]
     ci = table["rows"][1][table["columns"].index("U-LiRA CI")]
     assert isinstance(ci, list) and len(ci) == 2 and ci[0] <= ci[1]
     assert {f["title"] for f in sec["figures"]} >= {"U-LiRA ROC", "Drift over removal requests"}
     assert "Machine unlearning" in (run_dir / "report.html").read_text()
     marks = {p.parent.name: p.stat().st_mtime_ns for p in run_dir.glob("unlearn-*/done.json")}
-    assert len(marks) == 5
+    assert len(marks) == 4
     again = CliRunner().invoke(app, ["unlearn", str(path), "--quiet"])
     assert again.exit_code == 0
     assert {p.parent.name: p.stat().st_mtime_ns for p in run_dir.glob("unlearn-*/done.json")} == marks

@@ -44,9 +44,20 @@ def unlearn_cmd(
     report.sections["unlearning"] = section
     report_json = report.save(run_dir / "report.json")
     render_html(report_json, run_dir / "report.html")
-    for row in section["tables"][0]["rows"]:
-        if not quiet:
-            typer.echo("  " + " | ".join(str(round(v, 3)) if isinstance(v, float) else str(v) for v in row[:9]))
+    table = section["tables"][0]
+    show = [
+        "method",
+        "forget acc.",
+        "PrivLeak",
+        "U-LiRA TPR@1%FPR",
+        "test acc.",
+        "time / retrain",
+        "fraction retrained",
+    ]
+    cols = [table["columns"].index(c) for c in show]
+    typer.echo(" | ".join(show))
+    for row in table["rows"]:
+        typer.echo(" | ".join(f"{row[i]:.3f}" if isinstance(row[i], float) else str(row[i]) for i in cols))
     typer.echo(f"report (HTML): {(run_dir / 'report.html').resolve()}")
     typer.echo(f"report (JSON): {report_json.resolve()}")
     typer.echo(f"({time.perf_counter() - start:.0f} s)")
