@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from privlab._validation import check_int
+from privlab.llm.pipeline import llm_stage
 from privlab.pipeline.cache import StageEvent, record_stages, stage
 from privlab.pipeline.config import RunConfig
 from privlab.pipeline.stages import (
@@ -31,6 +32,7 @@ from privlab.pipeline.stages import (
     train_target,
 )
 from privlab.report import ModelEntry, PrivacyReport, attack_curves, render_html
+from privlab.unlearn.run import run_unlearning
 
 
 @dataclass(frozen=True)
@@ -290,9 +292,13 @@ def _run(cfg: RunConfig, run_dir: Path, progress: bool, quiet: bool) -> RunResul
                     )
 
     if cfg.llm is not None:
-        from privlab.llm.pipeline import llm_stage
-
         report.sections["llm"] = llm_stage(cfg.llm, run_dir, cfg.seed, progress)
+    if cfg.unlearning is not None:
+        _log(f"unlearning: {', '.join(cfg.unlearning.methods)}", quiet)
+        data_key = {"data": asdict(cfg.data), "n_ref": cfg.attack.reference_models}
+        report.sections["unlearning"] = run_unlearning(
+            cfg.unlearning, pop.members, pop.test, run_dir, seed=cfg.seed, data_key=data_key, progress=progress
+        )
 
     report_json = report.save(run_dir / "report.json")
     report_html = run_dir / "report.html"
