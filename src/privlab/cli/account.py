@@ -7,7 +7,7 @@ import json
 import typer
 
 from privlab.accounting import ACCOUNTANTS, epsilon, resolve_noise_multiplier
-from privlab.errors import InvalidParameterError
+from privlab.cli.errors import cli_errors
 
 
 def account(
@@ -20,7 +20,7 @@ def account(
 ) -> None:
     """Epsilon of DP-SGD under both accountants, or the noise multiplier for a target epsilon."""
     rows: dict[str, float] = {}
-    try:
+    with cli_errors():
         for acc in ACCOUNTANTS:
             sigma = resolve_noise_multiplier(
                 noise_multiplier,
@@ -31,12 +31,8 @@ def account(
                 owner="privlab account",
                 accountant=acc,
                 names=("--noise-multiplier", "--target-epsilon"),
-                steps_name="'--steps'",
             )
             rows[acc] = epsilon(sigma, sample_rate, steps, delta, acc) if noise_multiplier is not None else sigma
-    except InvalidParameterError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
     what = "epsilon" if noise_multiplier is not None else "noise_multiplier"
     if as_json:
         typer.echo(json.dumps({"quantity": what, "delta": delta, **rows}))

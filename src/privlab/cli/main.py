@@ -13,9 +13,12 @@ from privlab import __version__
 from privlab.cli import account as account
 from privlab.cli import attack as attack_cli
 from privlab.cli import data as data
+from privlab.cli import llm as llm_cli
 from privlab.cli import mpc as mpc_cli
+from privlab.cli import report as report_cli
 from privlab.cli import run as run_cli
 from privlab.cli import train as train_cli
+from privlab.cli import unlearn as unlearn_cli
 
 app = typer.Typer(
     name="privlab",
@@ -33,6 +36,11 @@ app.command("demo", help="The bundled MNIST demo: train, attack, audit, report."
 app.add_typer(
     mpc_cli.app, name="mpc", help="Secure multi-party computation: private inference and training on secret shares."
 )
+app.add_typer(
+    llm_cli.app, name="llm", help="Language-model privacy: canaries, exposure, extraction, PII, MIA, DP fine-tuning."
+)
+app.add_typer(report_cli.app, name="report", help=report_cli.__doc__)
+app.command("unlearn", help="Unlearning methods measured against retraining.")(unlearn_cli.unlearn_cmd)
 app.command("attack", help="Membership-inference attacks (LOSS, Attack-R, LiRA, RMIA) on a model and its data.")(
     attack_cli.attack
 )

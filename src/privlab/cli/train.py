@@ -14,10 +14,10 @@ import typer
 from torch import nn
 from torch.utils.data import DataLoader
 
+from privlab.cli.errors import cli_errors
 from privlab.data.registry import load_dataset
 from privlab.dp.checkpoint import save_checkpoint
 from privlab.dp.facade import make_private
-from privlab.errors import PrivlabError
 from privlab.models import MLP, SmallCNN
 from privlab.train.fit import accuracy, fit
 
@@ -45,7 +45,7 @@ def train(
 ) -> None:
     """Train a model with DP-SGD and save it with its privacy ledger."""
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items()}  # the options only
-    try:
+    with cli_errors({"name": "--dataset"}):  # errors name the flags (load_dataset's 'name' is --dataset)
         torch.manual_seed(seed)
         train_set, test_set = load_dataset(dataset, "train"), load_dataset(dataset, "test")
         classes = train_set.num_classes
@@ -72,9 +72,6 @@ def train(
             seed=seed,
             secure_rng=secure_rng,
         )
-    except PrivlabError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
     if lr_schedule not in ("cosine", "constant"):
         raise typer.BadParameter(f"--lr-schedule must be cosine or constant, got {lr_schedule!r}")
     steps = epochs * len(pt.data_loader)
