@@ -24,6 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from privlab.data import ArrayDataset, load_dataset
+from privlab.errors import InvalidParameterError
 from privlab.fl.client import build_fl_model
 from privlab.fl.config import FedConfig
 from privlab.fl.privacy import UserLevelAccountant, noise_multiplier_of
@@ -100,6 +101,13 @@ def build_strategy(cfg: FedConfig) -> Any:
             finally:
                 self.clipping_norm = after
 
+    sigma_b = dp.clipped_count_stddev if dp.clipped_count_stddev is not None else m / 20
+    if z >= 2 * sigma_b:
+        raise InvalidParameterError(
+            "The 'clipped_count_stddev' parameter of UserDPConfig must exceed z / 2 = "
+            f"{z / 2:.4g} for adaptive clipping (Andrew et al. 2021: z_update = (z^-2 - (2 sigma_b)^-2)^-1/2). "
+            f"Got {sigma_b:.4g} instead (default: clients_per_round / 20)."
+        )
     return AdaptiveClipping(
         base,
         z,
