@@ -38,8 +38,10 @@ def noise_multiplier_of(cfg: FedConfig) -> float:
         raise InvalidParameterError("The 'dp' parameter of FedConfig is None: the run has no noise multiplier.")
     if dp.noise_multiplier is not None:
         return float(dp.noise_multiplier)
-    assert dp.target_epsilon is not None  # exactly one of the two is set (UserDPConfig)
-    return _calibrated(dp.target_epsilon, cfg.sample_rate, cfg.rounds, dp.delta, dp.accountant)
+    eps = dp.target_epsilon
+    if eps is None:  # unreachable: UserDPConfig requires exactly one of the two
+        raise InvalidParameterError("The 'dp' parameter of FedConfig has neither noise_multiplier nor target_epsilon.")
+    return _calibrated(eps, cfg.sample_rate, cfg.rounds, dp.delta, dp.accountant)
 
 
 @lru_cache(maxsize=32)
@@ -74,9 +76,13 @@ class UserLevelAccountant:
     def rounds(self) -> int:
         return self.ledger.steps
 
+    def record_round(self, rounds: int = 1) -> None:
+        """Record ``rounds`` rounds (each a sampled Gaussian release over users)."""
+        self.ledger.record(self.noise_multiplier, self.sample_rate, rounds)
+
     def step(self) -> float:
         """Record one round; return the user-level epsilon after it (Poisson convention)."""
-        self.ledger.record(self.noise_multiplier, self.sample_rate, 1)
+        self.record_round()
         return self.ledger.epsilon()
 
     def epsilon(self) -> float:

@@ -91,6 +91,7 @@ def run_secagg_server(
     random.seed(cfg.seed)
     model = build_fl_model(cfg)
     keys = list(model.state_dict().keys())
+    dtypes = [v.dtype for v in model.state_dict().values()]
     test = load_dataset(cfg.dataset, "test").head(cfg.eval_size)
     acct = None
     if cfg.dp is not None:
@@ -109,7 +110,7 @@ def run_secagg_server(
                 "(fewer than the reconstruction threshold answered within the timeout)."
             )
         last["params"] = [np.array(p).copy() for p in params]
-        model.load_state_dict({k: torch.from_numpy(np.array(p)) for k, p in zip(keys, params, strict=True)})
+        model.load_state_dict(_state(keys, params, dtypes))
         acc, loss = evaluate(model, test)
         if server_round > 0:
             eps = acct.step() if acct is not None else None
@@ -143,6 +144,7 @@ def run_secagg_server(
                 reconstruction_threshold=reconstruction_threshold,
                 clipping_range=CLIPPING_RANGE,
                 quantization_range=QUANTIZATION_RANGE,
+                max_weight=1.0,  # every client weighs 1; a larger max_weight costs quantisation precision
                 timeout=timeout,
             )
         )
@@ -152,8 +154,12 @@ def run_secagg_server(
         main()
     finally:
         bar.close()
-    state = {k: torch.from_numpy(np.array(p)) for k, p in zip(keys, last["params"], strict=True)}
-    return records, state
+    return records, _state(keys, last["params"], dtypes)
+
+
+def _state(keys: list[str], params: list[np.ndarray], dtypes: list[torch.dtype]) -> dict[str, torch.Tensor]:
+    """Parameters back to a state dict in the model's own dtypes (SecAgg+ dequantises to float64)."""
+    return {k: torch.from_numpy(np.array(p)).to(d) for k, p, d in zip(keys, params, dtypes, strict=True)}
 
 
 def make_secagg_apps(
