@@ -13,6 +13,7 @@ from privlab import __version__
 from privlab.attacks.cli import attack as attack_cmd
 from privlab.cli import account as account
 from privlab.cli import data as data
+from privlab.cli import fl as fl_cli
 from privlab.cli import run as run_cli
 from privlab.dp.cli import train as train_cmd
 from privlab.mpc.cli import app as mpc_app
@@ -33,6 +34,7 @@ app.command("demo", help="The bundled MNIST demo: train, attack, audit, report."
 app.add_typer(
     mpc_app, name="mpc", help="Secure multi-party computation: private inference and training on secret shares."
 )
+app.add_typer(fl_cli.app, name="fl", help="Federated learning on Flower: user-level DP, SecAgg+, inversion attacks.")
 app.command("attack", help="Membership-inference attacks (LOSS, Attack-R, LiRA, RMIA) on a model and its data.")(
     attack_cmd
 )

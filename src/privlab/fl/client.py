@@ -76,7 +76,9 @@ def clip_and_noise(
     return {k: u * scale + std * torch.randn(u.shape, generator=gen, dtype=u.dtype) for k, u in update.items()}
 
 
-def train_client(cfg: FedConfig, client: int, server_round: int, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def train_client(
+    cfg: FedConfig, client: int, server_round: int, state: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """One client's reply in round ``server_round``: its new model, with distributed DP noise if configured.
 
     With ``cfg.dp.noise == "distributed"`` the update ``w_local - w_global`` is clipped to C and
@@ -110,8 +112,8 @@ def make_client_app(cfg: FedConfig) -> Any:
     def train(msg: Message, context: Context) -> Message:
         conf = fed_config_from_json(cfg_json)
         client = int(context.node_config["partition-id"])
-        state = msg.content["arrays"].to_torch_state_dict()
-        rnd = int(msg.content["config"]["server-round"])
+        state = msg.content.array_records["arrays"].to_torch_state_dict()
+        rnd = int(msg.content.config_records["config"]["server-round"])  # type: ignore[arg-type]
         new = train_client(conf, client, rnd, state)
         content = RecordDict(
             {"arrays": ArrayRecord(new), "metrics": MetricRecord({"weight": 1.0, "client": client})}

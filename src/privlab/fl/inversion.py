@@ -105,7 +105,9 @@ def invert_gradient(
     return x.detach().clamp(0.0, 1.0)
 
 
-def _dummy_grads(model: nn.Module, params: list[nn.Parameter], x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def _dummy_grads(
+    model: nn.Module, params: list[nn.Parameter], x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
     loss = F.cross_entropy(model(x), y)
     return torch.autograd.grad(loss, params, create_graph=True)
 
@@ -119,8 +121,7 @@ def _run_dlg(
     def closure() -> torch.Tensor:
         opt.zero_grad()
         dummy = _dummy_grads(model, params, x, y)
-        loss = sum(((d - t) ** 2).sum() for d, t in zip(dummy, target, strict=True))
-        assert isinstance(loss, torch.Tensor)  # sum of tensors; for mypy
+        loss = torch.stack([((d - t) ** 2).sum() for d, t in zip(dummy, target, strict=True)]).sum()
         loss.backward()
         return loss
 
@@ -145,8 +146,8 @@ def _run_ig(
         d_norm = torch.sqrt(sum((d * d).sum() for d in dummy))  # type: ignore[arg-type]
         loss = 1.0 - dot / (d_norm * t_norm + 1e-12) + cfg.tv_weight * total_variation(x)
         loss.backward()
-        assert x.grad is not None  # set by backward; for mypy
-        x.grad.sign_()
+        if x.grad is not None:
+            x.grad.sign_()
         opt.step()
         sched.step()
         with torch.no_grad():

@@ -245,6 +245,10 @@ def run(cfg: RunConfig, *, progress: bool = True, quiet: bool = False) -> RunRes
                         quiet,
                     )
 
+    if cfg.federated is not None:
+        from privlab.fl.stage import federated_stage
+
+        report.sections["federated"] = federated_stage(cfg.federated, run_dir, progress)
     report_json = report.save(run_dir / "report.json")
     report_html = run_dir / "report.html"
     render_html(report_json, report_html)

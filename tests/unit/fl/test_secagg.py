@@ -1,5 +1,6 @@
 """SecAgg+ (Flower's workflow and mod) over privlab clients: correct sum, nothing in the clear, dropouts."""
 
+import contextlib
 import time
 
 import numpy as np
@@ -11,7 +12,9 @@ from privlab.fl.client import build_fl_model, train_client
 from privlab.fl.inprocess import blank_context, make_in_process_grid
 from privlab.fl.secagg import SecAggError, make_secagg_client_app, run_secagg_server
 
-CFG = FedConfig(num_clients=10, clients_per_round=10, rounds=1, train_size=1000, eval_size=200, hidden=(32,), secagg=True)
+CFG = FedConfig(
+    num_clients=10, clients_per_round=10, rounds=1, train_size=1000, eval_size=200, hidden=(32,), secagg=True
+)
 TOL = 2 * 8.0 / 2**22 * 10  # quantisation: 2^22 levels over [-8, 8], summed over 10 clients
 
 
@@ -34,10 +37,8 @@ def _arrays_seen(grid):
             for v in rec.values():
                 for b in v if isinstance(v, list) else [v]:
                     if isinstance(b, bytes):
-                        try:
+                        with contextlib.suppress(Exception):  # keys, ciphertexts: not arrays
                             out.append(np.asarray(bytes_to_ndarray(b), dtype=np.float64).ravel())
-                        except Exception:  # keys, ciphertexts: not arrays
-                            pass
     return out
 
 
