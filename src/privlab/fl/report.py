@@ -21,7 +21,8 @@ def epsilon_figure(result: FedResult) -> str:
     rounds = [r.round for r in result.rounds]
     fig, ax = plt.subplots(figsize=(5.0, 3.2))
     if result.config.dp is not None:
-        ax.plot(rounds, [math.nan if r.epsilon is None else r.epsilon for r in result.rounds], "o-", color="tab:red", label="user-level epsilon")
+        eps = [math.nan if r.epsilon is None else r.epsilon for r in result.rounds]
+        ax.plot(rounds, eps, "o-", color="tab:red", label="user-level epsilon")
         ax.set_ylabel(f"epsilon (delta={result.config.dp.delta:g})")
     ax.set_xlabel("round")
     ax2 = ax.twinx()
