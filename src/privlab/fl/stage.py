@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -9,13 +10,19 @@ from privlab.fl.config import FedConfig
 
 
 def federated_stage(
-    cfg: FedConfig, run_dir: Path, progress: bool = True, *, inversion_targets: int = 6
+    cfg: FedConfig,
+    run_dir: Path,
+    progress: bool = True,
+    *,
+    inversion_targets: int = 6,
+    runner: Callable[..., Any] | None = None,
 ) -> dict[str, Any]:
     """Run ``cfg`` on Flower (cached under ``run_dir/federated-*``) and return the report section as a dict.
 
     The section carries the per-round accuracy and user-level epsilon, and a gradient-inversion
     experiment (DLG, batch of 1) against the initial global model without defence, under the
     run's DP noise (z = 1 when the run has no DP) and under secure aggregation of m clients.
+    ``runner`` replaces :func:`run_federated` (tests).
     """
 
     from privlab.data import load_dataset
@@ -31,7 +38,7 @@ def federated_stage(
         cached: dict[str, Any] = st.read_json("section.json")
         return cached
     st.begin()
-    res = run_federated(cfg, progress=progress)
+    res = (runner or run_federated)(cfg, progress=progress)
     model = build_fl_model(cfg)
     test = load_dataset(cfg.dataset, "test")
     model.load_state_dict(res.state)  # the final global model doubles as the recognisability classifier

@@ -52,3 +52,20 @@ def test_cli_errors_name_the_flag():
     assert out.exit_code != 0 and "--clients-per-round" in out.output
     out = CliRunner().invoke(app, ["fl", "run", "--noise-multiplier", "1", "--clipping", "weird"])
     assert out.exit_code != 0 and "--clipping" in out.output
+
+
+def test_federated_stage_is_cached_and_returns_a_section(tmp_path, mnist_test):
+    from privlab.fl.stage import federated_stage
+
+    calls = []
+
+    def runner(cfg, progress=False):
+        calls.append(cfg)
+        records, state = run_server(make_in_process_grid(make_client_app(cfg), cfg.num_clients), cfg)
+        return FedResult(cfg, tuple(records), None, 0.0, state)
+
+    cfg = FedConfig(num_clients=10, clients_per_round=5, rounds=1, train_size=1000, eval_size=300, hidden=(16,))
+    sec = federated_stage(cfg, tmp_path, False, inversion_targets=2, runner=runner)
+    again = federated_stage(cfg, tmp_path, False, inversion_targets=2, runner=runner)
+    assert len(calls) == 1 and sec == again
+    assert sec["kind"] == "federated" and len(sec["data"]["inversion"]) == 3
