@@ -118,7 +118,7 @@ SCORES: dict[str, Callable[..., float]] = {
 
 @dataclass(frozen=True, eq=False)
 class LLMMIAResult:
-    """Metrics and scores (N,) per attack, the membership (N,) and the blind-baseline result if run."""
+    """Metrics and scores (N,) per attack and the membership (N,) (members first)."""
 
     metrics: dict[str, AttackMetrics]
     scores: dict[str, np.ndarray]

@@ -22,6 +22,7 @@ runner = CliRunner()
         (["account", "--target-epsilon", "-1", "--sample-rate", "0.1", "--steps", "5"], "--target-epsilon",
          "'target_epsilon' parameter"),
         (["demo", "--threads", "0", "--output-dir", "OUT"], "--threads", "'threads' parameter"),
+        (["attack", "--dataset", "cifar10"], "--dataset", "'name' parameter of load_dataset"),
     ],
 )
 def test_errors_name_the_flag(tmp_path: Path, args: list[str], flag: str, hidden: str) -> None:
