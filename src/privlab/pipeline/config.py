@@ -19,6 +19,7 @@ import yaml
 
 from privlab._validation import check_choice, check_int, check_real
 from privlab.errors import ConfigError, InvalidParameterError
+from privlab.fl.config import FedConfig
 from privlab.llm.config import LLMRunConfig
 from privlab.unlearn.run import UnlearnRunConfig
 
@@ -146,6 +147,7 @@ class RunConfig:
     targets: tuple[TargetConfig, ...] = (TargetConfig(name="target"),)
     attack: AttackConfig = field(default_factory=AttackConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    federated: FedConfig | None = None  # optional: a Flower FedAvg run (privlab.fl) and its report section
     llm: LLMRunConfig | None = None  # language-model canaries, extraction, MIA (privlab.llm)
     unlearning: UnlearnRunConfig | None = None  # privlab.unlearn: methods evaluated against retraining
 

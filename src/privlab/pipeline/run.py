@@ -22,6 +22,7 @@ from privlab.attacks import compute_signals, run_attacks
 from privlab.audit.dp_training import audit_dp_training
 from privlab.audit.optimizer_canaries import TEST as OPT_TEST
 from privlab.audit.optimizer_canaries import audit_dp_optimizer
+from privlab.fl.stage import federated_stage
 from privlab.llm.pipeline import llm_stage
 from privlab.pipeline.cache import StageEvent, record_stages, stage
 from privlab.pipeline.config import RunConfig
@@ -268,6 +269,8 @@ def _run(cfg: RunConfig, run_dir: Path, progress: bool, quiet: bool) -> RunResul
         report.sections["unlearning"] = run_unlearning(
             cfg.unlearning, pop.members, pop.test, run_dir, seed=cfg.seed, data_key=data_key, progress=progress
         )
+    if cfg.federated is not None:
+        report.sections["federated"] = federated_stage(cfg.federated, run_dir, progress)
 
     report_json = report.save(run_dir / "report.json")
     report_html = run_dir / "report.html"

@@ -1,0 +1,123 @@
+"""The client side: each client's data, its local training, and the Flower ``ClientApp``.
+
+A client is identified by Flower's ``partition-id`` (0..num_clients-1). Its data is recomputed
+from the config inside the worker that runs it (loaders read a local cache; the split is seeded),
+so nothing but the config travels to Ray's actors.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Any
+
+import torch
+from torch import nn
+
+from privlab.data import ArrayDataset, load_dataset
+from privlab.fl.config import FedConfig
+from privlab.fl.partition import partition
+from privlab.models import build_model
+from privlab.train import TrainConfig, train_model
+
+
+def build_fl_model(cfg: FedConfig, seed: int | None = None) -> nn.Module:
+    """The config's model (``mlp`` with ``hidden``, or ``cnn``), initialised from ``seed`` (default cfg.seed)."""
+    torch.manual_seed(cfg.seed if seed is None else seed)
+    if cfg.model == "mlp":
+        return build_model("mlp", hidden=tuple(cfg.hidden))
+    return build_model("cnn")
+
+
+@lru_cache(maxsize=4)
+def _parts(cfg_json: str) -> tuple[ArrayDataset, tuple[torch.Tensor, ...]]:
+    cfg = fed_config_from_json(cfg_json)
+    data = load_dataset(cfg.dataset, "train").head(cfg.train_size)
+    return data, tuple(partition(data.y, cfg.num_clients, cfg.partition, cfg.alpha, cfg.seed))
+
+
+def client_data(cfg: FedConfig, client: int) -> ArrayDataset:
+    """Client ``client``'s share of the training data under ``cfg``'s partition (cached per process)."""
+    data, parts = _parts(json.dumps(cfg.to_dict(), sort_keys=True))
+    return data.subset(parts[client])
+
+
+def fed_config_from_json(text: str) -> FedConfig:
+    """Inverse of ``json.dumps(cfg.to_dict())``."""
+    from privlab.fl.config import UserDPConfig
+
+    d: dict[str, Any] = json.loads(text)
+    d["hidden"] = tuple(d["hidden"])
+    if d.get("dp") is not None:
+        d["dp"] = UserDPConfig(**d["dp"])
+    return FedConfig(**d)
+
+
+def local_update(
+    model: nn.Module, data: ArrayDataset, cfg: FedConfig, seed: int
+) -> dict[str, torch.Tensor]:
+    """Train ``model`` in place on ``data`` (FedAvg's local epochs, plain SGD) and return its new state.
+
+    The local loop is :func:`privlab.train.train_model` (no momentum, so each round starts fresh);
+    ``local_epochs=0`` takes exactly one step on one batch (FedSGD).
+    """
+    epochs = cfg.local_epochs if cfg.local_epochs > 0 else min(1.0, cfg.batch_size / len(data)) * 0.999
+    tc = TrainConfig(epochs=epochs, batch_size=min(cfg.batch_size, len(data)), lr=cfg.lr, momentum=0.0, seed=seed)
+    train_model(model, data, tc)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def clip_and_noise(
+    update: dict[str, torch.Tensor], clip_norm: float, std: float, gen: torch.Generator
+) -> dict[str, torch.Tensor]:
+    """``u * min(1, C / ||u||_2) + N(0, std^2 I)``: one client's share of distributed DP noise."""
+    norm = torch.sqrt(sum((u.double() ** 2).sum() for u in update.values()))  # type: ignore[arg-type]
+    scale = min(1.0, clip_norm / max(float(norm), 1e-12))
+    return {k: u * scale + std * torch.randn(u.shape, generator=gen, dtype=u.dtype) for k, u in update.items()}
+
+
+def train_client(
+    cfg: FedConfig, client: int, server_round: int, state: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """One client's reply in round ``server_round``: its new model, with distributed DP noise if configured.
+
+    With ``cfg.dp.noise == "distributed"`` the update ``w_local - w_global`` is clipped to C and
+    N(0, z^2 C^2 / m) is added per coordinate before it leaves the client (m = clients per round).
+    """
+    model = build_fl_model(cfg)
+    model.load_state_dict(state)
+    seed = cfg.seed * 1_000_003 + server_round * 10_007 + client
+    new = local_update(model, client_data(cfg, client), cfg, seed)
+    dp = cfg.dp
+    if dp is None or dp.noise != "distributed":
+        return new
+    from privlab.fl.privacy import noise_multiplier_of
+
+    z = noise_multiplier_of(cfg)
+    std = z * dp.clip_norm / cfg.clients_per_round**0.5
+    gen = torch.Generator().manual_seed(seed + 7)
+    noisy = clip_and_noise({k: new[k] - state[k] for k in new}, dp.clip_norm, std, gen)
+    return {k: state[k] + noisy[k] for k in new}
+
+
+def make_client_app(cfg: FedConfig) -> Any:
+    """A Flower ``ClientApp`` whose ``train`` runs :func:`train_client` for the node's ``partition-id``."""
+    from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+    from flwr.clientapp import ClientApp
+
+    cfg_json = json.dumps(cfg.to_dict(), sort_keys=True)
+    app = ClientApp()
+
+    @app.train()
+    def train(msg: Message, context: Context) -> Message:
+        conf = fed_config_from_json(cfg_json)
+        client = int(context.node_config["partition-id"])
+        state = msg.content.array_records["arrays"].to_torch_state_dict()
+        rnd = int(msg.content.config_records["config"]["server-round"])  # type: ignore[arg-type]
+        new = train_client(conf, client, rnd, state)
+        content = RecordDict(
+            {"arrays": ArrayRecord(new), "metrics": MetricRecord({"weight": 1.0, "client": client})}
+        )
+        return Message(content=content, reply_to=msg)
+
+    return app

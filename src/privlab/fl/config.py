@@ -1,0 +1,143 @@
+"""Configuration of a federated run: frozen dataclasses, also the ``federated:`` section of ``privlab run``.
+
+What changes the privacy guarantee (``UserDPConfig``: noise, clipping, delta; and the sampling in
+``FedConfig``: ``num_clients``, ``clients_per_round``, ``rounds``) is kept apart from what changes
+only utility or speed (model, local epochs, learning rate, evaluation size).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from privlab._validation import check_choice, check_int, check_real
+from privlab.accounting import ACCOUNTANTS
+from privlab.errors import InvalidParameterError
+
+CLIPPINGS = ("fixed", "adaptive")
+NOISE_PLACEMENTS = ("central", "distributed")
+FL_DATASETS = ("mnist", "fashion_mnist")
+FL_MODELS = ("mlp", "cnn")
+FL_PARTITIONS = ("iid", "dirichlet")
+
+
+@dataclass(frozen=True)
+class UserDPConfig:
+    """User-level DP-FedAvg (McMahan et al. 2018; adaptive clipping: Andrew et al. 2021).
+
+    Each sampled client's model update is clipped to L2 norm ``clip_norm`` (C) and Gaussian noise
+    of standard deviation ``z * C`` is added to the sum of updates, which is divided by the number of
+    clients per round. ``noise_multiplier`` is z; give ``target_epsilon`` instead to calibrate z with
+    :func:`privlab.accounting.calibrate_noise` for the run's rounds and client sampling rate.
+
+    * ``clipping="fixed"``: C stays ``clip_norm``.
+    * ``clipping="adaptive"``: C starts at ``clip_norm`` and follows the ``target_quantile`` of the
+      update norms, ``C <- C exp(-clip_lr (b - target_quantile))`` with ``b`` the noisy fraction of
+      unclipped updates (count noise ``clipped_count_stddev``, default m/20). z is the noise
+      multiplier of the whole round (updates and count together, Andrew et al. Thm. 1).
+    * ``noise="central"``: the server clips and adds the noise (Flower's server-side DP wrappers);
+      it sees each update in the clear, so it must be trusted.
+    * ``noise="distributed"``: every client clips its own update and adds N(0, z^2 C^2 / m); the
+      sum carries the same noise, and with secure aggregation the server only ever sees the sum
+      (fixed clipping only).
+    """
+
+    noise_multiplier: float | None = None
+    target_epsilon: float | None = None
+    delta: float = 1e-5
+    clipping: str = "fixed"
+    clip_norm: float = 1.0
+    target_quantile: float = 0.5
+    clip_lr: float = 0.2
+    clipped_count_stddev: float | None = None
+    noise: str = "central"
+    accountant: str = "pld"
+
+    def __post_init__(self) -> None:
+        owner = "UserDPConfig"
+        if (self.noise_multiplier is None) == (self.target_epsilon is None):
+            raise InvalidParameterError(
+                f"The 'noise_multiplier' parameter of {owner} and 'target_epsilon' are exclusive: give exactly one. "
+                f"Got noise_multiplier={self.noise_multiplier}, target_epsilon={self.target_epsilon} instead."
+            )
+        if self.noise_multiplier is not None:
+            check_real(self.noise_multiplier, "noise_multiplier", owner, low=0.0)
+        if self.target_epsilon is not None:
+            check_real(self.target_epsilon, "target_epsilon", owner, low=0.0, low_open=True)
+        check_real(self.delta, "delta", owner, low=0.0, high=1.0, low_open=True, high_open=True)
+        check_choice(self.clipping, "clipping", owner, CLIPPINGS)
+        check_real(self.clip_norm, "clip_norm", owner, low=0.0, low_open=True)
+        check_real(self.target_quantile, "target_quantile", owner, low=0.0, high=1.0)
+        check_real(self.clip_lr, "clip_lr", owner, low=0.0, low_open=True)
+        if self.clipped_count_stddev is not None:
+            check_real(self.clipped_count_stddev, "clipped_count_stddev", owner, low=0.0, low_open=True)
+        check_choice(self.noise, "noise", owner, NOISE_PLACEMENTS)
+        check_choice(self.accountant, "accountant", owner, ACCOUNTANTS)
+        if self.noise == "distributed" and self.clipping == "adaptive":
+            raise InvalidParameterError(
+                f"The 'clipping' parameter of {owner} must be 'fixed' with noise='distributed' (clients cannot "
+                "agree on an adaptive norm without a trusted server). Got 'adaptive' instead."
+            )
+
+
+@dataclass(frozen=True)
+class FedConfig:
+    """A FedAvg run on Flower's simulation engine (McMahan et al. 2017).
+
+    ``num_clients`` virtual clients each hold one part of the first ``train_size`` training examples
+    (``partition``: "iid" or "dirichlet" with concentration ``alpha``); each round the server samples
+    ``clients_per_round`` of them uniformly without replacement, each runs ``local_epochs`` of plain
+    SGD (``lr``, ``batch_size``) from the global model and sends back its model, and the server
+    averages them with equal weights. ``local_epochs=0`` is FedSGD-like: one step of one batch.
+    ``secagg`` aggregates with Flower's SecAgg+ protocol instead of in the clear.
+    """
+
+    dataset: str = "mnist"
+    model: str = "mlp"
+    hidden: tuple[int, ...] = (128,)
+    num_clients: int = 100
+    clients_per_round: int = 10
+    rounds: int = 20
+    local_epochs: float = 1.0
+    batch_size: int = 32
+    lr: float = 0.1
+    partition: str = "iid"
+    alpha: float = 0.5
+    train_size: int = 60000
+    eval_size: int = 10000
+    secagg: bool = False
+    seed: int = 0
+    dp: UserDPConfig | None = None
+
+    def __post_init__(self) -> None:
+        owner = "FedConfig"
+        check_choice(self.dataset, "dataset", owner, FL_DATASETS)
+        check_choice(self.model, "model", owner, FL_MODELS)
+        for h in self.hidden:
+            check_int(h, "hidden", owner, low=1)
+        n = check_int(self.num_clients, "num_clients", owner, low=2)
+        check_int(self.clients_per_round, "clients_per_round", owner, low=2, high=n)
+        check_int(self.rounds, "rounds", owner, low=1)
+        check_real(self.local_epochs, "local_epochs", owner, low=0.0)
+        check_int(self.batch_size, "batch_size", owner, low=1)
+        check_real(self.lr, "lr", owner, low=0.0, low_open=True)
+        check_choice(self.partition, "partition", owner, FL_PARTITIONS)
+        check_real(self.alpha, "alpha", owner, low=0.0, low_open=True)
+        check_int(self.train_size, "train_size", owner, low=n)
+        check_int(self.eval_size, "eval_size", owner, low=1)
+        check_int(self.seed, "seed", owner, low=0)
+        if self.secagg and self.dp is not None and self.dp.noise == "central":
+            raise InvalidParameterError(
+                "The 'secagg' parameter of FedConfig hides individual updates from the server, so central DP "
+                "(server-side clipping) cannot run; use dp.noise='distributed'. Got secagg=True with central noise."
+            )
+
+    @property
+    def sample_rate(self) -> float:
+        """q = clients per round / total clients."""
+        return self.clients_per_round / self.num_clients
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d

@@ -1,0 +1,100 @@
+"""User-level privacy accounting of DP-FedAvg with privlab's accountant.
+
+One round of DP-FedAvg (McMahan, Ramage, Talwar & Zhang 2018, "Learning Differentially Private
+Recurrent Language Models") releases ``sum_{i in S} clip_C(Delta_i) + N(0, z^2 C^2 I)`` for a sample
+``S`` of the clients; a *user* (client) is the unit of adjacency, so the per-round mechanism is the
+sampled Gaussian mechanism with noise multiplier z over users, and ``rounds`` rounds are its
+composition. It is accounted exactly like DP-SGD with examples replaced by users:
+
+* ``epsilon_poisson``: :class:`privlab.accounting.PrivacyLedger` with sampling rate
+  ``q = clients_per_round / num_clients`` (Poisson-subsampled Gaussian, add/remove one user; the
+  convention of McMahan et al. 2018 and Andrew et al. 2021). Flower samples exactly m clients per
+  round without replacement, for which this is the standard approximation.
+* ``epsilon_fixed_size``: the exact bound for Flower's sampling (m of N without replacement,
+  replace-one-user adjacency) from :mod:`privlab.accounting.fixed_size`, reported alongside.
+
+With adaptive clipping, z is the noise multiplier of the whole round: the update noise
+``z_Delta = (z^-2 - (2 sigma_b)^-2)^-1/2`` and the clipped-count noise ``sigma_b`` compose to a
+Gaussian mechanism with multiplier z (Andrew et al. 2021, Theorem 1), which is how Flower's wrapper
+calibrates them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from privlab.accounting import PrivacyLedger, calibrate_noise
+from privlab.accounting.fixed_size import fixed_size_epsilon
+from privlab.errors import InvalidParameterError
+from privlab.fl.config import FedConfig
+
+
+def noise_multiplier_of(cfg: FedConfig) -> float:
+    """z of ``cfg.dp``: given, or calibrated to ``target_epsilon`` over ``cfg.rounds`` rounds at rate q."""
+    dp = cfg.dp
+    if dp is None:
+        raise InvalidParameterError("The 'dp' parameter of FedConfig is None: the run has no noise multiplier.")
+    if dp.noise_multiplier is not None:
+        return float(dp.noise_multiplier)
+    eps = dp.target_epsilon
+    if eps is None:  # unreachable: UserDPConfig requires exactly one of the two
+        raise InvalidParameterError("The 'dp' parameter of FedConfig has neither noise_multiplier nor target_epsilon.")
+    return _calibrated(eps, cfg.sample_rate, cfg.rounds, dp.delta, dp.accountant)
+
+
+@lru_cache(maxsize=32)
+def _calibrated(eps: float, q: float, rounds: int, delta: float, accountant: str) -> float:
+    return calibrate_noise(eps, q, rounds, delta, accountant)
+
+
+@dataclass
+class UserLevelAccountant:
+    """Per-round user-level (epsilon, delta) of a DP-FedAvg run, on a :class:`PrivacyLedger`."""
+
+    num_clients: int
+    clients_per_round: int
+    noise_multiplier: float
+    delta: float
+    accountant: str = "pld"
+    ledger: PrivacyLedger = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.clients_per_round <= self.num_clients:
+            raise InvalidParameterError(
+                "The 'clients_per_round' parameter of UserLevelAccountant must be in [2, num_clients="
+                f"{self.num_clients}]. Got {self.clients_per_round} instead."
+            )
+        self.ledger = PrivacyLedger(delta=self.delta, accountant=self.accountant)
+
+    @property
+    def sample_rate(self) -> float:
+        return self.clients_per_round / self.num_clients
+
+    @property
+    def rounds(self) -> int:
+        return self.ledger.steps
+
+    def record_round(self, rounds: int = 1) -> None:
+        """Record ``rounds`` rounds (each a sampled Gaussian release over users)."""
+        self.ledger.record(self.noise_multiplier, self.sample_rate, rounds)
+
+    def step(self) -> float:
+        """Record one round; return the user-level epsilon after it (Poisson convention)."""
+        self.record_round()
+        return self.ledger.epsilon()
+
+    def epsilon(self) -> float:
+        """User-level epsilon so far at ``delta`` (Poisson sampling at q, add/remove one user)."""
+        return self.ledger.epsilon()
+
+    def epsilon_fixed_size(self) -> float:
+        """User-level epsilon so far for sampling exactly m of N clients (replace one user, RDP)."""
+        if self.rounds == 0:
+            return 0.0
+        if self.noise_multiplier == 0:
+            return math.inf
+        return fixed_size_epsilon(
+            self.noise_multiplier, self.num_clients, self.clients_per_round, self.rounds, self.delta
+        )

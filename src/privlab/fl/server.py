@@ -1,0 +1,171 @@
+"""The server side: Flower's FedAvg (and its DP wrappers), privlab's accountant, per-round records.
+
+The strategy is Flower's own (``flwr.serverapp.strategy.FedAvg``, Message API) with equal client
+weights (DP needs them: the sensitivity of a weighted mean is not C/m). Central DP wraps it in
+Flower's ``DifferentialPrivacyServerSideFixedClipping`` or ``...AdaptiveClipping``; privlab adds
+what Flower lacks: the user-level (epsilon, delta) after every round from
+:class:`privlab.fl.privacy.UserLevelAccountant` (Flower's optional accountant does not amplify by
+sampling), reported in the logs, the progress bar and the result.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from privlab.data import ArrayDataset, load_dataset
+from privlab.errors import InvalidParameterError
+from privlab.fl.client import build_fl_model
+from privlab.fl.config import FedConfig
+from privlab.fl.privacy import UserLevelAccountant, noise_multiplier_of
+
+log = logging.getLogger("privlab.fl")
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """The global model after one round: test accuracy/loss, user-level epsilon so far, clip norm, time."""
+
+    round: int
+    accuracy: float
+    loss: float
+    epsilon: float | None
+    epsilon_fixed_size: float | None
+    clip_norm: float | None
+    seconds: float
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: ArrayDataset, batch: int = 2000) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of ``model`` on ``data``."""
+    model.eval()
+    correct, loss = 0, 0.0
+    for i in range(0, len(data), batch):
+        out = model(data.x[i : i + batch])
+        y = data.y[i : i + batch]
+        correct += int((out.argmax(1) == y).sum())
+        loss += float(F.cross_entropy(out, y, reduction="sum"))
+    return correct / len(data), loss / len(data)
+
+
+def build_strategy(cfg: FedConfig) -> Any:
+    """Flower's FedAvg with m of N clients per round and equal weights, DP-wrapped for central noise."""
+    from flwr.serverapp.strategy import (
+        DifferentialPrivacyServerSideAdaptiveClipping,
+        DifferentialPrivacyServerSideFixedClipping,
+        FedAvg,
+    )
+
+    m, n = cfg.clients_per_round, cfg.num_clients
+    base = FedAvg(
+        fraction_train=m / n,
+        fraction_evaluate=0.0,
+        min_train_nodes=m,
+        min_available_nodes=n,
+        weighted_by_key="weight",
+    )
+    dp = cfg.dp
+    if dp is None or dp.noise == "distributed":
+        return base
+    z = noise_multiplier_of(cfg)
+    if dp.clipping == "fixed":
+        return DifferentialPrivacyServerSideFixedClipping(base, z, dp.clip_norm, m)
+
+    class AdaptiveClipping(DifferentialPrivacyServerSideAdaptiveClipping):  # type: ignore[misc]
+        """Flower's wrapper, with the noise scaled by the norm this round's updates were clipped to.
+
+        Flower's ``aggregate_train`` updates the clip norm before adding noise, so the noise std is
+        ``z C_{t+1} / m`` while the sensitivity is ``C_t / m``; when the norm shrinks (most updates
+        clipped) the effective noise multiplier drops below z. Here the noise uses ``C_t``.
+        """
+
+        def aggregate_train(self, server_round: int, replies: Any) -> Any:
+            self._round_clip = self.clipping_norm
+            return super().aggregate_train(server_round, list(replies))
+
+        def _add_noise_to_aggregated_arrays(self, aggregated: Any) -> Any:
+            after = self.clipping_norm
+            self.clipping_norm = self._round_clip
+            try:
+                return super()._add_noise_to_aggregated_arrays(aggregated)
+            finally:
+                self.clipping_norm = after
+
+    sigma_b = dp.clipped_count_stddev if dp.clipped_count_stddev is not None else m / 20
+    if z >= 2 * sigma_b:
+        raise InvalidParameterError(
+            "The 'clipped_count_stddev' parameter of UserDPConfig must exceed z / 2 = "
+            f"{z / 2:.4g} for adaptive clipping (Andrew et al. 2021: z_update = (z^-2 - (2 sigma_b)^-2)^-1/2). "
+            f"Got {sigma_b:.4g} instead (default: clients_per_round / 20)."
+        )
+    return AdaptiveClipping(
+        base,
+        z,
+        m,
+        initial_clipping_norm=dp.clip_norm,
+        target_clipped_quantile=dp.target_quantile,
+        clip_norm_lr=dp.clip_lr,
+        clipped_count_stddev=dp.clipped_count_stddev,
+    )
+
+
+def run_server(grid: Any, cfg: FedConfig, *, progress: bool = False, timeout: float = 600.0) -> tuple[
+    list[RoundRecord], dict[str, torch.Tensor]
+]:
+    """The ServerApp's body: ``cfg.rounds`` rounds of (DP-)FedAvg; returns per-round records and the final state."""
+    from flwr.app import ArrayRecord, MetricRecord
+
+    random.seed(cfg.seed)  # Flower samples clients with the random module
+    np.random.seed(cfg.seed)  # and draws its DP noise with numpy's global generator
+    model = build_fl_model(cfg)
+    test = load_dataset(cfg.dataset, "test").head(cfg.eval_size)
+    strategy = build_strategy(cfg)
+    acct = None
+    if cfg.dp is not None:
+        acct = UserLevelAccountant(
+            cfg.num_clients, cfg.clients_per_round, noise_multiplier_of(cfg), cfg.dp.delta, cfg.dp.accountant
+        )
+    records: list[RoundRecord] = []
+    bar = tqdm(total=cfg.rounds, disable=not progress, desc="federated rounds", leave=False)
+    clock = [time.perf_counter()]
+
+    def evaluate_fn(server_round: int, arrays: ArrayRecord) -> MetricRecord:
+        model.load_state_dict(arrays.to_torch_state_dict())
+        acc, loss = evaluate(model, test)
+        if server_round > 0:
+            eps = acct.step() if acct is not None else None
+            eps_fixed = acct.epsilon_fixed_size() if acct is not None else None
+            clip = None if cfg.dp is None else float(getattr(strategy, "clipping_norm", cfg.dp.clip_norm))
+            now = time.perf_counter()
+            records.append(RoundRecord(server_round, acc, loss, eps, eps_fixed, clip, now - clock[0]))
+            clock[0] = now
+            eps_txt = "" if eps is None else f" user-level epsilon={eps:.3f} (delta={cfg.dp.delta:g})"  # type: ignore[union-attr]
+            log.info("round %d: accuracy=%.4f loss=%.4f%s", server_round, acc, loss, eps_txt)
+            bar.update(1)
+            bar.set_postfix(acc=f"{acc:.3f}", eps="-" if eps is None else f"{eps:.2f}")
+        return MetricRecord({"accuracy": acc, "loss": loss})
+
+    try:
+        result = strategy.start(
+            grid, ArrayRecord(model.state_dict()), num_rounds=cfg.rounds, timeout=timeout, evaluate_fn=evaluate_fn
+        )
+    finally:
+        bar.close()
+    state = result.arrays.to_torch_state_dict() if len(result.arrays) else model.state_dict()
+    return records, state
+
+
+def final_epsilon(records: list[RoundRecord]) -> float:
+    """The last round's user-level epsilon (``inf`` without DP)."""
+    eps = records[-1].epsilon if records else None
+    return math.inf if eps is None else eps
