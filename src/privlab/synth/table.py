@@ -113,7 +113,8 @@ class Column:
         allowed = {"categorical": {"name", "type", "categories"}, "numeric": {"name", "type", "low", "high", "bins"}}
         if kind not in allowed:
             raise InvalidParameterError(
-                f"The type of column {name!r} must be one of {', '.join(map(repr, COLUMN_TYPES))}. Got {kind!r} instead."
+                f"The type of column {name!r} must be one of {', '.join(map(repr, COLUMN_TYPES))}. "
+                f"Got {kind!r} instead."
             )
         extra = sorted(set(d) - allowed[str(kind)])
         if extra:

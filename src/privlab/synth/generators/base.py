@@ -77,7 +77,9 @@ class Generator(ABC):
                 f"The 'table' parameter of {owner} must be a privlab.synth.Table. Got {type(table).__name__} instead."
             )
         if len(table) < 2:
-            raise InvalidParameterError(f"The 'table' parameter of {owner} must have at least 2 rows. Got {len(table)}.")
+            raise InvalidParameterError(
+                f"The 'table' parameter of {owner} must have at least 2 rows. Got {len(table)}."
+            )
         eps = check_real(epsilon, "epsilon", owner, low=0.0, low_open=True, allow_inf=True)
         d = check_real(delta, "delta", owner, low=0.0, high=1.0, low_open=True, high_open=True)
         check_int(seed, "seed", owner, low=0)
@@ -102,7 +104,8 @@ def get_generator(name: str, **options: Any) -> Generator:
     """A registered generator by name, constructed with ``options``."""
     if name not in GENERATORS:
         raise InvalidParameterError(
-            f"The 'generator' parameter must be one of {', '.join(map(repr, sorted(GENERATORS)))}. Got {name!r} instead."
+            f"The 'generator' parameter must be one of {', '.join(map(repr, sorted(GENERATORS)))}. "
+            f"Got {name!r} instead."
         )
     try:
         return GENERATORS[name](**options)

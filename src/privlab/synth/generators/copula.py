@@ -25,7 +25,9 @@ def _lib() -> Any:
         from copulas.multivariate import GaussianMultivariate
         from copulas.univariate import UniformUnivariate
     except ImportError as exc:  # pragma: no cover
-        raise ImportError(f"The copula baseline needs copulas and pandas (pip install 'privlab[synth]'): {exc}") from exc
+        raise ImportError(
+            f"The copula baseline needs copulas and pandas (pip install 'privlab[synth]'): {exc}"
+        ) from exc
     return pd, GaussianMultivariate, UniformUnivariate
 
 
@@ -41,7 +43,9 @@ class _FittedCopula(FittedGenerator):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             u = self.model.sample(n).to_numpy()
-        cols = [np.searchsorted(cdf, np.clip(u[:, j], 0.0, 1.0 - 1e-12), side="right") for j, cdf in enumerate(self.cdfs)]
+        cols = [
+            np.searchsorted(cdf, np.clip(u[:, j], 0.0, 1.0 - 1e-12), side="right") for j, cdf in enumerate(self.cdfs)
+        ]
         return np.minimum(np.stack(cols, axis=1), np.array(self.domain.sizes) - 1)
 
 

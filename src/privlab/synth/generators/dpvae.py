@@ -13,6 +13,7 @@ add/remove-one of a row. Sampling decodes ``z ~ N(0, I)`` and draws each column 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -105,15 +106,23 @@ class DPVAE(Generator):
         loader = DataLoader(TensorDataset(x), batch_size=min(self.batch_size, len(table)), shuffle=True)
         opt = torch.optim.Adam(model.parameters(), lr=self.lr)
         ledger = None
-        if math.isinf(epsilon):
-            batches = loader
-            step_model, step_opt, steps = model, opt, self.epochs * len(loader)
-        else:
+        batches: Any = loader
+        step_model: nn.Module = model
+        step_opt: Any = opt
+        steps = self.epochs * len(loader)
+        if not math.isinf(epsilon):
             pt = make_private(
-                model, opt, loader, target_epsilon=epsilon, delta=delta, epochs=self.epochs,
-                max_grad_norm=self.max_grad_norm, seed=seed,
+                model,
+                opt,
+                loader,
+                target_epsilon=epsilon,
+                delta=delta,
+                epochs=self.epochs,
+                max_grad_norm=self.max_grad_norm,
+                seed=seed,
             )
-            batches, step_model, step_opt, steps, ledger = pt.data_loader, pt.model, pt.optimizer, pt.steps, pt.accountant.ledger
+            batches, step_model, step_opt, steps = pt.data_loader, pt.model, pt.optimizer, pt.steps
+            ledger = pt.accountant.ledger
         noise_gen = torch.Generator().manual_seed(seed + 1)
         bar = tqdm(total=steps, desc="dpvae", disable=not self.progress, leave=False)
         done = 0

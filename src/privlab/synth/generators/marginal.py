@@ -118,6 +118,10 @@ class AIM(Generator):
         with contextlib.redirect_stdout(io.StringIO()):
             synth.AIM(data, workload)
         ledger = ZCDPLedger(delta)
-        ledger.record("aim", rho, "1-way Gaussian measurements, then per round an exponential-mechanism selection "
-                      "(10%) and a Gaussian measurement (90%); the library spends exactly rho")
+        ledger.record(
+            "aim",
+            rho,
+            "1-way Gaussian measurements, then per round an exponential-mechanism selection "
+            "(10%) and a Gaussian measurement (90%); the library spends exactly rho",
+        )
         return _Fitted(table, epsilon, delta, ledger, synth.synthesizer, None)
