@@ -14,6 +14,7 @@ from privlab.attacks.cli import attack as attack_cmd
 from privlab.cli import account as account
 from privlab.cli import data as data
 from privlab.cli import run as run_cli
+from privlab.cli import synth as synth_cli
 from privlab.dp.cli import train as train_cmd
 from privlab.mpc.cli import app as mpc_app
 
@@ -30,6 +31,7 @@ app.command("train", help="Train a model with DP-SGD and save it with its privac
 app.add_typer(data.app, name="data", help=data.__doc__)
 app.command("run", help="Run a configured pipeline: train -> attack -> audit -> report.")(run_cli.run_cmd)
 app.command("demo", help="The bundled MNIST demo: train, attack, audit, report.")(run_cli.demo)
+app.command("synth", help="DP synthetic data: generators x epsilons, attacks, report.")(synth_cli.synth_cmd)
 app.add_typer(
     mpc_app, name="mpc", help="Secure multi-party computation: private inference and training on secret shares."
 )

@@ -19,6 +19,7 @@ import yaml
 
 from privlab._validation import check_choice, check_int, check_real
 from privlab.errors import ConfigError, InvalidParameterError
+from privlab.synth.config import SynthRunConfig
 
 ATTACK_NAMES = ("loss", "attack_r", "lira_online", "lira_offline", "rmia_offline", "rmia_online")
 
@@ -144,6 +145,7 @@ class RunConfig:
     targets: tuple[TargetConfig, ...] = (TargetConfig(name="target"),)
     attack: AttackConfig = field(default_factory=AttackConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    synthetic: SynthRunConfig | None = None
 
     def __post_init__(self) -> None:
         check_int(self.seed, "seed", "run", low=0)

@@ -245,6 +245,11 @@ def run(cfg: RunConfig, *, progress: bool = True, quiet: bool = False) -> RunRes
                         quiet,
                     )
 
+    if cfg.synthetic is not None:
+        from privlab.synth.stage import synthetic_stage
+
+        report.sections["synthetic"] = synthetic_stage(cfg.synthetic, run_dir, progress)
+
     report_json = report.save(run_dir / "report.json")
     report_html = run_dir / "report.html"
     render_html(report_json, report_html)
