@@ -21,7 +21,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
-from privlab._validation import check_int, check_real
+from privlab._validation import check_choice, check_int, check_real
+from privlab.accounting import ACCOUNTANTS
 from privlab.dp import make_private
 from privlab.synth.generators.base import FittedGenerator, Generator, register
 from privlab.synth.table import Table
@@ -77,7 +78,8 @@ class _FittedVAE(FittedGenerator):
 
 @register
 class DPVAE(Generator):
-    """DP-SGD-trained tabular VAE (Adam, Poisson batches of expected size ``batch_size``)."""
+    """DP-SGD-trained tabular VAE (Adam, Poisson batches of expected size ``batch_size``); ``accountant``
+    calibrates the noise ("pld", the default and tightest, or "rdp", faster to calibrate)."""
 
     name = "dpvae"
 
@@ -89,6 +91,7 @@ class DPVAE(Generator):
         max_grad_norm: float = 1.0,
         latent: int = 8,
         hidden: int = 64,
+        accountant: str = "pld",
         progress: bool = False,
     ) -> None:
         self.epochs = check_int(epochs, "epochs", "DPVAE", low=1)
@@ -97,6 +100,7 @@ class DPVAE(Generator):
         self.max_grad_norm = check_real(max_grad_norm, "max_grad_norm", "DPVAE", low=0.0, low_open=True)
         self.latent = check_int(latent, "latent", "DPVAE", low=1)
         self.hidden = check_int(hidden, "hidden", "DPVAE", low=1)
+        self.accountant = check_choice(accountant, "accountant", "DPVAE", ACCOUNTANTS)
         self.progress = progress
 
     def _fit(self, table: Table, epsilon: float, delta: float, seed: int) -> FittedGenerator:
@@ -120,6 +124,7 @@ class DPVAE(Generator):
                 epochs=self.epochs,
                 max_grad_norm=self.max_grad_norm,
                 seed=seed,
+                accountant=self.accountant,
             )
             batches, step_model, step_opt, steps = pt.data_loader, pt.model, pt.optimizer, pt.steps
             ledger = pt.accountant.ledger
