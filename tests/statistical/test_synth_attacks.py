@@ -75,7 +75,7 @@ def test_domias_and_attribute_inference_with_controls(data: SynthData) -> None:
 
 @pytest.mark.slow
 def test_aim_at_epsilon_one_is_near_chance_with_useful_utility(data: SynthData) -> None:
-    cfg = replace(CFG, train_size=1000, shadow_generators=())
+    cfg = replace(CFG, train_size=3000, shadow_generators=())
     big = load_data(cfg)
     res = evaluate_release(cfg, big, "aim", 1.0)
     assert res["budget"]["epsilon"] == pytest.approx(1.0, rel=2e-3)

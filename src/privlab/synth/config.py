@@ -53,7 +53,7 @@ class SynthRunConfig:
             check_real(e, "epsilons", owner, low=0.0, low_open=True, allow_inf=True)
         check_real(self.delta, "delta", owner, low=0.0, high=1.0, low_open=True, high_open=True)
         check_choice(self.dataset, "dataset", owner, ("adult",))
-        check_int(self.train_size, "train_size", owner, low=50, high=6000)
+        check_int(self.train_size, "train_size", owner, low=50, high=3750)  # 8 x train_size rows are drawn
         check_int(self.test_size, "test_size", owner, low=50)
         check_int(self.shadow_models, "shadow_models", owner, low=4)
         check_int(self.aim_rounds, "aim_rounds", owner, low=1)

@@ -60,7 +60,7 @@ def load_data(cfg: SynthRunConfig) -> SynthData:
 def make_generator(cfg: SynthRunConfig, name: str, progress: bool = False) -> Generator:
     """The generator ``name`` with the config's options."""
     if name == "aim":
-        return get_generator("aim", rounds=cfg.aim_rounds)
+        return get_generator("aim", rounds=cfg.aim_rounds, workload_column=cfg.label)
     if name == "dpvae":
         return get_generator("dpvae", epochs=cfg.dpvae_epochs, progress=progress)
     return get_generator(name)
