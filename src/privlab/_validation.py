@@ -25,8 +25,9 @@ def check_real(
     allow_inf: bool = False,
 ) -> float:
     """Return ``value`` as a float if it lies in the interval; raise a named error otherwise."""
-    lb = "(" if low_open else "["
-    rb = ")" if high_open else "]"
+    # an infinite end that is rejected is an open end: "(0.0, inf)" rather than "(0.0, inf]"
+    lb = "(" if low_open or (math.isinf(low) and not allow_inf) else "["
+    rb = ")" if high_open or (math.isinf(high) and not allow_inf) else "]"
     expected = f"a float in the range {lb}{low}, {high}{rb}"
     if isinstance(value, bool) or not isinstance(value, int | float):
         try:

@@ -38,3 +38,9 @@ class MPCError(PrivlabError, RuntimeError):
 class PrivacyViolationError(PrivlabError, RuntimeError):
     """A private mechanism was used in a way that would break its guarantee (e.g. a parameter that
     would be updated with a raw, unclipped gradient); the message says what happened and how to fix it."""
+
+
+class MPCRangeError(InvalidParameterError):
+    """A value of a multi-party computation would leave the fixed-point ring or an operation's
+    valid domain (a product past ``2^(62 - 2f)``, a comparison past ``2^(cmp_bits - 1 - f)``, a
+    reciprocal of a non-positive number, ...); the message names the operation or layer and the range."""

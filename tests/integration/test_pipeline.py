@@ -208,6 +208,64 @@ def test_pipeline_report_renders_in_headless_browser(first_run, tmp_path) -> Non
     assert '<figure class="epsilon"><svg' in dom.stdout and '<figure class="utility"><svg' in dom.stdout
 
 
+def test_pipeline_report_matches_its_schema_and_reads_well_in_chromium(first_run, tmp_path: Path) -> None:
+    """What a reader of the pipeline's own report sees: schema-valid, the card's strongest attack and its
+    value as computed from report.json, intervals, JSON blocks that are whole (not cut)."""
+    import html as htmllib
+    import re
+    import shutil
+    import subprocess
+
+    from typer.testing import CliRunner
+
+    from privlab.cli.main import app
+    from privlab.report import attack_curves, strongest_attack
+    from privlab.report.tables import fmt
+
+    _cfg, res = first_run
+    pytest.importorskip("jsonschema")
+    from privlab.report.verify import schema_errors
+
+    assert schema_errors(json.loads(res.report_json.read_text())) == []
+    out = CliRunner().invoke(app, ["report", "verify", str(res.report_json)])
+    assert out.exit_code == 0 and out.output.startswith("OK "), out.output
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        pytest.skip("no headless Chromium here (Debian package chromium; `make test` installs it as root)")
+    rep = load_report(res.report_json)
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    url = res.report_html.resolve().as_uri()
+    dom = subprocess.run([browser, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    page = dom.stdout
+    card = page[page.index('id="privacy-card"') : page.index("<h2>Figures")]
+    for model, mia in rep["attacks"].items():
+        best = strongest_attack(attack_curves(mia))
+        assert best is not None
+        row = re.search(rf'<tr data-model="{model}">(.*?)</tr>', card, re.S)
+        assert row, f"no card row for {model}"
+        text = row.group(1)
+        assert f"<b>{best.name}</b>: TPR {fmt(best.tpr)}" in text  # the card's value is the report's
+        assert re.search(r'<span class="ci">\[[-\d.e]+, [-\d.e]+\]</span>', text)  # with its interval
+    claimed = rep["models"]["dp"]["claimed"]["epsilon"]
+    assert f"<td>{fmt(claimed)} (δ=" in card and "ε ≥ " in card
+    # Tables carry intervals; every JSON block is whole (parses), none is cut.
+    assert page.count('class="ci"') >= 3 * 2 * 4
+    blocks = re.findall(r"<pre>(.*?)</pre>", page, re.S)
+    json_blocks = [htmllib.unescape(b) for b in blocks if b.lstrip().startswith("{")]
+    assert len(json_blocks) >= 3
+    for b in json_blocks:
+        json.loads(b)
+    assert "<details>" in page and "<summary>" in page
+    shot = tmp_path / "shot.png"
+    subprocess.run([browser, *flags, "--window-size=1200,2400", f"--screenshot={shot}", url],
+                   capture_output=True, timeout=120, check=True)
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000  # a rendered page, not a blank one
+
+
 def test_dp_references_copy_the_targets_training(first_run, monkeypatch, tmp_path) -> None:
     import privlab.train
     from privlab.pipeline import stages

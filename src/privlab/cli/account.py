@@ -7,7 +7,7 @@ import json
 import typer
 
 from privlab.accounting import ACCOUNTANTS, calibrate_noise, epsilon
-from privlab.errors import InvalidParameterError
+from privlab.cli.errors import cli_errors
 
 
 def account(
@@ -22,15 +22,12 @@ def account(
     if (noise_multiplier is None) == (target_epsilon is None):
         raise typer.BadParameter("give exactly one of --noise-multiplier or --target-epsilon")
     rows: dict[str, float] = {}
-    try:
+    with cli_errors():
         for acc in ACCOUNTANTS:
             if noise_multiplier is not None:
                 rows[acc] = epsilon(noise_multiplier, sample_rate, steps, delta, acc)
             elif target_epsilon is not None:
                 rows[acc] = calibrate_noise(target_epsilon, sample_rate, steps, delta, acc)
-    except InvalidParameterError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
     what = "epsilon" if noise_multiplier is not None else "noise_multiplier"
     if as_json:
         typer.echo(json.dumps({"quantity": what, "delta": delta, **rows}))

@@ -4,12 +4,16 @@ Secret-shared tensors over Z/2^64 (fixed point), Beaver triples and comparison m
 dealer whose traffic is mostly replaced by shared seeds, comparisons in 5 rounds, non-linear
 approximations, private inference of ordinary ``torch.nn.Module``s traced with ``torch.fx``,
 in-process and gloo transports that count rounds and bytes, and private logistic regression.
+No silently wrong result: ``private_inference`` proves in plaintext that a declared input range
+and the weights keep every layer in range (``check_ranges``), and protocols called on shares
+check their domains before a value is revealed (``MPCConfig.range_checks``).
 Depends only on torch and numpy. See ``docs/mpc.md``.
 
     from privlab.mpc import private_inference
     res = private_inference(model, images, transport="gloo")
 """
 
+from privlab.mpc.bounds import RangeReport, check_ranges, default_input_range
 from privlab.mpc.config import MPCConfig
 from privlab.mpc.inference import InferenceResult, private_inference
 from privlab.mpc.launch import RunResult, Seeds, run_local
@@ -28,9 +32,12 @@ __all__ = [
     "OpStats",
     "Party",
     "PrivateModel",
+    "RangeReport",
     "RunResult",
     "Seeds",
+    "check_ranges",
     "compile_model",
+    "default_input_range",
     "private_inference",
     "reveal",
     "run_local",

@@ -16,14 +16,23 @@ class MPCConfig:
     Z/2^64). ``cmp_bits``: comparisons assume ``|x| < 2**(cmp_bits - 1)`` in ring units, i.e.
     ``|x| < 2**(cmp_bits - 1 - frac_bits)`` as reals (default 2^23, about 8.4 million).
     ``cmp_digits``: the comparison splits ``cmp_bits - 1`` bits into this many digits (a power of 2;
-    ``log2(cmp_digits)`` AND rounds). ``timeout``: seconds a party waits for a peer or the dealer
-    before raising ``MPCError``.
+    ``log2(cmp_digits)`` AND rounds). ``timeout``: the **per-message** limit, seconds a party
+    waits for one message from a peer or the dealer before raising ``MPCError`` (a dead or
+    silent peer); it does not limit the length of a healthy run. ``deadline``: the **whole-run**
+    limit in seconds, counted from the start of the protocol (``None``, the default: no limit);
+    when it passes, every party stops with an ``MPCError`` that names the deadline.
+    ``range_checks``: protocols called directly on shares verify that their inputs lie in their
+    valid domains (see ``privlab.mpc.checks``; the check runs when a value is revealed and
+    reveals only the count of out-of-range elements); ``private_inference`` proves the ranges
+    in plaintext instead and runs without them.
     """
 
     frac_bits: int = 16
     cmp_bits: int = 40
     cmp_digits: int = 8
     timeout: float = 60.0
+    deadline: float | None = None
+    range_checks: bool = True
 
     def __post_init__(self) -> None:
         owner = "MPCConfig"
@@ -35,6 +44,12 @@ class MPCConfig:
                 f"The 'cmp_digits' parameter of {owner} must be a power of 2. Got {self.cmp_digits!r} instead."
             )
         check_real(self.timeout, "timeout", owner, low=0.0, low_open=True)
+        if self.deadline is not None:
+            check_real(self.deadline, "deadline", owner, low=0.0, low_open=True)
+        if not isinstance(self.range_checks, bool):
+            raise InvalidParameterError(
+                f"The 'range_checks' parameter of {owner} must be a bool. Got {self.range_checks!r} instead."
+            )
 
     @property
     def digit_bits(self) -> int:

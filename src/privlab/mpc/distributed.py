@@ -32,6 +32,7 @@ from privlab.mpc.launch import RunResult
 from privlab.mpc.party import Party
 from privlab.mpc.stats import CommCounter, CommStats
 from privlab.mpc.transport.gloo import DEALER_RANK, GlooTransport, Heartbeat
+from privlab.mpc.transport.limits import Limits
 
 WORLD_SIZE = 3
 
@@ -115,11 +116,12 @@ def run_party(
         raise MPCError(f"rank {rank} could not join the rendezvous at {addr}:{port}: {exc}") from exc
     try:
         seed, pair = _seed_exchange(rank, config.timeout, hb)
+        limits = Limits.start(config.timeout, config.deadline)  # the run's deadline starts here
         if rank == DEALER_RANK:
-            serve_dealer(DealerCore(seed, pair), config.timeout, hb)
+            serve_dealer(DealerCore(seed, pair), config.timeout, hb, limits)
             return None
         counter = CommCounter()
-        transport = GlooTransport(rank, config.timeout, hb)
+        transport = GlooTransport(rank, config.timeout, hb, limits)
         link = GlooDealerLink(transport) if rank == 1 else None
         party = Party(rank, transport, Provider(rank, seed, link, counter), pair, config, counter)
         if fn is None:
@@ -136,8 +138,16 @@ def run_party(
 
 
 def _child(
-    rank: int, fn: Callable[..., Any] | None, args: tuple[Any, ...], config: MPCConfig, port: int, results: Any
+    rank: int,
+    fn: Callable[..., Any] | None,
+    args: tuple[Any, ...],
+    config: MPCConfig,
+    port: int,
+    results: Any,
+    started: Any = None,
 ) -> None:
+    if started is not None:  # reached only once the spawn bootstrap (re-importing __main__) succeeded
+        started[rank if rank < 2 else 2] = 1
     try:
         res = run_party(rank, fn, args, config, "127.0.0.1", port)
         # by value: a shared-memory tensor would die with this process before the parent reads it
@@ -163,6 +173,20 @@ def _main_not_reimported(skip: bool) -> Iterator[None]:
             setattr(main, k, v)
 
 
+SPAWN_HINT = (
+    "multiprocessing's spawn start method re-imports your main script in every party process, so a script "
+    'that starts an MPC run at module level must guard it with `if __name__ == "__main__":` (see the '
+    "party's traceback above for the import that failed)"
+)
+
+
+def _exit_message(exitcode: int | None, started: bool) -> str:
+    """What a party process that died without reporting tells the user."""
+    if started:
+        return f"process exited with {exitcode}"
+    return f"process exited with {exitcode} while starting, before running any privlab code"
+
+
 def run_processes(
     fn: Callable[..., Any],
     args: tuple[tuple[Any, ...], tuple[Any, ...]],
@@ -178,33 +202,42 @@ def run_processes(
 
     ``fn`` must be importable (a module-level function). ``on_started`` receives the three
     ``Process`` objects (rank order) once started (fault-injection tests kill one);
-    ``reimport_main=False`` spares the children re-importing ``__main__``. Raises
-    ``MPCError`` with every failing rank's message if any process fails or nothing arrives
-    within ``timeout + slack`` seconds.
+    ``reimport_main=False`` spares the children re-importing ``__main__``.
+
+    Two limits, as in :class:`MPCConfig`: each process ends itself when one message takes longer
+    than ``config.timeout`` (a dead peer), so the launcher only watches exit codes; a whole-run
+    ``config.deadline`` (if set) is enforced by the parties, and by the launcher, which kills
+    processes still running ``deadline + slack`` seconds after start (``slack``: start-up). Raises
+    ``MPCError`` with every failing rank's message; the message says when the deadline fired.
     """
     config = config or MPCConfig()
     port = port or free_port()
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
+    started = ctx.Array("b", 3)
     procs = []
     with _main_not_reimported(not reimport_main):
         for rank in (0, 1, DEALER_RANK):
             a = args[rank] if rank < 2 else ()
-            p = ctx.Process(target=_child, args=(rank, fn if rank < 2 else None, a, config, port, results), daemon=True)
+            child_args = (rank, fn if rank < 2 else None, a, config, port, results, started)
+            p = ctx.Process(target=_child, args=child_args, daemon=True)
             p.start()
             procs.append(p)
     if on_started is not None:
         on_started(procs)
     got: dict[int, tuple[str, Any]] = {}
-    deadline = time.monotonic() + config.timeout + slack
-    while len(got) < 3 and time.monotonic() < deadline:
+    limit = None if config.deadline is None else time.monotonic() + config.deadline + slack
+    while len(got) < 3 and (limit is None or time.monotonic() < limit):
         try:
             rank, status, res = results.get(timeout=0.5)
             got[rank] = (status, pickle.loads(res) if status == "ok" else res)
         except Exception:
-            dead = [i for i, p in enumerate(procs) if p.exitcode not in (None, 0) and i not in got]
-            for i in dead:
-                got[i if i < 2 else DEALER_RANK] = ("error", f"process exited with {procs[i].exitcode}")
+            exited = [i for i, p in enumerate(procs) if p.exitcode is not None and i not in got]
+            for i in exited:
+                if procs[i].exitcode != 0:
+                    got[i] = ("error", _exit_message(procs[i].exitcode, bool(started[i])))
+            if all(p.exitcode is not None for p in procs) and results.empty():
+                break  # everyone is gone: nothing more will arrive
     for p in procs:
         p.join(timeout=2.0)
         if p.is_alive():
@@ -213,9 +246,23 @@ def run_processes(
     if errors or len(got) < 3:
         missing = sorted({0, 1, DEALER_RANK} - set(got))
         msg = "; ".join(f"rank {r}: {m}" for r, m in sorted(errors.items()))
+        deadline_hit = "MPCConfig.deadline" in msg or (missing and limit is not None and time.monotonic() >= limit)
         if missing:
-            msg += f"; no answer from ranks {missing} within {config.timeout + slack} s"
-        raise MPCError(f"MPC run failed: {msg}")
+            why = (
+                f"still running at the run deadline ({config.deadline} s + {slack} s start-up) and stopped"
+                if deadline_hit
+                else "exited without a result"
+            )
+            msg += ("; " if msg else "") + f"ranks {missing}: {why}"
+        head = (
+            f"MPC run stopped by its deadline of {config.deadline} s (MPCConfig.deadline, the whole-run "
+            "limit; not a dead party)"
+            if deadline_hit
+            else "MPC run failed"
+        )
+        if any(str(m).endswith("before running any privlab code") for m in errors.values()):
+            msg += f". {SPAWN_HINT[0].upper()}{SPAWN_HINT[1:]}"
+        raise MPCError(f"{head}: {msg}")
     outs = (got[0][1][0], got[1][1][0])
     stats = CommStats.combine([got[0][1][1], got[1][1][1]])
     return RunResult(outs, stats, max(got[0][1][2], got[1][1][2]))

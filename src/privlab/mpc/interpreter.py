@@ -21,6 +21,7 @@ from privlab.mpc.encoding import encode
 from privlab.mpc.model import SHAPE_METHODS, PrivateModel
 from privlab.mpc.party import Party
 from privlab.mpc.protocols import arith, compare, nonlinear
+from privlab.mpc.protocols.verify import verify
 from privlab.mpc.sharing import reveal, share
 
 
@@ -287,5 +288,6 @@ def run_program(
     on the party that learns it and ``None`` on the other."""
     xs = share(party, data_owner, x, model.input_shape)
     out = _Runner(party, model, owner).run(xs)
+    verify(party)  # pending runtime range checks (none after a plaintext proof), charged apart
     with party.counter.scope("reveal"):
         return reveal(party, out, to=reveal_to)

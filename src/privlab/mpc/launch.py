@@ -50,12 +50,14 @@ def run_local(
 
     ``seconds`` of the result is the slower party's time since start (or ``mark_start``).
 
-    The first failure is re-raised (a peer stuck waiting gets ``MPCError`` after the timeout).
+    The first failure is re-raised (the peer of a failed party stops at its next wait; a silent
+    peer gives ``MPCError`` after ``config.timeout``, a run past ``config.deadline`` one that
+    names the deadline).
     """
     config = config or MPCConfig()
     seeds = seeds or Seeds.fresh()
     core = DealerCore(seeds.dealer0, seeds.dealer1)
-    t0, t1 = local_pair(config.timeout)
+    t0, t1 = local_pair(config.timeout, config.deadline)
     counters = (CommCounter(), CommCounter())
     parties = (
         Party(0, t0, Provider(0, seeds.dealer0, None, counters[0]), seeds.pair, config, counters[0]),
@@ -69,6 +71,7 @@ def run_local(
             outputs[rank] = fn(parties[rank], *args[rank])
         except BaseException as exc:  # re-raised in the caller's thread below
             errors[rank] = exc
+            (t0, t1)[rank].fail()  # the peer learns it at its next wait, not after a timeout
 
     threads = [threading.Thread(target=work, args=(r,), daemon=True) for r in (0, 1)]
     for t in threads:

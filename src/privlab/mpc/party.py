@@ -34,6 +34,9 @@ class Party:
         self.config = config
         self.counter = counter
         self.clock_start = time.perf_counter()
+        self.range_checks = config.range_checks  # runtime domain checks (privlab.mpc.checks)
+        self.pending: list[Any] = []  # checks recorded by protocols, run before the next reveal
+        self.op_depth = 0  # nesting of protocol calls: only the outermost one records checks
 
     def mark_start(self) -> None:
         """Start the protocol clock here (after local set-up such as compiling the model)."""

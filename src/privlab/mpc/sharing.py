@@ -13,6 +13,7 @@ from privlab._validation import check_int
 from privlab.errors import InvalidParameterError
 from privlab.mpc.encoding import decode, encode
 from privlab.mpc.party import Party
+from privlab.mpc.protocols.verify import verify
 from privlab.mpc.transport.base import unpack
 
 
@@ -36,6 +37,13 @@ def share(
         raise InvalidParameterError(
             f"The 'x' parameter of share must have shape {tuple(shape)}. Got shape {tuple(x.shape)} instead."
         )
+    if not encoded and x.numel():
+        big = float(x.detach().double().abs().max())
+        if not big < 2.0 ** (62 - party.f):  # also NaN and inf
+            raise InvalidParameterError(
+                f"The 'x' parameter of share must be finite with |x| < 2^(62 - frac_bits) = "
+                f"{2.0 ** (62 - party.f):.3g}, the fixed-point range. Got a value of magnitude {big:.3g} instead."
+            )
     v = x.to(torch.int64) if encoded else encode(x, party.f)
     return v - z
 
@@ -50,8 +58,10 @@ def reveal(party: Party, x: torch.Tensor, to: int | None = None, *, decoded: boo
     """Reveal an arithmetic share to both parties (``to=None``) or only to party ``to``.
 
     One round; 8 bytes per element from each sender. Returns the decoded real tensor (or the raw
-    ring value with ``decoded=False``); the party that learns nothing gets ``None``.
+    ring value with ``decoded=False``); the party that learns nothing gets ``None``. Pending range
+    checks (``privlab.mpc.checks``) run first and raise ``MPCRangeError`` instead of revealing.
     """
+    verify(party)
     if to is None:
         (v,) = party.open([x])
     else:

@@ -114,6 +114,13 @@ def counted(fn: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         party = args[0]
         with party.counter.scope(fn.__name__):  # type: ignore[attr-defined]
-            return fn(*args, **kwargs)
+            depth = getattr(party, "op_depth", None)  # only the outermost protocol records range checks
+            if depth is None:
+                return fn(*args, **kwargs)
+            party.op_depth = depth + 1  # type: ignore[attr-defined]
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                party.op_depth = depth  # type: ignore[attr-defined]
 
     return wrapper

@@ -19,7 +19,9 @@ import yaml
 
 from privlab._validation import check_choice, check_int, check_real
 from privlab.errors import ConfigError, InvalidParameterError
+from privlab.llm.config import LLMRunConfig
 from privlab.synth.config import SynthRunConfig
+from privlab.unlearn.run import UnlearnRunConfig
 
 ATTACK_NAMES = ("loss", "attack_r", "lira_online", "lira_offline", "rmia_offline", "rmia_online")
 
@@ -145,6 +147,8 @@ class RunConfig:
     targets: tuple[TargetConfig, ...] = (TargetConfig(name="target"),)
     attack: AttackConfig = field(default_factory=AttackConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    llm: LLMRunConfig | None = None  # language-model canaries, extraction, MIA (privlab.llm)
+    unlearning: UnlearnRunConfig | None = None  # privlab.unlearn: methods evaluated against retraining
     synthetic: SynthRunConfig | None = None
 
     def __post_init__(self) -> None:

@@ -7,15 +7,19 @@ config re-runs only the stages it affects. The report (JSON + HTML) is always re
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from tqdm.auto import tqdm
 
-from privlab.pipeline.cache import stage
+from privlab._validation import check_int
+from privlab.llm.pipeline import llm_stage
+from privlab.pipeline.cache import StageEvent, record_stages, stage
 from privlab.pipeline.config import RunConfig
 from privlab.pipeline.stages import (
     Population,
@@ -28,6 +32,7 @@ from privlab.pipeline.stages import (
     train_target,
 )
 from privlab.report import ModelEntry, PrivacyReport, attack_curves, render_html
+from privlab.unlearn.run import run_unlearning
 
 
 @dataclass(frozen=True)
@@ -178,10 +183,51 @@ def audit_stage(
     return out
 
 
-def run(cfg: RunConfig, *, progress: bool = True, quiet: bool = False) -> RunResult:
-    """Execute every stage of ``cfg`` (reusing cached ones) and write the report."""
-    start = time.perf_counter()
+def _stage_message(e: StageEvent) -> str:
+    return f"stage {e.stage}: reused (cached)" if e.status == "reused" else f"stage {e.stage}: computing ({e.reason})"
+
+
+@contextlib.contextmanager
+def fixed_threads(n: int) -> Iterator[None]:
+    """Run torch's CPU kernels on exactly ``n`` intra-op threads inside (restored after).
+
+    Matrix products and reductions split their sums by thread count (and MKL may use fewer
+    threads under load), so the same training gives weights that differ in the last bits from
+    one thread count to another, and attack AUCs that differ in the 6th-7th digit. A fixed
+    count makes a re-run reproduce the report's numbers on the same machine and software.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def run(cfg: RunConfig, *, progress: bool = True, quiet: bool = False, threads: int = 1) -> RunResult:
+    """Execute every stage of ``cfg`` (reusing cached ones) and write the report.
+
+    Logs each stage as it is reused or computed, and a summary at the end; on Ctrl-C
+    (``KeyboardInterrupt``, re-raised) says that a re-run resumes from the finished stages.
+    Computes on ``threads`` intra-op threads whatever the machine's default, so that re-runs
+    give the same numbers (see :func:`fixed_threads`); the count is recorded in the report.
+    """
     run_dir = Path(cfg.output_dir) / cfg.name
+    check_int(threads, "threads", "run", low=1)
+    with record_stages(lambda e: _log(_stage_message(e), quiet)) as events, fixed_threads(threads):
+        try:
+            res = _run(cfg, run_dir, progress, quiet)
+        except KeyboardInterrupt:
+            _log(f"interrupted; re-run to resume (finished stages are cached in {run_dir})", quiet)
+            raise
+    reused = [e.stage for e in events if e.status == "reused"]
+    redone = [e.stage for e in events if e.status == "recomputed"]
+    _log(f"stages reused: {', '.join(reused) or 'none'}; recomputed: {', '.join(redone) or 'none'}", quiet)
+    return res
+
+
+def _run(cfg: RunConfig, run_dir: Path, progress: bool, quiet: bool) -> RunResult:
+    start = time.perf_counter()
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(cfg.to_yaml())
     _log(f"run directory: {run_dir}", quiet)
@@ -245,6 +291,14 @@ def run(cfg: RunConfig, *, progress: bool = True, quiet: bool = False) -> RunRes
                         quiet,
                     )
 
+    if cfg.llm is not None:
+        report.sections["llm"] = llm_stage(cfg.llm, run_dir, cfg.seed, progress)
+    if cfg.unlearning is not None:
+        _log(f"unlearning: {', '.join(cfg.unlearning.methods)}", quiet)
+        data_key = {"data": asdict(cfg.data), "n_ref": cfg.attack.reference_models}
+        report.sections["unlearning"] = run_unlearning(
+            cfg.unlearning, pop.members, pop.test, run_dir, seed=cfg.seed, data_key=data_key, progress=progress
+        )
     if cfg.synthetic is not None:
         from privlab.synth.stage import synthetic_stage
 

@@ -5,7 +5,8 @@
 >>> rep.save("report.json"); render_html("report.json", "report.html")
 """
 
-from privlab.report.html import attack_curves, render_html
+from privlab.report.attack_view import attack_curves, strongest_attack
+from privlab.report.html import render_html
 from privlab.report.schema import (
     REPORT_SCHEMA_VERSION,
     ModelEntry,
@@ -29,5 +30,6 @@ __all__ = [
     "config_hash",
     "load_report",
     "render_html",
+    "strongest_attack",
     "svg_of",
 ]

@@ -11,6 +11,12 @@ from typing import Any
 _PACKAGES = ("privlab", "torch", "numpy", "scipy", "dp-accounting", "opacus", "safetensors")
 
 
+def _torch_threads() -> int | None:
+    """torch's intra-op thread count (results of CPU reductions depend on it), if torch is loaded."""
+    torch = sys.modules.get("torch")
+    return int(torch.get_num_threads()) if torch is not None else None
+
+
 def environment() -> dict[str, Any]:
     """Python, OS, CPU count and the versions of the packages that shape a result."""
     versions: dict[str, str | None] = {}
@@ -24,5 +30,6 @@ def environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
+        "torch_threads": _torch_threads(),
         "packages": versions,
     }

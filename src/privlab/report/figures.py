@@ -23,19 +23,31 @@ def svg_of(fig: Any) -> str:
     return text[text.index("<svg") :]
 
 
-def roc_figure(curves: Mapping[str, tuple[Sequence[float], Sequence[float], float]], title: str) -> str:
-    """Log-log ROC of each attack: ``curves[name] = (fpr, tpr, auc)``."""
+def roc_figure(
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float], float]],
+    title: str,
+    fpr_floor: float = 1e-5,
+    tpr_floor: float | None = None,
+) -> str:
+    """Log-log ROC of each attack: ``curves[name] = (fpr, tpr, auc)``.
+
+    The FPR axis starts at ``fpr_floor`` (the report passes ``1 / N`` for ``N`` non-members: lower
+    FPRs cannot be resolved, so points below it are dropped rather than drawn); the TPR axis at
+    ``tpr_floor`` (default ``fpr_floor``).
+    """
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
-    floor = 1e-5
+    x0 = float(fpr_floor)
+    y0 = float(tpr_floor if tpr_floor is not None else fpr_floor)
     for name, (fpr, tpr, auc) in curves.items():
-        f = np.clip(np.asarray(fpr, dtype=float), floor, 1)
-        t = np.clip(np.asarray(tpr, dtype=float), floor, 1)
-        ax.plot(f, t, label=f"{name} (AUC {auc:.3f})", lw=1.4)
-    ax.plot([floor, 1], [floor, 1], ls="--", color="grey", lw=0.8, label="chance")
+        f = np.asarray(fpr, dtype=float)
+        t = np.asarray(tpr, dtype=float)
+        keep = f >= x0 * (1 - 1e-9)
+        ax.plot(f[keep], np.clip(t[keep], y0, 1), label=f"{name} (AUC {auc:.3f})", lw=1.4)
+    ax.plot([x0, 1], [x0, 1], ls="--", color="grey", lw=0.8, label="chance")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlim(floor, 1)
-    ax.set_ylim(floor, 1)
+    ax.set_xlim(x0, 1)
+    ax.set_ylim(min(x0, y0), 1)
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
     ax.set_title(title, fontsize=10)
@@ -45,24 +57,37 @@ def roc_figure(curves: Mapping[str, tuple[Sequence[float], Sequence[float], floa
 
 
 def epsilon_figure(rows: Sequence[tuple[str, float, float, float | None]]) -> str:
-    """Bars of audited lower bounds beside the claimed epsilon: rows of (label, claimed, lower bound, confidence)."""
-    fig, ax = plt.subplots(figsize=(5.2, 0.55 * len(rows) + 1.4))
+    """Audited epsilon beside the claimed one: rows of (label, claimed, lower bound, confidence).
+
+    A lower bound proven at confidence ``c`` is the one-sided interval ``[bound, inf)``: drawn as
+    a dot with a band to the right edge, labelled ``>= bound (c)``. A point estimate (``None``
+    confidence) proves nothing and is drawn as a hollow marker. The claim is the black tick; red
+    marks a proven bound above it.
+    """
+    fig, ax = plt.subplots(figsize=(5.6, 0.6 * len(rows) + 1.5))
     y = np.arange(len(rows))
     claimed = [r[1] for r in rows]
     lbs = [r[2] for r in rows]
-    ax.barh(
-        y,
-        lbs,
-        color=["#c0392b" if lb > c else "#2e86c1" for lb, c in zip(lbs, claimed, strict=True)],
-        height=0.5,
-        label="audited lower bound",
-    )
-    for yi, c in zip(y, claimed, strict=True):
+    right = 1.25 * max([*claimed, *lbs, 1e-3])
+    for yi, (_, c, lb, conf) in zip(y, rows, strict=True):
+        color = "#c0392b" if conf is not None and lb > c else "#2e86c1"
+        if conf is None:
+            ax.plot([lb], [yi], "o", mfc="white", mec=color, ms=7)
+            label = f"{lb:.3g} (estimate, no guarantee)"
+        else:
+            ax.fill_betweenx([yi - 0.18, yi + 0.18], lb, right, color=color, alpha=0.18, lw=0)
+            ax.plot([lb], [yi], "o", color=color, ms=7)
+            ax.annotate("", xy=(right, yi), xytext=(lb, yi), arrowprops={"arrowstyle": "->", "color": color})
+            label = f"ε ≥ {lb:.3g} ({100 * conf:.3g}% conf.)"
+        ax.text(lb, yi + 0.24, label, fontsize=7, color=color)
         ax.plot([c, c], [yi - 0.35, yi + 0.35], color="black", lw=2)
+    ax.plot([], [], "o", color="#2e86c1", label="audited lower bound: [bound, ∞) at its confidence")
     ax.plot([], [], color="black", lw=2, label="claimed epsilon")
     ax.set_yticks(y, [r[0] for r in rows], fontsize=8)
+    ax.set_ylim(-0.6, len(rows) - 0.4 + 0.3)
+    ax.set_xlim(0, right)
     ax.set_xlabel("epsilon")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=1, frameon=False)
     ax.set_title("claimed vs audited epsilon (red: claim violated)", fontsize=10)
     return svg_of(fig)
 

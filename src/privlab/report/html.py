@@ -1,67 +1,51 @@
 """Render a JSON privacy report (:mod:`privlab.report.schema`) as one self-contained HTML page.
 
 Layout: a *privacy card* first (one row per model: claimed epsilon, audited lower bound, strongest
-attack, utility, verdict), then figures (log-log ROC per model, epsilon claimed vs audited,
-utility), then the detail tables, the configuration and the environment.
+attack by TPR at the lowest resolvable FPR, utility, verdict; intervals wherever the library
+computed them), then figures (log-log ROC per model from FPR 1/N, epsilon claimed vs audited as
+one-sided intervals, utility), the attack and audit tables, pillar sections, ledgers, and the
+configuration and environment in collapsed blocks.
 """
 
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 from typing import Any
 
+from privlab.report.attack_view import attack_curves, fpr_resolution, strongest_attack
 from privlab.report.figures import epsilon_figure, roc_figure, utility_figure
 from privlab.report.schema import load_report
 from privlab.report.sections import Section
+from privlab.report.tables import (
+    attack_table,
+    audit_table,
+    ci,
+    config_block,
+    fmt,
+    intervals_note,
+    ledger_block,
+    pct,
+    pretty_block,
+)
+
+__all__ = ["attack_curves", "render_html"]
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1080px;margin:24px auto;color:#222;
-padding:0 12px}
+padding:0 12px;line-height:1.35}
 h1{font-size:1.5em;margin-bottom:0}h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}
-table{border-collapse:collapse;width:100%;font-size:.9em}th,td{border:1px solid #ddd;padding:5px 8px;text-align:left}
-th{background:#f4f6f7}.card{border:2px solid #2e86c1;border-radius:8px;padding:10px 16px;background:#f8fbfd}
-.ok{color:#1e8449;font-weight:600}.bad{color:#c0392b;font-weight:700}.muted{color:#777;font-size:.85em}
-.figs{display:flex;flex-wrap:wrap;gap:16px}.figs figure{margin:0}
-pre{background:#f4f6f7;padding:8px;overflow:auto;font-size:.8em}
+table{border-collapse:collapse;width:100%;font-size:.9em;margin:6px 0}
+th,td{border:1px solid #ddd;padding:5px 8px;text-align:left;vertical-align:top}
+table.ledger{width:auto}th{background:#f4f6f7}
+.card{border:2px solid #2e86c1;border-radius:8px;padding:10px 16px;background:#f8fbfd}
+.ok{color:#1e8449;font-weight:600}.bad{color:#c0392b;font-weight:700}.muted{color:#666;font-size:.85em}
+.ci{color:#666;font-size:.85em;white-space:nowrap}tr.strongest td{background:#fff8e1}
+.figs{display:flex;flex-wrap:wrap;gap:16px}.figs figure{margin:0;max-width:100%}
+figcaption{max-width:460px}
+details{margin:6px 0}summary{cursor:pointer;color:#2e86c1}
+pre{background:#f4f6f7;padding:8px;overflow:auto;font-size:.8em;max-height:480px}
 """
-
-
-def _f(x: Any, nd: int = 3) -> str:
-    if isinstance(x, int | float):
-        return f"{x:.{nd}g}" if abs(x) < 1e4 else f"{x:.3e}"
-    return html.escape(str(x)) if x is not None else "–"
-
-
-def attack_curves(mia: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Normalise an attack result JSON (``privlab.attacks.MIAResult.to_dict``) to
-    ``{attack: {auc, fpr, tpr, tpr_at: {fpr: value}, balanced_accuracy}}``."""
-    out: dict[str, dict[str, Any]] = {}
-    for name, entry in (mia.get("attacks") or {}).items():
-        m = entry.get("metrics", {})
-        roc = m.get("roc") or {}
-        tpr_at: dict[str, Any] = {}
-        for k, v in (m.get("tpr_at_fpr") or {}).items():
-            tpr_at[str(k)] = v.get("value", v.get("estimate")) if isinstance(v, dict) else v
-        out[name] = {
-            "auc": m.get("auc"),
-            "fpr": roc.get("fpr", []),
-            "tpr": roc.get("tpr", []),
-            "tpr_at": tpr_at,
-            "balanced_accuracy": m.get("balanced_accuracy"),
-        }
-    return out
-
-
-def _tpr_at(curve: dict[str, Any], fpr: float) -> float | None:
-    for k, v in curve["tpr_at"].items():
-        try:
-            if abs(float(k) - fpr) < 1e-12 and isinstance(v, int | float):
-                return float(v)
-        except ValueError:
-            continue
-    return None
 
 
 def _best_audit(audits: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -73,8 +57,8 @@ def _best_audit(audits: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def _cell(x: Any) -> str:
     if isinstance(x, list | tuple) and len(x) == 2 and all(isinstance(v, int | float) for v in x):
-        return f"[{_f(x[0])}, {_f(x[1])}]"
-    return _f(x)
+        return ci(x).strip()
+    return fmt(x)
 
 
 def _section_card_rows(rep: dict[str, Any]) -> list[str]:
@@ -117,14 +101,30 @@ def _sections(rep: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def _strongest_text(mia: dict[str, Any]) -> tuple[str, str]:
+    """The card cell of the strongest attack, and the footnote saying how it was chosen."""
+    curves = attack_curves(mia)
+    best = strongest_attack(curves)
+    if best is None:
+        return "–", ""
+    c = curves[best.name]
+    text = (
+        f"<b>{html.escape(best.name)}</b>: TPR {fmt(best.tpr)}{ci(best.tpr_ci)} at {pct(best.fpr)} FPR; "
+        f"AUC {fmt(c['auc'])}{ci(c['auc_ci'])}"
+    )
+    res = fpr_resolution(curves)
+    note = f"{pct(best.fpr)} FPR" + (
+        f" (N = {round(1 / res):,} non-members, resolution 1/N = {res:.2g})" if res is not None else ""
+    )
+    return text, note
+
+
 def _card(rep: dict[str, Any]) -> str:
-    rows = []
+    rows, chosen_at, interval_notes = [], [], set()
     for name, m in rep["models"].items():
         claimed = (m.get("claimed") or {}).get("epsilon")
         delta = (m.get("claimed") or {}).get("delta")
         best = _best_audit(rep["audits"].get(name, []))
-        curves = attack_curves(rep["attacks"].get(name, {}))
-        strongest = max(curves.items(), key=lambda kv: kv[1]["auc"] or 0, default=None)
         if best is not None and best.get("violates_claim"):
             verdict = '<span class="bad">CLAIM VIOLATED: audited lower bound exceeds the claimed epsilon</span>'
         elif m.get("dp") and best is not None:
@@ -134,23 +134,31 @@ def _card(rep: dict[str, Any]) -> str:
         else:
             verdict = '<span class="bad">no formal guarantee</span>'
         audit_txt = (
-            f"{_f(best['epsilon_lower_bound'])} ({html.escape(best['method'])}, "
-            f"{_f(100 * best['confidence'], 3)}% conf.)"
+            f"ε ≥ {fmt(best['epsilon_lower_bound'])} at {fmt(100 * best['confidence'])}% confidence "
+            f"<span class='muted'>({html.escape(best['method'])})</span>"
             if best
             else "–"
         )
-        attack_txt = (
-            f"{html.escape(strongest[0])}: AUC {_f(strongest[1]['auc'])}, "
-            f"TPR@0.1%FPR {_f(_tpr_at(strongest[1], 0.001))}"
-            if strongest
-            else "–"
-        )
-        util = ", ".join(f"{k} {_f(v)}" for k, v in (m.get("utility") or {}).items())
-        eps_txt = f"{_f(claimed)} (δ={_f(delta)})" if claimed is not None else "none (not DP)"
+        mia = rep["attacks"].get(name, {})
+        attack_txt, note = _strongest_text(mia)
+        if note:
+            chosen_at.append(f"{html.escape(name)}: {note}")
+        if n := intervals_note(attack_curves(mia)):
+            interval_notes.add(n)
+        util = ", ".join(f"{html.escape(k)} {fmt(v)}" for k, v in (m.get("utility") or {}).items())
+        eps_txt = f"{fmt(claimed)} (δ={fmt(delta)})" if claimed is not None else "none (not DP)"
         rows.append(
-            f"<tr><td><b>{html.escape(name)}</b></td><td>{eps_txt}</td><td>{audit_txt}</td>"
-            f"<td>{attack_txt}</td><td>{util}</td><td>{verdict}</td></tr>"
+            f"<tr data-model='{html.escape(name)}'><td><b>{html.escape(name)}</b></td><td>{eps_txt}</td>"
+            f"<td>{audit_txt}</td><td>{attack_txt}</td><td>{util}</td><td>{verdict}</td></tr>"
         )
+    at = {n.split(": ", 1)[1] for n in chosen_at}
+    how = (
+        "Strongest attack: the highest TPR at the lowest FPR the evaluation can resolve (1/N for N non-members; "
+        + (next(iter(at)) if len(at) == 1 else "; ".join(chosen_at))
+        + "). "
+        if chosen_at
+        else ""
+    )
     return (
         '<div class="card" id="privacy-card"><h2 style="margin-top:8px;border:0">Privacy card</h2>'
         "<table><tr><th>model</th><th>claimed ε</th><th>audited ε lower bound</th>"
@@ -163,59 +171,30 @@ def _card(rep: dict[str, Any]) -> str:
             if (extra := _section_card_rows(rep))
             else ""
         )
-        + "<p class='muted'>A lower bound is proven at the stated confidence; a claim is violated "
-        "only when a proven lower bound exceeds it. Attack TPR at low FPR is the leakage that matters "
-        "(Carlini et al. 2022).</p></div>"
+        + f"<p class='muted'>{how}{' '.join(sorted(interval_notes))} A lower bound is proven at the stated "
+        "confidence; a claim is violated only when a proven lower bound exceeds it. Attack TPR at low FPR is "
+        "the leakage that matters (Carlini et al. 2022).</p></div>"
     )
-
-
-def _attack_tables(rep: dict[str, Any]) -> str:
-    parts = []
-    for model, mia in rep["attacks"].items():
-        curves = attack_curves(mia)
-        rows = "".join(
-            f"<tr><td>{html.escape(a)}</td><td>{_f(c['auc'])}</td><td>{_f(c['balanced_accuracy'])}</td>"
-            f"<td>{_f(_tpr_at(c, 0.1))}</td><td>{_f(_tpr_at(c, 0.01))}</td><td>{_f(_tpr_at(c, 0.001))}</td></tr>"
-            for a, c in curves.items()
-        )
-        refs = mia.get("references") or {}
-        note = (
-            f"<p class='muted'>{_f(refs.get('count'))} reference models, trained "
-            f"{html.escape(str(refs['trained']))}</p>"
-            if refs.get("trained")
-            else ""
-        )
-        parts.append(
-            f"<h3>{html.escape(model)}</h3>{note}<table><tr><th>attack</th><th>AUC</th><th>balanced acc.</th>"
-            f"<th>TPR@10%FPR</th><th>TPR@1%FPR</th><th>TPR@0.1%FPR</th></tr>{rows}</table>"
-        )
-    return "".join(parts)
-
-
-def _audit_tables(rep: dict[str, Any]) -> str:
-    parts = []
-    for model, audits in rep["audits"].items():
-        rows = "".join(
-            f"<tr><td>{html.escape(str(a.get('method')))}</td><td>{_f(a.get('epsilon_lower_bound'))}</td>"
-            f"<td>{_f(a.get('confidence'))}</td><td>{_f(a.get('delta'))}</td><td>{_f(a.get('claimed_epsilon'))}</td>"
-            f"<td>{'<span class=bad>yes</span>' if a.get('violates_claim') else 'no'}</td>"
-            f"<td class='muted'>{html.escape(str(a.get('test', '')))} "
-            f"{html.escape(json.dumps(a.get('details', {}))[:300])}</td></tr>"
-            for a in audits
-        )
-        parts.append(
-            f"<h3>{html.escape(model)}</h3><table><tr><th>method</th><th>ε lower bound</th><th>confidence</th>"
-            f"<th>δ</th><th>claimed ε</th><th>violated</th><th>test</th></tr>{rows}</table>"
-        )
-    return "".join(parts)
 
 
 def _figures(rep: dict[str, Any]) -> str:
     figs = []
     for model, mia in rep["attacks"].items():
-        curves = {a: (c["fpr"], c["tpr"], c["auc"] or 0.0) for a, c in attack_curves(mia).items() if c["fpr"]}
-        if curves:
-            figs.append(f'<figure class="roc">{roc_figure(curves, f"membership inference: {model}")}</figure>')
+        curves = attack_curves(mia)
+        drawn = {a: (c["fpr"], c["tpr"], c["auc"] or 0.0) for a, c in curves.items() if c["fpr"]}
+        if not drawn:
+            continue
+        res = fpr_resolution(curves)
+        n_in = max((int(c["n_members"]) for c in curves.values() if c.get("n_members")), default=0)
+        svg = roc_figure(
+            drawn, f"membership inference: {model}", fpr_floor=res or 1e-5, tpr_floor=1 / n_in if n_in else None
+        )
+        cap = (
+            f"FPR axis starts at 1/N = {res:.2g} ({round(1 / res):,} non-members): lower FPRs cannot be resolved."
+            if res
+            else ""
+        )
+        figs.append(f'<figure class="roc">{svg}<figcaption class="muted">{html.escape(cap)}</figcaption></figure>')
     eps_rows = []
     for model, audits in rep["audits"].items():
         for a in audits:
@@ -237,28 +216,27 @@ def _figures(rep: dict[str, Any]) -> str:
 def render_html(report: dict[str, Any] | str | Path, out: str | Path | None = None) -> str:
     """Render a report dict (or the path of its verified JSON) to HTML; write it to ``out`` if given."""
     rep = load_report(report) if isinstance(report, str | Path) else report
+    ledgers = "".join(ledger_block(k, v.get("ledger")) for k, v in rep["models"].items())
     page = (
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(rep['title'])}</title>"
         f"<style>{_CSS}</style></head><body><h1>{html.escape(rep['title'])}</h1>"
         f"<p class='muted'>privlab privacy report · created {html.escape(rep['created'])} · config "
-        f"<code>{rep['config_hash'][:12]}</code> · report sha256 <code>{rep.get('sha256', '')[:12]}</code></p>"
+        f"<code>{rep['config_hash'][:12]}</code> · report sha256 <code>{rep.get('sha256', '')[:12]}</code> "
+        "(check with <code>privlab report verify report.json</code>)</p>"
         + _card(rep)
         + "<h2>Figures</h2>"
         + _figures(rep)
         + "<h2>Membership-inference attacks</h2>"
-        + _attack_tables(rep)
+        + "".join(attack_table(m, mia) for m, mia in rep["attacks"].items())
         + "<h2>Privacy audits</h2>"
-        + _audit_tables(rep)
+        + ("".join(audit_table(m, a) for m, a in rep["audits"].items()) or "<p class='muted'>No audits.</p>")
         + _sections(rep)
-        + "<h2>Configuration</h2><pre>"
-        + html.escape(json.dumps(rep["config"], indent=2))
-        + "</pre>"
-        + "<h2>Privacy ledgers</h2><pre>"
-        + html.escape(json.dumps({k: v.get("ledger") for k, v in rep["models"].items()}, indent=2))
-        + "</pre>"
-        + "<h2>Environment</h2><pre>"
-        + html.escape(json.dumps(rep["environment"], indent=2))
-        + "</pre>"
+        + "<h2>Privacy ledgers</h2>"
+        + ledgers
+        + "<h2>Configuration</h2>"
+        + config_block(rep["config"], rep["config_hash"])
+        + "<h2>Environment</h2>"
+        + pretty_block(rep["environment"], "Python, platform and package versions: show")
         + "</body></html>"
     )
     if out is not None:

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from privlab.errors import MPCRangeError
 from privlab.mpc.config import MPCConfig
 from privlab.mpc.encoding import encode
 from privlab.mpc.protocols import compare
@@ -77,7 +78,10 @@ def test_sign_and_ge(shared_eval, rand) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_out_of_range_input_fails_as_documented(shared_eval) -> None:  # type: ignore[no-untyped-def]
-    """Negative control: beyond 2^(cmp_bits-1) the comparison is no longer correct."""
+    """Negative control: beyond 2^(cmp_bits-1) the comparison is no longer correct (with the
+    range checks off), and the range check refuses to reveal it (on, the default)."""
     x = torch.full((200,), 3 * RANGE, dtype=torch.float64)  # x + 2^(l-1) = 2^(l+1): bit l-1 is 0
-    bit, _ = shared_eval(compare.drelu, x, decoded=False)
+    bit, _ = shared_eval(compare.drelu, x, decoded=False, config=MPCConfig(range_checks=False))
     assert bit.sum() == 0  # every positive input reported negative
+    with pytest.raises(MPCRangeError, match=r"privlab\.mpc\.drelu: 200 of 200 input values lie outside"):
+        shared_eval(compare.drelu, x, decoded=False)

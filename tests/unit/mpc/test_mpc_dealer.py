@@ -21,6 +21,7 @@ KINDS: list[tuple[str, dict[str, Any]]] = [
                 "kw": {"stride": [2, 2], "padding": [1, 1], "dilation": [1, 1], "groups": 1}}),
     ("owned_triple", {"op": "matmul", "a_shape": [4, 5], "b_shape": [5, 2]}),
     ("trunc", {"shape": [50], "f": 16}),
+    ("div", {"shape": [50], "d": 7}),
     ("cmp", {"shape": [7], "bits": 40, "digits": 8, "digit_bits": 5}),
 ]
 
@@ -52,6 +53,11 @@ def test_material_relations_and_dealer_traffic(kind: str, params: dict[str, Any]
         for ri, ui, mi in zip(r.tolist(), u.tolist(), m.tolist(), strict=True):  # naive reference
             unsigned = ri % 2**64
             assert ui == (unsigned % 2**63) >> 16 and mi == unsigned >> 63
+    elif kind == "div":
+        r, u, m = _arith(m0, m1, "r"), _arith(m0, m1, "u"), _arith(m0, m1, "m")
+        for ri, ui, mi in zip(r.tolist(), u.tolist(), m.tolist(), strict=True):
+            unsigned = ri % 2**64
+            assert ui == (unsigned % 2**63) // 7 and mi == unsigned >> 63
     else:
         r, t = _arith(m0, m1, "r"), m0["t"] ^ m1["t"]
         tab = m0["tab"] ^ m1["tab"]

@@ -119,6 +119,19 @@ def trunc_spec(shape: list[int], f: int) -> Spec:
     return Spec([Field("r", s)], [Field("u", s), Field("m", s)], derive)
 
 
+def div_spec(shape: list[int], d: int) -> Spec:
+    """Pair for exact division by the public integer ``d``: random ``r``; derived
+    ``u = floor((r mod 2^63) / d)`` and ``m = r >> 63`` (``trunc_spec`` is the case ``d = 2^f``)."""
+    s = tuple(shape)
+
+    def derive(v: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        r = v["r"]
+        low = torch.bitwise_and(r, (1 << 63) - 1)
+        return {"u": torch.div(low, d, rounding_mode="floor"), "m": (r < 0).to(torch.int64)}
+
+    return Spec([Field("r", s)], [Field("u", s), Field("m", s)], derive)
+
+
 def cmp_spec(shape: list[int], bits: int, digits: int, digit_bits: int) -> Spec:
     """Material for DReLU / ReLU (see ``protocols.compare``).
 
@@ -160,6 +173,7 @@ MATERIALS: dict[str, Callable[..., Spec]] = {
     "triple": triple_spec,
     "owned_triple": owned_triple_spec,
     "trunc": trunc_spec,
+    "div": div_spec,
     "cmp": cmp_spec,
 }
 

@@ -6,6 +6,7 @@ import torch
 
 from privlab.mpc.dealer.core import DealerCore
 from privlab.mpc.transport.gloo import DEALER_RANK, GlooTransport, Heartbeat
+from privlab.mpc.transport.limits import Limits
 
 _STOP = -1
 
@@ -29,9 +30,9 @@ class GlooDealerLink:
         self.t.close()
 
 
-def serve_dealer(core: DealerCore, timeout: float, hb: Heartbeat) -> int:
+def serve_dealer(core: DealerCore, timeout: float, hb: Heartbeat, limits: Limits | None = None) -> int:
     """Answer party 1's requests until it says stop; return the number of requests served."""
-    t = GlooTransport(DEALER_RANK, timeout, hb)
+    t = GlooTransport(DEALER_RANK, timeout, hb, limits)
     served = 0
     while True:
         n = int(t.recv(1, 8).view(torch.int64)[0])

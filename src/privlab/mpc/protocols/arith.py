@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from privlab.errors import InvalidParameterError
+from privlab.mpc.checks import require_abs, require_product
 from privlab.mpc.dealer.material import _bilinear
 from privlab.mpc.encoding import encode
 from privlab.mpc.party import Party
@@ -50,6 +51,39 @@ def trunc(party: Party, x: torch.Tensor, f: int | None = None) -> torch.Tensor:
 
 
 @counted
+def div_public(party: Party, x: torch.Tensor, d: int) -> torch.Tensor:
+    """Divide shared ``x`` by the public positive integer ``d`` with an error below 2 units of the
+    last place, whatever ``|x|`` (valid for ``|x| < 2^62`` ring units).
+
+    The truncation protocol with ``d`` in place of ``2^f``: open ``c = x + 2^62 + r``; then
+    ``x + 2^62 = (c mod 2^63) - (r mod 2^63) + 2^63 b`` exactly, with the shared bit
+    ``b = c_63 XOR r_63 = c_63 + (1 - 2 c_63) r_63``. Dividing each term by ``d`` and flooring,
+    ``y = floor((c mod 2^63) / d) - floor((r mod 2^63) / d) + b floor(2^63 / d) - floor(2^62 / d)``
+    differs from ``x / d`` by less than 2 (three floors, each off by less than 1, two of them of
+    opposite sign). Rounds 1; bytes 16; dealer 16 per element (``u = floor((r mod 2^63) / d)``
+    and ``r_63``). Perfectly hiding, like :func:`trunc`.
+    """
+    if d == 1:
+        return x
+    if d & (d - 1) == 0:  # a power of two: the truncation itself (floor or floor + 1)
+        return trunc(party, x, d.bit_length() - 1)
+    m = party.material("div", shape=list(x.shape), d=d)
+    z = x + m["r"]
+    if party.rank == 0:
+        z = z + _OFFSET
+    (c,) = party.open([z])
+    c63 = (c < 0).to(torch.int64)
+    b = (1 - 2 * c63) * m["m"]
+    if party.rank == 0:
+        b = b + c63
+    y = b * ((1 << 63) // d) - m["u"]
+    if party.rank == 0:
+        low = torch.bitwise_and(c, (1 << 63) - 1)
+        y = y + torch.div(low, d, rounding_mode="floor") - _OFFSET // d
+    return y
+
+
+@counted
 def beaver(party: Party, op: str, x: torch.Tensor, y: torch.Tensor, kw: dict[str, Any] | None = None) -> torch.Tensor:
     """``op(x, y)`` of two shared tensors for a bilinear ``op`` (mul, matmul, conv2d); no rescaling.
 
@@ -58,6 +92,7 @@ def beaver(party: Party, op: str, x: torch.Tensor, y: torch.Tensor, kw: dict[str
     party sends both masked operands); dealer ``8 |op(x, y)|`` bytes. Exact in the ring.
     """
     kw = kw or {}
+    require_product(party, "beaver", op, x, y, tuple(y.shape), kw)
     fn = _bilinear(op, kw)
     m = party.material("triple", op=op, a_shape=list(x.shape), b_shape=list(y.shape), kw=kw)
     e, f = party.open([x - m["a"], y - m["b"]])
@@ -86,6 +121,7 @@ def beaver_owned(
     Exact in the ring.
     """
     kw = kw or {}
+    require_product(party, f"beaver_owned ({op})", op, x, w, w_shape, kw, owned=True)
     fn = _bilinear(op, kw)
     m = party.material("owned_triple", op=op, a_shape=list(x.shape), b_shape=list(w_shape), kw=kw)
     e_mine = x - m["a"]
@@ -114,6 +150,7 @@ def beaver_owned(
 def mul(party: Party, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Fixed-point product of two shared tensors (broadcasting). Rounds 2; bytes 32 + 16; error
     one ulp (truncation); valid while ``|x y| < 2^(62 - 2f)``."""
+    require_product(party, "mul", "mul", x, y, tuple(y.shape))
     return trunc(party, beaver(party, "mul", x, y))
 
 
@@ -121,6 +158,7 @@ def mul(party: Party, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def matmul(party: Party, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Fixed-point ``torch.matmul`` of two shared tensors. Rounds 2; bytes ``16 (|x| + |y|) +
     16 |out|``; dealer ``24 |out|``; error one ulp plus the inputs' rounding times ``k``."""
+    require_product(party, "matmul", "matmul", x, y, tuple(y.shape))
     return trunc(party, beaver(party, "matmul", x, y))
 
 
@@ -128,6 +166,7 @@ def matmul(party: Party, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def conv2d(party: Party, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None, **kw: Any) -> torch.Tensor:
     """Fixed-point ``F.conv2d`` of a shared input and shared weight (+ shared bias). Rounds 2;
     bytes ``16 (|x| + |w|) + 16 |out|``; error one ulp plus input rounding."""
+    require_product(party, "conv2d", "conv2d", x, w, tuple(w.shape), kw)
     out = trunc(party, beaver(party, "conv2d", x, w, kw))
     if bias is not None:
         out = out + bias.reshape(1, -1, 1, 1)
@@ -142,6 +181,8 @@ def mul_public(party: Party, x: torch.Tensor, c: torch.Tensor | float) -> torch.
     extra = 0
     if isinstance(c, int | float) and 0 < abs(c) < 1:
         extra = min(16, math.ceil(-math.log2(abs(c))))
+    ct = torch.as_tensor(c, dtype=torch.float64).abs()
+    require_abs(party, "mul_public", x, 2.0 ** (62 - 2 * party.f - extra) / 2 / ct.clamp(min=2.0**-40))
     return trunc(party, x * encode(c, party.f + extra), party.f + extra)
 
 
@@ -152,21 +193,31 @@ def add_public(party: Party, x: torch.Tensor, c: torch.Tensor | float) -> torch.
 
 @counted
 def mean(party: Party, x: torch.Tensor, dim: int | tuple[int, ...], keepdim: bool = False) -> torch.Tensor:
-    """Mean over ``dim``: local sum, then a public scaling. Rounds 1; bytes 16 per output."""
-    dims = (dim,) if isinstance(dim, int) else dim
+    """Mean over ``dim``: local sum, then exact division by the public count ``n``
+    (:func:`div_public`). Rounds 1 (0 when ``n = 1``); bytes 16 per output; error below 2 ulps
+    for any ``n`` and any magnitude (a scaling by the encoded ``1/n`` would be off by about
+    ``|mean| n 2^-(f+extra+1)``, which grows with the values)."""
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
     n = math.prod(x.shape[d] for d in dims)
-    return mul_public(party, x.sum(dim=dims, keepdim=keepdim), 1.0 / n)
+    s = x.sum(dim=dims, keepdim=keepdim)
+    if n == 0:
+        raise InvalidParameterError(
+            f"The 'dim' parameter of mean must select a non-empty dimension. Got {dim!r} of shape "
+            f"{tuple(x.shape)} instead."
+        )
+    return div_public(party, s, n)
 
 
 @counted
 def avg_pool2d(party: Party, x: torch.Tensor, kernel: int, stride: int | None = None, padding: int = 0) -> torch.Tensor:
-    """``F.avg_pool2d`` (``count_include_pad=True``): local window sums and one public scaling.
-    Rounds 1; bytes 16 per output element; error one ulp."""
+    """``F.avg_pool2d`` (``count_include_pad=True``): local window sums and one exact division
+    by ``kernel^2`` (:func:`div_public`). Rounds 1; bytes 16 per output element; error below 2
+    ulps at any magnitude."""
     stride = kernel if stride is None else stride
     if padding:
         x = F.pad(x, (padding,) * 4)
     s = x.unfold(2, kernel, stride).unfold(3, kernel, stride).sum(dim=(-1, -2))
-    return mul_public(party, s, 1.0 / (kernel * kernel))
+    return div_public(party, s, kernel * kernel)
 
 
 @counted
@@ -175,6 +226,7 @@ def mul_many(party: Party, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> li
     broadcast each pair, concatenate, one Beaver opening and one truncation, split back."""
     flat_x, flat_y, shapes = [], [], []
     for x, y in pairs:
+        require_product(party, "mul_many", "mul", x, y, tuple(y.shape))
         bx, by = torch.broadcast_tensors(x, y)
         shapes.append(bx.shape)
         flat_x.append(bx.reshape(-1))

@@ -26,9 +26,15 @@ from __future__ import annotations
 
 import torch
 
+from privlab.mpc.checks import require_abs
 from privlab.mpc.party import Party
 from privlab.mpc.protocols.arith import beaver
 from privlab.mpc.stats import counted
+
+
+def _cmp_limit(party: Party) -> float:
+    """The comparison range as a real: ``2^(cmp_bits - 1 - f)``."""
+    return 2.0 ** (party.config.cmp_bits - 1 - party.f)
 
 
 def _and(
@@ -45,10 +51,17 @@ def _and(
     return z1, z2
 
 
-def _sign_bit(party: Party, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-    """Steps 1-4: XOR share of ``[x >= 0]``, the opened ``x + r``, and the material."""
+def _sign_bit(
+    party: Party, x: torch.Tensor, bits: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """Steps 1-4: XOR share of ``[x >= 0]``, the opened ``x + r``, and the material. ``bits``
+    overrides ``cmp_bits`` (the range checks compare with 62 bits: exact for ``|x| < 2^61``), with
+    at least 8 digits."""
     cfg = party.config
     l, D, mb = cfg.cmp_bits, cfg.cmp_digits, cfg.digit_bits
+    if bits is not None:  # 8 digits of 8 bits for 62-bit checks, whatever cmp_digits is
+        D = max(D, 8)
+        l, mb = bits, -(-(bits - 1) // D)
     m = party.material("cmp", shape=list(x.shape), bits=l, digits=D, digit_bits=mb)
     half = 1 << (l - 1)
     z = x + m["r"]
@@ -77,10 +90,12 @@ def _sign_bit(party: Party, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
 
 
 @counted
-def drelu(party: Party, x: torch.Tensor) -> torch.Tensor:
+def drelu(party: Party, x: torch.Tensor, bits: int | None = None) -> torch.Tensor:
     """Ring share of the bit ``[x >= 0]`` (an integer 0/1, not fixed point). See module docstring:
-    rounds ``2 + log2 D`` (5), bytes ~21 per element, exact for ``|x| < 2^(cmp_bits-1)``."""
-    b, _, m = _sign_bit(party, x)
+    rounds ``2 + log2 D`` (5), bytes ~21 per element, exact for ``|x| < 2^(cmp_bits-1)`` ring
+    units (``bits`` instead of ``cmp_bits`` if given: same rounds and bytes, larger tables)."""
+    require_abs(party, "drelu", x, _cmp_limit(party))
+    b, _, m = _sign_bit(party, x, bits)
     (e,) = party.open_bits([b ^ m["t"]])
     e64 = e.to(torch.int64)
     out = (1 - 2 * e64) * m["ta"]
@@ -91,6 +106,7 @@ def drelu(party: Party, x: torch.Tensor) -> torch.Tensor:
 def relu(party: Party, x: torch.Tensor) -> torch.Tensor:
     """``max(x, 0)``: DReLU fused with the multiplication ``x * [x >= 0]`` in its last round.
     Rounds 5, bytes ~21 per element, dealer ~50; exact inside the comparison range."""
+    require_abs(party, "relu", x, _cmp_limit(party))
     b, xr, m = _sign_bit(party, x)
     (e,) = party.open_bits([b ^ m["t"]])
     e64 = e.to(torch.int64)
@@ -101,12 +117,14 @@ def relu(party: Party, x: torch.Tensor) -> torch.Tensor:
 @counted
 def ge(party: Party, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Ring share of ``[x >= y]`` (0/1). Same cost as :func:`drelu`."""
+    require_abs(party, "ge", x - y, _cmp_limit(party))
     return drelu(party, x - y)
 
 
 @counted
 def sign(party: Party, x: torch.Tensor) -> torch.Tensor:
     """Ring share of ``+1`` for ``x >= 0`` and ``-1`` otherwise (integer). Cost of :func:`drelu`."""
+    require_abs(party, "sign", x, _cmp_limit(party))
     s = 2 * drelu(party, x)
     return s - 1 if party.rank == 0 else s
 
@@ -114,6 +132,7 @@ def sign(party: Party, x: torch.Tensor) -> torch.Tensor:
 @counted
 def maximum(party: Party, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Elementwise ``max(x, y) = y + relu(x - y)``. Rounds 5, bytes ~21 per element."""
+    require_abs(party, "maximum", x - y, _cmp_limit(party))
     return y + relu(party, x - y)
 
 
@@ -121,6 +140,7 @@ def maximum(party: Party, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def max_last(party: Party, x: torch.Tensor) -> torch.Tensor:
     """Max over the last dimension by a pairwise tree: ``ceil(log2 n)`` ReLU layers (5 rounds
     each); ``n - 1`` comparisons per row in total."""
+    require_abs(party, "max_last", x, _cmp_limit(party) / 2)
     while x.shape[-1] > 1:
         n = x.shape[-1]
         half = n // 2
@@ -137,6 +157,7 @@ def argmax_last(party: Party, x: torch.Tensor) -> torch.Tensor:
     Tree: at each level ``g = [a >= b]`` (DReLU, 5 rounds), then one Beaver round selects both
     the value and the one-hot index vector. Rounds ``6 ceil(log2 n)``.
     """
+    require_abs(party, "argmax_last", x, _cmp_limit(party) / 2)
     n = x.shape[-1]
     onehot = torch.eye(n, dtype=torch.int64).expand(*x.shape, n)
     idx = party.public(onehot.clone())
@@ -162,6 +183,7 @@ def argmax_last(party: Party, x: torch.Tensor) -> torch.Tensor:
 def max_pool2d(party: Party, x: torch.Tensor, kernel: int, stride: int | None = None) -> torch.Tensor:
     """``F.max_pool2d`` without padding: windows by strided views, then :func:`max_last`.
     Rounds ``5 ceil(log2 k^2)`` (10 for 2x2); bytes ~21 per comparison."""
+    require_abs(party, "max_pool2d", x, _cmp_limit(party) / 2)
     stride = kernel if stride is None else stride
     w = x.unfold(2, kernel, stride).unfold(3, kernel, stride)
     return max_last(party, w.reshape(*w.shape[:4], kernel * kernel))

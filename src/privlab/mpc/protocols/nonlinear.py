@@ -13,6 +13,7 @@ import math
 
 import torch
 
+from privlab.mpc.checks import require_abs, require_range
 from privlab.mpc.encoding import encode
 from privlab.mpc.party import Party
 from privlab.mpc.protocols.arith import (
@@ -26,6 +27,11 @@ from privlab.mpc.protocols.arith import (
 )
 from privlab.mpc.protocols.compare import drelu, max_last, relu
 from privlab.mpc.stats import counted
+
+
+def _cmp(party: Party) -> float:
+    """The comparison range as a real: ``2^(cmp_bits - 1 - f)``."""
+    return 2.0 ** (party.config.cmp_bits - 1 - party.f)
 
 
 def _const(party: Party, like: torch.Tensor, c: float) -> torch.Tensor:
@@ -45,6 +51,8 @@ def exp(party: Party, x: torch.Tensor, iters: int = 8, clamp: bool = False) -> t
     1e-4 absolute from rounding, on ``[-16, 8]``. Valid on ``[-2^n, 9]`` (any ``x <= 9`` when
     clamped); above 9 the squares overflow.
     """
+    require_range(party, "exp", x, None if clamp else -(2.0**iters), 9.0,
+                  "(-inf, 9] (clamped)" if clamp else f"[-{2**iters}, 9]")
     fw = party.f + iters
     if clamp:  # max(x, -2^n): then u >= -1 and the base lies in [1/2, ...), so exp(-big) ~ 0
         low = party.public(torch.full_like(x, -(1 << fw)))
@@ -84,11 +92,17 @@ def reciprocal(
     (13 on ``[1, 2]``, 21 on ``[1, 16]``), bytes ``16 + 96 k``. Diverges outside ``(0, 2 / y0)``.
     """
     if lo is None or hi is None:
+        require_range(party, "reciprocal", x, 2.0**-14, 2.0**14, "[2^-14, 2^14] = [6.1e-05, 16384]")
+    else:
+        require_range(party, "reciprocal", x, lo, hi, f"[{lo:g}, {hi:g}] (its declared range)")
+    if lo is None or hi is None:
         y = _octave_guess(party, x, -14, 14, 1.0)
         iters = 4 if iters is None else iters
     else:
         c1 = 8.0 / (4.0 * lo * hi + (lo + hi) ** 2)
         e0 = 1.0 - c1 * lo * hi
+        if iters is None and e0 <= 2.0**-20:  # lo == hi: the linear guess is already exact
+            iters = 1
         if iters is None:
             iters = max(1, math.ceil(math.log2(math.log(2.0**-20) / math.log(e0))))
         y = add_public(party, mul_public(party, x, -c1), c1 * (lo + hi))
@@ -111,6 +125,7 @@ def rsqrt(party: Party, x: torch.Tensor, lo_exp: int = -14, hi_exp: int = 14, it
     (``x`` has absolute precision ``2^-f``). Below the range the guess is too small and the result
     underestimates.
     """
+    require_range(party, "rsqrt", x, 2.0**lo_exp, 2.0**hi_exp, f"[2^{lo_exp}, 2^{hi_exp}]")
     y = _octave_guess(party, x, lo_exp, hi_exp, 0.5)
     for _ in range(iters):
         xy = mul(party, x, y)  # ~sqrt(x): precise; y * y would lose small y's digits
@@ -124,6 +139,7 @@ def rsqrt(party: Party, x: torch.Tensor, lo_exp: int = -14, hi_exp: int = 14, it
 def sqrt(party: Party, x: torch.Tensor) -> torch.Tensor:
     """``sqrt(x) = x * rsqrt(x)`` on ``[6e-5, 16384]``. Rounds of :func:`rsqrt` + 2 (25); error:
     ``rsqrt``'s absolute ulp times ``x``, i.e. about ``2^-f sqrt(x)`` relative (below 2e-3)."""
+    require_range(party, "sqrt", x, 2.0**-14, 2.0**14, "[2^-14, 2^14] = [6.1e-05, 16384]")
     return mul(party, x, rsqrt(party, x))
 
 
@@ -136,6 +152,7 @@ def log(party: Party, x: torch.Tensor, iters: int = 2, order: int = 8) -> torch.
     relative error of the inner ``exp`` becomes the log's absolute error. Rounds about
     ``27 + iters (22 + 2 log2 order)`` (~83); error below 1e-2 absolute.
     """
+    require_range(party, "log", x, 0.1, 100.0, "[0.1, 100]")
     e = exp(party, add_public(party, mul_public(party, x, -2.0), -1.0), clamp=True)
     y = add_public(party, mul_public(party, x, 1.0 / 120) - mul_public(party, e, 20.0), 3.0)
     for _ in range(iters):
@@ -164,6 +181,7 @@ def sigmoid(party: Party, x: torch.Tensor) -> torch.Tensor:
     by :func:`reciprocal` on ``[1, 2]`` (13), ``sigmoid(x) = (1 - s) + (2s - 1) q`` (1). Rounds 44;
     bytes about 1.1 KB per element; error below 2e-3 absolute.
     """
+    require_abs(party, "sigmoid", x, _cmp(party))
     s = drelu(party, x)
     sgn = 2 * s - (1 if party.rank == 0 else 0)
     a = beaver(party, "mul", x, sgn)
@@ -174,7 +192,9 @@ def sigmoid(party: Party, x: torch.Tensor) -> torch.Tensor:
 
 @counted
 def tanh(party: Party, x: torch.Tensor) -> torch.Tensor:
-    """``tanh(x) = 2 sigmoid(2x) - 1`` for ``|x| < 128``. Cost of :func:`sigmoid`; error 4e-3."""
+    """``tanh(x) = 2 sigmoid(2x) - 1`` for ``|x| < 2^(cmp_bits - 2 - f)``. Cost of :func:`sigmoid`;
+    error 4e-3."""
+    require_abs(party, "tanh", x, _cmp(party) / 2)
     return add_public(party, 2 * sigmoid(party, 2 * x), -1.0)
 
 
@@ -206,6 +226,7 @@ def gelu(party: Party, x: torch.Tensor) -> torch.Tensor:
     for the small coefficients (1). Rounds 17; bytes ~390 per element; dealer ~280. Error below
     5e-4 absolute (fit 1.3e-4, tail 1.3e-4, rounding) for any ``x`` in the comparison range.
     """
+    require_abs(party, "gelu", x, _cmp(party))
     r = relu(party, x)
     a_abs = 2 * r - x
     bound = party.public(encode(_GELU_CLAMP, party.f).expand_as(x).clone())
@@ -231,6 +252,10 @@ def softmax(party: Party, x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     Error below 5e-3 absolute per probability; valid while
     ``|x| < 2^(cmp_bits - 1 - f)``.
     """
+    require_abs(party, "softmax", x, _cmp(party) / 2)
+    n = x.shape[dim]
+    if n <= 1:  # softmax of one entry is 1; of none, empty (no communication either way)
+        return _const(party, x, 1.0) if x.numel() else x.clone()
     if dim != -1 and dim != x.dim() - 1:
         x = x.transpose(dim, -1)
     m = max_last(party, x)
@@ -257,7 +282,10 @@ def layer_norm(
     """
     mu = mean(party, x, -1, keepdim=True)
     d = x - mu
+    require_abs(party, "layer_norm", d, 2.0 ** ((62 - 2 * party.f) / 2 - 0.5))  # d * d stays in the ring
     var = mean(party, mul(party, d, d), -1, keepdim=True)
+    require_range(party, "layer_norm", add_public(party, var, eps), None, 0.98 * 2.0**15,
+                  "variance + eps <= 0.98 * 2^15 = 32113")
     r = rsqrt(party, add_public(party, var, eps))
     y = mul(party, d, r)
     if weight is not None:

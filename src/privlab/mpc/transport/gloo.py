@@ -9,6 +9,7 @@ import torch
 import torch.distributed as dist
 
 from privlab.errors import MPCError
+from privlab.mpc.transport.limits import Limits
 
 DEALER_RANK = 2
 
@@ -24,12 +25,15 @@ class Heartbeat:
         self.last = time.monotonic()
 
 
-def _wait(work: dist.Work, timeout: float, what: str, hb: Heartbeat) -> None:
+def _wait(work: dist.Work, limits: Limits, who: str, peer: int, hb: Heartbeat) -> None:
+    wait, deadline_binds = limits.wait(who)
     hb.busy = True
     try:
-        work.wait(timeout=timedelta(seconds=timeout))
+        work.wait(timeout=timedelta(seconds=wait))
     except Exception as exc:  # gloo raises RuntimeError on timeout or a closed connection
-        raise MPCError(f"{what} failed after at most {timeout} s: {exc}".strip()) from exc
+        if deadline_binds and limits.deadline_at is not None and time.monotonic() >= limits.deadline_at - 0.1:
+            raise limits.deadline_error(who) from exc
+        raise limits.timeout_error(who, peer, f"gloo: {exc}".strip()) from exc
     finally:
         hb.busy = False
     hb.beat()
@@ -38,11 +42,13 @@ def _wait(work: dist.Work, timeout: float, what: str, hb: Heartbeat) -> None:
 class GlooTransport:
     """Point-to-point messages over an initialised gloo process group."""
 
-    def __init__(self, rank: int, timeout: float, hb: Heartbeat) -> None:
+    def __init__(self, rank: int, timeout: float, hb: Heartbeat, limits: Limits | None = None) -> None:
         self.rank = rank
         self.timeout = timeout
+        self.limits = limits or Limits(timeout)
         self.hb = hb
-        self._pending: list[tuple[dist.Work, torch.Tensor]] = []
+        self._pending: list[tuple[dist.Work, int]] = []
+        self._keep: list[torch.Tensor] = []  # send buffers stay alive until their send completes
 
     def send(self, dst: int, buf: torch.Tensor) -> None:
         if buf.numel() == 0:
@@ -51,7 +57,8 @@ class GlooTransport:
         work = dist.isend(buf, dst)
         if work is None:  # pragma: no cover - gloo always returns a handle
             raise MPCError("gloo isend returned no handle")
-        self._pending.append((work, buf))
+        self._pending.append((work, dst))
+        self._keep.append(buf)
 
     def recv(self, src: int, nbytes: int) -> torch.Tensor:
         out = torch.empty(nbytes, dtype=torch.uint8)
@@ -59,13 +66,15 @@ class GlooTransport:
             work = dist.irecv(out, src)
             if work is None:  # pragma: no cover
                 raise MPCError("gloo irecv returned no handle")
-            _wait(work, self.timeout, f"party {self.rank} waiting for rank {src}", self.hb)
-        for w, _ in self._pending:
-            _wait(w, self.timeout, f"party {self.rank} sending", self.hb)
+            _wait(work, self.limits, f"rank {self.rank}", src, self.hb)
+        for w, dst in self._pending:
+            _wait(w, self.limits, f"rank {self.rank} (sending)", dst, self.hb)
         self._pending.clear()
+        self._keep.clear()
         return out
 
     def close(self) -> None:
-        for w, _ in self._pending:
-            _wait(w, self.timeout, f"party {self.rank} sending", self.hb)
+        for w, dst in self._pending:
+            _wait(w, self.limits, f"rank {self.rank} (sending)", dst, self.hb)
         self._pending.clear()
+        self._keep.clear()

@@ -1,5 +1,7 @@
 """``privlab attack``: train (or load from cache) a target and reference models, run the attacks, print a table.
 
+``--model PATH --data DATA`` attacks an already trained model instead (:mod:`privlab.cli.attack_model`).
+
 The target is model 0 of an ensemble of ``n_reference + 1`` models trained on random halves of
 ``n_examples`` points (row 0 of the membership mask is the target's membership); the reference
 models are rows 1..n_reference. Flags or ``--config FILE`` (YAML or JSON with the same keys,
@@ -23,8 +25,10 @@ from privlab.attacks.base import ATTACKS
 from privlab.attacks.plot import plot_roc
 from privlab.attacks.results import DEFAULT_ATTACKS, run_attacks
 from privlab.attacks.signals import PopulationSignals, compute_signals
+from privlab.cli.attack_model import is_model_path, run_own
+from privlab.cli.errors import cli_errors
 from privlab.data import load_dataset, membership_mask
-from privlab.errors import ConfigError, PrivlabError
+from privlab.errors import ConfigError
 from privlab.models import build_model
 from privlab.train import TrainConfig, train_ensemble
 
@@ -47,7 +51,14 @@ def attack(
     n_examples: int = typer.Option(4000, help="Population size; each model trains on a random half."),
     n_population: int = typer.Option(2000, help="Extra points in no training set (RMIA's z samples)."),
     n_reference: int = typer.Option(16, help="Number of reference (shadow) models."),
-    model: str = typer.Option("mlp", help="Architecture: mlp or cnn."),
+    model: str = typer.Option(
+        "mlp", help="Architecture of the models to train (mlp or cnn), or the PATH of a trained model to attack "
+        "(a `privlab train` directory or a .safetensors file; see --data)."
+    ),
+    data: str | None = typer.Option(
+        None, help="With --model PATH: the target's data, a dataset name (members: its train split, non-members: its "
+        "test split; default: the checkpoint's dataset) or a .safetensors/.npz file with x, y and member."
+    ),
     hidden: int = typer.Option(64, help="Hidden width of the MLP."),
     epochs: float = typer.Option(20.0, help="Training epochs of every model."),
     batch_size: int = typer.Option(32, help="Minibatch size."),
@@ -83,13 +94,18 @@ def attack(
             typer.echo(f"error: unknown keys {unknown} in {config}; expected some of {sorted(opts)}", err=True)
             raise typer.Exit(2)
         for k, v in file_opts.items():
-            if ctx.get_parameter_source(k) != click.core.ParameterSource.COMMANDLINE:
+            source = ctx.get_parameter_source(k)  # Typer's own copy of Click has its own enum: compare names
+            if getattr(source, "name", None) != click.core.ParameterSource.COMMANDLINE.name:
                 opts[k] = v
-    try:
-        _run(opts)
-    except PrivlabError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    with cli_errors({"name": "--dataset"}):
+        if is_model_path(str(opts["model"])):
+            names = [a.strip() for a in str(opts["attacks"]).split(",") if a.strip()]
+            for a in names:  # fail before training, not after
+                check_choice(a, "attacks", "privlab attack", ATTACKS)
+            with cli_errors({"name": "--data", "data": "--data"}):
+                run_own(opts, names)
+        else:
+            _run(opts)
 
 
 def _run(o: dict[str, Any]) -> None:

@@ -40,13 +40,13 @@ def train(
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
+    from privlab.cli.errors import cli_errors
     from privlab.data.registry import load_dataset
     from privlab.dp.checkpoint import save_checkpoint
     from privlab.dp.facade import make_private
-    from privlab.errors import PrivlabError
     from privlab.models import MLP, SmallCNN
 
-    try:
+    with cli_errors({"name": "--dataset"}):  # errors name the flags (load_dataset's 'name' is --dataset)
         torch.manual_seed(seed)
         train_set, test_set = load_dataset(dataset, "train"), load_dataset(dataset, "test")
         classes = train_set.num_classes
@@ -73,9 +73,6 @@ def train(
             seed=seed,
             secure_rng=secure_rng,
         )
-    except PrivlabError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
     if lr_schedule not in ("cosine", "constant"):
         raise typer.BadParameter(f"--lr-schedule must be cosine or constant, got {lr_schedule!r}")
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * len(pt.data_loader))

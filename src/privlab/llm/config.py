@@ -1,0 +1,110 @@
+"""The ``llm:`` section of a ``privlab run`` config (built strictly by the pipeline's ``_build``).
+
+```yaml
+llm:
+  experiment:            # privlab.llm.experiment.CanaryExperimentConfig
+    model: gpt           # gpt (privlab's small GPT, from scratch) | smollm2 (SmolLM2-135M, fine-tuned)
+    corpus_chars: 60000  # Shakespeare characters; half the documents are members
+    repetitions: [1, 4, 16, 64]
+    train: {steps: 1200, batch_size: 32, lr: 0.003, seq_len: 64}
+  dp:                    # the private run beside the non-private one (null: non-private only)
+    target_epsilon: 8.0
+    clipping: ghost
+```
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from privlab._validation import check_choice, check_int, check_real
+
+CLIPPING = ("flat", "per_layer", "ghost")
+MODEL_NAMES = ("gpt", "smollm2")
+DEFAULT_REPETITIONS = (1, 4, 16, 64)
+
+
+@dataclass(frozen=True)
+class DPSpec:
+    """What the guarantee depends on: epsilon, delta (default ``1 / (10 N)``), clipping norm, mode."""
+
+    target_epsilon: float = 8.0
+    delta: float | None = None
+    max_grad_norm: float = 1.0
+    clipping: str = "ghost"
+    accountant: str = "pld"
+
+    def __post_init__(self) -> None:
+        check_real(self.target_epsilon, "target_epsilon", "DPSpec", low=0.0, low_open=True)
+        if self.delta is not None:
+            check_real(self.delta, "delta", "DPSpec", low=0.0, high=1.0, low_open=True, high_open=True)
+        check_real(self.max_grad_norm, "max_grad_norm", "DPSpec", low=0.0, low_open=True)
+        check_choice(self.clipping, "clipping", "DPSpec", CLIPPING)
+        check_choice(self.accountant, "accountant", "DPSpec", ("pld", "rdp"))
+
+
+@dataclass(frozen=True)
+class FineTuneConfig:
+    """Optimisation settings (they do not change the guarantee; ``steps`` and ``batch_size`` do with DP)."""
+
+    steps: int = 200
+    batch_size: int = 16
+    seq_len: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    lora_r: int = 0
+    lora_alpha: int = 16
+    lora_targets: tuple[str, ...] = ()
+    seed: int = 0
+    dp: DPSpec | None = None
+
+    def __post_init__(self) -> None:
+        owner = "FineTuneConfig"
+        check_int(self.steps, "steps", owner, low=1)
+        check_int(self.batch_size, "batch_size", owner, low=1)
+        check_int(self.seq_len, "seq_len", owner, low=2)
+        check_real(self.lr, "lr", owner, low=0.0, low_open=True)
+        check_real(self.weight_decay, "weight_decay", owner, low=0.0)
+        check_int(self.lora_r, "lora_r", owner, low=0)
+        check_int(self.lora_alpha, "lora_alpha", owner, low=1)
+        check_int(self.seed, "seed", owner, low=0)
+
+
+@dataclass(frozen=True)
+class CanaryExperimentConfig:
+    """One canary experiment; ``train.dp`` decides whether it is private."""
+
+    model: str = "gpt"
+    corpus_chars: int = 60_000
+    doc_chars: int = 256
+    repetitions: tuple[int, ...] = DEFAULT_REPETITIONS
+    per_level: int = 2
+    n_digits: int = 4
+    pii: bool = True
+    mia_documents: int = 100
+    gpt_layers: int = 2
+    gpt_embd: int = 128
+    train: FineTuneConfig = field(default_factory=lambda: FineTuneConfig(steps=300, batch_size=32, lr=3e-3))
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        owner = "CanaryExperimentConfig"
+        check_choice(self.model, "model", owner, MODEL_NAMES)
+        check_int(self.corpus_chars, "corpus_chars", owner, low=2000)
+        check_int(self.doc_chars, "doc_chars", owner, low=16)
+        check_int(self.per_level, "per_level", owner, low=1)
+        check_int(self.n_digits, "n_digits", owner, low=1, high=9)
+        check_int(self.mia_documents, "mia_documents", owner, low=10)
+        check_int(self.gpt_layers, "gpt_layers", owner, low=1)
+        check_int(self.gpt_embd, "gpt_embd", owner, low=8)
+        check_int(self.seed, "seed", owner, low=0)
+        for r in self.repetitions:
+            check_int(r, "repetitions", owner, low=1)
+
+
+@dataclass(frozen=True)
+class LLMRunConfig:
+    """A non-private canary experiment and, with ``dp``, the same experiment trained with DP-SGD."""
+
+    experiment: CanaryExperimentConfig = field(default_factory=CanaryExperimentConfig)
+    dp: DPSpec | None = field(default_factory=DPSpec)

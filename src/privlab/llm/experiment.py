@@ -1,0 +1,162 @@
+"""The end-to-end canary experiment: plant secrets, fine-tune, then measure every leak.
+
+1. Shakespeare (``privlab.data``), the first ``corpus_chars`` characters, cut into documents of
+   about ``doc_chars`` characters at line breaks; a seeded half are members (training text), the
+   other half non-members (membership inference, validation perplexity).
+2. Digit canaries and faker PII sentences are inserted into the member text at each repetition
+   count (:mod:`privlab.llm.canaries`, :mod:`privlab.llm.pii`).
+3. The model (privlab's small GPT from scratch, or SmolLM2-135M fine-tuned) is trained on it with
+   :func:`privlab.llm.finetune.fine_tune`, with or without DP.
+4. Exposure per digit canary, extraction (greedy / beam / sampled) of every canary, the PII games,
+   LLM membership inference with the blind baseline, and validation perplexity.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from privlab.data import load_shakespeare_text
+from privlab.llm.blind import blind_baseline
+from privlab.llm.canaries import Canary, digit_canaries, insert_canaries
+from privlab.llm.config import CanaryExperimentConfig, DPSpec
+from privlab.llm.exposure import canary_exposure, exposure_curve
+from privlab.llm.extraction import extract_canary, extraction_rates
+from privlab.llm.finetune import fine_tune, perplexity
+from privlab.llm.mia import llm_membership_inference
+from privlab.llm.models import LanguageModel, load_smollm2, small_gpt
+from privlab.llm.pii import TEMPLATES, pii_canaries
+from privlab.llm.pii_games import extraction_game, inference_game, reconstruction_game
+from privlab.llm.tokenization import CharTokenizer
+
+CHANCE_EXPOSURE = 1 / np.log(2)  # E[-log2 U] for U uniform: a model that knows nothing of the secret
+
+
+def split_documents(text: str, doc_chars: int) -> list[str]:
+    """Consecutive documents of at least ``doc_chars`` characters, cut at line breaks."""
+    docs, cur = [], ""
+    for line in text.split("\n"):
+        cur = f"{cur}\n{line}" if cur else line
+        if len(cur) >= doc_chars:
+            docs.append(cur[: 2 * doc_chars])
+            cur = ""
+    return docs
+
+
+@dataclass(frozen=True, eq=False)
+class ExperimentData:
+    """Member / non-member documents, the planted training text and the canaries."""
+
+    members: list[str]
+    nonmembers: list[str]
+    train_text: str
+    canaries: tuple[Canary, ...]
+
+
+def build_data(cfg: CanaryExperimentConfig, text: str | None = None) -> ExperimentData:
+    """Documents, membership split and planted canaries of ``cfg`` (Shakespeare unless ``text``)."""
+    corpus = (text if text is not None else load_shakespeare_text())[: cfg.corpus_chars]
+    docs = split_documents(corpus, cfg.doc_chars)
+    rng = np.random.default_rng(cfg.seed)
+    perm = rng.permutation(len(docs))
+    half = len(docs) // 2
+    members = [docs[i] for i in sorted(perm[:half])]
+    nonmembers = [docs[i] for i in sorted(perm[half:])]
+    canaries = digit_canaries(cfg.repetitions, cfg.per_level, cfg.n_digits, cfg.seed)
+    if cfg.pii:
+        canaries += pii_canaries(cfg.repetitions, 1, seed=cfg.seed)
+    planted = insert_canaries("\n".join(members), canaries, cfg.seed)
+    return ExperimentData(members, nonmembers, planted.text, tuple(canaries))
+
+
+def build_model(cfg: CanaryExperimentConfig, data: ExperimentData) -> LanguageModel:
+    """A fresh small GPT over the data's characters, or SmolLM2-135M."""
+    if cfg.model == "smollm2":
+        return load_smollm2(block_size=max(cfg.train.seq_len, 128))
+    extra = string.ascii_letters + string.digits + string.punctuation + " \n"
+    tok = CharTokenizer.from_texts([data.train_text, *data.nonmembers, extra])
+    return small_gpt(
+        tok, block_size=max(cfg.train.seq_len, 64), n_layer=cfg.gpt_layers, n_embd=cfg.gpt_embd, seed=cfg.seed
+    )
+
+
+def evaluate(lm: LanguageModel, data: ExperimentData, cfg: CanaryExperimentConfig) -> dict[str, Any]:
+    """Exposure, extraction, PII games, membership inference (with blind baseline) and perplexity."""
+    digits = [c for c in data.canaries if c.kind == "digits"]
+    pii = [c for c in data.canaries if c.kind != "digits"]
+    exp = {c.secret: canary_exposure(lm, c.prefix, c.secret, seed=cfg.seed) for c in digits}
+    by_reps: dict[int, list[Any]] = {}
+    for c in digits:
+        by_reps.setdefault(c.repetitions, []).append(exp[c.secret])
+    ext = [extract_canary(lm, c, seed=cfg.seed) for c in data.canaries]
+    n = min(cfg.mia_documents, len(data.members), len(data.nonmembers))
+    rng = np.random.default_rng(cfg.seed + 1)
+    mem = [data.members[i] for i in sorted(rng.choice(len(data.members), n, replace=False))]
+    non = [data.nonmembers[i] for i in sorted(rng.choice(len(data.nonmembers), n, replace=False))]
+    mia = llm_membership_inference(lm, mem, non, seed=cfg.seed)
+    blind = blind_baseline(mem, non, seed=cfg.seed, warn=False)
+    val_ids = torch.tensor(lm.tokenizer.encode("\n".join(data.nonmembers)), dtype=torch.long)
+    out: dict[str, Any] = {
+        "exposure": {
+            "canaries": [{"secret": c.secret, "repetitions": c.repetitions, **asdict(exp[c.secret])} for c in digits],
+            "curve": exposure_curve(by_reps),
+            "chance": CHANCE_EXPOSURE,
+        },
+        "extraction": {
+            "rates": extraction_rates(ext),
+            "rates_digits": extraction_rates([e for e in ext if e.canary.kind == "digits"]),
+            "canaries": [
+                {"kind": e.canary.kind, "repetitions": e.canary.repetitions, "secret": e.canary.secret, **e.extracted}
+                for e in ext
+            ],
+        },
+        "mia": {name: {"metrics": m.to_dict(), "scores": mia.scores[name].tolist()} for name, m in mia.metrics.items()},
+        "membership": mia.membership.astype(int).tolist(),
+        "blind": {"metrics": blind.metrics.to_dict(), "fires": blind.fires, "message": blind.message},
+        "validation_perplexity": perplexity(lm, val_ids, cfg.train.seq_len),
+    }
+    if pii:
+        prompts = sorted({TEMPLATES[k][0].split("{")[0] for k in TEMPLATES})
+        game = extraction_game(lm, pii, prompts, n_samples=16, seed=cfg.seed)
+        out["pii"] = {
+            "extraction": asdict(game),
+            "reconstruction": reconstruction_game(lm, pii, seed=cfg.seed),
+            "inference": inference_game(lm, pii, seed=cfg.seed),
+        }
+    return out
+
+
+def run_canary_experiment(
+    cfg: CanaryExperimentConfig, text: str | None = None, progress: bool = False
+) -> dict[str, Any]:
+    """Build the data, train (privately if ``cfg.train.dp``), evaluate; a JSON-able result."""
+    data = build_data(cfg, text)
+    lm = build_model(cfg, data)
+    ids = torch.tensor(lm.tokenizer.encode(data.train_text), dtype=torch.long)
+    res = fine_tune(lm, ids, cfg.train, progress=progress)
+    out = evaluate(res.lm, data, cfg)
+    out["training"] = {
+        "private": cfg.train.dp is not None,
+        "epsilon": res.epsilon,
+        "delta": res.delta,
+        "noise_multiplier": res.noise_multiplier,
+        "sample_rate": res.sample_rate,
+        "steps": res.steps,
+        "seconds": res.seconds,
+        "final_loss": float(np.nanmean(res.losses[-20:])),
+        "frozen": list(res.frozen),
+        "untied": list(res.untied),
+        "trainable_parameters": res.trainable_parameters,
+        "model": res.lm.name,
+    }
+    out["config"] = asdict(cfg)
+    return out
+
+
+def with_dp(cfg: CanaryExperimentConfig, dp: DPSpec | None) -> CanaryExperimentConfig:
+    """The same experiment with ``train.dp = dp``."""
+    return replace(cfg, train=replace(cfg.train, dp=dp))

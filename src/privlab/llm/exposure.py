@@ -1,0 +1,140 @@
+"""Exposure of a canary (Carlini et al. 2019, "The Secret Sharer", Sec. 4).
+
+For a canary with secret ``s`` drawn uniformly from a space ``R`` of candidates, rank the
+candidates by log-perplexity ``Px(r) = -log p(r | prefix)`` (lowest first). Then (Def. 4.2)::
+
+    exposure(s) = log2 |R| - log2 rank(s)
+
+between 0 (the secret is the least likely candidate) and ``log2 |R|`` (the most likely). When R is
+too large to enumerate, exposure is estimated from a sample of candidates (Sec. 4.3, "Efficiently
+Estimating Exposure"): rank(s) / |R| = Pr_{r ~ U(R)}[Px(r) <= Px(s)], so with a continuous
+distribution F fitted to sampled log-perplexities (a skew-normal, the paper's choice, or a
+Gaussian)::
+
+    exposure(s) ~= -log2 F(Px(s))
+
+:func:`exposure_from_rank` and :func:`extrapolated_exposure` are the pure formulas;
+:func:`canary_exposure` computes them for a digit canary on a model (exactly when ``|R|`` is at
+most ``exact_limit``, else from ``n_samples`` uniform candidates).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from privlab._validation import check_choice, check_int
+from privlab.errors import InvalidParameterError
+from privlab.llm.models import LanguageModel
+from privlab.llm.scoring import continuation_logprob, digit_tree_logprob
+
+FITS = ("skewnorm", "gaussian")
+
+
+def exposure_from_rank(rank: int, space: int) -> float:
+    """``log2 |R| - log2 rank`` with rank 1 for the most likely candidate (Carlini et al. 2019, Def. 4.2)."""
+    check_int(space, "space", "exposure_from_rank", low=1)
+    check_int(rank, "rank", "exposure_from_rank", low=1, high=space)
+    return math.log2(space) - math.log2(rank)
+
+
+def rank_of(secret_logppl: float, logppl: np.ndarray) -> int:
+    """Rank of a secret among candidates' log-perplexities ``logppl`` (which include the secret).
+
+    Ties count against the secret (rank = number of candidates at most as perplexing), so a
+    model that cannot tell candidates apart gets rank |R| and exposure 0.
+    """
+    return int(np.sum(np.asarray(logppl) <= secret_logppl + 1e-9 * max(1.0, abs(secret_logppl))))
+
+
+def extrapolated_exposure(secret_logppl: float, sample_logppl: np.ndarray, fit: str = "skewnorm") -> float:
+    """``-log2 F(Px(s))`` with F fitted to uniformly sampled candidates' log-perplexities (Sec. 4.3)."""
+    check_choice(fit, "fit", "extrapolated_exposure", FITS)
+    x = np.asarray(sample_logppl, dtype=np.float64)
+    if x.ndim != 1 or len(x) < 10 or not np.isfinite(x).all():
+        raise InvalidParameterError(
+            "The 'sample_logppl' parameter of extrapolated_exposure must be a finite 1-D array of at least "
+            f"10 values. Got shape {x.shape} instead."
+        )
+    if fit == "gaussian":
+        logcdf = stats.norm.logcdf(secret_logppl, loc=x.mean(), scale=max(x.std(ddof=1), 1e-12))
+    else:
+        a, loc, scale = stats.skewnorm.fit(x)
+        logcdf = stats.skewnorm.logcdf(secret_logppl, a, loc=loc, scale=scale)
+    return float(max(0.0, -logcdf / math.log(2)))
+
+
+@dataclass(frozen=True)
+class ExposureResult:
+    """Exposure of one canary: ``method`` is "exact" (``rank`` over all of R) or "extrapolated"."""
+
+    exposure: float
+    max_exposure: float
+    method: str
+    secret_logppl: float
+    rank: int | None
+    space: int
+
+
+def canary_exposure(
+    lm: LanguageModel,
+    prefix: str,
+    secret: str,
+    *,
+    exact_limit: int = 10_000,
+    n_samples: int = 2000,
+    fit: str = "skewnorm",
+    seed: int = 0,
+) -> ExposureResult:
+    """Exposure of the digit secret ``secret`` after ``prefix`` among all ``10**len(secret)`` strings.
+
+    Exact (digit-tree enumeration, :func:`~privlab.llm.scoring.digit_tree_logprob`) when the space is
+    at most ``exact_limit``; otherwise extrapolated from ``n_samples`` uniform candidates.
+    """
+    if not secret.isdigit():
+        raise InvalidParameterError(
+            f"The 'secret' parameter of canary_exposure must be digits. Got {secret!r} instead."
+        )
+    tok = lm.tokenizer
+    n = len(secret)
+    space = 10**n
+    pre = tok.encode(prefix)
+    digit_ids = [tok.encode(str(d)) for d in range(10)]
+    single = all(len(d) == 1 for d in digit_ids)
+    if space <= exact_limit and single:
+        lp = digit_tree_logprob(lm, pre, [d[0] for d in digit_ids], n).numpy().astype(np.float64)
+        px = -lp
+        s = float(px[int(secret)])
+        r = rank_of(s, px)
+        return ExposureResult(exposure_from_rank(r, space), math.log2(space), "exact", s, r, space)
+    enc = [[d for ch in c for d in digit_ids[int(ch)]] for c in [secret]]
+    s = float(-continuation_logprob(lm, pre, enc)[0])
+    rng = np.random.default_rng(seed)
+    cands = [str(v).zfill(n) for v in rng.integers(0, space, n_samples)]
+    px = -continuation_logprob(lm, pre, [[d for ch in c for d in digit_ids[int(ch)]] for c in cands]).numpy()
+    return ExposureResult(
+        extrapolated_exposure(s, px.astype(np.float64), fit), math.log2(space), "extrapolated", s, None, space
+    )
+
+
+def exposure_curve(results: dict[int, list[ExposureResult]]) -> dict[int, dict[str, float]]:
+    """Mean, min and max exposure per repetition count (the Secret Sharer's exposure-vs-insertions plot)."""
+    out = {}
+    for reps, rs in sorted(results.items()):
+        e = np.array([r.exposure for r in rs])
+        out[reps] = {"mean": float(e.mean()), "min": float(e.min()), "max": float(e.max()), "n": len(rs)}
+    return out
+
+
+__all__ = [
+    "FITS",
+    "ExposureResult",
+    "canary_exposure",
+    "exposure_curve",
+    "exposure_from_rank",
+    "extrapolated_exposure",
+    "rank_of",
+]

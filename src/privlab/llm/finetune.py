@@ -1,0 +1,193 @@
+"""Fine-tuning a causal LM on a token stream, non-privately or with DP-SGD through ``make_private``.
+
+Windows of ``seq_len + 1`` tokens (non-overlapping) are the examples; the loss is the mean
+next-token cross-entropy. With ``dp`` set, :func:`privlab.dp.make_private` supplies Poisson
+sampling (sample rate ``batch_size / N``), per-example clipping (ghost by default), Gaussian noise
+calibrated to ``target_epsilon`` for exactly ``steps`` steps, and the accountant; the guarantee is
+example-level (one window) (epsilon, delta)-DP. With ``lora_r > 0`` only peft LoRA adapters are
+trained (:func:`privlab.dp.lora.add_lora`).
+
+privlab.dp has no per-example rule for some LLaMA layers; :func:`prepare_for_dp` adapts the model
+without touching privlab.dp (see ``docs/llm.md``):
+
+* layers with trainable parameters that privlab.dp does not support (``LlamaRMSNorm``'s gain) are
+  frozen, so they keep their pretrained values;
+* a weight shared by several layers (SmolLM2's tied input embedding and LM head) is refused by
+  ghost clipping, so the LM head gets its own copy (untied; identical at the start).
+
+Rotary position embeddings (no parameters) and the SiLU-gated MLP (three Linear layers) need nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, TensorDataset
+from tqdm.auto import tqdm
+
+from privlab.dp.layers import SUPPORTED_LAYERS
+from privlab.llm.config import FineTuneConfig
+from privlab.llm.models import LanguageModel
+from privlab.llm.tokenization import token_windows
+
+
+@dataclass(frozen=True, eq=False)
+class FineTuneResult:
+    """The trained model, its privacy cost (None without DP) and what was adapted for DP."""
+
+    lm: LanguageModel
+    epsilon: float | None
+    delta: float | None
+    noise_multiplier: float | None
+    sample_rate: float
+    steps: int
+    seconds: float
+    losses: tuple[float, ...]
+    frozen: tuple[str, ...] = field(default=())
+    untied: tuple[str, ...] = field(default=())
+    trainable_parameters: int = 0
+    step_seconds: tuple[float, ...] = field(default=())
+
+
+def prepare_for_dp(model: nn.Module, clipping: str) -> tuple[list[str], list[str]]:
+    """Freeze trainable layers privlab.dp cannot clip; untie shared weights for ghost clipping.
+
+    Returns (frozen parameter names, untied module names). The model is changed in place.
+    """
+    frozen: list[str] = []
+    for name, m in model.named_modules():
+        own = [(n, p) for n, p in m.named_parameters(recurse=False) if p.requires_grad]
+        if own and not isinstance(m, SUPPORTED_LAYERS):
+            for n, p in own:
+                p.requires_grad_(False)
+                frozen.append(f"{name}.{n}" if name else n)
+    untied: list[str] = []
+    if clipping == "ghost":
+        seen: dict[int, str] = {}
+        for name, m in model.named_modules():
+            if not isinstance(m, SUPPORTED_LAYERS):
+                continue
+            for pname, p in list(m.named_parameters(recurse=False)):
+                if not p.requires_grad:
+                    continue
+                if id(p) in seen:
+                    setattr(m, pname, nn.Parameter(p.detach().clone()))
+                    untied.append(name)
+                else:
+                    seen[id(p)] = name
+    return frozen, untied
+
+
+def _lora_targets(model: nn.Module, given: tuple[str, ...]) -> list[str]:
+    if given:
+        return list(given)
+    names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+    for cand in (("q_proj", "v_proj"), ("qkv", "proj")):
+        if set(cand) <= names:
+            return list(cand)
+    return sorted(names - {"head", "lm_head"})
+
+
+def lm_loss(module: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy of windows ``batch`` (B, T + 1)."""
+    logits = module(batch[:, :-1])  # (B, T, V)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+
+
+def fine_tune(
+    lm: LanguageModel, train_ids: torch.Tensor, cfg: FineTuneConfig, progress: bool = False
+) -> FineTuneResult:
+    """Train ``lm`` (in place; a LoRA-wrapped copy of its module with ``lora_r``) for ``cfg.steps`` steps."""
+    torch.manual_seed(cfg.seed)
+    windows = token_windows(train_ids, min(cfg.seq_len, lm.block_size))
+    dataset = TensorDataset(windows)
+    module = lm.module
+    frozen: list[str] = []
+    untied: list[str] = []
+    if cfg.lora_r > 0:
+        from privlab.dp.lora import add_lora
+
+        module = add_lora(module, _lora_targets(module, cfg.lora_targets), r=cfg.lora_r, alpha=cfg.lora_alpha)
+    if cfg.dp is not None:
+        frozen, untied = prepare_for_dp(module, cfg.dp.clipping)
+    params = [p for p in module.parameters() if p.requires_grad]
+    opt: Any = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    loader: Any = DataLoader(dataset, batch_size=min(cfg.batch_size, len(dataset)), shuffle=True, generator=gen)
+    q = loader.batch_size / len(dataset)
+    eps = delta = sigma = None
+    pt = None
+    if cfg.dp is not None:
+        from privlab.dp import make_private
+
+        delta = cfg.dp.delta if cfg.dp.delta is not None else 1.0 / (10 * len(dataset))
+        pt = make_private(
+            module,
+            opt,
+            loader,
+            target_epsilon=cfg.dp.target_epsilon,
+            delta=delta,
+            steps=cfg.steps,
+            max_grad_norm=cfg.dp.max_grad_norm,
+            clipping=cfg.dp.clipping,
+            accountant=cfg.dp.accountant,
+            seed=cfg.seed,
+        )
+        opt, loader, sigma, q = pt.optimizer, pt.data_loader, pt.noise_multiplier, pt.sample_rate
+    module.train()
+    losses: list[float] = []
+    step_times: list[float] = []
+    start = time.perf_counter()
+    bar = tqdm(total=cfg.steps, desc=f"fine-tune {lm.name}", disable=not progress, leave=False)
+    while len(losses) < cfg.steps:
+        for (batch,) in loader:
+            t0 = time.perf_counter()
+            opt.zero_grad()
+            if batch.shape[0] == 0:  # an empty Poisson batch: the DP step still adds noise
+                opt.step()
+                losses.append(float("nan"))
+            else:
+                loss = lm_loss(module, batch)
+                loss.backward()
+                opt.step()
+                losses.append(float(loss.detach()))
+            step_times.append(time.perf_counter() - t0)
+            bar.update(1)
+            if len(losses) >= cfg.steps:
+                break
+    bar.close()
+    seconds = time.perf_counter() - start
+    module.eval()
+    if pt is not None:
+        pt.optimizer.detach()
+        eps = pt.epsilon()
+    out = LanguageModel(module, lm.tokenizer, lm.name + ("+lora" if cfg.lora_r else ""), lm.block_size)
+    trainable = sum(p.numel() for p in params)
+    return FineTuneResult(
+        out,
+        eps,
+        delta,
+        sigma,
+        q,
+        len(losses),
+        seconds,
+        tuple(losses),
+        tuple(frozen),
+        tuple(untied),
+        trainable,
+        tuple(step_times),
+    )
+
+
+@torch.no_grad()
+def perplexity(lm: LanguageModel, ids: torch.Tensor, seq_len: int = 64, max_windows: int = 256) -> float:
+    """``exp(mean next-token NLL)`` over up to ``max_windows`` non-overlapping windows of ``ids``."""
+    w = token_windows(ids, min(seq_len, lm.block_size))[:max_windows]
+    lm.module.eval()
+    total = sum(float(lm_loss(lm.module, w[s : s + 64])) * len(w[s : s + 64]) for s in range(0, len(w), 64))
+    return float(torch.tensor(total / len(w)).exp())

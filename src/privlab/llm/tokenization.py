@@ -1,0 +1,107 @@
+"""Tokenisers behind one small interface: ``encode(text) -> list[int]``, ``decode(ids) -> str``.
+
+* :class:`CharTokenizer`: one token per character over a fixed vocabulary (privlab's small GPT on
+  Shakespeare); built from the texts it must cover, so canaries and PII characters are included.
+* :class:`HFTokenizer`: a Hugging Face tokeniser (e.g. SmolLM2's BPE), without special tokens.
+
+Sequences that are scored piecewise (a canary prefix, then each candidate secret) are encoded piece
+by piece and concatenated (:func:`encode_pieces`), so every candidate shares the exact prefix ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+from privlab.errors import InvalidParameterError
+
+
+@runtime_checkable
+class Tokenizer(Protocol):
+    """What privlab.llm needs from a tokeniser."""
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+
+class CharTokenizer:
+    """Character-level tokeniser over ``vocab`` (a sequence of distinct one-character strings)."""
+
+    def __init__(self, vocab: Sequence[str]) -> None:
+        chars = tuple(vocab)
+        if len(set(chars)) != len(chars) or any(len(c) != 1 for c in chars) or not chars:
+            raise InvalidParameterError(
+                "The 'vocab' parameter of CharTokenizer must be distinct single characters. "
+                f"Got {len(chars)} entries ({len(set(chars))} distinct) instead."
+            )
+        self.vocab = chars
+        self._pos = {c: i for i, c in enumerate(chars)}
+
+    @classmethod
+    def from_texts(cls, texts: Iterable[str]) -> CharTokenizer:
+        """The sorted set of characters of ``texts``."""
+        chars: set[str] = set()
+        for t in texts:
+            chars.update(t)
+        return cls(sorted(chars))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    def encode(self, text: str) -> list[int]:
+        missing = sorted({c for c in text if c not in self._pos})
+        if missing:
+            raise InvalidParameterError(
+                f"The 'text' parameter of CharTokenizer.encode must use the tokenizer's vocabulary. "
+                f"Got characters {missing!r} instead."
+            )
+        return [self._pos[c] for c in text]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return "".join(self.vocab[int(i)] for i in ids)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "char", "vocab": "".join(self.vocab)}
+
+
+class HFTokenizer:
+    """A Hugging Face tokeniser used without special tokens (``add_special_tokens=False``)."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.inner = tokenizer
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.inner)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.inner.encode(text, add_special_tokens=False))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return str(self.inner.decode([int(i) for i in ids]))
+
+
+def encode_pieces(tokenizer: Tokenizer, pieces: Sequence[str]) -> list[int]:
+    """Ids of ``pieces`` encoded one by one and concatenated (a stable split at piece boundaries)."""
+    out: list[int] = []
+    for p in pieces:
+        out.extend(tokenizer.encode(p))
+    return out
+
+
+def token_windows(ids: torch.Tensor, length: int, stride: int | None = None) -> torch.Tensor:
+    """Windows (N, length + 1) of a 1-D id tensor: inputs are ``w[:, :-1]``, next-token targets ``w[:, 1:]``."""
+    if ids.dim() != 1 or ids.numel() < length + 1:
+        raise InvalidParameterError(
+            f"The 'ids' parameter of token_windows must be 1-D with at least length+1={length + 1} tokens. "
+            f"Got shape {tuple(ids.shape)} instead."
+        )
+    step = stride or length
+    return ids.unfold(0, length + 1, step).contiguous()

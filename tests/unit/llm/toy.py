@@ -1,0 +1,48 @@
+"""A toy causal LM whose next-token distribution is known in closed form (for formula tests)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from privlab.llm.models import LanguageModel
+from privlab.llm.tokenization import CharTokenizer
+
+VOCAB = tuple("0123456789abcdefghijklmnopqrstuvwxyz .:")
+
+
+class TableLM(nn.Module):
+    """logits at position t = ``table[t]`` whatever the input (context-free), so every log-prob is known."""
+
+    def __init__(self, table: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("table", table)  # (T_max, V)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        B, T = idx.shape
+        return self.table[:T].unsqueeze(0).expand(B, T, -1).clone()
+
+
+class LastTokenLM(nn.Module):
+    """logits = ``bigram[last token]``: a bigram model (context = the current token)."""
+
+    def __init__(self, bigram: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("bigram", bigram)  # (V, V)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.bigram[idx]
+
+
+def tokenizer() -> CharTokenizer:
+    return CharTokenizer(VOCAB)
+
+
+def table_lm(seed: int = 0, T: int = 64, scale: float = 1.0) -> LanguageModel:
+    g = torch.Generator().manual_seed(seed)
+    table = scale * torch.randn(T, len(VOCAB), generator=g)
+    return LanguageModel(TableLM(table), tokenizer(), "table", T)
+
+
+def bigram_lm(bigram: torch.Tensor, T: int = 64) -> LanguageModel:
+    return LanguageModel(LastTokenLM(bigram), tokenizer(), "bigram", T)
