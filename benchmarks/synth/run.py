@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--shadow", nargs="*", default=["bayesnet", "copula"], help="generators given the shadow attack")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--generators", nargs="*", default=None, help="re-run only these (others' results are kept)")
+    ap.add_argument("--summary-only", action="store_true", help="rebuild summary.json and frontier.svg only")
     args = ap.parse_args()
     if args.quick:
         cfg = SynthRunConfig(
@@ -48,9 +49,9 @@ def main() -> None:
             epsilons=(0.5, 1.0, 4.0, 16.0, math.inf), train_size=3000, shadow_generators=tuple(args.shadow)
         )
     args.out.mkdir(parents=True, exist_ok=True)
-    data = load_data(cfg)
+    data = None if args.summary_only else load_data(cfg)
     machine = environment()
-    for name in args.generators or cfg.generators:
+    for name in [] if args.summary_only else (args.generators or cfg.generators):
         for eps in cfg.epsilons if GENERATORS[name].private else (math.inf,):
             start = time.perf_counter()
             res = evaluate_release(cfg, data, name, eps)
