@@ -1,6 +1,6 @@
 """DP synthetic Adult with MST at epsilon 1 beside the non-private BayesNet baseline, and what each leaks.
 
-Run: OMP_NUM_THREADS=1 python examples/synthetic.py      (under a minute on 2 cores)
+Run: OMP_NUM_THREADS=1 python examples/synthetic.py      (35 s of CPU; 65 s on a busy 2-core machine)
 """
 
 import numpy as np
