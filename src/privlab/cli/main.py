@@ -18,6 +18,7 @@ from privlab.cli import llm as llm_cli
 from privlab.cli import mpc as mpc_cli
 from privlab.cli import report as report_cli
 from privlab.cli import run as run_cli
+from privlab.cli import synth as synth_cli
 from privlab.cli import train as train_cli
 from privlab.cli import unlearn as unlearn_cli
 
@@ -34,6 +35,7 @@ app.command("train", help="Train a model with DP-SGD and save it with its privac
 app.add_typer(data.app, name="data", help=data.__doc__)
 app.command("run", help="Run a configured pipeline: train -> attack -> audit -> report.")(run_cli.run_cmd)
 app.command("demo", help="The bundled MNIST demo: train, attack, audit, report.")(run_cli.demo)
+app.command("synth", help="DP synthetic data: generators x epsilons, attacks, report.")(synth_cli.synth_cmd)
 app.add_typer(
     mpc_cli.app, name="mpc", help="Secure multi-party computation: private inference and training on secret shares."
 )

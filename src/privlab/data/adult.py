@@ -112,3 +112,13 @@ def load_adult(split: str = "train", data_dir: str | Path | None = None) -> Arra
     rows = train_rows if split == "train" else _read(_source("adult.test", data_dir))
     x, y = encode(rows, enc)
     return ArrayDataset(torch.from_numpy(x), torch.from_numpy(y), "adult", ("<=50K", ">50K"))
+
+
+def load_adult_raw(split: str = "train", data_dir: str | Path | None = None) -> dict[str, list[str]]:
+    """Adult ``split`` as raw strings, one list per column of :data:`COLUMNS` (missing values stay ``"?"``;
+    the test split's trailing ``"."`` on the income label is removed)."""
+    check_choice(split, "split", "load_adult_raw", ("train", "test"))
+    rows = _read(_source("adult.data" if split == "train" else "adult.test", data_dir))
+    cols = {c: [r[i] for r in rows] for i, c in enumerate(COLUMNS)}
+    cols["income"] = [v.rstrip(".") for v in cols["income"]]
+    return cols

@@ -21,6 +21,7 @@ from privlab._validation import check_choice, check_int, check_real
 from privlab.errors import ConfigError, InvalidParameterError
 from privlab.fl.config import FedConfig
 from privlab.llm.config import LLMRunConfig
+from privlab.synth.config import SynthRunConfig
 from privlab.unlearn.run import UnlearnRunConfig
 
 ATTACK_NAMES = ("loss", "attack_r", "lira_online", "lira_offline", "rmia_offline", "rmia_online")
@@ -150,6 +151,7 @@ class RunConfig:
     federated: FedConfig | None = None  # optional: a Flower FedAvg run (privlab.fl) and its report section
     llm: LLMRunConfig | None = None  # language-model canaries, extraction, MIA (privlab.llm)
     unlearning: UnlearnRunConfig | None = None  # privlab.unlearn: methods evaluated against retraining
+    synthetic: SynthRunConfig | None = None
 
     def __post_init__(self) -> None:
         check_int(self.seed, "seed", "run", low=0)

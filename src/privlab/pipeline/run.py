@@ -37,6 +37,7 @@ from privlab.pipeline.stages import (
     train_target,
 )
 from privlab.report import ModelEntry, PrivacyReport, attack_curves, render_html
+from privlab.synth.stage import synthetic_stage
 from privlab.unlearn.run import run_unlearning
 
 
@@ -271,6 +272,8 @@ def _run(cfg: RunConfig, run_dir: Path, progress: bool, quiet: bool) -> RunResul
         )
     if cfg.federated is not None:
         report.sections["federated"] = federated_stage(cfg.federated, run_dir, progress)
+    if cfg.synthetic is not None:
+        report.sections["synthetic"] = synthetic_stage(cfg.synthetic, run_dir, progress)
 
     report_json = report.save(run_dir / "report.json")
     report_html = run_dir / "report.html"
