@@ -23,7 +23,7 @@ from privlab.errors import PrivlabError
 
 # "The 'x' parameter of OWNER <verb>": OWNER is one or two words ("epsilon", "privlab attack").
 _PARAM = re.compile(
-    r"The '(?P<name>[A-Za-z_][A-Za-z0-9_]*)' parameter of (?P<owner>\S+(?: \S+)??) "
+    r"The '(?P<name>--[A-Za-z][A-Za-z0-9-]*|[A-Za-z_][A-Za-z0-9_]*)' parameter of (?P<owner>\S+(?: \S+)??) "
     r"(?=(?:must|is|needs|has|cannot|requires|should)\b)"
 )
 
@@ -55,7 +55,8 @@ def flag_message(message: str, flags: Mapping[str, str]) -> str:
     """``message`` with every ``The 'x' parameter of f`` whose ``x`` has a flag replaced by ``The --x option``."""
 
     def sub(m: re.Match[str]) -> str:
-        flag = flags.get(m.group("name"))
+        name = m.group("name")
+        flag = name if name.startswith("--") else flags.get(name)  # already a flag (named by the resolver)
         return f"The {flag} option " if flag else m.group(0)
 
     return _PARAM.sub(sub, message)

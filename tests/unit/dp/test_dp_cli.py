@@ -9,7 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import privlab.data.registry as registry
+import privlab.cli.train as train_cli
 from privlab.accounting import PrivacyLedger
 from privlab.cli.main import app
 from privlab.data import ArrayDataset
@@ -20,7 +20,7 @@ from privlab.models import SmallCNN
 def test_train_saves_model_ledger_and_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     g = torch.Generator().manual_seed(0)
     small = ArrayDataset(torch.rand(200, 1, 28, 28, generator=g), torch.randint(0, 10, (200,), generator=g))
-    monkeypatch.setattr(registry, "load_dataset", lambda name, split="train", data_dir=None: small)
+    monkeypatch.setattr(train_cli, "load_dataset", lambda name, split="train", data_dir=None: small)
     out = tmp_path / "run"
     result = CliRunner().invoke(app, ["train", "--dataset", "mnist", "--model", "cnn", "--target-epsilon", "3",
                                       "--delta", "1e-5", "--epochs", "2", "--batch-size", "50", "--out", str(out)])
