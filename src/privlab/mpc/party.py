@@ -63,6 +63,15 @@ class Party:
         self.counter.add_round(buf.numel())
         return unpack(got, tensors)
 
+    def exchange_uneven(self, send: list[torch.Tensor], receive_like: list[torch.Tensor]) -> list[torch.Tensor]:
+        """One round in which the two sides send different tensors: send ``send``, receive tensors
+        shaped (and typed) like ``receive_like``. Counted as one round of the bytes this party sends."""
+        buf = pack(send)
+        self.transport.send(self.peer, buf)
+        got = self.transport.recv(self.peer, sum(t.numel() * t.element_size() for t in receive_like))
+        self.counter.add_round(buf.numel())
+        return unpack(got, receive_like)
+
     def open(self, shares: list[torch.Tensor]) -> list[torch.Tensor]:
         """Reveal arithmetic shares to both parties (one round, 8 bytes per element each way)."""
         theirs = self.exchange(shares)

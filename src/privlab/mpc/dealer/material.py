@@ -46,7 +46,8 @@ class Spec:
     derive: Derive
 
 
-def _bilinear(op: str, kw: dict[str, Any]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def bilinear(op: str, kw: dict[str, Any]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The plaintext bilinear map ``op`` (mul, matmul, conv2d with ``kw``) that a triple of kind ``op`` satisfies."""
     if op == "mul":
         return torch.mul
     if op == "matmul":
@@ -89,7 +90,7 @@ def _out_shape(op: str, a: list[int], b: list[int], kw: dict[str, Any]) -> tuple
 
 def triple_spec(op: str, a_shape: list[int], b_shape: list[int], kw: dict[str, Any]) -> Spec:
     """Beaver triple ``(a, b, c = op(a, b))`` for a bilinear ``op`` (mul, matmul, conv2d)."""
-    fn = _bilinear(op, kw)
+    fn = bilinear(op, kw)
     return Spec(
         [Field("a", tuple(a_shape)), Field("b", tuple(b_shape))],
         [Field("c", _out_shape(op, a_shape, b_shape, kw))],
@@ -99,7 +100,7 @@ def triple_spec(op: str, a_shape: list[int], b_shape: list[int], kw: dict[str, A
 
 def owned_triple_spec(op: str, a_shape: list[int], b_shape: list[int], kw: dict[str, Any]) -> Spec:
     """Triple whose ``b`` is known to party 0 alone (for weights party 0 holds in the clear)."""
-    fn = _bilinear(op, kw)
+    fn = bilinear(op, kw)
     return Spec(
         [Field("a", tuple(a_shape)), Field("b", tuple(b_shape), owner0=True)],
         [Field("c", _out_shape(op, a_shape, b_shape, kw))],

@@ -13,11 +13,10 @@ import torch.nn.functional as F
 
 from privlab.errors import InvalidParameterError
 from privlab.mpc.checks import require_abs, require_product
-from privlab.mpc.dealer.material import _bilinear
+from privlab.mpc.dealer.material import bilinear
 from privlab.mpc.encoding import encode
 from privlab.mpc.party import Party
 from privlab.mpc.stats import counted
-from privlab.mpc.transport.base import pack, unpack
 
 _OFFSET = 1 << 62
 
@@ -93,7 +92,7 @@ def beaver(party: Party, op: str, x: torch.Tensor, y: torch.Tensor, kw: dict[str
     """
     kw = kw or {}
     require_product(party, "beaver", op, x, y, tuple(y.shape), kw)
-    fn = _bilinear(op, kw)
+    fn = bilinear(op, kw)
     m = party.material("triple", op=op, a_shape=list(x.shape), b_shape=list(y.shape), kw=kw)
     e, f = party.open([x - m["a"], y - m["b"]])
     z = fn(e, m["b"]) + fn(m["a"], f) + m["c"]
@@ -122,7 +121,7 @@ def beaver_owned(
     """
     kw = kw or {}
     require_product(party, f"beaver_owned ({op})", op, x, w, w_shape, kw, owned=True)
-    fn = _bilinear(op, kw)
+    fn = bilinear(op, kw)
     m = party.material("owned_triple", op=op, a_shape=list(x.shape), b_shape=list(w_shape), kw=kw)
     e_mine = x - m["a"]
     if party.rank == 0:
@@ -131,18 +130,9 @@ def beaver_owned(
                 "The 'w' parameter of beaver_owned must be the owner's encoded weight on party 0. Got None instead."
             )
         f = w - m["b"]
-        buf = pack([e_mine, f])
-        party.transport.send(1, buf)
-        got = party.transport.recv(1, e_mine.numel() * 8)
-        party.counter.add_round(buf.numel())
-        e = e_mine + unpack(got, [e_mine])[0]
-        return fn(e, w) + fn(m["a"], f) + m["c"]
-    buf = pack([e_mine])
-    party.transport.send(0, buf)
-    f_like = torch.empty(w_shape, dtype=torch.int64)
-    got = party.transport.recv(0, buf.numel() + f_like.numel() * 8)
-    party.counter.add_round(buf.numel())
-    _, f = unpack(got, [e_mine, f_like])
+        (e_theirs,) = party.exchange_uneven([e_mine, f], [e_mine])
+        return fn(e_mine + e_theirs, w) + fn(m["a"], f) + m["c"]
+    _, f = party.exchange_uneven([e_mine], [e_mine, torch.empty(w_shape, dtype=torch.int64)])
     return fn(m["a"], f) + m["c"]
 
 

@@ -20,7 +20,7 @@ import torch
 
 from privlab.errors import MPCRangeError
 from privlab.mpc.checks import PRODUCT_FLAG, Domain, Product
-from privlab.mpc.dealer.material import _bilinear
+from privlab.mpc.dealer.material import bilinear
 from privlab.mpc.party import Party
 from privlab.mpc.protocols.arith import trunc
 from privlab.mpc.protocols.compare import drelu
@@ -72,7 +72,7 @@ def _shadows(party: Party, prods: list[Product]) -> list[torch.Tensor]:
     out = []
     for i, (p, m) in enumerate(zip(prods, mats, strict=True)):
         e, g = opened[2 * i], opened[2 * i + 1]
-        fn = _bilinear(p.kind, p.kw)
+        fn = bilinear(p.kind, p.kw)
         z = fn(e, m["b"]) + fn(m["a"], g) + m["c"]
         out.append(z + fn(e, g) if party.rank == 0 else z)
     return out
