@@ -14,7 +14,6 @@ A :class:`ZCDPLedger` has the ``record`` / ``epsilon`` / JSON surface of
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -23,7 +22,7 @@ from typing import Any
 
 import dp_accounting
 
-from privlab._json import jsonable
+from privlab._json import check_sealed, jsonable, seal
 from privlab._validation import check_real
 from privlab.accounting.core import epsilon_from_event
 from privlab.errors import CorruptArtifactError
@@ -99,9 +98,7 @@ class ZCDPLedger:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        body = self._body()
-        body["sha256"] = _digest(body)
-        return body
+        return seal(self._body())
 
     def to_json(self, path: str | Path | None = None) -> str:
         text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -112,10 +109,7 @@ class ZCDPLedger:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ZCDPLedger:
         """Rebuild and verify (schema, checksum, recomputed epsilon)."""
-        if not isinstance(data, dict) or data.get("schema") != ZCDP_SCHEMA:
-            raise CorruptArtifactError(f"Not a zCDP ledger: expected schema {ZCDP_SCHEMA!r}.")
-        if data.get("sha256") != _digest({k: v for k, v in data.items() if k != "sha256"}):
-            raise CorruptArtifactError("zCDP ledger checksum mismatch: the file was modified or corrupted.")
+        check_sealed(data, schema=ZCDP_SCHEMA, versions=[1], what="zCDP ledger")
         try:
             led = cls(
                 float(data["delta"]),
@@ -137,7 +131,3 @@ class ZCDPLedger:
         except json.JSONDecodeError as exc:
             raise CorruptArtifactError(f"zCDP ledger is not valid JSON: {exc}") from exc
         return cls.from_dict(data)
-
-
-def _digest(body: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
