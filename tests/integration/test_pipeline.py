@@ -14,26 +14,9 @@ from privlab.data import availability
 from privlab.errors import ConfigError, CorruptArtifactError
 from privlab.pipeline import AuditConfig, config_from_dict, load_config, run
 from privlab.report import load_report
+from privlab.testing.configs import tiny_run_config
 
-TINY = {
-    "name": "tiny",
-    "seed": 0,
-    "data": {"dataset": "mnist", "population": 300, "test_size": 300},
-    "targets": [
-        {"name": "plain", "train": {"epochs": 3, "batch_size": 32, "lr": 0.05}},
-        {
-            "name": "dp",
-            "train": {"epochs": 1, "batch_size": 50, "lr": 1.0, "momentum": 0.0},
-            "dp": {"target_epsilon": 8.0},
-        },
-    ],
-    "attack": {
-        "reference_models": 2,
-        "attacks": ["loss", "lira_offline", "rmia_offline"],
-        "train": {"epochs": 3, "batch_size": 32, "lr": 0.05},
-    },
-    "audit": {"canaries": 40},
-}
+TINY = tiny_run_config("tiny")
 
 
 def _done_keys(run_dir: Path) -> dict[str, float]:

@@ -13,26 +13,9 @@ import torch
 from privlab.data import availability
 from privlab.pipeline import config_from_dict, run
 from privlab.report import load_report
+from privlab.testing.configs import tiny_run_config
 
-CONFIG = {
-    "name": "rep",
-    "seed": 0,
-    "data": {"dataset": "mnist", "population": 300, "test_size": 300},
-    "targets": [
-        {"name": "plain", "train": {"epochs": 3, "batch_size": 32, "lr": 0.05}},
-        {
-            "name": "dp",
-            "train": {"epochs": 1, "batch_size": 50, "lr": 1.0, "momentum": 0.0},
-            "dp": {"target_epsilon": 8.0},
-        },
-    ],
-    "attack": {
-        "reference_models": 2,
-        "attacks": ["loss", "lira_offline", "rmia_offline"],
-        "train": {"epochs": 3, "batch_size": 32, "lr": 0.05},
-    },
-    "audit": {"canaries": 40},
-}
+CONFIG = tiny_run_config("rep")
 
 
 # Smaller than CONFIG (no audit, fewer examples): the test runs it several times.
