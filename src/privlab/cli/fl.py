@@ -46,10 +46,15 @@ def run_cmd(
     delta: float = typer.Option(1e-5),
     secagg: bool = typer.Option(False, help="aggregate with Flower's SecAgg+"),
     actors: int = typer.Option(2, help="Ray actors (one CPU each)"),
+    deploy: bool = typer.Option(
+        False, help="run as real processes (a Flower SuperLink, one SuperNode per client, `flwr run`) on 127.0.0.1"
+    ),
+    round_timeout: float = typer.Option(120.0, help="with --deploy: seconds to wait for a round's replies"),
     seed: int = typer.Option(0),
     out: Path | None = typer.Option(None, help="write result.json and section.json here"),
 ) -> None:
-    """Run FedAvg (optionally DP-FedAvg, SecAgg+) in Flower's simulation engine; print each round."""
+    """Run FedAvg (optionally DP-FedAvg, SecAgg+) in Flower's simulation engine (or, with --deploy, as real
+    Flower processes on this host); print each round."""
     from privlab.fl import FedConfig, UserDPConfig, run_federated
     from privlab.fl.report import fl_section
 
@@ -63,7 +68,15 @@ def run_cmd(
                         train_size=train_size, secagg=secagg, seed=seed, dp=dp)
     except InvalidParameterError as exc:
         raise _flag_error(exc) from None
-    res = run_federated(cfg, progress=True, num_actors=actors)
+    if deploy:
+        from privlab.fl.deploy import FlowerDeployment
+
+        if secagg:
+            raise typer.BadParameter("--deploy runs plain or DP FedAvg; use the simulation engine for --secagg")
+        with FlowerDeployment(cfg, round_timeout=round_timeout) as dep:
+            res = dep.run()
+    else:
+        res = run_federated(cfg, progress=True, num_actors=actors)
     for r in res.rounds:
         eps = "" if r.epsilon is None else f"  user-level epsilon {r.epsilon:.3f} (delta {delta:g})"
         typer.echo(f"round {r.round:3d}  accuracy {r.accuracy:.4f}{eps}  {r.seconds:.1f}s")

@@ -100,17 +100,21 @@ def train_client(
     return {k: state[k] + noisy[k] for k in new}
 
 
-def make_client_app(cfg: FedConfig) -> Any:
-    """A Flower ``ClientApp`` whose ``train`` runs :func:`train_client` for the node's ``partition-id``."""
+def make_client_app(cfg: FedConfig | None) -> Any:
+    """A Flower ``ClientApp`` whose ``train`` runs :func:`train_client` for the node's ``partition-id``.
+
+    With ``cfg=None`` the config is read at run time from the run config's ``privlab-config`` (a
+    JSON string): that is how a deployed app (:mod:`privlab.fl.deploy`) learns it.
+    """
     from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
     from flwr.clientapp import ClientApp
 
-    cfg_json = json.dumps(cfg.to_dict(), sort_keys=True)
+    fixed = None if cfg is None else json.dumps(cfg.to_dict(), sort_keys=True)
     app = ClientApp()
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
-        conf = fed_config_from_json(cfg_json)
+        conf = fed_config_from_json(fixed if fixed is not None else str(context.run_config["privlab-config"]))
         client = int(context.node_config["partition-id"])
         state = msg.content.array_records["arrays"].to_torch_state_dict()
         rnd = int(msg.content.config_records["config"]["server-round"])  # type: ignore[arg-type]

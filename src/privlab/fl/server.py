@@ -24,12 +24,45 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from privlab.data import ArrayDataset, load_dataset
-from privlab.errors import InvalidParameterError
+from privlab.errors import InvalidParameterError, PrivlabError
 from privlab.fl.client import build_fl_model
 from privlab.fl.config import FedConfig
 from privlab.fl.privacy import UserLevelAccountant, noise_multiplier_of
 
 log = logging.getLogger("privlab.fl")
+
+
+class FederatedRunError(PrivlabError, RuntimeError):
+    """A federated run failed on the server side (a round could not be aggregated, a client failed, ...)."""
+
+
+class StrictGrid:
+    """A Flower ``Grid`` that refuses a round in which a sampled client did not answer.
+
+    Flower's FedAvg drops failed or missing replies and its DP wrappers skip such a round with a
+    log line; either way the round's privacy and accuracy would be computed for clients who never
+    took part. Here a missing or failed reply ends the run with :class:`FederatedRunError` naming
+    the round's shortfall, after at most the strategy's reply ``timeout``.
+    """
+
+    def __init__(self, grid: Any) -> None:
+        self._grid = grid
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._grid, name)
+
+    def send_and_receive(self, messages: Any, *, timeout: float | None = None) -> list[Any]:
+        sent = list(messages)
+        replies = list(self._grid.send_and_receive(sent, timeout=timeout))
+        failed = [r for r in replies if r.has_error()]
+        if len(replies) < len(sent) or failed:
+            why = "; ".join(f"{r.error.code}: {r.error.reason}" for r in failed[:3])
+            raise FederatedRunError(
+                f"{len(sent) - len(replies)} of {len(sent)} sampled clients sent no reply within "
+                f"timeout={timeout} s and {len(failed)} replied with an error{': ' + why if why else ''}; "
+                "the round cannot be aggregated as sampled (a dead SuperNode or a failing ClientApp)."
+            )
+        return replies
 
 
 @dataclass(frozen=True)
@@ -157,7 +190,11 @@ def run_server(grid: Any, cfg: FedConfig, *, progress: bool = False, timeout: fl
 
     try:
         result = strategy.start(
-            grid, ArrayRecord(model.state_dict()), num_rounds=cfg.rounds, timeout=timeout, evaluate_fn=evaluate_fn
+            StrictGrid(grid),
+            ArrayRecord(model.state_dict()),
+            num_rounds=cfg.rounds,
+            timeout=timeout,
+            evaluate_fn=evaluate_fn,
         )
     finally:
         bar.close()

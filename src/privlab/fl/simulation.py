@@ -17,15 +17,12 @@ import torch
 
 from privlab._json import jsonable
 from privlab._validation import check_int
-from privlab.errors import PrivlabError
 from privlab.fl.config import FedConfig
-from privlab.fl.server import RoundRecord
+from privlab.fl.server import FederatedRunError, RoundRecord
 
 FL_EXTRA_HINT = "pip install 'privlab[fl]'  (Flower with its Ray simulation engine, and torchmetrics)"
 
-
-class FederatedRunError(PrivlabError, RuntimeError):
-    """A federated run failed on the server side (a round could not be aggregated, a client failed, ...)."""
+__all__ = ["FL_EXTRA_HINT", "FedResult", "FederatedRunError", "backend_config", "require_flwr", "run_federated"]
 
 
 @dataclass(frozen=True)

@@ -52,3 +52,27 @@ def test_adaptive_clipping_rejects_too_little_count_noise():
     cfg = FedConfig(dp=UserDPConfig(noise_multiplier=1.0, clipping="adaptive"), **SMALL)
     with pytest.raises(InvalidParameterError, match="'clipped_count_stddev'"):
         build_strategy(cfg)
+
+
+@pytest.mark.parametrize("fault", ["silent", "error"])
+def test_a_client_that_vanishes_or_fails_ends_the_run_with_an_error(fault):
+    from privlab.fl import FederatedRunError
+
+    cfg = FedConfig(rounds=2, local_epochs=0.0, **{**SMALL, "clients_per_round": 10})
+    app = make_client_app(cfg)
+    if fault == "error":
+        inner = app
+
+        def app(msg, context):  # client 3 raises: its SuperNode answers with an error message
+            if int(context.node_config["partition-id"]) == 3:
+                raise RuntimeError("disk full")
+            return inner(msg, context)
+
+    drop = (lambda client, kind: client == 3) if fault == "silent" else None
+    grid = make_in_process_grid(app, cfg.num_clients, drop=drop)
+    expected = "1 of 10 sampled clients sent no reply" if fault == "silent" else "disk full"
+    with pytest.raises(FederatedRunError, match=expected):
+        run_server(grid, cfg, timeout=1.0)
+    # positive control: the same config with every client answering runs to the end
+    records, _ = run_server(make_in_process_grid(make_client_app(cfg), cfg.num_clients), cfg, timeout=1.0)
+    assert len(records) == 2
