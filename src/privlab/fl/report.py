@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from privlab.attacks import AttackMetrics
 from privlab.fl.leakage import InversionResult
 from privlab.fl.simulation import FedResult
 from privlab.report.sections import CardRow, Figure, Section, Table, svg_of
@@ -53,8 +54,11 @@ def reconstruction_grid(results: Sequence[InversionResult], per_row: int = 6) ->
     return svg_of(fig)
 
 
-def fl_section(result: FedResult, inversions: Sequence[InversionResult] = ()) -> Section:
-    """The report section of a federated run (and, optionally, the inversion experiments)."""
+def fl_section(
+    result: FedResult, inversions: Sequence[InversionResult] = (), subject: AttackMetrics | None = None
+) -> Section:
+    """The report section of a federated run (and, optionally, the inversion experiments and the
+    subject-level membership attack on the final model)."""
     cfg = result.config
     dp = cfg.dp
     sec = Section(
@@ -92,15 +96,34 @@ def fl_section(result: FedResult, inversions: Sequence[InversionResult] = ()) ->
         )
         sec.figures.append(Figure("Reconstructions", reconstruction_grid(inversions),
                                   caption="top: the clients' images; below: what each attack recovers"))
+    if subject is not None:
+        lo, hi = subject.auc_ci
+        sec.tables.append(
+            Table(
+                "Subject-level membership inference (Suri et al. 2022, LOSS over a subject's examples)",
+                ["member subjects", "non-member subjects", "AUC", "AUC 95% CI", "TPR @ 10% FPR", "TPR @ 1% FPR"],
+                [[subject.n_members, subject.n_nonmembers, subject.auc, f"[{lo:.3f}, {hi:.3f}]",
+                  subject.tpr_at_fpr.get(0.1), subject.tpr_at_fpr.get(0.01)]],
+                note="members: clients of the federation; non-members: label-matched subjects from data no "
+                "client held. AUC 0.5 is chance.",
+            )
+        )
     eps = result.epsilon
+    measured = [f"{r.defence}: {r.median_psnr:.1f} dB" for r in inversions]
+    if subject is not None:
+        measured.append(f"subject MIA AUC {subject.auc:.3f}")
     sec.card.append(
         CardRow(
             model=f"federated ({cfg.num_clients} clients)",
             claimed="no DP" if eps is None else (f"user-level eps {eps:.3g}" if math.isfinite(eps) else "eps inf"),
-            measured="; ".join(f"{r.defence}: {r.median_psnr:.1f} dB" for r in inversions) or "–",
+            measured="; ".join(measured) or "–",
             utility=f"acc {result.accuracy:.4f}",
             verdict="informational",
         )
     )
-    sec.data = {"run": result.to_dict(), "inversion": [r.to_dict() for r in inversions]}
+    sec.data = {
+        "run": result.to_dict(),
+        "inversion": [r.to_dict() for r in inversions],
+        "subject_mia": None if subject is None else subject.to_dict(),
+    }
     return sec

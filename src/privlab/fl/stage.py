@@ -21,7 +21,8 @@ def federated_stage(
 
     The section carries the per-round accuracy and user-level epsilon, and a gradient-inversion
     experiment (DLG, batch of 1) against the initial global model without defence, under the
-    run's DP noise (z = 1 when the run has no DP) and under secure aggregation of m clients.
+    run's DP noise (z = 1 when the run has no DP) and under secure aggregation of m clients, and a
+    subject-level membership attack on the final global model.
     ``runner`` replaces :func:`run_federated` (tests).
     """
 
@@ -31,9 +32,12 @@ def federated_stage(
     from privlab.fl.leakage import DEFENCES, inversion_experiment
     from privlab.fl.report import fl_section
     from privlab.fl.simulation import run_federated
+    from privlab.fl.subject_mia import subject_mia_experiment
     from privlab.pipeline.cache import stage
 
-    st = stage(run_dir, "federated", {"federated": cfg.to_dict(), "inversion_targets": inversion_targets})
+    st = stage(
+        run_dir, "federated", {"federated": cfg.to_dict(), "inversion_targets": inversion_targets, "subject_mia": 1}
+    )
     if st.done:
         cached: dict[str, Any] = st.read_json("section.json")
         return cached
@@ -54,7 +58,8 @@ def federated_stage(
         )
         for d in DEFENCES
     ]
-    section = fl_section(res, inv).to_dict()
+    subject = subject_mia_experiment(cfg, res.state, seed=cfg.seed)
+    section = fl_section(res, inv, subject).to_dict()
     st.write_json("section.json", section)
     st.finish({"accuracy": res.accuracy, "epsilon": res.epsilon})
     return section

@@ -14,6 +14,7 @@ bootstrap intervals).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,3 +47,68 @@ def subject_membership_attack(
     scores = subject_scores(model, [*members, *nonmembers])
     labels = np.r_[np.ones(len(members), bool), np.zeros(len(nonmembers), bool)]
     return evaluate_scores(scores, labels, seed=seed)
+
+
+def label_matched_subjects(
+    pool: ArrayDataset, members: Sequence[ArrayDataset], *, seed: int = 0
+) -> list[ArrayDataset]:
+    """One non-member subject per member, drawn from ``pool`` without replacement with the member's
+    label counts.
+
+    Under a non-IID split a member's examples are label-skewed; a non-member drawn uniformly would
+    differ from it in label mix alone, and the attack would score that shift rather than
+    membership (the member/non-member distribution shift MIMIR warns of for LLMs). Matching the
+    label counts removes it.
+    """
+    gen = np.random.default_rng(seed)
+    y = pool.y.numpy()
+    free = {int(c): list(gen.permutation(np.flatnonzero(y == c))) for c in np.unique(y)}
+    out = []
+    for i, m in enumerate(members):
+        idx: list[int] = []
+        labels, counts = np.unique(m.y.numpy(), return_counts=True)
+        for c, k in zip(labels.tolist(), counts.tolist(), strict=True):
+            avail = free.get(int(c), [])
+            if len(avail) < k:
+                raise InvalidParameterError(
+                    f"The 'pool' parameter of label_matched_subjects has too few examples of label {c} for "
+                    f"member subject {i} (needs {k}, {len(avail)} left): give a larger held-out pool or fewer subjects."
+                )
+            idx += avail[:k]
+            del avail[:k]
+        out.append(pool.subset(torch.as_tensor(sorted(idx))))
+    return out
+
+
+def subject_mia_experiment(
+    cfg: Any, state: dict[str, torch.Tensor], *, max_subjects: int = 100, seed: int = 0
+) -> AttackMetrics:
+    """Subject-level LOSS attack on the final global model of a federated run of ``cfg`` (a FedConfig).
+
+    Members: up to ``max_subjects`` of the federation's clients (their partitions of the training
+    data). Non-members: label-matched subjects (:func:`label_matched_subjects`) from data no client
+    held: the training split beyond ``cfg.train_size``, else the test split beyond the
+    ``cfg.eval_size`` rows the server evaluates on.
+    """
+    from privlab.data import load_dataset
+    from privlab.fl.client import build_fl_model, client_data
+
+    n = min(cfg.num_clients, max_subjects)
+    members = [client_data(cfg, i) for i in range(n)]
+    need = sum(len(m) for m in members)
+    train = load_dataset(cfg.dataset, "train")
+    if len(train) - cfg.train_size >= need:
+        pool = train.subset(torch.arange(cfg.train_size, len(train)))
+    else:
+        test = load_dataset(cfg.dataset, "test")
+        if len(test) - cfg.eval_size < need:
+            raise InvalidParameterError(
+                f"subject_mia_experiment needs {need} held-out examples for {n} non-member subjects, but "
+                f"{cfg.dataset} has {len(train) - cfg.train_size} beyond train_size and "
+                f"{len(test) - cfg.eval_size} beyond eval_size; lower train_size, eval_size or max_subjects."
+            )
+        pool = test.subset(torch.arange(cfg.eval_size, len(test)))
+    nonmembers = label_matched_subjects(pool, members, seed=seed)
+    model = build_fl_model(cfg)
+    model.load_state_dict(state)
+    return subject_membership_attack(model, members, nonmembers, seed=seed)

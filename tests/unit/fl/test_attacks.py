@@ -66,3 +66,35 @@ def test_subject_mia_beats_chance_on_a_memorising_model_and_not_on_an_unrelated_
     unrelated = train_model(build_model("mlp", hidden=(128,)), other, TrainConfig(epochs=60, batch_size=32, lr=0.1))
     res = subject_membership_attack(unrelated, members, nonmembers)
     assert res.auc_ci[0] < 0.5 < res.auc_ci[1] or abs(res.auc - 0.5) < 0.2  # negative control: chance
+
+
+def test_label_matched_subjects_copy_label_counts_and_never_reuse_an_example(mnist_test):
+    from privlab.fl.subject_mia import label_matched_subjects
+
+    members = [mnist_test.subset(torch.arange(i * 7, i * 7 + 7)) for i in range(5)]
+    pool = mnist_test.subset(torch.arange(1000, 3000))
+    got = label_matched_subjects(pool, members, seed=1)
+    for m, g in zip(members, got, strict=True):
+        assert sorted(m.y.tolist()) == sorted(g.y.tolist())
+    rows = torch.cat([g.x.flatten(1) for g in got])
+    assert torch.unique(rows, dim=0).shape[0] == rows.shape[0]  # drawn without replacement
+    with pytest.raises(InvalidParameterError, match="'pool'"):
+        label_matched_subjects(pool.head(5), members)
+
+
+def test_subject_mia_on_a_federated_run_separates_clients_and_not_before_training():
+    from privlab.fl import FedConfig
+    from privlab.fl.client import build_fl_model, make_client_app
+    from privlab.fl.inprocess import make_in_process_grid
+    from privlab.fl.server import run_server
+    from privlab.fl.subject_mia import subject_mia_experiment
+
+    # 30 clients of 20 examples, all in every round, many local epochs: the global model memorises
+    cfg = FedConfig(num_clients=30, clients_per_round=30, rounds=4, local_epochs=10.0, batch_size=10, lr=0.1,
+                    train_size=600, eval_size=200, hidden=(128,))
+    _, state = run_server(make_in_process_grid(make_client_app(cfg), cfg.num_clients), cfg)
+    trained = subject_mia_experiment(cfg, state)
+    assert trained.n_members == trained.n_nonmembers == 30
+    assert trained.auc > 0.75 and trained.auc_ci[0] > 0.5
+    untrained = subject_mia_experiment(cfg, build_fl_model(cfg).state_dict())  # negative control
+    assert untrained.auc_ci[0] < 0.5 < untrained.auc_ci[1] or abs(untrained.auc - 0.5) < 0.2

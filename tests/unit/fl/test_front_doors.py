@@ -69,3 +69,5 @@ def test_federated_stage_is_cached_and_returns_a_section(tmp_path, mnist_test):
     again = federated_stage(cfg, tmp_path, False, inversion_targets=2, runner=runner)
     assert len(calls) == 1 and sec == again
     assert sec["kind"] == "federated" and len(sec["data"]["inversion"]) == 3
+    assert sec["data"]["subject_mia"]["n_members"] == 10 and 0.0 <= sec["data"]["subject_mia"]["auc"] <= 1.0
+    assert any(t["title"].startswith("Subject-level membership") for t in sec["tables"])
