@@ -19,10 +19,9 @@ The port is checked against torch's logits in ``spu_side.py`` before any SPU run
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 Params = dict[str, np.ndarray]
@@ -34,8 +33,9 @@ def _linear(x: jax.Array, p: Params, name: str) -> jax.Array:
 
 def _conv(x: jax.Array, p: Params, name: str, stride: int = 1) -> jax.Array:
     """``Conv2d`` in NCHW / OIHW layout, no padding, plus the per-channel bias."""
-    y = jax.lax.conv_general_dilated(x, p[f"{name}.weight"], (stride, stride), "VALID",
-                                     dimension_numbers=("NCHW", "OIHW", "NCHW"))
+    y = jax.lax.conv_general_dilated(
+        x, p[f"{name}.weight"], (stride, stride), "VALID", dimension_numbers=("NCHW", "OIHW", "NCHW")
+    )
     return y + p[f"{name}.bias"].reshape(1, -1, 1, 1)
 
 
@@ -73,8 +73,9 @@ def transformer(x: jax.Array, p: Params, heads: int = 4) -> jax.Array:
     h = e.reshape(b, c, -1).transpose(0, 2, 1)  # [B, T=16, C]
     t, d = h.shape[1], c // heads
     qkv = _linear(_layer_norm(h, p, "block.ln1"), p, "block.qkv")  # [B, T, 3C]
-    q, k, v = (qkv[..., i * c:(i + 1) * c].reshape(b, t, heads, d).transpose(0, 2, 1, 3)
-               for i in range(3))  # each [B, H, T, D]
+    q, k, v = (
+        qkv[..., i * c : (i + 1) * c].reshape(b, t, heads, d).transpose(0, 2, 1, 3) for i in range(3)
+    )  # each [B, H, T, D]
     att = jax.nn.softmax((q @ k.transpose(0, 1, 3, 2)) * (1.0 / math.sqrt(d)), axis=-1)
     y = (att @ v).transpose(0, 2, 1, 3).reshape(b, t, c)
     h = h + _linear(y, p, "block.proj")
@@ -83,5 +84,4 @@ def transformer(x: jax.Array, p: Params, heads: int = 4) -> jax.Array:
     return _linear(h.mean(axis=1), p, "head")
 
 
-MODELS: dict[str, Callable[[jax.Array, Params], jax.Array]] = {
-    "mlp": mlp, "cnn": cnn, "transformer": transformer}
+MODELS: dict[str, Callable[[jax.Array, Params], jax.Array]] = {"mlp": mlp, "cnn": cnn, "transformer": transformer}

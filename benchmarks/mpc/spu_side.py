@@ -46,18 +46,21 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from spu_models import MODELS  # noqa: E402
+import spu
+import spu.api as spu_api
+import spu.libspu as libspu
+import spu.utils.frontend as spu_fe
+from spu.experimental import reveal
+from spu_models import MODELS
 
-import spu  # noqa: E402
-import spu.api as spu_api  # noqa: E402
-import spu.libspu as libspu  # noqa: E402
-import spu.utils.frontend as spu_fe  # noqa: E402
-from spu.experimental import reveal  # noqa: E402
-
-LINK = re.compile(r"Link details: total send bytes (\d+), recv bytes (\d+), "
-                  r"send actions (\d+), recv actions (\d+)")
-KERNEL = re.compile(r"\] - (\S+), executed (\d+) times, duration ([\d.e+-]+)s, send bytes (\d+) "
-                    r"recv bytes (\d+), send actions (\d+), recv actions (\d+)")
+LINK = re.compile(
+    r"Link details: total send bytes (\d+), recv bytes (\d+), "
+    r"send actions (\d+), recv actions (\d+)"
+)
+KERNEL = re.compile(
+    r"\] - (\S+), executed (\d+) times, duration ([\d.e+-]+)s, send bytes (\d+) "
+    r"recv bytes (\d+), send actions (\d+), recv actions (\d+)"
+)
 SECTION = re.compile(r"\] (HLO|HAL|MPC) profiling: total time")
 
 
@@ -88,8 +91,12 @@ def parse_log(text: str) -> dict[str, Any]:
             row["calls"] = max(row["calls"], int(k.group(2)))
             row["bytes"] += int(k.group(4))
             row["send_actions"] = max(row["send_actions"], int(k.group(6)))
-    return {"parties": [{"send_bytes": b, "recv_bytes": rb, "send_actions": a, "recv_actions": ra}
-                        for b, rb, a, ra in links], "per_kernel": kernels}
+    return {
+        "parties": [
+            {"send_bytes": b, "recv_bytes": rb, "send_actions": a, "recv_actions": ra} for b, rb, a, ra in links
+        ],
+        "per_kernel": kernels,
+    }
 
 
 class _Party(threading.Thread):
@@ -105,13 +112,13 @@ class _Party(threading.Thread):
     def run(self) -> None:
         try:
             rt = spu_api.Runtime(libspu.link.create_mem(self.desc, self.rank), self.cfg)
-            for name, share in zip(self.exe.input_names, self.shares):
+            for name, share in zip(self.exe.input_names, self.shares, strict=True):
                 rt.set_var(name, share[self.rank])
             t0 = time.perf_counter()
             rt.run(self.exe)
             self.seconds = time.perf_counter() - t0
             self.out = [rt.get_var(n) for n in self.exe.output_names]
-        except BaseException as e:  # noqa: BLE001 - re-raised by join()
+        except BaseException as e:
             self.exc = e
 
     def join(self, timeout: float | None = None) -> None:
@@ -120,8 +127,9 @@ class _Party(threading.Thread):
             raise self.exc
 
 
-def run_spu(name: str, x: np.ndarray, params: dict[str, np.ndarray], fxp: int,
-            beaver: str) -> tuple[np.ndarray, dict[str, Any]]:
+def run_spu(
+    name: str, x: np.ndarray, params: dict[str, np.ndarray], fxp: int, beaver: str
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Compile ``MODELS[name]`` with secret input and weights, run two SEMI2K parties."""
     model = MODELS[name]
 
@@ -133,8 +141,15 @@ def run_spu(name: str, x: np.ndarray, params: dict[str, np.ndarray], fxp: int,
     cfg = runtime_config(fxp, beaver)
     secret = libspu.Visibility.VIS_SECRET
     t0 = time.perf_counter()
-    exe, _ = spu_fe.compile(spu_fe.Kind.JAX, program, (x, params), {}, names,
-                            [secret] * len(flat), lambda out: [f"out{i}" for i in range(len(out))])
+    exe, _ = spu_fe.compile(
+        spu_fe.Kind.JAX,
+        program,
+        (x, params),
+        {},
+        names,
+        [secret] * len(flat),
+        lambda out: [f"out{i}" for i in range(len(out))],
+    )
     compile_seconds = time.perf_counter() - t0
     io = spu_api.Io(2, cfg)
     shares = [io.make_shares(np.asarray(a), secret) for a in flat]
@@ -147,9 +162,11 @@ def run_spu(name: str, x: np.ndarray, params: dict[str, np.ndarray], fxp: int,
     for p in parties:
         p.join()
     out = io.reconstruct([p.out[0] for p in parties])
-    return np.asarray(out), {"seconds": max(p.seconds for p in parties),
-                             "party_seconds": [p.seconds for p in parties],
-                             "compile_seconds": compile_seconds}
+    return np.asarray(out), {
+        "seconds": max(p.seconds for p in parties),
+        "party_seconds": [p.seconds for p in parties],
+        "compile_seconds": compile_seconds,
+    }
 
 
 def main() -> None:
@@ -159,8 +176,7 @@ def main() -> None:
     ap.add_argument("weights", help="torch state_dict as numpy arrays (.npz)")
     ap.add_argument("ref", help="torch plaintext logits [B, 10] (.npy)")
     ap.add_argument("--fxp", type=int, default=18, help="fixed-point fraction bits (FM64 default)")
-    ap.add_argument("--beaver", default="TrustedFirstParty",
-                    choices=["TrustedFirstParty", "TrustedThirdParty"])
+    ap.add_argument("--beaver", default="TrustedFirstParty", choices=["TrustedFirstParty", "TrustedThirdParty"])
     a = ap.parse_args()
     x = np.load(a.x).astype(np.float32)
     params = {k: v.astype(np.float32) for k, v in np.load(a.weights).items()}
@@ -169,30 +185,46 @@ def main() -> None:
     port_err = float(np.abs(port - ref).max())
     if port_err > 1e-3:
         raise SystemExit(f"spu side: JAX port of {a.model!r} differs from torch by {port_err:.3g}")
-    log = tempfile.TemporaryFile(mode="w+b")
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(log.fileno(), 1)  # SPU's C++ logger writes to fd 1
-    try:
-        out, timing = run_spu(a.model, x, params, a.fxp, a.beaver)
-    finally:
+    with tempfile.TemporaryFile(mode="w+b") as log:
         sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-    log.seek(0)
-    stats = parse_log(log.read().decode("utf-8", "replace"))
+        saved = os.dup(1)
+        os.dup2(log.fileno(), 1)  # SPU's C++ logger writes to file descriptor 1
+        try:
+            out, timing = run_spu(a.model, x, params, a.fxp, a.beaver)
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+        log.seek(0)
+        stats = parse_log(log.read().decode("utf-8", "replace"))
     parties = stats["parties"]
-    print(json.dumps({
-        "model": a.model, **timing,
-        "rounds": max(p["send_actions"] for p in parties),
-        "bytes": sum(p["send_bytes"] for p in parties), "dealer_bytes": 0,
-        "argmax_agreement": float((out.argmax(-1) == ref.argmax(-1)).mean()),
-        "max_abs_error": float(np.abs(out - ref).max()), "port_max_abs_error": port_err,
-        "config": {"protocol": "SEMI2K", "field": "FM64", "fxp_fraction_bits": a.fxp,
-                   "beaver_type": a.beaver, "parties": 2, "weights": "secret", "input": "secret"},
-        "link": parties, "per_kernel": stats["per_kernel"],
-        "spu": spu.__version__, "jax": jax.__version__,
-    }))
+    print(
+        json.dumps(
+            {
+                "model": a.model,
+                **timing,
+                "rounds": max(p["send_actions"] for p in parties),
+                "bytes": sum(p["send_bytes"] for p in parties),
+                "dealer_bytes": 0,
+                "argmax_agreement": float((out.argmax(-1) == ref.argmax(-1)).mean()),
+                "max_abs_error": float(np.abs(out - ref).max()),
+                "port_max_abs_error": port_err,
+                "config": {
+                    "protocol": "SEMI2K",
+                    "field": "FM64",
+                    "fxp_fraction_bits": a.fxp,
+                    "beaver_type": a.beaver,
+                    "parties": 2,
+                    "weights": "secret",
+                    "input": "secret",
+                },
+                "link": parties,
+                "per_kernel": stats["per_kernel"],
+                "spu": spu.__version__,
+                "jax": jax.__version__,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
