@@ -66,6 +66,15 @@ def cnn(x: jax.Array, p: Params) -> jax.Array:
     return _linear(h, p, "9")
 
 
+def cnn_pool_first(x: jax.Array, p: Params) -> jax.Array:
+    """``cnn`` with each ReLU moved behind its max-pool (``relu(max(.)) = max(relu(.))``, exact):
+    the rewrite privlab's compiler applies, done by hand for SPU (4x fewer comparisons)."""
+    h = jax.nn.relu(_maxpool2(_conv(x, p, "0")))
+    h = jax.nn.relu(_maxpool2(_conv(h, p, "3")))
+    h = jax.nn.relu(_linear(h.reshape(h.shape[0], -1), p, "7"))
+    return _linear(h, p, "9")
+
+
 def transformer(x: jax.Array, p: Params, heads: int = 4) -> jax.Array:
     """``TinyTransformer``: patch embedding, one pre-norm encoder block, mean-pool, head."""
     e = _conv(x, p, "embed", stride=7)  # [B, C, 4, 4]
@@ -84,4 +93,9 @@ def transformer(x: jax.Array, p: Params, heads: int = 4) -> jax.Array:
     return _linear(h.mean(axis=1), p, "head")
 
 
-MODELS: dict[str, Callable[[jax.Array, Params], jax.Array]] = {"mlp": mlp, "cnn": cnn, "transformer": transformer}
+MODELS: dict[str, Callable[[jax.Array, Params], jax.Array]] = {
+    "mlp": mlp,
+    "cnn": cnn,
+    "cnn_pool_first": cnn_pool_first,
+    "transformer": transformer,
+}
