@@ -19,12 +19,13 @@ The port is checked against torch's logits in ``spu_side.py`` before any SPU run
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-Params = dict[str, np.ndarray]
+Params = Mapping[str, "jax.Array | np.ndarray"]  # numpy outside SPU, traced arrays inside
 
 
 def _linear(x: jax.Array, p: Params, name: str) -> jax.Array:
@@ -34,7 +35,7 @@ def _linear(x: jax.Array, p: Params, name: str) -> jax.Array:
 def _conv(x: jax.Array, p: Params, name: str, stride: int = 1) -> jax.Array:
     """``Conv2d`` in NCHW / OIHW layout, no padding, plus the per-channel bias."""
     y = jax.lax.conv_general_dilated(
-        x, p[f"{name}.weight"], (stride, stride), "VALID", dimension_numbers=("NCHW", "OIHW", "NCHW")
+        x, jnp.asarray(p[f"{name}.weight"]), (stride, stride), "VALID", dimension_numbers=("NCHW", "OIHW", "NCHW")
     )
     return y + p[f"{name}.bias"].reshape(1, -1, 1, 1)
 
