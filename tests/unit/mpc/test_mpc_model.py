@@ -109,7 +109,7 @@ def test_data_owner_needs_no_weights() -> None:
 
 
 # SecretFlow SPU 0.9.5 SEMI2K, 2 parties, FM64, measured on the same models at batch 64
-# (benchmarks/mpc/results/mpc_20261203_063305.json; its counts do not depend on the weights).
+# (benchmarks/mpc/results/mpc_20261203_065235.json; its counts do not depend on the weights).
 # The transformer (165 vs SPU's 1383 rounds, 127 vs 637 MB) is left to the benchmark: 9 s here.
 SPU_SEMI2K = {"mlp": (23, 52_624_384), "cnn": (65, 213_240_704)}
 
