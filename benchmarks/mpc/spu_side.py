@@ -1,6 +1,6 @@
 """SecretFlow SPU 0.9.5 side of the MPC benchmark. Runs in its own venv (README), never in privlab's.
 
-Usage: /work/spu-venv/bin/python benchmarks/mpc/spu_side.py MODEL X.npy W.npz REF.npy
+Usage: /tmp/spu-venv/bin/python benchmarks/mpc/spu_side.py MODEL X.npy W.npz REF.npy
            [--fxp 18] [--beaver TrustedFirstParty]
 Prints one JSON line: seconds, rounds, bytes (sum over both parties), per-party link counters,
 per-kernel counters, argmax agreement with torch's plaintext logits (REF.npy, written by run.py).
