@@ -92,6 +92,9 @@ def parse_log(text: str) -> dict[str, Any]:
             row["calls"] = max(row["calls"], int(k.group(2)))
             row["bytes"] += int(k.group(4))
             row["send_actions"] = max(row["send_actions"], int(k.group(6)))
+    total = sum(b for b, _, _, _ in links)
+    if sum(int(k["bytes"]) for k in kernels.values()) != total:  # every byte is in one MPC kernel
+        raise RuntimeError(f"SPU log: per-kernel send bytes do not add up to the link total {total}")
     return {
         "parties": [
             {"send_bytes": b, "recv_bytes": rb, "send_actions": a, "recv_actions": ra} for b, rb, a, ra in links
