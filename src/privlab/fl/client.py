@@ -16,22 +16,48 @@ from torch import nn
 
 from privlab.data import ArrayDataset, load_dataset
 from privlab.fl.config import FedConfig
-from privlab.fl.partition import partition
+from privlab.fl.partition import partition, user_partition
 from privlab.models import build_model
 from privlab.train import TrainConfig, train_model
 
 
 def build_fl_model(cfg: FedConfig, seed: int | None = None) -> nn.Module:
-    """The config's model (``mlp`` with ``hidden``, or ``cnn``), initialised from ``seed`` (default cfg.seed)."""
+    """The config's model (``mlp`` with ``hidden``, ``cnn``, or ``char`` for Shakespeare), initialised
+    from ``seed`` (default cfg.seed)."""
     torch.manual_seed(cfg.seed if seed is None else seed)
     if cfg.model == "mlp":
         return build_model("mlp", hidden=tuple(cfg.hidden))
+    if cfg.model == "char":
+        from privlab.data.speakers import VOCAB
+
+        return build_model("char_mlp", vocab=len(VOCAB), seq_len=SPEAKER_SEQ_LEN, hidden=tuple(cfg.hidden))
     return build_model("cnn")
+
+
+SPEAKER_SEQ_LEN = 40  # characters of context in the Shakespeare task
+
+
+def fl_test_data(cfg: FedConfig) -> ArrayDataset:
+    """What the server evaluates on: the test split's first ``eval_size`` rows; for Shakespeare, a seeded
+    sample of ``eval_size`` windows from the held-out part of the clients' roles."""
+    if cfg.dataset != "shakespeare":
+        return load_dataset(cfg.dataset, "test").head(cfg.eval_size)
+    from privlab.data.speakers import load_shakespeare_speakers
+
+    test = load_shakespeare_speakers(cfg.num_clients, seq_len=SPEAKER_SEQ_LEN).test
+    pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(cfg.seed))[: cfg.eval_size]
+    return test.subset(pick.sort().values)
 
 
 @lru_cache(maxsize=4)
 def _parts(cfg_json: str) -> tuple[ArrayDataset, tuple[torch.Tensor, ...]]:
     cfg = fed_config_from_json(cfg_json)
+    if cfg.dataset == "shakespeare":
+        from privlab.data.speakers import load_shakespeare_speakers
+
+        corpus = load_shakespeare_speakers(cfg.num_clients, seq_len=SPEAKER_SEQ_LEN)
+        cap = cfg.train_size // cfg.num_clients
+        return corpus.train, tuple(p[:cap] for p in user_partition(corpus.train_users))
     data = load_dataset(cfg.dataset, "train").head(cfg.train_size)
     return data, tuple(partition(data.y, cfg.num_clients, cfg.partition, cfg.alpha, cfg.seed))
 

@@ -16,9 +16,9 @@ from privlab.errors import InvalidParameterError
 
 CLIPPINGS = ("fixed", "adaptive")
 NOISE_PLACEMENTS = ("central", "distributed")
-FL_DATASETS = ("mnist", "fashion_mnist")
-FL_MODELS = ("mlp", "cnn")
-FL_PARTITIONS = ("iid", "dirichlet")
+FL_DATASETS = ("mnist", "fashion_mnist", "shakespeare")
+FL_MODELS = ("mlp", "cnn", "char")
+FL_PARTITIONS = ("iid", "dirichlet", "user")
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,10 @@ class FedConfig:
     """A FedAvg run on Flower's simulation engine (McMahan et al. 2017).
 
     ``num_clients`` virtual clients each hold one part of the first ``train_size`` training examples
-    (``partition``: "iid" or "dirichlet" with concentration ``alpha``); each round the server samples
+    (``partition``: "iid" or "dirichlet" with concentration ``alpha``; ``dataset="shakespeare"`` is
+    LEAF's next-character task with ``partition="user"``: client i is the i-th largest speaking role,
+    holding at most ``train_size // num_clients`` of its windows, and ``model="char"``,
+    :mod:`privlab.data.speakers`); each round the server samples
     ``clients_per_round`` of them uniformly without replacement, each runs ``local_epochs`` of plain
     SGD (``lr``, ``batch_size``) from the global model and sends back its model, and the server
     averages them with equal weights. ``local_epochs=0`` is FedSGD-like: one step of one batch.
@@ -123,6 +126,13 @@ class FedConfig:
         check_real(self.lr, "lr", owner, low=0.0, low_open=True)
         check_choice(self.partition, "partition", owner, FL_PARTITIONS)
         check_real(self.alpha, "alpha", owner, low=0.0, low_open=True)
+        text = self.dataset == "shakespeare"
+        if text != (self.partition == "user") or text != (self.model == "char"):
+            raise InvalidParameterError(
+                "The 'dataset' parameter of FedConfig is 'shakespeare' exactly when partition='user' (one client "
+                "per speaking role) and model='char' (next-character prediction). Got dataset="
+                f"{self.dataset!r}, partition={self.partition!r}, model={self.model!r}."
+            )
         check_int(self.train_size, "train_size", owner, low=n)
         check_int(self.eval_size, "eval_size", owner, low=1)
         check_int(self.seed, "seed", owner, low=0)

@@ -24,9 +24,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from privlab.data import load_dataset
 from privlab.errors import PrivlabError
-from privlab.fl.client import build_fl_model, train_client
+from privlab.fl.client import build_fl_model, fl_test_data, train_client
 from privlab.fl.config import FedConfig
 from privlab.fl.privacy import UserLevelAccountant, noise_multiplier_of
 from privlab.fl.server import RoundRecord, evaluate
@@ -92,7 +91,7 @@ def run_secagg_server(
     model = build_fl_model(cfg)
     keys = list(model.state_dict().keys())
     dtypes = [v.dtype for v in model.state_dict().values()]
-    test = load_dataset(cfg.dataset, "test").head(cfg.eval_size)
+    test = fl_test_data(cfg)
     acct = None
     if cfg.dp is not None:
         acct = UserLevelAccountant(

@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from privlab.data import ArrayDataset, load_dataset
+from privlab.data import ArrayDataset
 from privlab.errors import InvalidParameterError, PrivlabError
-from privlab.fl.client import build_fl_model
+from privlab.fl.client import build_fl_model, fl_test_data
 from privlab.fl.config import FedConfig
 from privlab.fl.privacy import UserLevelAccountant, noise_multiplier_of
 
@@ -161,7 +161,7 @@ def run_server(grid: Any, cfg: FedConfig, *, progress: bool = False, timeout: fl
     random.seed(cfg.seed)  # Flower samples clients with the random module
     np.random.seed(cfg.seed)  # and draws its DP noise with numpy's global generator
     model = build_fl_model(cfg)
-    test = load_dataset(cfg.dataset, "test").head(cfg.eval_size)
+    test = fl_test_data(cfg)
     strategy = build_strategy(cfg)
     acct = None
     if cfg.dp is not None:

@@ -26,10 +26,6 @@ def federated_stage(
     ``runner`` replaces :func:`run_federated` (tests).
     """
 
-    from privlab.data import load_dataset
-    from privlab.fl.client import build_fl_model
-    from privlab.fl.inversion import InversionConfig
-    from privlab.fl.leakage import DEFENCES, inversion_experiment
     from privlab.fl.report import fl_section
     from privlab.fl.simulation import run_federated
     from privlab.fl.subject_mia import subject_mia_experiment
@@ -43,23 +39,33 @@ def federated_stage(
         return cached
     st.begin()
     res = (runner or run_federated)(cfg, progress=progress)
+    inv = [] if cfg.dataset == "shakespeare" else _inversions(cfg, res, inversion_targets)  # images only
+    subject = subject_mia_experiment(cfg, res.state, seed=cfg.seed)
+    section = fl_section(res, inv, subject).to_dict()
+    st.write_json("section.json", section)
+    st.finish({"accuracy": res.accuracy, "epsilon": res.epsilon})
+    return section
+
+
+def _inversions(cfg: FedConfig, res: Any, targets: int) -> list[Any]:
+    """DLG on a batch of 1 without defence, under the run's DP noise (z = 1 without DP) and under SecAgg of m."""
+    from privlab.data import load_dataset
+    from privlab.fl.client import build_fl_model
+    from privlab.fl.inversion import InversionConfig
+    from privlab.fl.leakage import DEFENCES, inversion_experiment
+
     model = build_fl_model(cfg)
     test = load_dataset(cfg.dataset, "test")
     model.load_state_dict(res.state)  # the final global model doubles as the recognisability classifier
     attacked = build_fl_model(cfg, seed=cfg.seed + 1)
     z = res.noise_multiplier or 1.0
     clip = cfg.dp.clip_norm if cfg.dp is not None else 1.0
-    inv = [
+    return [
         inversion_experiment(
-            attacked, test.head(max(inversion_targets, cfg.clients_per_round)), model, defence=d,
-            num_targets=inversion_targets, cfg=InversionConfig(method="dlg", steps=100, lr=1.0),
+            attacked, test.head(max(targets, cfg.clients_per_round)), model, defence=d,
+            num_targets=targets, cfg=InversionConfig(method="dlg", steps=100, lr=1.0),
             noise_multiplier=z, clip_norm=clip, clients_per_round=cfg.clients_per_round,
             secagg_clients=cfg.clients_per_round, mean_image=test.x[5000:].mean(0, keepdim=True),
         )
         for d in DEFENCES
     ]
-    subject = subject_mia_experiment(cfg, res.state, seed=cfg.seed)
-    section = fl_section(res, inv, subject).to_dict()
-    st.write_json("section.json", section)
-    st.finish({"accuracy": res.accuracy, "epsilon": res.epsilon})
-    return section

@@ -88,27 +88,45 @@ def subject_mia_experiment(
     Members: up to ``max_subjects`` of the federation's clients (their partitions of the training
     data). Non-members: label-matched subjects (:func:`label_matched_subjects`) from data no client
     held: the training split beyond ``cfg.train_size``, else the test split beyond the
-    ``cfg.eval_size`` rows the server evaluates on.
+    ``cfg.eval_size`` rows the server evaluates on. For Shakespeare, the speaking roles ranked right
+    after the federation's (people who never joined).
     """
-    from privlab.data import load_dataset
     from privlab.fl.client import build_fl_model, client_data
 
     n = min(cfg.num_clients, max_subjects)
     members = [client_data(cfg, i) for i in range(n)]
-    need = sum(len(m) for m in members)
-    train = load_dataset(cfg.dataset, "train")
-    if len(train) - cfg.train_size >= need:
-        pool = train.subset(torch.arange(cfg.train_size, len(train)))
+    if cfg.dataset == "shakespeare":
+        nonmembers = _unseen_roles(cfg, n)
     else:
-        test = load_dataset(cfg.dataset, "test")
-        if len(test) - cfg.eval_size < need:
-            raise InvalidParameterError(
-                f"subject_mia_experiment needs {need} held-out examples for {n} non-member subjects, but "
-                f"{cfg.dataset} has {len(train) - cfg.train_size} beyond train_size and "
-                f"{len(test) - cfg.eval_size} beyond eval_size; lower train_size, eval_size or max_subjects."
-            )
-        pool = test.subset(torch.arange(cfg.eval_size, len(test)))
-    nonmembers = label_matched_subjects(pool, members, seed=seed)
+        nonmembers = label_matched_subjects(_held_out_pool(cfg, sum(len(m) for m in members), n), members, seed=seed)
     model = build_fl_model(cfg)
     model.load_state_dict(state)
     return subject_membership_attack(model, members, nonmembers, seed=seed)
+
+
+def _unseen_roles(cfg: Any, n: int) -> list[ArrayDataset]:
+    """Shakespeare: the ``n`` speaking roles ranked right after the federation's, capped like a client."""
+    from privlab.data.speakers import load_shakespeare_speakers
+    from privlab.fl.client import SPEAKER_SEQ_LEN
+    from privlab.fl.partition import user_partition
+
+    corpus = load_shakespeare_speakers(cfg.num_clients + n, seq_len=SPEAKER_SEQ_LEN)
+    parts = user_partition(corpus.train_users)[cfg.num_clients :]
+    return [corpus.train.subset(p[: cfg.train_size // cfg.num_clients]) for p in parts]
+
+
+def _held_out_pool(cfg: Any, need: int, n: int) -> ArrayDataset:
+    """Rows no client held: the training split beyond ``train_size``, else the test split beyond ``eval_size``."""
+    from privlab.data import load_dataset
+
+    train = load_dataset(cfg.dataset, "train")
+    if len(train) - cfg.train_size >= need:
+        return train.subset(torch.arange(cfg.train_size, len(train)))
+    test = load_dataset(cfg.dataset, "test")
+    if len(test) - cfg.eval_size < need:
+        raise InvalidParameterError(
+            f"subject_mia_experiment needs {need} held-out examples for {n} non-member subjects, but "
+            f"{cfg.dataset} has {len(train) - cfg.train_size} beyond train_size and "
+            f"{len(test) - cfg.eval_size} beyond eval_size; lower train_size, eval_size or max_subjects."
+        )
+    return test.subset(torch.arange(cfg.eval_size, len(test)))

@@ -8,6 +8,7 @@ from typing import Any
 from torch import nn
 
 from privlab._validation import check_choice
+from privlab.models.char import CharMLP
 from privlab.models.gpt import GPT, GPTConfig
 from privlab.models.vision import MLP, SmallCNN
 
@@ -15,10 +16,11 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": MLP,
     "cnn": SmallCNN,
     "gpt": lambda **kw: GPT(GPTConfig(**kw)),
+    "char_mlp": CharMLP,
 }
 
 
 def build_model(name: str, **kwargs: Any) -> nn.Module:
-    """Instantiate the registered model ``name`` ("mlp", "cnn", "gpt") with ``kwargs``."""
+    """Instantiate the registered model ``name`` ("mlp", "cnn", "gpt", "char_mlp") with ``kwargs``."""
     check_choice(name, "name", "build_model", MODELS)
     return MODELS[name](**kwargs)
