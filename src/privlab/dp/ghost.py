@@ -19,6 +19,18 @@ sum (``tensordot(c, dW)``); otherwise (then ``p d > 4 T^2``) the ghost norm is f
 book-keeping product. Embeddings use
 ``||dE_i||^2 = sum_{t,s} [id_t = id_s] g_t . g_s`` or, when V <= T, a kept ``(B, V, d)``.
 LayerNorm / GroupNorm gradients are small and always kept.
+
+Tied weights (one parameter ``W`` used by several layers, e.g. a language model's token embedding
+and its output head): example i's gradient is the sum of every layer's part, each a sum of rank-one
+terms ``u_t v_t^T`` in ``W``'s (rows, cols) shape (a Linear/Conv call: ``u`` = output grad,
+``v`` = input; an Embedding call: ``u`` = one-hot(id), ``v`` = output grad). Stacking all terms as
+``U_i`` (T x rows) and ``V_i`` (T x cols)::
+
+    ||sum_t u_t v_t^T||_F^2 = <U_i U_i^T, V_i V_i^T>_F
+
+where ``U U^T`` between an output grad ``g_t`` and a one-hot is the gather ``g_t[id_s]``, and between
+two one-hots ``[id_t = id_s]`` (:func:`tied_squared_norms`): the joint norm without materialising a
+(B, V, d) gradient. The clipped sum is each layer's book-keeping product, added up.
 """
 
 from __future__ import annotations
@@ -64,11 +76,15 @@ def keep_per_example(module: nn.Module, act: torch.Tensor, grad: torch.Tensor) -
     return T > 1 and p * d <= T * (p + d)
 
 
-def norms(module: nn.Module, calls: Calls, kept: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], LayerPlan]:
+def norms(
+    module: nn.Module, calls: Calls, kept: dict[str, torch.Tensor], *, weight_norm: bool = True
+) -> tuple[dict[str, torch.Tensor], LayerPlan]:
     """Per-example squared norms ``{local param name: (B,)}`` and the plan for :func:`clipped_sum`.
 
     ``kept`` holds per-example grads already materialised during the backward pass (see
     :func:`keep_per_example`); ``calls`` the (activation, output grad) pairs of the other calls.
+    ``weight_norm=False`` (a tied weight, whose norm :func:`tied_squared_norms` computes jointly)
+    leaves the weight's norm out and keeps its capture for the clipped sum.
     """
     if kept and calls:  # mixed calls of one layer: materialise the rest so the norm covers the sum
         kept = dict(kept)
@@ -81,6 +97,11 @@ def norms(module: nn.Module, calls: Calls, kept: dict[str, torch.Tensor]) -> tup
     B, T, p = cap.g.shape
     plan = LayerPlan(module, cap)
     sq: dict[str, torch.Tensor] = {}
+    if not weight_norm:
+        if getattr(module, "bias", None) is not None and not cap.embedding:
+            plan.kept["bias"] = cap.g.sum(1)
+            sq["bias"] = squared_norms(plan.kept["bias"])
+        return sq, plan
     if cap.embedding:
         same = (cap.a.unsqueeze(2) == cap.a.unsqueeze(1)).to(cap.g.dtype)  # (B, T, T)
         sq["weight"] = (same * _gram(cap.g)).sum((1, 2))
@@ -96,6 +117,30 @@ def norms(module: nn.Module, calls: Calls, kept: dict[str, torch.Tensor]) -> tup
         plan.kept["bias"] = cap.g.sum(1)  # (B, p)
         sq["bias"] = squared_norms(plan.kept["bias"])
     return sq, plan
+
+
+def tied_squared_norms(caps: list[L.MatmulCapture]) -> torch.Tensor:
+    """``(B,)`` squared norms of one tied weight's per-example gradient, summed over the layers using it.
+
+    Each capture is one layer's calls in canonical form (Linear/Conv: ``a`` (B, T, cols), ``g`` (B, T, rows);
+    Embedding: ids ``a`` (B, T), ``g`` (B, T, cols)); see the module docstring for the identity.
+    """
+    rows: list[tuple[bool, torch.Tensor]] = [(c.embedding, c.a if c.embedding else c.g) for c in caps]
+    cols = torch.cat([c.g if c.embedding else c.a.flatten(2) for c in caps], 1)  # (B, T_all, cols)
+    blocks = []
+    for ids_i, r_i in rows:
+        line = []
+        for ids_j, r_j in rows:
+            if ids_i and ids_j:
+                line.append((r_i.unsqueeze(2) == r_j.unsqueeze(1)).to(cols.dtype))
+            elif ids_j:  # g_t[id_s]
+                line.append(torch.gather(r_i, 2, r_j.unsqueeze(1).expand(-1, r_i.shape[1], -1)))
+            elif ids_i:
+                line.append(torch.gather(r_j, 2, r_i.unsqueeze(1).expand(-1, r_j.shape[1], -1)).transpose(1, 2))
+            else:
+                line.append(torch.bmm(r_i, r_j.transpose(1, 2)))
+        blocks.append(torch.cat(line, 2))
+    return (torch.cat(blocks, 1) * _gram(cols)).sum((1, 2))
 
 
 def clipped_sum(plan: LayerPlan, factors: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -82,15 +82,27 @@ class DPOptimizer:
                 owners.setdefault(id(p), []).append(lname)
         self.capture.no_early_reduce = {n for names in owners.values() if len(names) > 1 for n in names}
         shared = {self._owner[pid]: names for pid, names in owners.items() if len(names) > 1 and pid in self._owner}
+        # ghost: a weight tied across Linear / Conv2d / Embedding layers gets one joint norm
+        # (ghost.tied_squared_norms); its layers keep their captures instead of materialising.
+        self._tied: dict[int, str] = {}  # id(layer) -> the global name of its tied weight
         if clipping == "ghost" and shared:
-            self.capture.remove()
-            desc = "; ".join(f"'{p}' by {', '.join(repr(n) for n in names)}" for p, names in shared.items())
-            raise UnsupportedModuleError(
-                f"clipping='ghost' does not support a parameter shared by several layers (tied weights): {desc}. "
-                "Ghost norms are computed per layer, but a shared parameter's per-example gradient is the sum "
-                "of its layers' gradients, whose norm is not the sum of their norms. Use clipping='flat' or "
-                "clipping='per_layer', or untie the weights."
-            )
+            for pname, names in shared.items():
+                mods = [self.capture.layers[n] for n in names]
+                ok = all(
+                    isinstance(m, nn.Linear | nn.Conv2d | nn.Embedding) and m.weight is self.params[pname]
+                    for m in mods
+                )
+                if not ok:
+                    self.capture.remove()
+                    raise UnsupportedModuleError(
+                        f"clipping='ghost' supports a parameter shared by several layers only as the 'weight' of "
+                        f"Linear, Conv2d or Embedding layers (tied embeddings); '{pname}' is shared by "
+                        f"{', '.join(repr(n) for n in names)}. Use clipping='flat' or clipping='per_layer', or "
+                        "untie the weights."
+                    )
+                self._tied.update({id(m): pname for m in mods})
+            tied_ids = set(self._tied)
+            self.capture.materialise = lambda m, a, g: id(m) not in tied_ids and ghost.keep_per_example(m, a, g)
         self._summed: dict[str, torch.Tensor] = {}
         self._closes_logical_batch = True
 
@@ -175,9 +187,13 @@ class DPOptimizer:
             sq: torch.Tensor | float = 0.0
             plans = []
             batch: int | None = None
+            tied_caps: dict[str, list[Any]] = {}
             for module, calls, kept in self.capture.items():
-                layer_sq, plan = ghost.norms(module, calls, kept)
+                tied = self._tied.get(id(module))
+                layer_sq, plan = ghost.norms(module, calls, kept, weight_norm=tied is None)
                 plans.append(plan)
+                if tied is not None and plan.cap is not None:
+                    tied_caps.setdefault(tied, []).append(plan.cap)
                 for k, v in layer_sq.items():
                     batch = v.shape[0] if batch is None and v.dim() == 1 else batch
                     if v.dim() != 1 or v.shape[0] != batch:  # never broadcast one layer's norms onto others
@@ -188,11 +204,14 @@ class DPOptimizer:
                             "into examples. Call it on a tensor whose leading dimension is the batch."
                         )
                     sq = sq + v
+            for caps in tied_caps.values():
+                sq = sq + ghost.tied_squared_norms(caps)
             if not isinstance(sq, torch.Tensor):
                 return {}
             f = mechanism.clip_factors(sq.sqrt(), C)
             for plan in plans:
-                out.update(self._local_to_global(plan.module, ghost.clipped_sum(plan, f)))
+                for k, v in self._local_to_global(plan.module, ghost.clipped_sum(plan, f)).items():
+                    out[k] = out[k] + v if k in out else v  # a tied weight: its layers' parts add up
             return out
         per_sample = self.per_sample_grads()
         sizes = {k: v.shape[0] for k, v in per_sample.items()}

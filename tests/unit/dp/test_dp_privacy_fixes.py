@@ -113,37 +113,65 @@ def test_parameter_unfrozen_after_wrapping_is_refused() -> None:
 
 # -- 3. tied weights ------------------------------------------------------------------------------
 class Tied(nn.Module):
-    def __init__(self, V: int = 13, d: int = 6) -> None:
+    def __init__(self, V: int = 13, d: int = 6, bias: bool = False) -> None:
         super().__init__()
         self.emb, self.mid = nn.Embedding(V, d), nn.Linear(d, d)
-        self.head = nn.Linear(d, V, bias=False)
+        self.head = nn.Linear(d, V, bias=bias)
         self.head.weight = self.emb.weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(torch.tanh(self.mid(self.emb(x))))
 
 
-@pytest.mark.parametrize("clipping", ["flat", "per_layer"])
-def test_tied_weights_match_reference_clipped_sum(ref, clipping: str) -> None:
+@pytest.mark.parametrize(
+    ("clipping", "T", "bias"),
+    [("flat", 7, False), ("per_layer", 7, False), ("ghost", 7, False), ("ghost", 20, True), ("ghost", 1, False)],
+)
+def test_tied_weights_match_reference_clipped_sum(ref, clipping: str, T: int, bias: bool) -> None:
+    # ghost: T=7 < V=13 (embedding on the ghost route anyway), T=20 >= V (it would be materialised untied),
+    # T=1 (the Linear's single-position shortcut); the joint norm must equal the summed gradient's norm
     torch.manual_seed(0)
-    model = Tied()
+    model = Tied(bias=bias)
     with torch.no_grad():
         model.emb.weight.mul_(5)
-    x, y = torch.randint(0, 13, (4, 7)), torch.randint(0, 13, (4, 7))
+    x, y = torch.randint(0, 13, (4, T)), torch.randint(0, 13, (4, T))
 
     def loss_fn(out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return nn.functional.cross_entropy(out.reshape(-1, 13), t.reshape(-1), reduction="sum")
 
-    want = ref.clipped_sum(ref.per_sample_grads(model, loss_fn, x, y), 1.0, "flat" if clipping == "flat" else "pl")
+    want = ref.clipped_sum(ref.per_sample_grads(model, loss_fn, x, y), 1.0, "pl" if clipping == "per_layer" else "flat")
     dp = dp_optimizer(model, clipping)
     loss_fn(model(x), y).backward()
     dp.step()
     ref.assert_close_dicts(grads(model), want, atol=1e-5, rtol=1e-4)
 
 
-def test_tied_weights_are_refused_by_ghost() -> None:
-    with pytest.raises(UnsupportedModuleError, match=r"'emb.weight'.*clipping='flat'"):
-        dp_optimizer(Tied(), "ghost")
+def test_ghost_tied_clipping_when_every_example_is_clipped(ref) -> None:
+    # C far below every norm: the result scales each example by C / ||joint grad||, so a norm that left out
+    # the cross term between the embedding's and the head's parts would show
+    torch.manual_seed(1)
+    model = Tied()
+    x, y = torch.randint(0, 13, (4, 7)), torch.randint(0, 13, (4, 7))
+
+    def loss_fn(out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(out.reshape(-1, 13), t.reshape(-1), reduction="sum")
+
+    per = ref.per_sample_grads(model, loss_fn, x, y)
+    joint = per["emb.weight"].flatten(1).norm(dim=1)
+    dp = dp_optimizer(model, "ghost", C=1e-3)
+    loss_fn(model(x), y).backward()
+    dp.step()
+    got = grads(model)["emb.weight"]
+    want = ref.clipped_sum(per, 1e-3, "flat")["emb.weight"]
+    torch.testing.assert_close(got, want, atol=1e-8, rtol=1e-4)
+    assert joint.min() > 1e-3  # every example clipped: the result is sensitive to each example's norm
+
+
+def test_ghost_refuses_a_shared_parameter_that_is_not_a_tied_matmul_weight() -> None:
+    model = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 4), nn.LayerNorm(4))
+    model[3].weight = model[1].weight
+    with pytest.raises(UnsupportedModuleError, match=r"'1.weight'.*clipping='flat'"):
+        dp_optimizer(model, "ghost")
 
 
 # -- 4. eval() mode -------------------------------------------------------------------------------
