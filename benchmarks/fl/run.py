@@ -5,7 +5,9 @@ Writes benchmarks/fl/results/*.json:
 * accuracy.json      centralised training vs FedAvg (100 clients, 10 per round) vs DP-FedAvg at several z,
                      with the user-level epsilon of each (privlab.accounting);
 * inversion.json     gradient-inversion quality (PSNR, SSIM, recognisability) by defence and method;
-* round_time.json    seconds per round in simulation for 10, 100 and 1,000 clients.
+* round_time.json    seconds per round in simulation for 10, 100 and 1,000 clients;
+* subject_mia.json   subject-level membership inference (Suri et al. 2022) on the final global model,
+                     without DP and under user-level DP-FedAvg, with the epsilon of each.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fl/run.py            # full (about 25 min)
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fl/run.py --quick    # a few minutes
@@ -77,22 +79,27 @@ def accuracy(rounds: int, dp_rounds: int, train_size: int) -> None:
 
 
 def inversion(targets: int) -> None:
+    """DLG and IG against the MLP and the CNN (random init), batch of 1, by defence."""
     train, test = load_mnist("train"), load_mnist("test")
     torch.manual_seed(0)
     clf = build_fl_model(FedConfig(hidden=(128,)))
     train_model(clf, train.head(5000), TrainConfig(epochs=2, batch_size=64, lr=0.1))
-    torch.manual_seed(1)
-    model = build_fl_model(FedConfig(hidden=(128,)), seed=1)
     rows = []
-    for method, steps, lr in (("dlg", 100, 1.0), ("ig", 200, 0.1)):
-        for d in DEFENCES:
-            t0 = time.perf_counter()
-            r = inversion_experiment(model, test.head(max(targets, 10)), clf, defence=d, num_targets=targets,
-                                     cfg=InversionConfig(method=method, steps=steps, lr=lr), noise_multiplier=1.0,
-                                     clip_norm=1.0, secagg_clients=10, mean_image=train.x[:5000].mean(0, keepdim=True))
-            rows.append({**r.to_dict(), "seconds": time.perf_counter() - t0})
-            print(method, d, r.median_psnr, r.recognisability)
-    write("inversion.json", {"model": "MLP 784-128-10, random init", "targets": targets,
+    archs = (("MLP 784-128-10", FedConfig(hidden=(128,))), ("SmallCNN", FedConfig(model="cnn")))
+    for arch, arch_cfg in archs:
+        model = build_fl_model(arch_cfg, seed=1)
+        # the CNN's gradient is not a scaled copy of the input: IG gets more steps there
+        runs = (("dlg", 100, 1.0), ("ig", 200 if arch_cfg.model == "mlp" else 600, 0.1))
+        for method, steps, lr in runs:
+            for d in DEFENCES:
+                t0 = time.perf_counter()
+                r = inversion_experiment(model, test.head(max(targets, 10)), clf, defence=d, num_targets=targets,
+                                         cfg=InversionConfig(method=method, steps=steps, lr=lr), noise_multiplier=1.0,
+                                         clip_norm=1.0, secagg_clients=10,
+                                         mean_image=train.x[:5000].mean(0, keepdim=True))
+                rows.append({"model": arch, "steps": steps, **r.to_dict(), "seconds": time.perf_counter() - t0})
+                print(arch, method, d, r.median_psnr, r.recognisability)
+    write("inversion.json", {"models": [a for a, _ in archs], "init": "random (seed 1)", "targets": targets,
                              "defence_params": {"dp": "clip 1.0, z 1.0, m 10 (distributed noise)",
                                                 "secagg": "sum of 10 clients"}, "rows": rows})
 
@@ -111,16 +118,51 @@ def round_time(rounds: int) -> None:
     write("round_time.json", {"note": "first round includes Ray actor start-up and data loading", "rows": rows})
 
 
+def subject_mia(rounds: int) -> None:
+    """Which clients took part? Members: the federation's clients; non-members: label-matched subjects.
+
+    Flower's FedAvg strategy and privlab's ClientApp on the in-process grid (no Ray start-up; the
+    same code the simulation runs). 50 clients of 40 examples, 10 per round, 5 local epochs: small
+    clients, so the global model fits each one's examples and the attack has signal to find.
+    """
+    from privlab.fl.client import make_client_app
+    from privlab.fl.inprocess import make_in_process_grid
+    from privlab.fl.server import run_server
+    from privlab.fl.subject_mia import subject_mia_experiment
+
+    base = FedConfig(num_clients=50, clients_per_round=10, rounds=rounds, local_epochs=5.0, batch_size=10,
+                     lr=0.05, train_size=2000, eval_size=2000, hidden=(128,))
+    rows = []
+    settings = [("FedAvg", None)] + [
+        (f"DP-FedAvg z={z}", UserDPConfig(noise_multiplier=z, clip_norm=0.5)) for z in (0.3, 1.0)
+    ]
+    for name, dp in settings:
+        cfg = replace(base, dp=dp)
+        t0 = time.perf_counter()
+        records, state = run_server(make_in_process_grid(make_client_app(cfg), cfg.num_clients), cfg)
+        m = subject_mia_experiment(cfg, state)
+        rows.append({"setting": name, "accuracy": records[-1].accuracy, "epsilon": records[-1].epsilon,
+                     "auc": m.auc, "auc_ci": list(m.auc_ci), "tpr_at_10pct_fpr": m.tpr_at_fpr[0.1],
+                     "tpr_at_1pct_fpr": m.tpr_at_fpr[0.01], "subjects": [m.n_members, m.n_nonmembers],
+                     "seconds": time.perf_counter() - t0})
+        print(rows[-1])
+    write("subject_mia.json", {"config": base.to_dict(), "attack": "subject-level LOSS (mean loss over a subject)",
+                               "nonmembers": "label-matched subjects from MNIST training rows beyond train_size",
+                               "rows": rows})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", choices=["accuracy", "inversion", "round_time"])
+    ap.add_argument("--only", choices=["accuracy", "inversion", "round_time", "subject_mia"])
     a = ap.parse_args()
     logging.getLogger("flwr").setLevel(logging.WARNING)
     if a.only in (None, "inversion"):
         inversion(4 if a.quick else 8)
     if a.only in (None, "round_time"):
         round_time(2 if a.quick else 3)
+    if a.only in (None, "subject_mia"):
+        subject_mia(5 if a.quick else 30)
     if a.only in (None, "accuracy"):
         accuracy(5 if a.quick else 30, 3 if a.quick else 15, 20000 if a.quick else 60000)
 
