@@ -12,8 +12,9 @@ without touching privlab.dp (see ``docs/llm.md``):
 
 * layers with trainable parameters that privlab.dp does not support (``LlamaRMSNorm``'s gain) are
   frozen, so they keep their pretrained values;
-* a weight shared by several layers (SmolLM2's tied input embedding and LM head) is refused by
-  ghost clipping, so the LM head gets its own copy (untied; identical at the start).
+* a parameter shared by several layers that ghost clipping cannot clip jointly gets one copy per
+  layer (untied; identical at the start). SmolLM2's input embedding tied to its LM head stays tied:
+  ghost clipping computes that weight's joint per-example norm (``privlab.dp.ghost.tied_squared_norms``).
 
 Rotary position embeddings (no parameters) and the SiLU-gated MLP (three Linear layers) need nothing.
 """
@@ -55,7 +56,7 @@ class FineTuneResult:
 
 
 def prepare_for_dp(model: nn.Module, clipping: str) -> tuple[list[str], list[str]]:
-    """Freeze trainable layers privlab.dp cannot clip; untie shared weights for ghost clipping.
+    """Freeze trainable layers privlab.dp cannot clip; untie shared weights ghost clipping cannot clip jointly.
 
     Returns (frozen parameter names, untied module names). The model is changed in place.
     """
@@ -69,17 +70,20 @@ def prepare_for_dp(model: nn.Module, clipping: str) -> tuple[list[str], list[str
     untied: list[str] = []
     if clipping == "ghost":
         seen: dict[int, str] = {}
+        seen_matmul: dict[int, bool] = {}  # first user of the parameter is a Linear/Conv2d/Embedding weight
         for name, m in model.named_modules():
             if not isinstance(m, SUPPORTED_LAYERS):
                 continue
             for pname, p in list(m.named_parameters(recurse=False)):
                 if not p.requires_grad:
                     continue
-                if id(p) in seen:
+                tied_matmul = pname == "weight" and isinstance(m, nn.Linear | nn.Conv2d | nn.Embedding)
+                if id(p) in seen and not (tied_matmul and seen_matmul[id(p)]):
                     setattr(m, pname, nn.Parameter(p.detach().clone()))
                     untied.append(name)
-                else:
+                elif id(p) not in seen:
                     seen[id(p)] = name
+                    seen_matmul[id(p)] = tied_matmul
     return frozen, untied
 
 
