@@ -23,6 +23,7 @@ KINDS: list[tuple[str, dict[str, Any]]] = [
     ("trunc", {"shape": [50], "f": 16}),
     ("div", {"shape": [50], "d": 7}),
     ("cmp", {"shape": [7], "bits": 40, "digits": 8, "digit_bits": 5}),
+    ("cmp", {"shape": [3], "bits": 62, "digits": 8, "digit_bits": 8, "relu": False}),
 ]
 
 
@@ -49,28 +50,43 @@ def test_material_relations_and_dealer_traffic(kind: str, params: dict[str, Any]
               "conv2d": lambda u, v: F.conv2d(u, v, **params["kw"])}[params["op"]]
         assert torch.equal(op(a, b), c)
     elif kind == "trunc":
-        r, u, m = _arith(m0, m1, "r"), _arith(m0, m1, "u"), _arith(m0, m1, "m")
-        for ri, ui, mi in zip(r.tolist(), u.tolist(), m.tolist(), strict=True):  # naive reference
+        r, v, w = _arith(m0, m1, "r"), _arith(m0, m1, "v"), _arith(m0, m1, "w")
+        for ri, vi, wi in zip(r.tolist(), v.tolist(), w.tolist(), strict=True):  # naive reference
             unsigned = ri % 2**64
-            assert ui == (unsigned % 2**63) >> 16 and mi == unsigned >> 63
+            u, m = (unsigned % 2**63) >> 16, unsigned >> 63
+            assert vi % 2**64 == (m * 2**47 - u) % 2**64 and wi % 2**64 == m * 2**48
+        assert torch.equal(m1["w"] % 2**48, torch.zeros_like(m1["w"]))  # party 1's correction: top 16 bits
     elif kind == "div":
         r, u, m = _arith(m0, m1, "r"), _arith(m0, m1, "u"), _arith(m0, m1, "m")
         for ri, ui, mi in zip(r.tolist(), u.tolist(), m.tolist(), strict=True):
             unsigned = ri % 2**64
             assert ui == (unsigned % 2**63) // 7 and mi == unsigned >> 63
     else:
+        bits, mb, relu = params["bits"], params["digit_bits"], params.get("relu", True)
         r, t = _arith(m0, m1, "r"), m0["t"] ^ m1["t"]
         tab = m0["tab"] ^ m1["tab"]
+        widths = [min(mb, bits - 1 - mb * d) for d in range(8)]
+        assert tab.shape[-1] == sum(2**w for w in widths)  # a short top digit sends a short table
         for i, ri in enumerate(r.tolist()):
-            low = (ri % 2**64) % 2**39
-            for d in range(8):
-                digit = (low >> (5 * d)) & 31
-                assert tab[i, d].tolist() == [int(v < digit) for v in range(32)]
-        assert torch.equal(_arith(m0, m1, "rt"), r * t.long())
+            low = (ri % 2**64) % 2 ** (bits - 1)
+            pos = 0
+            for d, w in enumerate(widths):
+                digit = (low >> (mb * d)) & (2**mb - 1)
+                assert tab[i, pos : pos + 2**w].tolist() == [int(v < digit) for v in range(2**w)]
+                pos += 2**w
+            assert int(m0["rtop"][i] ^ m1["rtop"][i]) == ((ri % 2**64) >> (bits - 1)) & 1
+        assert ("rt" in m1) == relu  # DReLU does not fetch r t
+        if relu:
+            assert torch.equal(_arith(m0, m1, "rt"), r * t.long())
         assert torch.equal(_arith(m0, m1, "ta"), t.long())
-        for j in range(3):
+        for j, p in enumerate((4, 2, 1)):
             a, b = m0[f"a{j}"] ^ m1[f"a{j}"], m0[f"b{j}"] ^ m1[f"b{j}"]
-            assert torch.equal(m0[f"ab{j}"] ^ m1[f"ab{j}"], a & b)
+            assert a.shape[-1] == p and torch.equal(m0[f"ab{j}"] ^ m1[f"ab{j}"], a & b)
+            if p > 1:  # node 0 needs only lt: no second AND
+                e = m0[f"e{j}"] ^ m1[f"e{j}"]
+                assert e.shape[-1] == p - 1 and torch.equal(m0[f"ae{j}"] ^ m1[f"ae{j}"], a[..., 1:] & e)
+            else:
+                assert f"e{j}" not in m0 and f"ae{j}" not in m1
     spec = make_spec(kind, params)
     assert c0.dealer_bytes == 0 and c0.dealer_requests == 0  # party 0 derives all from its seed
     derived = sum(f.nbytes() for f in spec.derived)

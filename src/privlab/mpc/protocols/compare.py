@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 
 from privlab.mpc.checks import require_abs
+from privlab.mpc.dealer.material import digit_widths, table_index
 from privlab.mpc.party import Party
 from privlab.mpc.protocols.arith import beaver
 from privlab.mpc.stats import counted
@@ -40,29 +41,37 @@ def _cmp_limit(party: Party) -> float:
 def _and(
     party: Party, m: dict[str, torch.Tensor], j: int, x: torch.Tensor, y1: torch.Tensor, y2: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(x AND y1, x AND y2)`` on XOR shares with one shared-``a`` triple pair (1 round)."""
-    a, b, e = m[f"a{j}"], m[f"b{j}"], m[f"e{j}"]
-    d, f1, f2 = party.open_bits([x ^ a, y1 ^ b, y2 ^ e])
+    """``(x AND y1, x[..., 1:] AND y2)`` on XOR shares (1 round): nodes ``1..p-1`` use one
+    shared-``a`` triple pair (3 bits each way), node 0 needs only ``lt`` (2 bits)."""
+    a, b = m[f"a{j}"], m[f"b{j}"]
+    if y2.shape[-1] == 0:  # the root: one AND
+        d, f1 = party.open_bits([x ^ a, y1 ^ b])
+    else:
+        d, f1, f2 = party.open_bits([x ^ a, y1 ^ b, y2 ^ m[f"e{j}"]])
     z1 = (d & b) ^ (f1 & a) ^ m[f"ab{j}"]
-    z2 = (d & e) ^ (f2 & a) ^ m[f"ae{j}"]
     if party.rank == 0:
         z1 = z1 ^ (d & f1)
-        z2 = z2 ^ (d & f2)
+    if y2.shape[-1] == 0:
+        return z1, y2
+    d1, a1 = d[..., 1:], a[..., 1:]
+    z2 = (d1 & m[f"e{j}"]) ^ (f2 & a1) ^ m[f"ae{j}"]
+    if party.rank == 0:
+        z2 = z2 ^ (d1 & f2)
     return z1, z2
 
 
 def _sign_bit(
-    party: Party, x: torch.Tensor, bits: int | None = None
+    party: Party, x: torch.Tensor, bits: int | None = None, relu: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """Steps 1-4: XOR share of ``[x >= 0]``, the opened ``x + r``, and the material. ``bits``
     overrides ``cmp_bits`` (the range checks compare with 62 bits: exact for ``|x| < 2^61``), with
-    at least 8 digits."""
+    at least 8 digits. ``relu``: also fetch ``[r t]`` (for the fused multiplication)."""
     cfg = party.config
     l, D, mb = cfg.cmp_bits, cfg.cmp_digits, cfg.digit_bits
     if bits is not None:  # 8 digits of 8 bits for 62-bit checks, whatever cmp_digits is
         D = max(D, 8)
         l, mb = bits, -(-(bits - 1) // D)
-    m = party.material("cmp", shape=list(x.shape), bits=l, digits=D, digit_bits=mb)
+    m = party.material("cmp", shape=list(x.shape), bits=l, digits=D, digit_bits=mb, relu=relu)
     half = 1 << (l - 1)
     z = x + m["r"]
     if party.rank == 0:
@@ -71,9 +80,11 @@ def _sign_bit(
     low = torch.bitwise_and(c, half - 1)
     shifts = torch.arange(D, dtype=torch.int64) * mb
     dig = torch.bitwise_and(torch.bitwise_right_shift(low.unsqueeze(-1), shifts), (1 << mb) - 1)
+    index, _ = table_index(digit_widths(l, D, mb), mb)  # digit i, value v -> position in the flat tables
+    pos = torch.gather(index.expand(*dig.shape, index.shape[-1]), -1, dig.unsqueeze(-1)).squeeze(-1)
     tab = m["tab"]
-    lt = torch.gather(tab, -1, dig.unsqueeze(-1)).squeeze(-1)
-    prev = torch.gather(tab, -1, (dig - 1).clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    lt = torch.gather(tab, -1, pos)
+    prev = torch.gather(tab, -1, (pos - 1).clamp(min=0))  # digit i > 0 at v = 0 reads its neighbour: masked below
     below = (dig == 0).to(torch.uint8)  # T[-1] = [-1 < r_i] = 1, a public constant
     prev = prev * (1 - below) + (below if party.rank == 0 else torch.zeros_like(below))
     eq = prev ^ lt
@@ -81,8 +92,9 @@ def _sign_bit(
     while lt.shape[-1] > 1:
         lo_lt, hi_lt = lt[..., 0::2], lt[..., 1::2]
         lo_eq, hi_eq = eq[..., 0::2], eq[..., 1::2]
-        t1, t2 = _and(party, m, j, hi_eq, lo_lt, lo_eq)
-        lt, eq = hi_lt ^ t1, t2
+        t1, t2 = _and(party, m, j, hi_eq, lo_lt, lo_eq[..., 1:])
+        lt = hi_lt ^ t1  # node 0's eq is never needed: only the lt of the lowest node reaches the root
+        eq = torch.cat([torch.zeros_like(t1[..., :1]), t2], dim=-1)
         j += 1
     top = torch.bitwise_and(torch.bitwise_right_shift(c, l - 1), 1).to(torch.uint8)
     b = lt.squeeze(-1) ^ m["rtop"] ^ party.public_bits(top)
@@ -95,7 +107,7 @@ def drelu(party: Party, x: torch.Tensor, bits: int | None = None) -> torch.Tenso
     rounds ``2 + log2 D`` (5), bytes ~21 per element, exact for ``|x| < 2^(cmp_bits-1)`` ring
     units (``bits`` instead of ``cmp_bits`` if given: same rounds and bytes, larger tables)."""
     require_abs(party, "drelu", x, _cmp_limit(party))
-    b, _, m = _sign_bit(party, x, bits)
+    b, _, m = _sign_bit(party, x, bits, relu=False)
     (e,) = party.open_bits([b ^ m["t"]])
     e64 = e.to(torch.int64)
     out = (1 - 2 * e64) * m["ta"]
