@@ -107,3 +107,28 @@ def test_a_triple_is_fresh_each_time() -> None:
     p1 = Provider(1, 2, LocalLink(core), CommCounter())
     params = {"op": "mul", "a_shape": [8], "b_shape": [8]}
     assert not torch.equal(p1.get("triple", params)["a"], p1.get("triple", params)["a"])
+
+
+def _chi2_byte(v: torch.Tensor) -> float:
+    counts = torch.bincount(v.long(), minlength=256).double()
+    expected = v.numel() / 256
+    return float(((counts - expected) ** 2 / expected).sum())
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_compressed_corrections_are_uniform(seed: int) -> None:
+    """Party 1's 16-bit correction of ``w = m 2^48`` is uniform over its 2^16 values (both bytes),
+    although ``w`` itself takes two values: what travels says nothing about ``r``. Negative
+    control: without party 0's uniform share the correction would be ``w``, far from uniform."""
+    n = 40_000
+    core = DealerCore(seed, seed + 100)
+    p1 = Provider(1, seed + 100, LocalLink(core), CommCounter())
+    params = {"shape": [n], "f": 16}
+    m1 = p1.get("trunc", params)
+    top = torch.bitwise_right_shift(m1["w"], 48)  # the 16 bits that travelled
+    lo, hi = torch.bitwise_and(top, 255), torch.bitwise_and(torch.bitwise_right_shift(top, 8), 255)
+    limit = 330.0  # 99.9% quantile of chi-square with 255 degrees of freedom
+    assert _chi2_byte(lo) < limit and _chi2_byte(hi) < limit
+    m0 = Provider(0, seed, None, CommCounter()).get("trunc", params)
+    w = torch.bitwise_right_shift(m0["w"] + m1["w"], 48)  # the value itself: 0 or 1
+    assert _chi2_byte(torch.bitwise_and(w, 255)) > 100 * limit
