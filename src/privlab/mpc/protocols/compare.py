@@ -3,23 +3,26 @@
 DReLU(x) = [x >= 0] for ``|x| < 2^(l-1)`` (``l = config.cmp_bits``, ring units):
 
 1. The dealer gives ``[r]`` (uniform in Z/2^64), a random bit ``t`` (XOR-shared and as a ring
-   element), ``[r t]``, the bit ``r_(l-1)``, and for each of the ``D`` digits (``m`` bits each) of
-   ``r mod 2^(l-1)`` an XOR-shared table ``T_i[v] = [v < r_i]`` for ``v < 2^m``.
+   element), ``[r t]`` (ReLU only), the bit ``r_(l-1)``, and for each of the ``D`` digits (``m``
+   bits each, the top one cut to the bits left) of ``r mod 2^(l-1)`` an XOR-shared table
+   ``T_i[v] = [v < r_i]`` for ``v < 2^(w_i)``.
 2. Open ``c = x + 2^(l-1) + r`` (1 round, 8 bytes per element each way). Since
    ``x + 2^(l-1)`` lies in ``[0, 2^l)``, ``[x >= 0]`` is its bit ``l-1``:
    ``c_(l-1) XOR r_(l-1) XOR [c mod 2^(l-1) < r mod 2^(l-1)]``.
 3. Per digit, the parties read ``lt_i = T_i[c_i]`` and ``eq_i = T_i[c_i - 1] XOR T_i[c_i]`` from
    their table shares at the public index (no communication).
 4. Combine digits pairwise, ``lt = lt_hi XOR (eq_hi AND lt_lo)``, ``eq = eq_hi AND eq_lo``:
-   ``log2 D`` rounds of AND gates on bits (3 bits per pair each way).
+   ``log2 D`` rounds of AND gates on bits (3 bits per pair each way; the lowest pair of each
+   level needs only ``lt``, 2 bits, since its ``eq`` never reaches the root).
 5. Open ``e = b XOR t`` (1 round, 1 bit each way); ``[b] = e + (1 - 2e) [t]`` in the ring, and for
    ReLU ``x b = e x + (1 - 2e) ((c - 2^(l-1)) [t] - [r t])`` (``c - 2^(l-1) = x + r`` is public).
 
-With the defaults (``l = 40``, ``D = 8``): **5 rounds and about 21 bytes per element** (16 for the
-opening, 3 * (4 + 2 + 1) * 2 bits for the tree, 2 bits for the last step), against CrypTen's
-8-9 rounds and ~464 bytes. Dealer: ``D * 2^m / 8 + 16`` bytes plus a few bits (about 50 bytes).
-Exact (no error) inside the range; outside it the result is wrong. Perfectly hiding: ``c`` and
-``e`` are uniform.
+With the defaults (``l = 40``, ``D = 8``): **5 rounds and 20.75 bytes per element** (16 for the
+opening, ``2 * (11 + 5 + 2)`` bits for the tree, 2 bits for the last step), against CrypTen's
+8-9 rounds and ~464 bytes. Dealer: ``sum_i 2^(w_i) = 7 * 32 + 16`` table bits, 12 more bits and
+16 bytes for ``[t]``, ``[r t]``: 47.5 bytes (DReLU 39.5). Exact (no error) inside the range;
+outside it the result is wrong. Perfectly hiding: ``c`` and ``e`` are uniform, and so are party
+1's corrections (``dealer.material``).
 """
 
 from __future__ import annotations
@@ -104,7 +107,7 @@ def _sign_bit(
 @counted
 def drelu(party: Party, x: torch.Tensor, bits: int | None = None) -> torch.Tensor:
     """Ring share of the bit ``[x >= 0]`` (an integer 0/1, not fixed point). See module docstring:
-    rounds ``2 + log2 D`` (5), bytes ~21 per element, exact for ``|x| < 2^(cmp_bits-1)`` ring
+    rounds ``2 + log2 D`` (5), bytes 20.75 per element, dealer 39.5, exact for ``|x| < 2^(cmp_bits-1)`` ring
     units (``bits`` instead of ``cmp_bits`` if given: same rounds and bytes, larger tables)."""
     require_abs(party, "drelu", x, _cmp_limit(party))
     b, _, m = _sign_bit(party, x, bits, relu=False)
@@ -117,7 +120,7 @@ def drelu(party: Party, x: torch.Tensor, bits: int | None = None) -> torch.Tenso
 @counted
 def relu(party: Party, x: torch.Tensor) -> torch.Tensor:
     """``max(x, 0)``: DReLU fused with the multiplication ``x * [x >= 0]`` in its last round.
-    Rounds 5, bytes ~21 per element, dealer ~50; exact inside the comparison range."""
+    Rounds 5, bytes 20.75 per element, dealer 47.5; exact inside the comparison range."""
     require_abs(party, "relu", x, _cmp_limit(party))
     b, xr, m = _sign_bit(party, x)
     (e,) = party.open_bits([b ^ m["t"]])
@@ -143,7 +146,7 @@ def sign(party: Party, x: torch.Tensor) -> torch.Tensor:
 
 @counted
 def maximum(party: Party, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Elementwise ``max(x, y) = y + relu(x - y)``. Rounds 5, bytes ~21 per element."""
+    """Elementwise ``max(x, y) = y + relu(x - y)``. Rounds 5, bytes 20.75 per element."""
     require_abs(party, "maximum", x - y, _cmp_limit(party))
     return y + relu(party, x - y)
 
@@ -194,7 +197,7 @@ def argmax_last(party: Party, x: torch.Tensor) -> torch.Tensor:
 @counted
 def max_pool2d(party: Party, x: torch.Tensor, kernel: int, stride: int | None = None) -> torch.Tensor:
     """``F.max_pool2d`` without padding: windows by strided views, then :func:`max_last`.
-    Rounds ``5 ceil(log2 k^2)`` (10 for 2x2); bytes ~21 per comparison."""
+    Rounds ``5 ceil(log2 k^2)`` (10 for 2x2); bytes 20.75 per comparison."""
     require_abs(party, "max_pool2d", x, _cmp_limit(party) / 2)
     stride = kernel if stride is None else stride
     w = x.unfold(2, kernel, stride).unfold(3, kernel, stride)
