@@ -195,7 +195,6 @@ def cmp_spec(shape: list[int], bits: int, digits: int, digit_bits: int, relu: bo
     """
     s = tuple(shape)
     widths = digit_widths(bits, digits, digit_bits)
-    _, valid = table_index(widths, digit_bits)
     rand = [Field("r", s), Field("t", s, True)]
     der = [Field("tab", (*s, sum(1 << w for w in widths)), True), Field("rtop", s, True), Field("ta", s)]
     if relu:
@@ -214,9 +213,14 @@ def cmp_spec(shape: list[int], bits: int, digits: int, digit_bits: int, relu: bo
         low = torch.bitwise_and(r, (1 << (bits - 1)) - 1)
         shifts = torch.arange(digits, dtype=torch.int64) * digit_bits
         dig = torch.bitwise_and(torch.bitwise_right_shift(low.unsqueeze(-1), shifts), (1 << digit_bits) - 1)
-        full = torch.arange(1 << digit_bits) < dig.unsqueeze(-1)  # [..., D, 2^m]
+        parts, i = [], 0
+        while i < digits:  # runs of digits of equal width, each run one comparison against a grid
+            k = next((j for j in range(i, digits) if widths[j] != widths[i]), digits) - i
+            grid = torch.arange(1 << widths[i], dtype=torch.int64)
+            parts.append((grid < dig[..., i : i + k, None]).reshape(*s, k << widths[i]))
+            i += k
         out = {
-            "tab": full[..., valid].to(torch.uint8),  # row-major over (digit, v): index[valid] = 0, 1, ...
+            "tab": torch.cat(parts, dim=-1).to(torch.uint8),  # digit i's table at [start_i, start_i + 2^w_i)
             "rtop": torch.bitwise_and(torch.bitwise_right_shift(r, bits - 1), 1).to(torch.uint8),
             "ta": v["t"].to(torch.int64),
         }
