@@ -69,7 +69,8 @@ def main() -> None:
         res = run_local(eval_task, (task, task), cfg)
         op = res.stats.per_op["op"]
         out[name] = {"rounds": op.rounds, "bytes": op.bytes / args.n, "dealer_bytes": op.dealer_bytes / args.n}
-        print(f"{name:28s} rounds {op.rounds:3d}  bytes {op.bytes / args.n:8.2f}  dealer {op.dealer_bytes / args.n:8.2f}")
+        row = out[name]
+        print(f"{name:28s} rounds {op.rounds:3d}  bytes {row['bytes']:8.2f}  dealer {row['dealer_bytes']:8.2f}")
     doc = {"schema_version": 1, "suite": "mpc_protocol_costs", "n": args.n,
            "config": {"frac_bits": cfg.frac_bits, "cmp_bits": cfg.cmp_bits, "cmp_digits": cfg.cmp_digits},
            "per_element": out}

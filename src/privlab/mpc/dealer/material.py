@@ -213,14 +213,16 @@ def cmp_spec(shape: list[int], bits: int, digits: int, digit_bits: int, relu: bo
         low = torch.bitwise_and(r, (1 << (bits - 1)) - 1)
         shifts = torch.arange(digits, dtype=torch.int64) * digit_bits
         dig = torch.bitwise_and(torch.bitwise_right_shift(low.unsqueeze(-1), shifts), (1 << digit_bits) - 1)
-        parts, i = [], 0
+        tab = torch.empty(der[0].shape, dtype=torch.uint8)  # digit i's table at [start_i, start_i + 2^w_i)
+        i = pos = 0
         while i < digits:  # runs of digits of equal width, each run one comparison against a grid
             k = next((j for j in range(i, digits) if widths[j] != widths[i]), digits) - i
-            grid = torch.arange(1 << widths[i], dtype=torch.int64)
-            parts.append((grid < dig[..., i : i + k, None]).reshape(*s, k << widths[i]))
-            i += k
+            size = 1 << widths[i]
+            grid = torch.arange(size, dtype=torch.int64)
+            tab[..., pos : pos + k * size].unflatten(-1, (k, size)).copy_(grid < dig[..., i : i + k, None])
+            i, pos = i + k, pos + k * size
         out = {
-            "tab": torch.cat(parts, dim=-1).to(torch.uint8),  # digit i's table at [start_i, start_i + 2^w_i)
+            "tab": tab,
             "rtop": torch.bitwise_and(torch.bitwise_right_shift(r, bits - 1), 1).to(torch.uint8),
             "ta": v["t"].to(torch.int64),
         }
