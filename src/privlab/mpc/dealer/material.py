@@ -167,18 +167,13 @@ def digit_widths(bits: int, digits: int, digit_bits: int) -> list[int]:
     return [max(0, min(digit_bits, bits - 1 - i * digit_bits)) for i in range(digits)]
 
 
-def table_index(widths: list[int], digit_bits: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Positions of the digit tables inside the flat ``tab`` field: ``index[i, v]`` for
-    ``v < 2^digit_bits`` and ``valid[i, v] = v < 2^widths[i]`` (entries a digit never reaches)."""
-    size = 1 << digit_bits
+def table_starts(widths: list[int]) -> torch.Tensor:
+    """Where each digit's table starts inside the flat ``tab`` field: digit ``i`` at value ``v``
+    is entry ``starts[i] + v`` (tables of ``2^widths[i]`` entries, lowest digit first)."""
     starts = [0]
     for w in widths[:-1]:
         starts.append(starts[-1] + (1 << w))
-    grid = torch.arange(size, dtype=torch.int64)
-    lim = torch.tensor([1 << w for w in widths], dtype=torch.int64).unsqueeze(-1)
-    valid = grid < lim
-    index = torch.where(valid, torch.tensor(starts).unsqueeze(-1) + grid, 0)
-    return index, valid
+    return torch.tensor(starts, dtype=torch.int64)
 
 
 def cmp_spec(shape: list[int], bits: int, digits: int, digit_bits: int, relu: bool = True) -> Spec:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import torch
 
 from privlab.mpc.checks import require_abs
-from privlab.mpc.dealer.material import digit_widths, table_index
+from privlab.mpc.dealer.material import digit_widths, table_starts
 from privlab.mpc.party import Party
 from privlab.mpc.protocols.arith import beaver
 from privlab.mpc.stats import counted
@@ -83,8 +83,7 @@ def _sign_bit(
     low = torch.bitwise_and(c, half - 1)
     shifts = torch.arange(D, dtype=torch.int64) * mb
     dig = torch.bitwise_and(torch.bitwise_right_shift(low.unsqueeze(-1), shifts), (1 << mb) - 1)
-    index, _ = table_index(digit_widths(l, D, mb), mb)  # digit i, value v -> position in the flat tables
-    pos = torch.gather(index.expand(*dig.shape, index.shape[-1]), -1, dig.unsqueeze(-1)).squeeze(-1)
+    pos = dig + table_starts(digit_widths(l, D, mb))  # digit i, value v -> entry of the flat tables
     tab = m["tab"]
     lt = torch.gather(tab, -1, pos)
     prev = torch.gather(tab, -1, (pos - 1).clamp(min=0))  # digit i > 0 at v = 0 reads its neighbour: masked below
