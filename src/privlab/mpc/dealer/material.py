@@ -163,16 +163,17 @@ def div_spec(shape: list[int], d: int) -> Spec:
 
 def digit_widths(bits: int, digits: int, digit_bits: int) -> list[int]:
     """Bits of each of the ``digits`` digits of ``r mod 2^(bits-1)`` (lowest first): ``digit_bits``
-    each, the top ones cut to what is left (a digit of width ``w`` needs a table of ``2^w``)."""
+    each, the top ones cut to what is left (a digit of width ``w`` needs a table of ``2^w - 1``:
+    ``T[2^w - 1] = [2^w - 1 < r_i]`` is always 0, so that entry is public and never sent)."""
     return [max(0, min(digit_bits, bits - 1 - i * digit_bits)) for i in range(digits)]
 
 
 def table_starts(widths: list[int]) -> torch.Tensor:
     """Where each digit's table starts inside the flat ``tab`` field: digit ``i`` at value ``v``
-    is entry ``starts[i] + v`` (tables of ``2^widths[i]`` entries, lowest digit first)."""
+    is entry ``starts[i] + v`` (tables of ``2^widths[i] - 1`` entries, lowest digit first)."""
     starts = [0]
     for w in widths[:-1]:
-        starts.append(starts[-1] + (1 << w))
+        starts.append(starts[-1] + (1 << w) - 1)
     return torch.tensor(starts, dtype=torch.int64)
 
 
@@ -180,18 +181,20 @@ def cmp_spec(shape: list[int], bits: int, digits: int, digit_bits: int, relu: bo
     """Material for DReLU / ReLU (see ``protocols.compare``).
 
     Random: ``r`` (ring), ``t`` (bit). Derived: the digit tables ``T_i[v] = [v < digit_i(r mod
-    2^(bits-1))]`` for ``v < 2^w_i`` (``w_i`` from :func:`digit_widths`; flat in ``tab``, so a
-    4-bit top digit costs 16 bits, not 32), ``rtop`` = bit ``bits-1`` of ``r``, ``ta = t`` in the
-    ring, ``rt = r t`` (ReLU only: ``relu=False`` for DReLU), and the AND triples of the tree:
-    at level ``j`` (``p = digits / 2^(j+1)`` nodes) random bits ``a, b`` for every node and ``e``
-    for nodes ``1..p-1`` (node 0, the lowest, needs only its ``lt``), derived ``ab = a & b`` and
-    ``ae = a & e``. Dealer bytes per element, defaults: ``(240 + 1 + 11) / 8 + 16 = 47.5``
-    (ReLU) or 39.5 (DReLU).
+    2^(bits-1))]`` for ``v < 2^w_i - 1`` (``w_i`` from :func:`digit_widths`; flat in ``tab``, so
+    a 4-bit top digit costs 15 bits, not 32; the last entry is always 0), ``rtop`` = bit
+    ``bits-1`` of ``r``, ``ta = t`` in the ring, ``rt = r t`` (ReLU only: ``relu=False`` for
+    DReLU), and the AND triples of the tree: at level ``j`` (``p = digits / 2^(j+1)`` nodes)
+    random bits ``a, b`` for every node and ``e`` for nodes ``1..p-1`` (node 0, the lowest, needs
+    only its ``lt``), derived ``ab = a & b`` and ``ae = a & e``. Dealer bytes per element,
+    defaults: ``(232 + 1 + 11) / 8 + 16 = 46.5``
+    (ReLU) or 38.5 (DReLU).
     """
     s = tuple(shape)
     widths = digit_widths(bits, digits, digit_bits)
     rand = [Field("r", s), Field("t", s, True)]
-    der = [Field("tab", (*s, sum(1 << w for w in widths)), True), Field("rtop", s, True), Field("ta", s)]
+    tab = Field("tab", (*s, sum((1 << w) - 1 for w in widths)), True)
+    der = [tab, Field("rtop", s, True), Field("ta", s)]
     if relu:
         der.append(Field("rt", s))
     levels = digits.bit_length() - 1
@@ -208,16 +211,16 @@ def cmp_spec(shape: list[int], bits: int, digits: int, digit_bits: int, relu: bo
         low = torch.bitwise_and(r, (1 << (bits - 1)) - 1)
         shifts = torch.arange(digits, dtype=torch.int64) * digit_bits
         dig = torch.bitwise_and(torch.bitwise_right_shift(low.unsqueeze(-1), shifts), (1 << digit_bits) - 1)
-        tab = torch.empty(der[0].shape, dtype=torch.uint8)  # digit i's table at [start_i, start_i + 2^w_i)
+        flat = torch.empty(tab.shape, dtype=torch.uint8)  # digit i's table at [start_i, start_i + 2^w_i - 1)
         i = pos = 0
         while i < digits:  # runs of digits of equal width, each run one comparison against a grid
             k = next((j for j in range(i, digits) if widths[j] != widths[i]), digits) - i
-            size = 1 << widths[i]
+            size = (1 << widths[i]) - 1
             grid = torch.arange(size, dtype=torch.int64)
-            tab[..., pos : pos + k * size].unflatten(-1, (k, size)).copy_(grid < dig[..., i : i + k, None])
+            flat[..., pos : pos + k * size].unflatten(-1, (k, size)).copy_(grid < dig[..., i : i + k, None])
             i, pos = i + k, pos + k * size
         out = {
-            "tab": tab,
+            "tab": flat,
             "rtop": torch.bitwise_and(torch.bitwise_right_shift(r, bits - 1), 1).to(torch.uint8),
             "ta": v["t"].to(torch.int64),
         }

@@ -5,7 +5,7 @@ DReLU(x) = [x >= 0] for ``|x| < 2^(l-1)`` (``l = config.cmp_bits``, ring units):
 1. The dealer gives ``[r]`` (uniform in Z/2^64), a random bit ``t`` (XOR-shared and as a ring
    element), ``[r t]`` (ReLU only), the bit ``r_(l-1)``, and for each of the ``D`` digits (``m``
    bits each, the top one cut to the bits left) of ``r mod 2^(l-1)`` an XOR-shared table
-   ``T_i[v] = [v < r_i]`` for ``v < 2^(w_i)``.
+   ``T_i[v] = [v < r_i]`` for ``v < 2^(w_i) - 1`` (``T_i[2^(w_i) - 1] = 0`` always: public).
 2. Open ``c = x + 2^(l-1) + r`` (1 round, 8 bytes per element each way). Since
    ``x + 2^(l-1)`` lies in ``[0, 2^l)``, ``[x >= 0]`` is its bit ``l-1``:
    ``c_(l-1) XOR r_(l-1) XOR [c mod 2^(l-1) < r mod 2^(l-1)]``.
@@ -19,8 +19,9 @@ DReLU(x) = [x >= 0] for ``|x| < 2^(l-1)`` (``l = config.cmp_bits``, ring units):
 
 With the defaults (``l = 40``, ``D = 8``): **5 rounds and 20.75 bytes per element** (16 for the
 opening, ``2 * (11 + 5 + 2)`` bits for the tree, 2 bits for the last step), against CrypTen's
-8-9 rounds and ~464 bytes. Dealer: ``sum_i 2^(w_i) = 7 * 32 + 16`` table bits, 12 more bits and
-16 bytes for ``[t]``, ``[r t]``: 47.5 bytes (DReLU 39.5). Exact (no error) inside the range;
+8-9 rounds and ~464 bytes. Dealer: ``sum_i (2^(w_i) - 1) = 7 * 31 + 15`` table bits (the last
+entry of a table is always 0), 12 more bits and 16 bytes for ``[t]``, ``[r t]``: 46.5 bytes
+(DReLU 38.5). Exact (no error) inside the range;
 outside it the result is wrong. Perfectly hiding: ``c`` and ``e`` are uniform, and so are party
 1's corrections (``dealer.material``).
 """
@@ -83,9 +84,11 @@ def _sign_bit(
     low = torch.bitwise_and(c, half - 1)
     shifts = torch.arange(D, dtype=torch.int64) * mb
     dig = torch.bitwise_and(torch.bitwise_right_shift(low.unsqueeze(-1), shifts), (1 << mb) - 1)
-    pos = dig + table_starts(digit_widths(l, D, mb))  # digit i, value v -> entry of the flat tables
+    widths = digit_widths(l, D, mb)
+    pos = dig + table_starts(widths)  # digit i, value v -> entry of the flat tables
     tab = m["tab"]
-    lt = torch.gather(tab, -1, pos)
+    top_entry = dig == torch.tensor([(1 << w) - 1 for w in widths])  # T[2^w - 1] = 0, public: not sent
+    lt = torch.gather(tab, -1, pos.clamp(max=tab.shape[-1] - 1)) * (~top_entry).to(torch.uint8)
     prev = torch.gather(tab, -1, (pos - 1).clamp(min=0))  # digit i > 0 at v = 0 reads its neighbour: masked below
     below = (dig == 0).to(torch.uint8)  # T[-1] = [-1 < r_i] = 1, a public constant
     prev = prev * (1 - below) + (below if party.rank == 0 else torch.zeros_like(below))
@@ -106,7 +109,7 @@ def _sign_bit(
 @counted
 def drelu(party: Party, x: torch.Tensor, bits: int | None = None) -> torch.Tensor:
     """Ring share of the bit ``[x >= 0]`` (an integer 0/1, not fixed point). See module docstring:
-    rounds ``2 + log2 D`` (5), bytes 20.75 per element, dealer 39.5, exact for ``|x| < 2^(cmp_bits-1)`` ring
+    rounds ``2 + log2 D`` (5), bytes 20.75 per element, dealer 38.5, exact for ``|x| < 2^(cmp_bits-1)`` ring
     units (``bits`` instead of ``cmp_bits`` if given: same rounds and bytes, larger tables)."""
     require_abs(party, "drelu", x, _cmp_limit(party))
     b, _, m = _sign_bit(party, x, bits, relu=False)
@@ -119,7 +122,7 @@ def drelu(party: Party, x: torch.Tensor, bits: int | None = None) -> torch.Tenso
 @counted
 def relu(party: Party, x: torch.Tensor) -> torch.Tensor:
     """``max(x, 0)``: DReLU fused with the multiplication ``x * [x >= 0]`` in its last round.
-    Rounds 5, bytes 20.75 per element, dealer 47.5; exact inside the comparison range."""
+    Rounds 5, bytes 20.75 per element, dealer 46.5; exact inside the comparison range."""
     require_abs(party, "relu", x, _cmp_limit(party))
     b, xr, m = _sign_bit(party, x)
     (e,) = party.open_bits([b ^ m["t"]])
