@@ -1,6 +1,6 @@
 """Private inference benchmark: privlab.mpc vs CrypTen 0.4.1 and SecretFlow SPU 0.9.5, 1 thread each.
 
-    .venv/bin/python benchmarks/mpc/run.py [--batch 64] [--models mlp,cnn,transformer]
+    .venv/bin/python benchmarks/mpc/run.py [--batch 64] [--models mlp,cnn,transformer] [--cmp-bits 40]
         [--crypten-python /tmp/crypten-venv/bin/python] [--spu-python /tmp/spu-venv/bin/python]
         [--train-steps 200]
 
@@ -72,10 +72,10 @@ def quick_train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) 
     return float(loss.detach())
 
 
-def run_privlab(model: nn.Module, x: torch.Tensor) -> dict[str, object]:
+def run_privlab(model: nn.Module, x: torch.Tensor, cmp_bits: int = 40) -> dict[str, object]:
     args = ((model, tuple(x.shape), None), (model, tuple(x.shape), x))
     t0 = time.perf_counter()
-    res = run_processes(infer_task, args, MPCConfig(timeout=120))
+    res = run_processes(infer_task, args, MPCConfig(timeout=120, cmp_bits=cmp_bits))
     launch = time.perf_counter() - t0
     out = res.outputs[1]
     with torch.no_grad():
@@ -123,6 +123,8 @@ def main() -> None:
     ap.add_argument("--crypten-python", default="/tmp/crypten-venv/bin/python")
     ap.add_argument("--spu-python", default="/tmp/spu-venv/bin/python")
     ap.add_argument("--train-steps", type=int, default=200)
+    ap.add_argument("--cmp-bits", type=int, default=MPCConfig().cmp_bits,
+                    help="privlab's comparison width (public; exact for |x| < 2^(cmp_bits-1-f))")
     a = ap.parse_args()
     torch.set_num_threads(1)
     xtr, ytr, source = mnist(6000, "train")
@@ -141,7 +143,7 @@ def main() -> None:
         with torch.no_grad():
             np.save(tmp / f"{name}_ref.npy", model(x).numpy())
         row: dict[str, object] = {"model": name, "train_loss": loss, "plaintext_accuracy": acc,
-                                  "privlab": run_privlab(model, x)}
+                                  "privlab": run_privlab(model, x, a.cmp_bits)}
         if name in CRYPTEN_REFERENCE:
             row["crypten"] = run_crypten(a.crypten_python, name, str(tmp / "x.pt"),
                                          str(tmp / f"{name}.pt"))
@@ -157,7 +159,7 @@ def main() -> None:
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "cpu_count": os.cpu_count(), "python": sys.version.split()[0],
                     "torch": torch.__version__},
-        "config": vars(MPCConfig()), "rows": rows,
+        "config": vars(MPCConfig(cmp_bits=a.cmp_bits)), "rows": rows,
     }
     out = HERE / "results" / f"mpc_{time.strftime('%Y%m%d_%H%M%S')}.json"
     out.parent.mkdir(exist_ok=True)

@@ -45,7 +45,8 @@ def test_relu_rounds_and_bytes_per_element(shared_eval, rand, bits, digits, roun
     assert torch.allclose(out, x.relu(), atol=2.0**-16)
     op = res.stats.per_op["op"]
     assert op.rounds == rounds  # CrypTen: 8-9 rounds per ReLU
-    tree = 3 * (digits - 1) * 2  # 3 bits each way per AND node
+    levels = [digits >> (j + 1) for j in range(digits.bit_length() - 1)]
+    tree = 2 * sum(3 * p - 1 for p in levels)  # 3 bits each way per node, 2 at the lowest node
     expected = n * (16 + (tree + 2) / 8)  # opening + AND tree + final bit, both parties
     assert abs(op.bytes - expected) <= 16  # byte padding of the packed bits
     assert op.bytes / n < 464 / 10  # CrypTen: ~464 bytes per element

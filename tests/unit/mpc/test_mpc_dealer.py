@@ -23,6 +23,7 @@ KINDS: list[tuple[str, dict[str, Any]]] = [
     ("trunc", {"shape": [50], "f": 16}),
     ("div", {"shape": [50], "d": 7}),
     ("cmp", {"shape": [7], "bits": 40, "digits": 8, "digit_bits": 5}),
+    ("cmp", {"shape": [3], "bits": 62, "digits": 8, "digit_bits": 8, "relu": False}),
 ]
 
 
@@ -49,28 +50,43 @@ def test_material_relations_and_dealer_traffic(kind: str, params: dict[str, Any]
               "conv2d": lambda u, v: F.conv2d(u, v, **params["kw"])}[params["op"]]
         assert torch.equal(op(a, b), c)
     elif kind == "trunc":
-        r, u, m = _arith(m0, m1, "r"), _arith(m0, m1, "u"), _arith(m0, m1, "m")
-        for ri, ui, mi in zip(r.tolist(), u.tolist(), m.tolist(), strict=True):  # naive reference
+        r, v, w = _arith(m0, m1, "r"), _arith(m0, m1, "v"), _arith(m0, m1, "w")
+        for ri, vi, wi in zip(r.tolist(), v.tolist(), w.tolist(), strict=True):  # naive reference
             unsigned = ri % 2**64
-            assert ui == (unsigned % 2**63) >> 16 and mi == unsigned >> 63
+            u, m = (unsigned % 2**63) >> 16, unsigned >> 63
+            assert vi % 2**64 == (m * 2**47 - u) % 2**64 and wi % 2**64 == m * 2**48
+        assert torch.equal(m1["w"] % 2**48, torch.zeros_like(m1["w"]))  # party 1's correction: top 16 bits
     elif kind == "div":
         r, u, m = _arith(m0, m1, "r"), _arith(m0, m1, "u"), _arith(m0, m1, "m")
         for ri, ui, mi in zip(r.tolist(), u.tolist(), m.tolist(), strict=True):
             unsigned = ri % 2**64
             assert ui == (unsigned % 2**63) // 7 and mi == unsigned >> 63
     else:
+        bits, mb, relu = params["bits"], params["digit_bits"], params.get("relu", True)
         r, t = _arith(m0, m1, "r"), m0["t"] ^ m1["t"]
         tab = m0["tab"] ^ m1["tab"]
+        widths = [min(mb, bits - 1 - mb * d) for d in range(8)]
+        assert tab.shape[-1] == sum(2**w - 1 for w in widths)  # short top digit, no always-0 last entry
         for i, ri in enumerate(r.tolist()):
-            low = (ri % 2**64) % 2**39
-            for d in range(8):
-                digit = (low >> (5 * d)) & 31
-                assert tab[i, d].tolist() == [int(v < digit) for v in range(32)]
-        assert torch.equal(_arith(m0, m1, "rt"), r * t.long())
+            low = (ri % 2**64) % 2 ** (bits - 1)
+            pos = 0
+            for d, w in enumerate(widths):
+                digit = (low >> (mb * d)) & (2**mb - 1)
+                assert tab[i, pos : pos + 2**w - 1].tolist() == [int(v < digit) for v in range(2**w - 1)]
+                pos += 2**w - 1
+            assert int(m0["rtop"][i] ^ m1["rtop"][i]) == ((ri % 2**64) >> (bits - 1)) & 1
+        assert ("rt" in m1) == relu  # DReLU does not fetch r t
+        if relu:
+            assert torch.equal(_arith(m0, m1, "rt"), r * t.long())
         assert torch.equal(_arith(m0, m1, "ta"), t.long())
-        for j in range(3):
+        for j, p in enumerate((4, 2, 1)):
             a, b = m0[f"a{j}"] ^ m1[f"a{j}"], m0[f"b{j}"] ^ m1[f"b{j}"]
-            assert torch.equal(m0[f"ab{j}"] ^ m1[f"ab{j}"], a & b)
+            assert a.shape[-1] == p and torch.equal(m0[f"ab{j}"] ^ m1[f"ab{j}"], a & b)
+            if p > 1:  # node 0 needs only lt: no second AND
+                e = m0[f"e{j}"] ^ m1[f"e{j}"]
+                assert e.shape[-1] == p - 1 and torch.equal(m0[f"ae{j}"] ^ m1[f"ae{j}"], a[..., 1:] & e)
+            else:
+                assert f"e{j}" not in m0 and f"ae{j}" not in m1
     spec = make_spec(kind, params)
     assert c0.dealer_bytes == 0 and c0.dealer_requests == 0  # party 0 derives all from its seed
     derived = sum(f.nbytes() for f in spec.derived)
@@ -91,3 +107,28 @@ def test_a_triple_is_fresh_each_time() -> None:
     p1 = Provider(1, 2, LocalLink(core), CommCounter())
     params = {"op": "mul", "a_shape": [8], "b_shape": [8]}
     assert not torch.equal(p1.get("triple", params)["a"], p1.get("triple", params)["a"])
+
+
+def _chi2_byte(v: torch.Tensor) -> float:
+    counts = torch.bincount(v.long(), minlength=256).double()
+    expected = v.numel() / 256
+    return float(((counts - expected) ** 2 / expected).sum())
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_compressed_corrections_are_uniform(seed: int) -> None:
+    """Party 1's 16-bit correction of ``w = m 2^48`` is uniform over its 2^16 values (both bytes),
+    although ``w`` itself takes two values: what travels says nothing about ``r``. Negative
+    control: without party 0's uniform share the correction would be ``w``, far from uniform."""
+    n = 40_000
+    core = DealerCore(seed, seed + 100)
+    p1 = Provider(1, seed + 100, LocalLink(core), CommCounter())
+    params = {"shape": [n], "f": 16}
+    m1 = p1.get("trunc", params)
+    top = torch.bitwise_right_shift(m1["w"], 48)  # the 16 bits that travelled
+    lo, hi = torch.bitwise_and(top, 255), torch.bitwise_and(torch.bitwise_right_shift(top, 8), 255)
+    limit = 330.0  # 99.9% quantile of chi-square with 255 degrees of freedom
+    assert _chi2_byte(lo) < limit and _chi2_byte(hi) < limit
+    m0 = Provider(0, seed, None, CommCounter()).get("trunc", params)
+    w = torch.bitwise_right_shift(m0["w"] + m1["w"], 48)  # the value itself: 0 or 1
+    assert _chi2_byte(torch.bitwise_and(w, 255)) > 100 * limit

@@ -8,19 +8,32 @@ from typing import Any, Protocol
 import torch
 
 from privlab.mpc.dealer.material import Field, Spec, make_spec
-from privlab.mpc.prg import PRG, pack_bits, unpack_bits
+from privlab.mpc.prg import PRG, pack_bits, pack_high, unpack_bits, unpack_high
 from privlab.mpc.stats import CommCounter
 
 
+def _draw_one(f: Field, prg: PRG) -> torch.Tensor:
+    """A uniform share of ``f``'s group: bits, Z/2^64, or the multiples of ``2^(64 - f.bits)``."""
+    if f.binary:
+        return prg.bits(f.shape)
+    v = prg.ring(f.shape)
+    return v if f.bits == 64 else torch.bitwise_left_shift(v, 64 - f.bits)
+
+
 def _draw(fields: list[Field], prg: PRG, rank: int = 0) -> dict[str, torch.Tensor]:
-    return {f.name: prg.bits(f.shape) if f.binary else prg.ring(f.shape) for f in fields if rank == 0 or not f.owner0}
+    return {f.name: _draw_one(f, prg) for f in fields if rank == 0 or not f.owner0}
 
 
 def _encode(fields: list[Field], values: dict[str, torch.Tensor]) -> torch.Tensor:
     parts = []
     for f in fields:
         v = values[f.name]
-        parts.append(pack_bits(v) if f.binary else v.contiguous().reshape(-1).view(torch.uint8))
+        if f.binary:
+            parts.append(pack_bits(v))
+        elif f.bits < 64:
+            parts.append(pack_high(v, f.bits))
+        else:
+            parts.append(v.contiguous().reshape(-1).view(torch.uint8))
     return torch.cat(parts) if parts else torch.empty(0, dtype=torch.uint8)
 
 
@@ -29,7 +42,12 @@ def _decode(fields: list[Field], buf: torch.Tensor) -> dict[str, torch.Tensor]:
     for f in fields:
         n = f.nbytes()
         chunk = buf[pos : pos + n].clone()
-        out[f.name] = unpack_bits(chunk, f.shape) if f.binary else chunk.view(torch.int64).reshape(f.shape)
+        if f.binary:
+            out[f.name] = unpack_bits(chunk, f.shape)
+        elif f.bits < 64:
+            out[f.name] = unpack_high(chunk, f.shape, f.bits)
+        else:
+            out[f.name] = chunk.view(torch.int64).reshape(f.shape)
         pos += n
     return out
 

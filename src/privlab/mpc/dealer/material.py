@@ -3,7 +3,15 @@
 A spec lists the *random* fields (each party draws its share from the seed it shares with the
 dealer, so they cost nothing to send) and the *derived* fields (a function of the random values:
 party 0 draws its share from its seed, party 1 receives ``value - share0`` (or XOR) from the
-dealer). Only party 1's derived fields ever travel, which is why dealer traffic is small.
+dealer). Only party 1's derived fields ever travel, and each travels in as few bits as its value
+needs: bits packed 8 a byte, and a ring field whose value is a multiple of ``2^(64-k)``
+(``Field.bits = k``) as its top ``k`` bits.
+
+Security (the dealer is trusted and sees no data): party 0's share of a derived field is uniform
+in the field's group (Z/2^64, the multiples of ``2^(64-k)``, or bits) and independent of
+everything else, so party 1's correction ``value - share0`` is uniform in the same group whatever
+the value: neither party's view depends on the material's value, hence not on the data that the
+material later masks.
 """
 
 from __future__ import annotations
@@ -16,22 +24,34 @@ import torch
 import torch.nn.functional as F
 
 from privlab.errors import InvalidParameterError
+from privlab.mpc.prg import high_nbytes
 
 
 @dataclass(frozen=True)
 class Field:
-    """One tensor of material: ring elements (int64) or bits (uint8 0/1, sent packed)."""
+    """One tensor of material: ring elements (int64) or bits (uint8 0/1, sent packed). A ring
+    field with ``bits = k < 64`` holds multiples of ``2^(64-k)`` (shares are uniform multiples;
+    a correction travels as its top ``k`` bits)."""
 
     name: str
     shape: tuple[int, ...]
     binary: bool = False
     owner0: bool = False  # random field known to party 0 only (party 1's share is zero)
+    bits: int = 64
 
-    def nbytes(self) -> int:
+    def numel(self) -> int:
+        """Number of elements."""
         n = 1
         for s in self.shape:
             n *= s
-        return -(-n // 8) if self.binary else 8 * n
+        return n
+
+    def nbytes(self) -> int:
+        """Bytes of this field on the wire."""
+        n = self.numel()
+        if self.binary:
+            return -(-n // 8)
+        return 8 * n if self.bits == 64 else high_nbytes(n, self.bits)
 
 
 Derive = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
@@ -109,15 +129,23 @@ def owned_triple_spec(op: str, a_shape: list[int], b_shape: list[int], kw: dict[
 
 
 def trunc_spec(shape: list[int], f: int) -> Spec:
-    """Truncation pair: random ``r``; derived ``u = (r mod 2^63) >> f`` and ``m = r >> 63``."""
+    """Truncation material: random ``r``; derived ``v = m 2^(63-f) - u`` and ``w = m 2^(64-f)``
+    where ``u = (r mod 2^63) >> f`` and ``m = r >> 63`` (see ``protocols.arith.trunc``).
+
+    ``w`` is a multiple of ``2^(64-f)``, so it travels as ``f`` bits: the dealer sends
+    ``8 + f/8`` bytes per element (10 at ``f = 16``) instead of 16 for ``u`` and ``m``.
+    """
+    if not 1 <= f <= 62:
+        raise InvalidParameterError(f"The 'f' parameter of trunc_spec must be in [1, 62]. Got {f!r} instead.")
     s = tuple(shape)
 
     def derive(v: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         r = v["r"]
-        low = torch.bitwise_and(r, (1 << 63) - 1)
-        return {"u": torch.bitwise_right_shift(low, f), "m": (r < 0).to(torch.int64)}
+        u = torch.bitwise_right_shift(torch.bitwise_and(r, (1 << 63) - 1), f)
+        m = (r < 0).to(torch.int64)
+        return {"v": m * (1 << (63 - f)) - u, "w": torch.bitwise_left_shift(m, 64 - f)}
 
-    return Spec([Field("r", s)], [Field("u", s), Field("m", s)], derive)
+    return Spec([Field("r", s)], [Field("v", s), Field("w", s, bits=f)], derive)
 
 
 def div_spec(shape: list[int], d: int) -> Spec:
@@ -133,38 +161,75 @@ def div_spec(shape: list[int], d: int) -> Spec:
     return Spec([Field("r", s)], [Field("u", s), Field("m", s)], derive)
 
 
-def cmp_spec(shape: list[int], bits: int, digits: int, digit_bits: int) -> Spec:
+def digit_widths(bits: int, digits: int, digit_bits: int) -> list[int]:
+    """Bits of each of the ``digits`` digits of ``r mod 2^(bits-1)`` (lowest first): ``digit_bits``
+    each, the top ones cut to what is left (a digit of width ``w`` needs a table of ``2^w - 1``:
+    ``T[2^w - 1] = [2^w - 1 < r_i]`` is always 0, so that entry is public and never sent)."""
+    return [max(0, min(digit_bits, bits - 1 - i * digit_bits)) for i in range(digits)]
+
+
+def table_starts(widths: list[int]) -> torch.Tensor:
+    """Where each digit's table starts inside the flat ``tab`` field: digit ``i`` at value ``v``
+    is entry ``starts[i] + v`` (tables of ``2^widths[i] - 1`` entries, lowest digit first)."""
+    starts = [0]
+    for w in widths[:-1]:
+        starts.append(starts[-1] + (1 << w) - 1)
+    return torch.tensor(starts, dtype=torch.int64)
+
+
+def cmp_spec(shape: list[int], bits: int, digits: int, digit_bits: int, relu: bool = True) -> Spec:
     """Material for DReLU / ReLU (see ``protocols.compare``).
 
-    Random: ``r`` (ring), ``t`` (bit). Derived: ``tab[..., i, v] = [v < digit_i(r mod 2^(bits-1))]``,
-    ``rtop`` = bit ``bits-1`` of ``r``, ``ta = t`` and ``rt = r * t`` in the ring, and one AND
-    triple per tree node (``a, b, e`` random bits; ``ab = a & b``, ``ae = a & e``).
+    Random: ``r`` (ring), ``t`` (bit). Derived: the digit tables ``T_i[v] = [v < digit_i(r mod
+    2^(bits-1))]`` for ``v < 2^w_i - 1`` (``w_i`` from :func:`digit_widths`; flat in ``tab``, so
+    a 4-bit top digit costs 15 bits, not 32; the last entry is always 0), ``rtop`` = bit
+    ``bits-1`` of ``r``, ``ta = t`` in the ring, ``rt = r t`` (ReLU only: ``relu=False`` for
+    DReLU), and the AND triples of the tree: at level ``j`` (``p = digits / 2^(j+1)`` nodes)
+    random bits ``a, b`` for every node and ``e`` for nodes ``1..p-1`` (node 0, the lowest, needs
+    only its ``lt``), derived ``ab = a & b`` and ``ae = a & e``. Dealer bytes per element,
+    defaults: ``(232 + 1 + 11) / 8 + 16 = 46.5``
+    (ReLU) or 38.5 (DReLU).
     """
     s = tuple(shape)
-    size = 1 << digit_bits
+    widths = digit_widths(bits, digits, digit_bits)
     rand = [Field("r", s), Field("t", s, True)]
-    der = [Field("tab", (*s, digits, size), True), Field("rtop", s, True), Field("ta", s), Field("rt", s)]
+    tab = Field("tab", (*s, sum((1 << w) - 1 for w in widths)), True)
+    der = [tab, Field("rtop", s, True), Field("ta", s)]
+    if relu:
+        der.append(Field("rt", s))
     levels = digits.bit_length() - 1
     for j in range(levels):
         p = digits >> (j + 1)
-        rand += [Field(f"a{j}", (*s, p), True), Field(f"b{j}", (*s, p), True), Field(f"e{j}", (*s, p), True)]
-        der += [Field(f"ab{j}", (*s, p), True), Field(f"ae{j}", (*s, p), True)]
+        rand += [Field(f"a{j}", (*s, p), True), Field(f"b{j}", (*s, p), True)]
+        der.append(Field(f"ab{j}", (*s, p), True))
+        if p > 1:
+            rand.append(Field(f"e{j}", (*s, p - 1), True))
+            der.append(Field(f"ae{j}", (*s, p - 1), True))
 
     def derive(v: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         r = v["r"]
         low = torch.bitwise_and(r, (1 << (bits - 1)) - 1)
         shifts = torch.arange(digits, dtype=torch.int64) * digit_bits
-        dig = torch.bitwise_and(torch.bitwise_right_shift(low.unsqueeze(-1), shifts), size - 1)
-        grid = torch.arange(size, dtype=torch.int64)
+        dig = torch.bitwise_and(torch.bitwise_right_shift(low.unsqueeze(-1), shifts), (1 << digit_bits) - 1)
+        flat = torch.empty(tab.shape, dtype=torch.uint8)  # digit i's table at [start_i, start_i + 2^w_i - 1)
+        i = pos = 0
+        while i < digits:  # runs of digits of equal width, each run one comparison against a grid
+            k = next((j for j in range(i, digits) if widths[j] != widths[i]), digits) - i
+            size = (1 << widths[i]) - 1
+            grid = torch.arange(size, dtype=torch.int64)
+            flat[..., pos : pos + k * size].unflatten(-1, (k, size)).copy_(grid < dig[..., i : i + k, None])
+            i, pos = i + k, pos + k * size
         out = {
-            "tab": (grid < dig.unsqueeze(-1)).to(torch.uint8),
+            "tab": flat,
             "rtop": torch.bitwise_and(torch.bitwise_right_shift(r, bits - 1), 1).to(torch.uint8),
             "ta": v["t"].to(torch.int64),
-            "rt": r * v["t"].to(torch.int64),
         }
+        if relu:
+            out["rt"] = r * v["t"].to(torch.int64)
         for j in range(levels):
             out[f"ab{j}"] = v[f"a{j}"] & v[f"b{j}"]
-            out[f"ae{j}"] = v[f"a{j}"] & v[f"e{j}"]
+            if f"e{j}" in v:
+                out[f"ae{j}"] = v[f"a{j}"][..., 1:] & v[f"e{j}"]
         return out
 
     return Spec(rand, der, derive)

@@ -25,12 +25,15 @@ _OFFSET = 1 << 62
 def trunc(party: Party, x: torch.Tensor, f: int | None = None) -> torch.Tensor:
     """Divide shared ``x`` by ``2**f`` (probabilistic truncation with a dealer pair).
 
-    Steps: (1) dealer gives ``[r]`` (uniform in Z/2^64), ``[u] = [(r mod 2^63) >> f]`` and
-    ``[m] = [r >> 63]``; (2) open ``c = x + 2^62 + r`` (uniform, so it hides ``x``); (3) since
-    ``x + 2^62`` lies in ``[0, 2^63)`` the wrap-around of ``c`` is ``m * (1 - c_63)``, so
-    ``x >> f = (c mod 2^63) >> f - u + 2^(63-f) (c_63 + (1 - 2 c_63) m) - 2^(62-f)`` locally.
-    Rounds 1; bytes 16; dealer 16. Error: the result is ``floor(x / 2^f)`` or that plus one ulp
-    (never a large error); valid for ``|x| < 2^62``. Perfectly hiding (Escudero et al., 2020).
+    Steps: (1) dealer gives ``[r]`` (uniform in Z/2^64) and, with ``u = (r mod 2^63) >> f`` and
+    ``m = r >> 63``, ``[v] = [m 2^(63-f) - u]`` and ``[w] = [m 2^(64-f)]``; (2) open
+    ``c = x + 2^62 + r`` (uniform, so it hides ``x``); (3) since ``x + 2^62`` lies in ``[0, 2^63)``
+    the wrap-around of ``c`` is ``m (1 - c_63)``, so
+    ``x >> f = (c mod 2^63) >> f - u + 2^(63-f) (c_63 + (1 - 2 c_63) m) - 2^(62-f)``
+    ``= (c mod 2^63) >> f + 2^(63-f) c_63 - 2^(62-f) + v - c_63 w`` locally.
+    Rounds 1; bytes 16; dealer ``8 + f/8`` (10 at ``f = 16``: ``w`` is a multiple of ``2^(64-f)``
+    and travels as its top ``f`` bits). Error: the result is ``floor(x / 2^f)`` or that plus one
+    ulp (never a large error); valid for ``|x| < 2^62``. Perfectly hiding (Escudero et al., 2020).
     """
     f = party.f if f is None else f
     m = party.material("trunc", shape=list(x.shape), f=f)
@@ -39,13 +42,10 @@ def trunc(party: Party, x: torch.Tensor, f: int | None = None) -> torch.Tensor:
         z = z + _OFFSET
     (c,) = party.open([z])
     c63 = (c < 0).to(torch.int64)
-    k = (1 - 2 * c63) * m["m"]
-    if party.rank == 0:
-        k = k + c63
-    y = k * (1 << (63 - f)) - m["u"]
+    y = m["v"] - c63 * m["w"]
     if party.rank == 0:
         low = torch.bitwise_and(c, (1 << 63) - 1)
-        y = y + torch.bitwise_right_shift(low, f) - (1 << (62 - f))
+        y = y + torch.bitwise_right_shift(low, f) + c63 * (1 << (63 - f)) - (1 << (62 - f))
     return y
 
 
@@ -138,8 +138,9 @@ def beaver_owned(
 
 @counted
 def mul(party: Party, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Fixed-point product of two shared tensors (broadcasting). Rounds 2; bytes 32 + 16; error
-    one ulp (truncation); valid while ``|x y| < 2^(62 - 2f)``."""
+    """Fixed-point product of two shared tensors (broadcasting). Rounds 2; bytes 32 + 16; dealer
+    ``8 + 8 + f/8`` (18 at ``f = 16``: triple ``c`` and truncation); error one ulp (truncation);
+    valid while ``|x y| < 2^(62 - 2f)``."""
     require_product(party, "mul", "mul", x, y, tuple(y.shape))
     return trunc(party, beaver(party, "mul", x, y))
 
@@ -147,7 +148,7 @@ def mul(party: Party, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 @counted
 def matmul(party: Party, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Fixed-point ``torch.matmul`` of two shared tensors. Rounds 2; bytes ``16 (|x| + |y|) +
-    16 |out|``; dealer ``24 |out|``; error one ulp plus the inputs' rounding times ``k``."""
+    16 |out|``; dealer ``(16 + f/8) |out|``; error one ulp plus the inputs' rounding times ``k``."""
     require_product(party, "matmul", "matmul", x, y, tuple(y.shape))
     return trunc(party, beaver(party, "matmul", x, y))
 

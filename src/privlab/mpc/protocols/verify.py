@@ -8,8 +8,9 @@ size); (2) every bound becomes a comparison ``v >= 0`` (``x - lo``, ``hi - x``, 
 ``shadow + T`` with ``T = 3/4 * 2^(62 - 2f)``), all in one DReLU with 62-bit comparisons (5
 rounds; exact for ``|v| < 2^61`` ring units, i.e. values below ``2^45`` for ``f = 16``); (3) the
 per-check counts of violations are opened (1 round). Rounds: 6, or 8 with products; bytes
-about 21.5 per compared element (plus 48 per shadow-product element); dealer about 280 per
-compared element. What is revealed: the number of violating elements of each check.
+about 21 per compared element (plus 48 per shadow-product element); dealer about 237 per
+compared element (62-bit tables: 7 of 255 bits and one of 31). What is revealed: the number of
+violating elements of each check.
 """
 
 from __future__ import annotations

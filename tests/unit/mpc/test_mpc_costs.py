@@ -1,0 +1,85 @@
+"""Exact traffic of one ReLU, one DReLU and one multiplication, from formulas derived by hand
+(docs/mpc.md, "Bytes per ReLU and per multiplication"): a change that sends more fails here."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from privlab.mpc.config import MPCConfig
+from privlab.mpc.dealer.core import encode_request
+from privlab.mpc.protocols import arith, compare
+
+CFG = MPCConfig(range_checks=False)  # the protocols' own cost (checks add theirs at the reveal)
+
+
+def _ceil8(bits: int) -> int:
+    return -(-bits // 8)
+
+
+def _request(kind: str, **params: object) -> int:
+    """A request on the wire: its JSON and the 8-byte length header."""
+    return len(encode_request(kind, params)) + 8
+
+
+def _cmp_party_bytes(n: int) -> int:
+    """Both parties: the opening of ``c`` (8 bytes each way), the AND tree (per level ``p`` nodes:
+    ``3p - 1`` bits each way, node 0 needing one AND), the bit ``e`` (1 bit each way)."""
+    per_party = 8 * n + sum(_ceil8((3 * p - 1) * n) for p in (4, 2, 1)) + _ceil8(n)
+    return 2 * per_party
+
+
+def _cmp_dealer_bytes(n: int, relu: bool) -> int:
+    """Party 1's corrections: tables (7 digits of 5 bits, a top digit of 4, each without its
+    always-0 last entry: 7 * 31 + 15 = 232 bits), ``r_39``, the AND tree's ``ab`` (4 + 2 + 1 bits)
+    and ``ae`` (3 + 1 bits), ``[t]`` and (ReLU) ``[r t]``."""
+    bits = _ceil8(232 * n) + _ceil8(n)
+    bits += sum(_ceil8(p * n) for p in (4, 2, 1)) + sum(_ceil8((p - 1) * n) for p in (4, 2))
+    ring = 8 * n * (2 if relu else 1)
+    return bits + ring + _request("cmp", shape=[n], bits=40, digits=8, digit_bits=5, relu=relu)
+
+
+@pytest.mark.parametrize("n", [1000, 333])
+def test_relu_and_drelu_traffic_is_the_formula(shared_eval, rand, n) -> None:  # type: ignore[no-untyped-def]
+    x = rand((n,), 50.0, n)
+    out, res = shared_eval(compare.relu, x, config=CFG)
+    assert torch.allclose(out, x.relu(), atol=2.0**-16, rtol=0)
+    op = res.stats.per_op["op"]
+    assert op.rounds == 5
+    assert op.bytes == _cmp_party_bytes(n)
+    assert op.dealer_bytes == _cmp_dealer_bytes(n, relu=True)
+    _, res = shared_eval(compare.drelu, x, decoded=False, config=CFG)
+    op = res.stats.per_op["op"]
+    assert (op.rounds, op.bytes) == (5, _cmp_party_bytes(n))
+    assert op.dealer_bytes == _cmp_dealer_bytes(n, relu=False)  # no [r t]: 8 bytes less
+
+
+def test_relu_per_element_against_the_previous_layout(shared_eval, rand) -> None:  # type: ignore[no-untyped-def]
+    n = 4096
+    _, res = shared_eval(compare.relu, rand((n,), 10.0, 1), config=CFG)
+    op = res.stats.per_op["op"]
+    assert op.bytes / n == pytest.approx(20.75, abs=0.01)  # was 21.5 (21 AND bits each way, now 18)
+    assert op.dealer_bytes / n == pytest.approx(46.5, abs=0.05)  # was 49.9 (256 table bits, 14 AND bits)
+
+
+@pytest.mark.parametrize("n", [1000, 77])
+def test_mul_traffic_is_the_formula(shared_eval, rand, n) -> None:  # type: ignore[no-untyped-def]
+    x, y = rand((n,), 3.0, 1), rand((n,), 3.0, 2)
+    out, res = shared_eval(arith.mul, x, y, config=CFG)
+    assert torch.allclose(out, x * y, atol=1e-3)
+    op = res.stats.per_op["op"]
+    assert op.rounds == 2
+    assert op.bytes == 2 * (16 * n + 8 * n)  # Beaver: e and f each way; truncation: c each way
+    triple = 8 * n + _request("triple", op="mul", a_shape=[n], b_shape=[n], kw={})
+    trunc = 8 * n + 2 * n + _request("trunc", shape=[n], f=16)  # v, and w as 16 bits (was 16 n)
+    assert op.dealer_bytes == triple + trunc
+
+
+def test_trunc_with_an_odd_width_packs_bits(shared_eval, rand) -> None:  # type: ignore[no-untyped-def]
+    n = 100
+    x = rand((n,), 1000.0, 4)
+    cfg = MPCConfig(frac_bits=13, range_checks=False)
+    out, res = shared_eval(lambda p, a: arith.trunc(p, a * 8), x, config=cfg)  # x * 8 / 2^13
+    assert torch.allclose(out, x * 8 / 2**13, atol=2.0**-12)
+    op = res.stats.per_op["op"]
+    assert op.dealer_bytes == 8 * n + _ceil8(13 * n) + _request("trunc", shape=[n], f=13)
