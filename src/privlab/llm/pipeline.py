@@ -17,7 +17,8 @@ def run_labels(cfg: LLMRunConfig) -> dict[str, Any]:
     base = with_dp(cfg.experiment, None)
     runs = {"non-private": base}
     if cfg.dp is not None:
-        runs[f"DP eps={cfg.dp.target_epsilon:g}"] = with_dp(cfg.experiment, cfg.dp)
+        unit = "" if cfg.dp.privacy_unit == "example" else f" per {cfg.dp.privacy_unit}"
+        runs[f"DP eps={cfg.dp.target_epsilon:g}{unit}"] = with_dp(cfg.experiment, cfg.dp)
     return runs
 
 
