@@ -227,7 +227,9 @@ def make_private(
 
     gen = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little") if seed is None else seed)
     if ledger is None:
-        ledger = PrivacyLedger(d, accountant, privacy_unit=unit) if poisson_sampling else FixedSizeLedger(d, n, batch_size)
+        ledger = (
+            PrivacyLedger(d, accountant, privacy_unit=unit) if poisson_sampling else FixedSizeLedger(d, n, batch_size)
+        )
     else:
         _check_resumed_ledger(ledger, poisson_sampling, d, accountant, n, batch_size, unit)
     dp_opt = DPOptimizer(

@@ -8,8 +8,8 @@ example-level (one window) (epsilon, delta)-DP. With ``dp.privacy_unit`` "secret
 ``token_units`` (the unit of every token), the windows never mix two units
 (:func:`privlab.llm.tokenization.unit_windows`), units are Poisson-sampled at rate
 ``batch_size / U`` and each sampled unit gives one window (McMahan et al. 2018), so the guarantee is
-(epsilon, delta)-DP for adding or removing a whole unit (all copies of a secret). With ``lora_r > 0`` only peft LoRA adapters are
-trained (:func:`privlab.dp.lora.add_lora`).
+(epsilon, delta)-DP for adding or removing a whole unit (all copies of a secret). With
+``lora_r > 0`` only peft LoRA adapters are trained (:func:`privlab.dp.lora.add_lora`).
 
 privlab.dp has no per-example rule for some LLaMA layers; :func:`prepare_for_dp` adapts the model
 without touching privlab.dp (see ``docs/llm.md``):
@@ -35,9 +35,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
 from privlab.dp.layers import SUPPORTED_LAYERS
+from privlab.errors import InvalidParameterError
 from privlab.llm.config import FineTuneConfig
 from privlab.llm.models import LanguageModel
-from privlab.errors import InvalidParameterError
 from privlab.llm.tokenization import PAD, token_windows, unit_windows
 
 
