@@ -152,7 +152,7 @@ def max_step_norm(clipping: str, units: bool, steps: int = 60) -> float:
 
 
 @pytest.mark.parametrize("clipping", ["flat", "ghost"])
-def test_a_unit_with_many_examples_contributes_at_most_C(clipping: str) -> None:
+def test_a_unit_with_many_examples_contributes_at_most_c(clipping: str) -> None:
     assert max_step_norm(clipping, units=True) <= 1.0 + 1e-4
     # negative control: example-level sampling lets the same unit add ~q * 40 clipped gradients
     assert max_step_norm(clipping, units=False) > 3.0
@@ -191,11 +191,11 @@ def test_make_private_refuses_inconsistent_units() -> None:
 
     with pytest.raises(InvalidParameterError, match=r"'unit_ids'.*one unit id per example.*\(80\)"):
         call(unit_ids=unit_ids[:-1])
-    with pytest.raises(InvalidParameterError, match="'poisson_sampling'.*must be True with 'unit_ids'"):
+    with pytest.raises(InvalidParameterError, match=r"'poisson_sampling'.*must be True with 'unit_ids'"):
         call(unit_ids=unit_ids, poisson_sampling=False)
     with pytest.raises(InvalidParameterError, match=r"batch_size of at most the number of units \(2\)"):
         call(unit_ids=[0] * 40 + [1] * 40)
-    with pytest.raises(InvalidParameterError, match="'privacy_unit'.*without 'unit_ids'"):
+    with pytest.raises(InvalidParameterError, match=r"'privacy_unit'.*without 'unit_ids'"):
         call(privacy_unit="secret")
     ledger = PrivacyLedger(1e-5, "pld", privacy_unit="secret")
     with pytest.raises(InvalidParameterError, match="privacy_unit='example'"):
