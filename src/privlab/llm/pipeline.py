@@ -9,7 +9,6 @@ from typing import Any
 from privlab.llm.config import LLMRunConfig
 from privlab.llm.experiment import run_canary_experiment, with_dp
 from privlab.llm.report import llm_section
-from privlab.pipeline.cache import stage
 
 
 def run_labels(cfg: LLMRunConfig) -> dict[str, Any]:
@@ -24,6 +23,8 @@ def run_labels(cfg: LLMRunConfig) -> dict[str, Any]:
 
 def llm_stage(cfg: LLMRunConfig, run_dir: Path, seed: int, progress: bool = False) -> dict[str, Any]:
     """Run (or load) every experiment of ``cfg`` and return the report section as a dict."""
+    from privlab.pipeline.cache import stage  # here: privlab.pipeline imports this module (import cycle)
+
     results: dict[str, Any] = {}
     for i, (label, exp) in enumerate(run_labels(cfg).items()):
         exp = replace(exp, seed=seed)
