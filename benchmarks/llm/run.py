@@ -167,22 +167,23 @@ def part_units(args: argparse.Namespace) -> None:
     from privlab.llm.experiment import run_canary_experiment, with_dp
 
     summary: dict[str, Any] = {}
-    for eps in args.epsilons:
-        for unit in ("example", "secret"):
-            label = f"DP eps={eps:g} unit={unit}"
-            cfg = with_dp(
-                _gpt_config(args.dp_steps, args.dp_batch, args.seed), DPSpec(target_epsilon=eps, privacy_unit=unit)
-            )
-            t = time.perf_counter()
-            summary[label] = _summary(run_canary_experiment(cfg, progress=False))
-            print(f"{label}: {time.perf_counter() - t:.0f} s", summary[label]["exposure_mean"], flush=True)
+    for seed in args.unit_seeds or [args.seed]:
+        for eps in args.epsilons:
+            for unit in args.unit_kinds.split(","):
+                label = f"DP eps={eps:g} unit={unit} seed={seed}"
+                dp = DPSpec(target_epsilon=eps, privacy_unit=unit, delta=args.unit_delta)
+                cfg = with_dp(_gpt_config(args.dp_steps, args.dp_batch, seed), dp)
+                t = time.perf_counter()
+                summary[label] = _summary(run_canary_experiment(cfg, progress=False))
+                print(f"{label}: {time.perf_counter() - t:.0f} s", summary[label]["exposure_mean"], flush=True)
     write(
-        "units",
+        args.units_out,
         {
             "summary": summary,
             "setup": f"small GPT (2 layers, d=128) on 60,000 Shakespeare characters with digit canaries and PII "
             f"at 1/4/16/64 copies; DP-SGD {args.dp_steps} steps, expected batch {args.dp_batch} (windows for "
-            "unit=example, units for unit=secret: one window per sampled unit), ghost clipping C=1, PLD",
+            "unit=example, units for unit=secret: one window per sampled unit), ghost clipping C=1, PLD; "
+            f"delta {args.unit_delta or '1/(10 N), N = number of units'}",
         },
     )
 
@@ -335,6 +336,10 @@ def main() -> None:
     p.add_argument("--smollm2-overhead-steps", type=int, default=4)
     p.add_argument("--smollm2-steps", type=int, default=60)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--unit-kinds", default="example,secret", help="units part: privacy units to compare")
+    p.add_argument("--unit-seeds", type=int, nargs="*", default=None, help="units part: seeds (default --seed)")
+    p.add_argument("--unit-delta", type=float, default=None, help="units part: delta (default 1/(10 N))")
+    p.add_argument("--units-out", default="units", help="units part: results/<name>.json")
     p.add_argument("--worker", default="")
     args = p.parse_args()
     if args.worker:
