@@ -3,12 +3,14 @@ padded loss, and the wiring through fine_tune, the run config, the pipeline labe
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from privlab.errors import ConfigError, InvalidParameterError
 from privlab.llm.canaries import digit_canaries, insert_canaries
-from privlab.llm.config import CanaryExperimentConfig, DPSpec, FineTuneConfig, LLMRunConfig
+from privlab.llm.config import DPSpec, LLMRunConfig
 from privlab.llm.experiment import build_data, build_model, unit_tokens, with_dp
 from privlab.llm.finetune import fine_tune, lm_loss
 from privlab.llm.models import small_gpt
@@ -16,21 +18,10 @@ from privlab.llm.report import llm_section
 from privlab.llm.tokenization import NO_UNIT, PAD, CharTokenizer, unit_windows
 from privlab.pipeline.config import config_from_dict
 
-CORPUS = "\n".join(
-    f"Enter the {w} and speak of {w}s, my lord, line {i}." for i, w in enumerate(["king", "queen"] * 200)
-)
-TINY = CanaryExperimentConfig(
-    corpus_chars=6000,
-    doc_chars=96,
-    repetitions=(1, 4),
-    per_level=1,
-    n_digits=3,
-    pii=False,
-    mia_documents=10,
-    gpt_layers=1,
-    gpt_embd=32,
-    train=FineTuneConfig(steps=4, batch_size=8, seq_len=32),
-)
+from .toy import CORPUS
+from .toy import TINY as TINY_PIPELINE
+
+TINY = replace(TINY_PIPELINE, pii=False, train=replace(TINY_PIPELINE.train, steps=4))
 
 
 def test_unit_windows_never_mix_units_and_keep_every_token() -> None:
