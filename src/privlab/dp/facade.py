@@ -27,6 +27,7 @@ from privlab.accounting import ACCOUNTANTS, PrivacyLedger, resolve_noise_multipl
 from privlab.accounting.fixed_size import FixedSizeLedger, calibrate_fixed_size_noise
 from privlab.dp.optimizer import DPOptimizer
 from privlab.dp.sampling import (
+    PER_UNIT,
     FixedSizeSampler,
     PoissonSampler,
     PrivateDataLoader,
@@ -128,6 +129,7 @@ def make_private(
     ledger: PrivacyLedger | FixedSizeLedger | None = None,
     unit_ids: Any = None,
     privacy_unit: str | None = None,
+    per_unit: str = "one",
 ) -> PrivateTraining:
     """Make ``model`` / ``optimizer`` / ``data_loader`` train with DP-SGD.
 
@@ -150,7 +152,9 @@ def make_private(
     from) makes the guarantee unit-level: each of the U units is sampled with probability
     q = batch_size / U (``batch_size`` is then the expected number of units per batch) and gives one
     of its examples, so one unit adds at most one clipped gradient per step. ``privacy_unit`` names
-    the unit in the ledger (default "unit" with ``unit_ids``, "example" without).
+    the unit in the ledger (default "unit" with ``unit_ids``, "example" without). ``per_unit="all"``
+    takes every example of a sampled unit instead and clips the sum of their gradients to C (flat
+    clipping, no ``physical_batch_size``: a unit must not be split across chunks).
     """
     owner = "make_private"
     C = check_real(max_grad_norm, "max_grad_norm", owner, low=0.0, low_open=True)
@@ -173,6 +177,14 @@ def make_private(
         raise InvalidParameterError(
             f"The 'data_loader' parameter of {owner} must have a batch_size of at most its dataset's size ({n}), "
             f"the expected Poisson batch size. Got batch_size={batch_size} instead."
+        )
+    check_choice(per_unit, "per_unit", owner, PER_UNIT)
+    if per_unit == "all" and (unit_ids is None or clipping != "flat" or physical_batch_size is not None):
+        raise InvalidParameterError(
+            f"The 'per_unit' parameter of {owner} can be 'all' only with 'unit_ids', clipping='flat' and no "
+            f"physical_batch_size (the summed gradient of a unit's examples is clipped in one piece). Got "
+            f"per_unit='all' with unit_ids={'given' if unit_ids is not None else None}, clipping={clipping!r}, "
+            f"physical_batch_size={physical_batch_size} instead."
         )
     unit = "example"
     n_units = n
@@ -247,7 +259,7 @@ def make_private(
     )
     sampler: PoissonSampler | FixedSizeSampler | UnitPoissonSampler
     if unit_of is not None:
-        sampler = UnitPoissonSampler(unit_of, q, per_epoch, gen, secure_rng)
+        sampler = UnitPoissonSampler(unit_of, q, per_epoch, gen, secure_rng, per_unit)
     elif poisson_sampling:
         sampler = PoissonSampler(n, q, per_epoch, gen, secure_rng)
     else:
@@ -255,4 +267,6 @@ def make_private(
     loader = PrivateDataLoader(dataset, sampler, physical_batch_size, loader_options=loader_options(data_loader))
     loader.on_chunk = dp_opt.signal_chunk
     loader.on_logical_batch = dp_opt.begin_logical_batch
+    if per_unit == "all":
+        loader.on_groups = dp_opt.set_groups
     return PrivateTraining(model, dp_opt, loader, Accountant(ledger), sigma, C, q, total, d, clipping, unit)

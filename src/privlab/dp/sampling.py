@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from privlab._validation import check_int, check_real
+from privlab._validation import check_choice, check_int, check_real
 from privlab.dp.noise import secure_uniform
 from privlab.errors import InvalidParameterError
 
@@ -66,6 +66,9 @@ class PoissonSampler:
             yield mask.nonzero().flatten().tolist()
 
 
+PER_UNIT = ("one", "all")
+
+
 def unit_codes(unit_ids: Sequence[Any] | torch.Tensor, owner: str) -> torch.Tensor:
     """Dense codes ``0 .. U-1`` (int64, in order of first appearance) of a 1-D sequence of unit ids."""
     if isinstance(unit_ids, torch.Tensor):
@@ -102,12 +105,15 @@ def unit_codes(unit_ids: Sequence[Any] | torch.Tensor, owner: str) -> torch.Tens
 
 
 class UnitPoissonSampler:
-    """Yields ``steps`` index batches: each *unit* enters independently with probability ``sample_rate``,
-    and contributes one of its examples, chosen uniformly (McMahan et al. 2018, user-level DP-SGD).
+    """Yields ``steps`` index batches: each *unit* enters independently with probability ``sample_rate``
+    (McMahan et al. 2018, user-level DP-SGD).
 
-    ``unit_ids[i]`` is the unit of example i (any ints or strings). The number of examples in a batch
-    is Binomial(U, q) for U units, and never two from one unit, so per-example clipping to C bounds a
-    unit's contribution to C and the subsampled Gaussian accountant applies at the unit level with
+    ``unit_ids[i]`` is the unit of example i (any ints or strings). ``per_unit="one"``: a sampled
+    unit contributes one of its examples, chosen uniformly, so a batch holds Binomial(U, q) examples,
+    never two of one unit, and per-example clipping to C bounds a unit's contribution to C.
+    ``per_unit="all"``: a sampled unit contributes all its examples, and the optimizer must clip
+    their *summed* gradient (``DPOptimizer.set_groups``; :func:`privlab.dp.make_private` wires it).
+    Either way the subsampled Gaussian accountant applies at the unit level with
     ``q = sample_rate``. ``steps`` defaults to ``round(1 / sample_rate)``; ``secure=True`` draws the
     coins and the choices from ``os.urandom``. Indices are yielded in increasing order.
     """
@@ -119,9 +125,11 @@ class UnitPoissonSampler:
         steps: int | None = None,
         generator: torch.Generator | None = None,
         secure: bool = False,
+        per_unit: str = "one",
     ) -> None:
         owner = "UnitPoissonSampler"
         self.unit_of = unit_codes(unit_ids, owner)
+        self.per_unit = check_choice(per_unit, "per_unit", owner, PER_UNIT)
         self.sample_rate = check_real(sample_rate, "sample_rate", owner, low=0.0, high=1.0, low_open=True)
         self.steps = round(1 / self.sample_rate) if steps is None else check_int(steps, "steps", owner, low=1)
         self.generator = generator
@@ -143,6 +151,9 @@ class UnitPoissonSampler:
     def __iter__(self) -> Iterator[list[int]]:
         for _ in range(self.steps):
             units = (self._uniform(self.num_units) < self.sample_rate).nonzero().flatten()
+            if self.per_unit == "all":
+                yield sorted(torch.isin(self.unit_of, units).nonzero().flatten().tolist())
+                continue
             counts = self.counts[units]
             pick = (self._uniform(len(units)) * counts).long().clamp(max=counts - 1) if len(units) else counts
             yield sorted(self._order[self._offsets[units] + pick].tolist())
@@ -260,6 +271,7 @@ class PrivateDataLoader:
         self.loader_options = loader_options
         self.on_chunk: Callable[[bool], None] | None = None
         self.on_logical_batch: Callable[[], None] | None = None
+        self.on_groups: Callable[[torch.Tensor], None] | None = None  # the unit of each example of a chunk
 
     @property
     def sample_rate(self) -> float:
@@ -276,25 +288,27 @@ class PrivateDataLoader:
             for j, chunk in enumerate(chunks):
                 yield chunk, j == 0, j == len(chunks) - 1
 
-    def _signal(self, first: bool, last: bool) -> None:
+    def _signal(self, first: bool, last: bool, chunk: list[int]) -> None:
         if first and self.on_logical_batch is not None:
             self.on_logical_batch()
         if self.on_chunk is not None:
             self.on_chunk(last)
+        if self.on_groups is not None and isinstance(self.sampler, UnitPoissonSampler):
+            self.on_groups(self.sampler.unit_of[torch.as_tensor(chunk, dtype=torch.long)])
 
     def __iter__(self) -> Iterator[Any]:
         if self.loader_options is None:
             for chunk, first, last in self._chunks():
-                self._signal(first, last)
+                self._signal(first, last, chunk)
                 yield self.collate(self.dataset, chunk)
             return
         # The DataLoader draws index lists from the sampler in order (ahead of time when workers
         # prefetch) and returns batches in that order, so the flags queue pairs each batch with its own.
-        flags: deque[tuple[bool, bool]] = deque()
+        flags: deque[tuple[bool, bool, list[int]]] = deque()
 
         def batches() -> Iterator[list[int]]:
             for chunk, first, last in self._chunks():
-                flags.append((first, last))
+                flags.append((first, last, chunk))
                 yield chunk
 
         loader = DataLoader(self.dataset, batch_sampler=batches(), **self.loader_options)  # type: ignore[arg-type]

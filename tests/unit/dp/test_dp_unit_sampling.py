@@ -121,7 +121,7 @@ def unit_data() -> tuple[ArrayDataset, list[int]]:
     return ArrayDataset(x, y), [0] * BIG + list(range(1, BIG + 1))
 
 
-def max_step_norm(clipping: str, units: bool, steps: int = 60) -> float:
+def max_step_norm(clipping: str, units: bool, steps: int = 60, per_unit: str = "one", grouped: bool = True) -> float:
     """The largest norm of the summed clipped gradient (no noise) over ``steps`` steps."""
     torch.manual_seed(0)
     model = nn.Linear(6, 1, bias=False)
@@ -138,7 +138,10 @@ def max_step_norm(clipping: str, units: bool, steps: int = 60) -> float:
         loss_reduction="sum",
         seed=0,
         unit_ids=unit_ids if units else None,
+        per_unit=per_unit,
     )
+    if not grouped:  # fault injection: the loader does not tell the optimizer the units
+        pt.data_loader.on_groups = None
     pt.optimizer.add_noise_enabled = False
     pt.data_loader.sampler.steps = steps
     worst = 0.0
@@ -156,6 +159,43 @@ def test_a_unit_with_many_examples_contributes_at_most_c(clipping: str) -> None:
     assert max_step_norm(clipping, units=True) <= 1.0 + 1e-4
     # negative control: example-level sampling lets the same unit add ~q * 40 clipped gradients
     assert max_step_norm(clipping, units=False) > 3.0
+
+
+def test_all_examples_of_a_unit_are_clipped_together() -> None:
+    assert max_step_norm("flat", units=True, per_unit="all") <= 1.0 + 1e-4
+    # negative control: the same batches clipped example by example let the 40-example unit add ~40 C
+    assert max_step_norm("flat", units=True, per_unit="all", grouped=False) > 10.0
+
+
+def test_per_unit_all_takes_whole_units_at_rate_q() -> None:
+    q = 0.2
+    s = UnitPoissonSampler(UNITS, q, steps=STEPS, generator=torch.Generator().manual_seed(5), per_unit="all")
+    batches = list(s)
+    sizes = torch.bincount(torch.tensor(UNITS))
+    for b in batches:
+        counts = torch.bincount(torch.tensor([UNITS[i] for i in b], dtype=torch.long), minlength=28)
+        assert bool(((counts == 0) | (counts == sizes)).all())  # a unit is in entirely or not at all
+    assert not rejects_rate(inclusion_counts(batches, UNITS, 28), STEPS, q)
+
+
+def test_per_unit_all_is_refused_where_a_unit_cannot_be_clipped_whole() -> None:
+    ds, unit_ids = unit_data()
+
+    def call(**kw):
+        model = nn.Linear(6, 1, bias=False)
+        args = {"noise_multiplier": 1.0, "steps": 2, "per_unit": "all", "unit_ids": unit_ids} | kw
+        return make_private(model, torch.optim.SGD(model.parameters(), lr=0.1), DataLoader(ds, batch_size=10), **args)
+
+    for kw in ({"clipping": "ghost"}, {"clipping": "per_layer"}, {"physical_batch_size": 4}, {"unit_ids": None}):
+        with pytest.raises(InvalidParameterError, match=r"'per_unit' parameter of make_private can be 'all' only"):
+            call(**kw)
+    with pytest.raises(InvalidParameterError, match="'per_unit' parameter of make_private"):
+        call(per_unit="some")
+    pt = call(per_unit="one", clipping="ghost")
+    with pytest.raises(InvalidParameterError, match=r"'groups'.*needs clipping='flat'"):
+        pt.optimizer.set_groups(torch.zeros(3, dtype=torch.long))
+    with pytest.raises(InvalidParameterError, match="'per_unit' parameter of UnitPoissonSampler"):
+        UnitPoissonSampler([0, 1], 0.5, per_unit="every")
 
 
 def test_make_private_units_set_rate_ledger_and_expected_batch() -> None:
