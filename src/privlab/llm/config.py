@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from privlab._validation import check_choice, check_int, check_real
+from privlab.errors import InvalidParameterError
 
 CLIPPING = ("flat", "per_layer", "ghost")
 MODEL_NAMES = ("gpt", "smollm2")
@@ -33,7 +34,9 @@ class DPSpec:
     ``privacy_unit`` is what epsilon protects (McMahan et al. 2018): "example" (one training window),
     "secret" (every copy of a planted canary together; other text window by window) or "document"
     (every window of a source document, and every copy of a canary, together). With a unit other than
-    "example", units are Poisson-sampled and each sampled unit gives one window (N = number of units).
+    "example", units are Poisson-sampled and each sampled unit gives one window (N = number of units);
+    ``per_unit="all"`` gives all its windows instead, their summed gradient clipped to C (needs
+    ``clipping="flat"``, which materialises per-window gradients: memory grows with the batch).
     """
 
     target_epsilon: float = 8.0
@@ -42,6 +45,7 @@ class DPSpec:
     clipping: str = "ghost"
     accountant: str = "pld"
     privacy_unit: str = "example"
+    per_unit: str = "one"
 
     def __post_init__(self) -> None:
         check_real(self.target_epsilon, "target_epsilon", "DPSpec", low=0.0, low_open=True)
@@ -51,6 +55,12 @@ class DPSpec:
         check_choice(self.clipping, "clipping", "DPSpec", CLIPPING)
         check_choice(self.accountant, "accountant", "DPSpec", ("pld", "rdp"))
         check_choice(self.privacy_unit, "privacy_unit", "DPSpec", PRIVACY_UNITS)
+        check_choice(self.per_unit, "per_unit", "DPSpec", ("one", "all"))
+        if self.per_unit == "all" and (self.clipping != "flat" or self.privacy_unit == "example"):
+            raise InvalidParameterError(
+                "The 'per_unit' parameter of DPSpec can be 'all' only with clipping='flat' and a privacy_unit "
+                f"other than 'example'. Got clipping={self.clipping!r}, privacy_unit={self.privacy_unit!r} instead."
+            )
 
 
 @dataclass(frozen=True)

@@ -178,6 +178,7 @@ def fine_tune(
             seed=cfg.seed,
             unit_ids=window_units,
             privacy_unit=None if window_units is None else unit,
+            per_unit=cfg.dp.per_unit,
         )
         opt, loader, sigma, q = pt.optimizer, pt.data_loader, pt.noise_multiplier, pt.sample_rate
     module.train()

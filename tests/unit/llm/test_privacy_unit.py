@@ -111,6 +111,17 @@ def test_fine_tune_samples_units() -> None:
         fine_tune(build_model(TINY, data), ids, cfg)
 
 
+def test_fine_tune_with_all_windows_of_a_unit() -> None:
+    data = build_data(TINY, CORPUS)
+    lm = build_model(TINY, data)
+    ids, units = unit_tokens(lm, data, "secret")
+    dp = DPSpec(accountant="rdp", privacy_unit="secret", clipping="flat", per_unit="all")
+    res = fine_tune(lm, ids, with_dp(TINY, dp).train, token_units=units)
+    assert res.steps == 4 and res.sample_rate == pytest.approx(8 / res.num_units)
+    with pytest.raises(InvalidParameterError, match=r"'per_unit' parameter of DPSpec.*clipping='flat'"):
+        DPSpec(privacy_unit="secret", per_unit="all")  # ghost clipping cannot clip a group
+
+
 def test_privacy_unit_in_the_run_config() -> None:
     cfg = config_from_dict({"llm": {"dp": {"target_epsilon": 8.0, "privacy_unit": "secret"}}})
     assert cfg.llm is not None and cfg.llm.dp is not None and cfg.llm.dp.privacy_unit == "secret"
