@@ -14,6 +14,9 @@ Parts (each writes ``results/<part>.json`` with the machine description):
   (model, mode): non-private full, DP ghost full, non-private LoRA, DP LoRA (ghost), on the small
   GPT and on SmolLM2-135M; ratios to non-private full fine-tuning of the same model.
 * ``smollm2``: the canary experiment with SmolLM2-135M fine-tuned (short; ``--smollm2-steps``).
+* ``units``: the ``canaries`` DP run at each ``--epsilons`` with ``privacy_unit`` example and secret
+  (each canary's copies one unit, McMahan et al. 2018), same expected batch and steps:
+  ``results/units.json``.
 
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/llm/run.py [--parts canaries,shift,overhead,smollm2]``
 """
@@ -137,6 +140,52 @@ def figures(results: dict[str, Any]) -> None:
     ax.legend(fontsize=6)
     ax.set_title("LLM membership inference (document level)")
     fig.savefig(RESULTS / "roc.png", dpi=110, bbox_inches="tight")
+
+
+def _summary(r: dict[str, Any]) -> dict[str, Any]:
+    t = r["training"]
+    return {
+        "exposure_mean": {str(k): v["mean"] for k, v in r["exposure"]["curve"].items()},
+        "exposure_per_canary": {
+            str(c["repetitions"]): [
+                x["exposure"] for x in r["exposure"]["canaries"] if x["repetitions"] == c["repetitions"]
+            ]
+            for c in r["exposure"]["canaries"]
+        },
+        "extracted_all_any_method": {
+            str(k): max(v["greedy"], v["beam"], v["sample"]) for k, v in r["extraction"]["rates"].items()
+        },
+        "validation_perplexity": r["validation_perplexity"],
+        "mia_auc": {n: a["metrics"]["auc"] for n, a in r["mia"].items()},
+        **{k: t[k] for k in ("privacy_unit", "num_units", "epsilon", "delta", "noise_multiplier", "sample_rate")},
+        "train_seconds": t["seconds"],
+    }
+
+
+def part_units(args: argparse.Namespace) -> None:
+    from privlab.llm.config import DPSpec
+    from privlab.llm.experiment import run_canary_experiment, with_dp
+
+    summary: dict[str, Any] = {}
+    for seed in args.unit_seeds or [args.seed]:
+        for eps in args.epsilons:
+            for unit in args.unit_kinds.split(","):
+                label = f"DP eps={eps:g} unit={unit} seed={seed}"
+                dp = DPSpec(target_epsilon=eps, privacy_unit=unit, delta=args.unit_delta)
+                cfg = with_dp(_gpt_config(args.dp_steps, args.dp_batch, seed), dp)
+                t = time.perf_counter()
+                summary[label] = _summary(run_canary_experiment(cfg, progress=False))
+                print(f"{label}: {time.perf_counter() - t:.0f} s", summary[label]["exposure_mean"], flush=True)
+    write(
+        args.units_out,
+        {
+            "summary": summary,
+            "setup": f"small GPT (2 layers, d=128) on 60,000 Shakespeare characters with digit canaries and PII "
+            f"at 1/4/16/64 copies; DP-SGD {args.dp_steps} steps, expected batch {args.dp_batch} (windows for "
+            "unit=example, units for unit=secret: one window per sampled unit), ghost clipping C=1, PLD; "
+            f"delta {args.unit_delta or '1/(10 N), N = number of units'}",
+        },
+    )
 
 
 def part_shift(args: argparse.Namespace) -> None:
@@ -287,13 +336,23 @@ def main() -> None:
     p.add_argument("--smollm2-overhead-steps", type=int, default=4)
     p.add_argument("--smollm2-steps", type=int, default=60)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--unit-kinds", default="example,secret", help="units part: privacy units to compare")
+    p.add_argument("--unit-seeds", type=int, nargs="*", default=None, help="units part: seeds (default --seed)")
+    p.add_argument("--unit-delta", type=float, default=None, help="units part: delta (default 1/(10 N))")
+    p.add_argument("--units-out", default="units", help="units part: results/<name>.json")
     p.add_argument("--worker", default="")
     args = p.parse_args()
     if args.worker:
         model, mode, steps = args.worker.split(":")
         print(json.dumps(overhead_worker(model, mode, int(steps))))
         return
-    parts = {"canaries": part_canaries, "shift": part_shift, "overhead": part_overhead, "smollm2": part_smollm2}
+    parts = {
+        "canaries": part_canaries,
+        "shift": part_shift,
+        "overhead": part_overhead,
+        "smollm2": part_smollm2,
+        "units": part_units,
+    }
     for name in args.parts.split(","):
         parts[name](args)
 

@@ -22,7 +22,7 @@ import dp_accounting
 from privlab._json import check_sealed, jsonable, seal
 from privlab._validation import check_choice, check_int, check_real
 from privlab.accounting.core import ACCOUNTANTS, dpsgd_event, epsilon_from_event
-from privlab.errors import CorruptArtifactError
+from privlab.errors import CorruptArtifactError, InvalidParameterError
 
 LEDGER_SCHEMA = "privlab.ledger"
 LEDGER_SCHEMA_VERSION = 1
@@ -44,16 +44,26 @@ class LedgerEntry:
 
 @dataclass
 class PrivacyLedger:
-    """The privacy events of one training run, with the accountant and delta used to report them."""
+    """The privacy events of one training run, with the accountant and delta used to report them.
+
+    ``privacy_unit`` names what the neighbouring datasets differ by ("example" by default; "secret",
+    "document", "user" ... for unit-level DP-SGD, where q is the rate at which whole units are sampled).
+    """
 
     delta: float
     accountant: str = "pld"
     entries: list[LedgerEntry] = field(default_factory=list)
+    privacy_unit: str = "example"
     _memo: dict[tuple[Any, ...], float] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_real(self.delta, "delta", "PrivacyLedger", low=0.0, high=1.0, low_open=True, high_open=True)
         check_choice(self.accountant, "accountant", "PrivacyLedger", ACCOUNTANTS)
+        if not isinstance(self.privacy_unit, str) or not self.privacy_unit:
+            raise InvalidParameterError(
+                "The 'privacy_unit' parameter of PrivacyLedger must be a non-empty string (e.g. 'example'). "
+                f"Got {self.privacy_unit!r} instead."
+            )
 
     # -- recording -------------------------------------------------------------------------
     def record(self, noise_multiplier: float, sample_rate: float, steps: int = 1) -> None:
@@ -113,6 +123,7 @@ class PrivacyLedger:
             "schema_version": LEDGER_SCHEMA_VERSION,
             "mechanism": "poisson_subsampled_gaussian",
             "neighbouring_relation": "add_or_remove_one",
+            "privacy_unit": self.privacy_unit,
             "accountant": self.accountant,
             "delta": self.delta,
             "entries": [asdict(e) for e in self.entries],
@@ -139,6 +150,7 @@ class PrivacyLedger:
                 delta=float(data["delta"]),
                 accountant=str(data["accountant"]),
                 entries=[LedgerEntry(**e) for e in data["entries"]],
+                privacy_unit=str(data.get("privacy_unit", "example")),  # ledgers written before units
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptArtifactError(f"Malformed ledger: {exc}") from exc

@@ -30,6 +30,9 @@ def canaries(
     repetitions: str = typer.Option("1,4,16,64", help="Comma-separated repetition counts of the canaries."),
     epsilon: float | None = typer.Option(8.0, help="Also train with DP-SGD at this epsilon (0: non-private only)."),
     clipping: str = typer.Option("ghost", help="DP clipping: flat, per_layer or ghost."),
+    privacy_unit: str = typer.Option(
+        "example", help="What epsilon protects: example (one window), secret (all copies of a canary) or document."
+    ),
     lora_r: int = typer.Option(0, help="LoRA rank (0: full fine-tuning)."),
     seed: int = typer.Option(0, help="Seed of the split, the canaries and training."),
     out: Path = typer.Option(Path("privlab-runs/llm"), help="Directory for results.json and report.json."),
@@ -46,11 +49,11 @@ def canaries(
         raise _fail("repetitions", repetitions, "comma-separated integers, e.g. 1,4,16,64") from None
     flags = {"steps": "steps", "batch_size": "batch-size", "lr": "lr", "seq_len": "seq-len", "lora_r": "lora-r"}
     flags |= {"corpus_chars": "corpus-chars", "model": "model", "target_epsilon": "epsilon", "clipping": "clipping"}
-    flags |= {"repetitions": "repetitions", "seed": "seed"}
+    flags |= {"repetitions": "repetitions", "seed": "seed", "privacy_unit": "privacy-unit"}
     try:
         train = FineTuneConfig(steps=steps, batch_size=batch_size, lr=lr, seq_len=seq_len, lora_r=lora_r, seed=seed)
         exp = CanaryExperimentConfig(model=model, corpus_chars=corpus_chars, repetitions=reps, train=train, seed=seed)
-        dp = DPSpec(target_epsilon=epsilon, clipping=clipping) if epsilon else None
+        dp = DPSpec(target_epsilon=epsilon, clipping=clipping, privacy_unit=privacy_unit) if epsilon else None
     except InvalidParameterError as exc:
         key = str(exc).split("'")[1] if "'" in str(exc) else ""
         typer.echo(f"error (--{flags.get(key, key)}): {exc}", err=True)

@@ -7,7 +7,9 @@
 
 The guarantee: (epsilon, delta)-DP under add/remove-one adjacency for the Poisson-subsampled Gaussian
 mechanism (sample rate q = batch_size / N, noise multiplier sigma, one event per logical step),
-as bounded by ``privlab.accounting`` (PLD by default).
+as bounded by ``privlab.accounting`` (PLD by default). With ``unit_ids`` the adjacency is
+add/remove one *unit* (McMahan et al. 2018): units are Poisson-sampled at q = batch_size / U and each
+sampled unit gives one example (:class:`privlab.dp.sampling.UnitPoissonSampler`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,15 @@ from privlab._validation import check_choice, check_int, check_real
 from privlab.accounting import ACCOUNTANTS, PrivacyLedger, resolve_noise_multiplier
 from privlab.accounting.fixed_size import FixedSizeLedger, calibrate_fixed_size_noise
 from privlab.dp.optimizer import DPOptimizer
-from privlab.dp.sampling import FixedSizeSampler, PoissonSampler, PrivateDataLoader, loader_options
+from privlab.dp.sampling import (
+    PER_UNIT,
+    FixedSizeSampler,
+    PoissonSampler,
+    PrivateDataLoader,
+    UnitPoissonSampler,
+    loader_options,
+    unit_codes,
+)
 from privlab.dp.validation import validate_module
 from privlab.errors import InvalidParameterError
 
@@ -61,6 +71,7 @@ class PrivateTraining:
     steps: int
     delta: float
     clipping: str
+    privacy_unit: str = "example"
 
     def epsilon(self, delta: float | None = None) -> float:
         """Epsilon spent so far (``delta`` defaults to the training's delta)."""
@@ -68,12 +79,17 @@ class PrivateTraining:
 
 
 def _check_resumed_ledger(
-    ledger: object, poisson: bool, delta: float, accountant: str, n: int, batch_size: int
+    ledger: object, poisson: bool, delta: float, accountant: str, n: int, batch_size: int, unit: str = "example"
 ) -> None:
     owner = "make_private"
     if poisson:
-        want = f"a PrivacyLedger with delta={delta} and accountant={accountant!r}"
-        ok = isinstance(ledger, PrivacyLedger) and ledger.delta == delta and ledger.accountant == accountant
+        want = f"a PrivacyLedger with delta={delta}, accountant={accountant!r} and privacy_unit={unit!r}"
+        ok = (
+            isinstance(ledger, PrivacyLedger)
+            and ledger.delta == delta
+            and ledger.accountant == accountant
+            and ledger.privacy_unit == unit
+        )
     else:
         want = f"a FixedSizeLedger with delta={delta}, dataset_size={n} and batch_size={batch_size}"
         ok = (
@@ -83,7 +99,8 @@ def _check_resumed_ledger(
             and ledger.batch_size == batch_size
         )
     if not ok:
-        got = {k: getattr(ledger, k, None) for k in ("delta", "accountant", "dataset_size", "batch_size")}
+        keys = ("delta", "accountant", "privacy_unit", "dataset_size", "batch_size")
+        got = {k: getattr(ledger, k, None) for k in keys}
         got = {k: v for k, v in got.items() if v is not None}
         raise InvalidParameterError(
             f"The 'ledger' parameter of {owner} must be {want} (the training it resumes). "
@@ -110,6 +127,9 @@ def make_private(
     seed: int | None = None,
     loss_reduction: str = "mean",
     ledger: PrivacyLedger | FixedSizeLedger | None = None,
+    unit_ids: Any = None,
+    privacy_unit: str | None = None,
+    per_unit: str = "one",
 ) -> PrivateTraining:
     """Make ``model`` / ``optimizer`` / ``data_loader`` train with DP-SGD.
 
@@ -127,6 +147,14 @@ def make_private(
     ones already in it, so ``epsilon()`` covers the whole training; its delta and accountant (or, for
     fixed-size batches, dataset and batch size) must match this call's. Note that ``target_epsilon``
     calibrates the noise for the new steps alone.
+
+    ``unit_ids`` (one id per example of the loader's dataset: the user, document or secret it came
+    from) makes the guarantee unit-level: each of the U units is sampled with probability
+    q = batch_size / U (``batch_size`` is then the expected number of units per batch) and gives one
+    of its examples, so one unit adds at most one clipped gradient per step. ``privacy_unit`` names
+    the unit in the ledger (default "unit" with ``unit_ids``, "example" without). ``per_unit="all"``
+    takes every example of a sampled unit instead and clips the sum of their gradients to C (flat
+    clipping, no ``physical_batch_size``: a unit must not be split across chunks).
     """
     owner = "make_private"
     C = check_real(max_grad_norm, "max_grad_norm", owner, low=0.0, low_open=True)
@@ -150,7 +178,46 @@ def make_private(
             f"The 'data_loader' parameter of {owner} must have a batch_size of at most its dataset's size ({n}), "
             f"the expected Poisson batch size. Got batch_size={batch_size} instead."
         )
-    q = batch_size / n
+    check_choice(per_unit, "per_unit", owner, PER_UNIT)
+    if per_unit == "all" and (unit_ids is None or clipping != "flat" or physical_batch_size is not None):
+        raise InvalidParameterError(
+            f"The 'per_unit' parameter of {owner} can be 'all' only with 'unit_ids', clipping='flat' and no "
+            f"physical_batch_size (the summed gradient of a unit's examples is clipped in one piece). Got "
+            f"per_unit='all' with unit_ids={'given' if unit_ids is not None else None}, clipping={clipping!r}, "
+            f"physical_batch_size={physical_batch_size} instead."
+        )
+    unit = "example"
+    n_units = n
+    unit_of: torch.Tensor | None = None
+    if unit_ids is not None:
+        unit_of = unit_codes(unit_ids, owner)
+        if unit_of.numel() != n:
+            raise InvalidParameterError(
+                f"The 'unit_ids' parameter of {owner} must give one unit id per example of the data loader's "
+                f"dataset ({n}). Got {unit_of.numel()} ids instead."
+            )
+        if not poisson_sampling:
+            raise InvalidParameterError(
+                f"The 'poisson_sampling' parameter of {owner} must be True with 'unit_ids' (units are "
+                "Poisson-sampled). Got False instead."
+            )
+        n_units = int(unit_of.max()) + 1
+        if batch_size > n_units:
+            raise InvalidParameterError(
+                f"The 'data_loader' parameter of {owner} must have a batch_size of at most the number of units "
+                f"({n_units}), the expected number of units per batch. Got batch_size={batch_size} instead."
+            )
+        unit = "unit" if privacy_unit is None else privacy_unit
+    elif privacy_unit not in (None, "example"):
+        raise InvalidParameterError(
+            f"The 'privacy_unit' parameter of {owner} must be 'example' (or None) without 'unit_ids': a "
+            f"unit-level guarantee needs the unit of every example. Got {privacy_unit!r} instead."
+        )
+    if not isinstance(unit, str) or not unit:
+        raise InvalidParameterError(
+            f"The 'privacy_unit' parameter of {owner} must be a non-empty string. Got {unit!r} instead."
+        )
+    q = batch_size / n_units
     per_epoch = round(1 / q)
     if steps is not None:
         total = check_int(steps, "steps", owner, low=1)
@@ -172,15 +239,17 @@ def make_private(
 
     gen = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little") if seed is None else seed)
     if ledger is None:
-        ledger = PrivacyLedger(d, accountant) if poisson_sampling else FixedSizeLedger(d, n, batch_size)
+        ledger = (
+            PrivacyLedger(d, accountant, privacy_unit=unit) if poisson_sampling else FixedSizeLedger(d, n, batch_size)
+        )
     else:
-        _check_resumed_ledger(ledger, poisson_sampling, d, accountant, n, batch_size)
+        _check_resumed_ledger(ledger, poisson_sampling, d, accountant, n, batch_size, unit)
     dp_opt = DPOptimizer(
         optimizer,
         model,
         noise_multiplier=sigma,
         max_grad_norm=C,
-        expected_batch_size=q * n,
+        expected_batch_size=q * n_units,
         sample_rate=q,
         ledger=ledger,
         clipping=clipping,
@@ -188,12 +257,16 @@ def make_private(
         generator=gen,
         secure_rng=secure_rng,
     )
-    sampler: PoissonSampler | FixedSizeSampler
-    if poisson_sampling:
+    sampler: PoissonSampler | FixedSizeSampler | UnitPoissonSampler
+    if unit_of is not None:
+        sampler = UnitPoissonSampler(unit_of, q, per_epoch, gen, secure_rng, per_unit)
+    elif poisson_sampling:
         sampler = PoissonSampler(n, q, per_epoch, gen, secure_rng)
     else:
         sampler = FixedSizeSampler(n, batch_size, per_epoch, gen, secure_rng)
     loader = PrivateDataLoader(dataset, sampler, physical_batch_size, loader_options=loader_options(data_loader))
     loader.on_chunk = dp_opt.signal_chunk
     loader.on_logical_batch = dp_opt.begin_logical_batch
-    return PrivateTraining(model, dp_opt, loader, Accountant(ledger), sigma, C, q, total, d, clipping)
+    if per_unit == "all":
+        loader.on_groups = dp_opt.set_groups
+    return PrivateTraining(model, dp_opt, loader, Accountant(ledger), sigma, C, q, total, d, clipping, unit)

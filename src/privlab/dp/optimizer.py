@@ -105,6 +105,7 @@ class DPOptimizer:
             self.capture.materialise = lambda m, a, g: id(m) not in tied_ids and ghost.keep_per_example(m, a, g)
         self._summed: dict[str, torch.Tensor] = {}
         self._closes_logical_batch = True
+        self._groups: torch.Tensor | None = None
 
     # -- torch.optim.Optimizer surface -------------------------------------------------------
     @property
@@ -143,6 +144,23 @@ class DPOptimizer:
     def signal_chunk(self, closes_logical_batch: bool) -> None:
         """Called by the private data loader: does the next ``step()`` end a logical batch?"""
         self._closes_logical_batch = closes_logical_batch
+
+    def set_groups(self, groups: torch.Tensor | None) -> None:
+        """Clip by group from the next ``step()`` on: ``groups[i]`` is the unit of example i of the batch.
+
+        The gradients of a group's examples are summed and the sum is clipped to C (unit-level DP with
+        all of a sampled unit's examples, McMahan et al. 2018), so a group adds at most C to the step.
+        Flat clipping only: per-layer clipping clips each layer per example as the backward pass runs,
+        and ghost norms are per example. Called by the private data loader of a unit sampler with
+        ``per_unit="all"``; ``None`` goes back to per-example clipping.
+        """
+        if groups is not None and self.clipping != "flat":
+            raise InvalidParameterError(
+                f"The 'groups' parameter of DPOptimizer.set_groups needs clipping='flat' (the clipped sum "
+                f"of a unit's examples is computed from materialised per-example gradients). Got "
+                f"clipping={self.clipping!r} instead."
+            )
+        self._groups = groups
 
     def _local_to_global(self, module: nn.Module, local: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = {}
@@ -221,6 +239,19 @@ class DPOptimizer:
                 "per-example batch dimension. Call every trainable layer on a tensor whose leading "
                 "dimension is the batch."
             )
+        if self._groups is not None and per_sample:
+            b = next(iter(per_sample.values())).shape[0]
+            if self._groups.shape != (b,):
+                raise InvalidParameterError(
+                    f"The 'groups' parameter of DPOptimizer.set_groups must give the unit of each of the batch's "
+                    f"{b} examples. Got shape {tuple(self._groups.shape)} instead."
+                )
+            _, inv = torch.unique(self._groups, return_inverse=True)
+            g = int(inv.max()) + 1 if b else 0
+            per_sample = {
+                k: torch.zeros((g, *v.shape[1:]), dtype=v.dtype, device=v.device).index_add_(0, inv.to(v.device), v)
+                for k, v in per_sample.items()
+            }
         return mechanism.clipped_sum(per_sample, C, "flat")
 
     @property

@@ -9,19 +9,27 @@ Virtual batches: a large logical (Poisson) batch is split into physical chunks o
 ``physical_batch_size`` examples so it fits in memory. The optimizer sums clipped gradients over the
 chunks and adds noise and steps once per logical batch; the privacy guarantee is that of the logical
 batch.
+
+Unit-level sampling (McMahan et al. 2018, "Learning Differentially Private Recurrent Language
+Models"): when several examples come from one privacy unit (a user, a document, a secret repeated in
+the text), :class:`UnitPoissonSampler` includes each *unit* independently with probability q and
+takes one uniformly chosen example of every sampled unit. A unit then adds at most one clipped
+gradient (norm <= C) to a step, so the accountant's (q, sigma, steps) bound the privacy loss of adding
+or removing a whole unit, not one example.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from privlab._validation import check_int, check_real
+from privlab._validation import check_choice, check_int, check_real
 from privlab.dp.noise import secure_uniform
+from privlab.errors import InvalidParameterError
 
 
 class PoissonSampler:
@@ -56,6 +64,99 @@ class PoissonSampler:
             else:
                 mask = torch.rand(self.num_samples, generator=self.generator) < self.sample_rate
             yield mask.nonzero().flatten().tolist()
+
+
+PER_UNIT = ("one", "all")
+
+
+def unit_codes(unit_ids: Sequence[Any] | torch.Tensor, owner: str) -> torch.Tensor:
+    """Dense codes ``0 .. U-1`` (int64, in order of first appearance) of a 1-D sequence of unit ids."""
+    if isinstance(unit_ids, torch.Tensor):
+        if unit_ids.dim() != 1 or unit_ids.dtype.is_floating_point or unit_ids.dtype.is_complex:
+            raise InvalidParameterError(
+                f"The 'unit_ids' parameter of {owner} must be a 1-D integer tensor (one unit id per example). "
+                f"Got a tensor of shape {tuple(unit_ids.shape)} and dtype {unit_ids.dtype} instead."
+            )
+        values: list[Any] = unit_ids.tolist()
+    elif isinstance(unit_ids, str | bytes) or not isinstance(unit_ids, Sequence):
+        raise InvalidParameterError(
+            f"The 'unit_ids' parameter of {owner} must be a sequence with one unit id per example. "
+            f"Got {type(unit_ids).__name__} instead."
+        )
+    else:
+        values = list(unit_ids)
+    if not values:
+        raise InvalidParameterError(
+            f"The 'unit_ids' parameter of {owner} must name the unit of at least one example. Got [] instead."
+        )
+    bad = [v for v in values if isinstance(v, float | bool) or v is None]
+    if bad:
+        raise InvalidParameterError(
+            f"The 'unit_ids' parameter of {owner} must hold ints or strings (unit labels). Got {bad!r} instead."
+        )
+    try:
+        index: dict[Any, int] = {}
+        codes = [index.setdefault(v, len(index)) for v in values]
+    except TypeError as exc:
+        raise InvalidParameterError(
+            f"The 'unit_ids' parameter of {owner} must hold hashable unit labels (ints or strings). Got {exc}."
+        ) from None
+    return torch.tensor(codes, dtype=torch.long)
+
+
+class UnitPoissonSampler:
+    """Yields ``steps`` index batches: each *unit* enters independently with probability ``sample_rate``
+    (McMahan et al. 2018, user-level DP-SGD).
+
+    ``unit_ids[i]`` is the unit of example i (any ints or strings). ``per_unit="one"``: a sampled
+    unit contributes one of its examples, chosen uniformly, so a batch holds Binomial(U, q) examples,
+    never two of one unit, and per-example clipping to C bounds a unit's contribution to C.
+    ``per_unit="all"``: a sampled unit contributes all its examples, and the optimizer must clip
+    their *summed* gradient (``DPOptimizer.set_groups``; :func:`privlab.dp.make_private` wires it).
+    Either way the subsampled Gaussian accountant applies at the unit level with
+    ``q = sample_rate``. ``steps`` defaults to ``round(1 / sample_rate)``; ``secure=True`` draws the
+    coins and the choices from ``os.urandom``. Indices are yielded in increasing order.
+    """
+
+    def __init__(
+        self,
+        unit_ids: Sequence[Any] | torch.Tensor,
+        sample_rate: float,
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+        secure: bool = False,
+        per_unit: str = "one",
+    ) -> None:
+        owner = "UnitPoissonSampler"
+        self.unit_of = unit_codes(unit_ids, owner)
+        self.per_unit = check_choice(per_unit, "per_unit", owner, PER_UNIT)
+        self.sample_rate = check_real(sample_rate, "sample_rate", owner, low=0.0, high=1.0, low_open=True)
+        self.steps = round(1 / self.sample_rate) if steps is None else check_int(steps, "steps", owner, low=1)
+        self.generator = generator
+        self.secure = secure
+        self.num_samples = int(self.unit_of.numel())
+        self.counts = torch.bincount(self.unit_of)
+        self.num_units = int(self.counts.numel())
+        self._order = torch.argsort(self.unit_of, stable=True)  # examples grouped by unit
+        self._offsets = torch.cumsum(self.counts, 0) - self.counts
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def _uniform(self, n: int) -> torch.Tensor:
+        if self.secure:
+            return torch.from_numpy(secure_uniform(n))
+        return torch.rand(n, generator=self.generator, dtype=torch.float64)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for _ in range(self.steps):
+            units = (self._uniform(self.num_units) < self.sample_rate).nonzero().flatten()
+            if self.per_unit == "all":
+                yield sorted(torch.isin(self.unit_of, units).nonzero().flatten().tolist())
+                continue
+            counts = self.counts[units]
+            pick = (self._uniform(len(units)) * counts).long().clamp(max=counts - 1) if len(units) else counts
+            yield sorted(self._order[self._offsets[units] + pick].tolist())
 
 
 class FixedSizeSampler:
@@ -158,7 +259,7 @@ class PrivateDataLoader:
     def __init__(
         self,
         dataset: Dataset[Any],
-        sampler: PoissonSampler | FixedSizeSampler,
+        sampler: PoissonSampler | FixedSizeSampler | UnitPoissonSampler,
         physical_batch_size: int | None = None,
         collate: Callable[[Dataset[Any], list[int]], Any] = collate_indices,
         loader_options: dict[str, Any] | None = None,
@@ -170,6 +271,7 @@ class PrivateDataLoader:
         self.loader_options = loader_options
         self.on_chunk: Callable[[bool], None] | None = None
         self.on_logical_batch: Callable[[], None] | None = None
+        self.on_groups: Callable[[torch.Tensor], None] | None = None  # the unit of each example of a chunk
 
     @property
     def sample_rate(self) -> float:
@@ -186,25 +288,27 @@ class PrivateDataLoader:
             for j, chunk in enumerate(chunks):
                 yield chunk, j == 0, j == len(chunks) - 1
 
-    def _signal(self, first: bool, last: bool) -> None:
+    def _signal(self, first: bool, last: bool, chunk: list[int]) -> None:
         if first and self.on_logical_batch is not None:
             self.on_logical_batch()
         if self.on_chunk is not None:
             self.on_chunk(last)
+        if self.on_groups is not None and isinstance(self.sampler, UnitPoissonSampler):
+            self.on_groups(self.sampler.unit_of[torch.as_tensor(chunk, dtype=torch.long)])
 
     def __iter__(self) -> Iterator[Any]:
         if self.loader_options is None:
             for chunk, first, last in self._chunks():
-                self._signal(first, last)
+                self._signal(first, last, chunk)
                 yield self.collate(self.dataset, chunk)
             return
         # The DataLoader draws index lists from the sampler in order (ahead of time when workers
         # prefetch) and returns batches in that order, so the flags queue pairs each batch with its own.
-        flags: deque[tuple[bool, bool]] = deque()
+        flags: deque[tuple[bool, bool, list[int]]] = deque()
 
         def batches() -> Iterator[list[int]]:
             for chunk, first, last in self._chunks():
-                flags.append((first, last))
+                flags.append((first, last, chunk))
                 yield chunk
 
         loader = DataLoader(self.dataset, batch_sampler=batches(), **self.loader_options)  # type: ignore[arg-type]

@@ -41,11 +41,16 @@ class Canary:
 
 @dataclass(frozen=True)
 class PlantedCorpus:
-    """``text`` (the corpus with every copy of every canary inserted) and the canaries."""
+    """``text`` (the corpus with every copy of every canary inserted) and the canaries.
+
+    ``line_canary[j]`` is the index in ``canaries`` of the canary whose copy is line j of ``text``,
+    or -1 for a line of the original corpus (what secret- and document-level DP group by).
+    """
 
     text: str
     canaries: tuple[Canary, ...]
     original_length: int
+    line_canary: tuple[int, ...] = ()
 
     def by_repetitions(self) -> dict[int, list[Canary]]:
         out: dict[int, list[Canary]] = {}
@@ -82,16 +87,20 @@ def insert_canaries(text: str, canaries: Sequence[Canary], seed: int = 0) -> Pla
     """Insert ``c.repetitions`` copies of each canary as its own line, at uniformly random line breaks."""
     check_int(seed, "seed", "insert_canaries", low=0)
     lines = text.split("\n")
-    copies = [c.text for c in canaries for _ in range(c.repetitions)]
+    copies = [(k, c.text) for k, c in enumerate(canaries) for _ in range(c.repetitions)]
     rng = np.random.default_rng(seed)
     slots = np.sort(rng.integers(0, len(lines) + 1, len(copies)))  # insert before line slots[j]
     order = rng.permutation(len(copies))
     out: list[str] = []
+    owner: list[int] = []
     j = 0
     for i in range(len(lines) + 1):
         while j < len(slots) and slots[j] == i:
-            out.append(copies[order[j]])
+            k, copy = copies[order[j]]
+            out.append(copy)
+            owner += [k] * (copy.count("\n") + 1)
             j += 1
         if i < len(lines):
             out.append(lines[i])
-    return PlantedCorpus("\n".join(out), tuple(canaries), len(text))
+            owner.append(-1)
+    return PlantedCorpus("\n".join(out), tuple(canaries), len(text), tuple(owner))

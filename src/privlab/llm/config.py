@@ -10,6 +10,7 @@ llm:
   dp:                    # the private run beside the non-private one (null: non-private only)
     target_epsilon: 8.0
     clipping: ghost
+    privacy_unit: example  # example (one window) | secret (all copies of a canary) | document
 ```
 """
 
@@ -18,21 +19,33 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from privlab._validation import check_choice, check_int, check_real
+from privlab.errors import InvalidParameterError
 
 CLIPPING = ("flat", "per_layer", "ghost")
 MODEL_NAMES = ("gpt", "smollm2")
 DEFAULT_REPETITIONS = (1, 4, 16, 64)
+PRIVACY_UNITS = ("example", "secret", "document")
 
 
 @dataclass(frozen=True)
 class DPSpec:
-    """What the guarantee depends on: epsilon, delta (default ``1 / (10 N)``), clipping norm, mode."""
+    """What the guarantee depends on: epsilon, delta (default ``1 / (10 N)``), clipping norm, mode, unit.
+
+    ``privacy_unit`` is what epsilon protects (McMahan et al. 2018): "example" (one training window),
+    "secret" (every copy of a planted canary together; other text window by window) or "document"
+    (every window of a source document, and every copy of a canary, together). With a unit other than
+    "example", units are Poisson-sampled and each sampled unit gives one window (N = number of units);
+    ``per_unit="all"`` gives all its windows instead, their summed gradient clipped to C (needs
+    ``clipping="flat"``, which materialises per-window gradients: memory grows with the batch).
+    """
 
     target_epsilon: float = 8.0
     delta: float | None = None
     max_grad_norm: float = 1.0
     clipping: str = "ghost"
     accountant: str = "pld"
+    privacy_unit: str = "example"
+    per_unit: str = "one"
 
     def __post_init__(self) -> None:
         check_real(self.target_epsilon, "target_epsilon", "DPSpec", low=0.0, low_open=True)
@@ -41,6 +54,13 @@ class DPSpec:
         check_real(self.max_grad_norm, "max_grad_norm", "DPSpec", low=0.0, low_open=True)
         check_choice(self.clipping, "clipping", "DPSpec", CLIPPING)
         check_choice(self.accountant, "accountant", "DPSpec", ("pld", "rdp"))
+        check_choice(self.privacy_unit, "privacy_unit", "DPSpec", PRIVACY_UNITS)
+        check_choice(self.per_unit, "per_unit", "DPSpec", ("one", "all"))
+        if self.per_unit == "all" and (self.clipping != "flat" or self.privacy_unit == "example"):
+            raise InvalidParameterError(
+                "The 'per_unit' parameter of DPSpec can be 'all' only with clipping='flat' and a privacy_unit "
+                f"other than 'example'. Got clipping={self.clipping!r}, privacy_unit={self.privacy_unit!r} instead."
+            )
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@
 2. Digit canaries and faker PII sentences are inserted into the member text at each repetition
    count (:mod:`privlab.llm.canaries`, :mod:`privlab.llm.pii`).
 3. The model (privlab's small GPT from scratch, or SmolLM2-135M fine-tuned) is trained on it with
-   :func:`privlab.llm.finetune.fine_tune`, with or without DP.
+   :func:`privlab.llm.finetune.fine_tune`, with or without DP; with DP the privacy unit is one
+   window, one secret (all copies of a canary) or one document (``DPSpec.privacy_unit``).
 4. Exposure per digit canary, extraction (greedy / beam / sampled) of every canary, the PII games,
    LLM membership inference with the blind baseline, and validation perplexity.
 """
@@ -31,7 +32,7 @@ from privlab.llm.mia import llm_membership_inference
 from privlab.llm.models import LanguageModel, load_smollm2, small_gpt
 from privlab.llm.pii import TEMPLATES, pii_canaries
 from privlab.llm.pii_games import extraction_game, inference_game, reconstruction_game
-from privlab.llm.tokenization import CharTokenizer
+from privlab.llm.tokenization import NO_UNIT, CharTokenizer
 
 CHANCE_EXPOSURE = 1 / np.log(2)  # E[-log2 U] for U uniform: a model that knows nothing of the secret
 
@@ -49,12 +50,18 @@ def split_documents(text: str, doc_chars: int) -> list[str]:
 
 @dataclass(frozen=True, eq=False)
 class ExperimentData:
-    """Member / non-member documents, the planted training text and the canaries."""
+    """Member / non-member documents, the planted training text and the canaries.
+
+    Per line of ``train_text``: ``line_canary`` (index of the canary it is a copy of, or -1) and
+    ``line_document`` (index of the member document it comes from, or -1 for a canary copy).
+    """
 
     members: list[str]
     nonmembers: list[str]
     train_text: str
     canaries: tuple[Canary, ...]
+    line_canary: tuple[int, ...] = ()
+    line_document: tuple[int, ...] = ()
 
 
 def build_data(cfg: CanaryExperimentConfig, text: str | None = None) -> ExperimentData:
@@ -70,7 +77,31 @@ def build_data(cfg: CanaryExperimentConfig, text: str | None = None) -> Experime
     if cfg.pii:
         canaries += pii_canaries(cfg.repetitions, 1, seed=cfg.seed)
     planted = insert_canaries("\n".join(members), canaries, cfg.seed)
-    return ExperimentData(members, nonmembers, planted.text, tuple(canaries))
+    doc_of_line = iter([m for m, doc in enumerate(members) for _ in range(doc.count("\n") + 1)])
+    line_document = tuple(-1 if c >= 0 else next(doc_of_line) for c in planted.line_canary)
+    return ExperimentData(members, nonmembers, planted.text, tuple(canaries), planted.line_canary, line_document)
+
+
+def unit_tokens(lm: LanguageModel, data: ExperimentData, privacy_unit: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Token ids of the training text and, unless ``privacy_unit == "example"``, each token's unit.
+
+    "secret": the tokens of every copy of canary k (with its line break) are unit k, other text
+    ``NO_UNIT`` (window by window); "document": the same, and member document m is unit ``K + m``.
+    The text is encoded line by line so that every token has one line (identical ids for the
+    character tokenizer).
+    """
+    if privacy_unit == "example":
+        return torch.tensor(lm.tokenizer.encode(data.train_text), dtype=torch.long), None
+    lines = data.train_text.split("\n")
+    ids: list[int] = []
+    units: list[int] = []
+    for j, line in enumerate(lines):
+        toks = lm.tokenizer.encode(line + ("\n" if j < len(lines) - 1 else ""))
+        c, m = data.line_canary[j], data.line_document[j]
+        lab = c if c >= 0 else (len(data.canaries) + m if privacy_unit == "document" else NO_UNIT)
+        ids += toks
+        units += [lab] * len(toks)
+    return torch.tensor(ids, dtype=torch.long), torch.tensor(units, dtype=torch.long)
 
 
 def build_model(cfg: CanaryExperimentConfig, data: ExperimentData) -> LanguageModel:
@@ -136,11 +167,13 @@ def run_canary_experiment(
     """Build the data, train (privately if ``cfg.train.dp``), evaluate; a JSON-able result."""
     data = build_data(cfg, text)
     lm = build_model(cfg, data)
-    ids = torch.tensor(lm.tokenizer.encode(data.train_text), dtype=torch.long)
-    res = fine_tune(lm, ids, cfg.train, progress=progress)
+    ids, units = unit_tokens(lm, data, "example" if cfg.train.dp is None else cfg.train.dp.privacy_unit)
+    res = fine_tune(lm, ids, cfg.train, progress=progress, token_units=units)
     out = evaluate(res.lm, data, cfg)
     out["training"] = {
         "private": cfg.train.dp is not None,
+        "privacy_unit": res.privacy_unit,
+        "num_units": res.num_units,
         "epsilon": res.epsilon,
         "delta": res.delta,
         "noise_multiplier": res.noise_multiplier,

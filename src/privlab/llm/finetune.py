@@ -4,8 +4,12 @@ Windows of ``seq_len + 1`` tokens (non-overlapping) are the examples; the loss i
 next-token cross-entropy. With ``dp`` set, :func:`privlab.dp.make_private` supplies Poisson
 sampling (sample rate ``batch_size / N``), per-example clipping (ghost by default), Gaussian noise
 calibrated to ``target_epsilon`` for exactly ``steps`` steps, and the accountant; the guarantee is
-example-level (one window) (epsilon, delta)-DP. With ``lora_r > 0`` only peft LoRA adapters are
-trained (:func:`privlab.dp.lora.add_lora`).
+example-level (one window) (epsilon, delta)-DP. With ``dp.privacy_unit`` "secret" or "document" and
+``token_units`` (the unit of every token), the windows never mix two units
+(:func:`privlab.llm.tokenization.unit_windows`), units are Poisson-sampled at rate
+``batch_size / U`` and each sampled unit gives one window (McMahan et al. 2018), so the guarantee is
+(epsilon, delta)-DP for adding or removing a whole unit (all copies of a secret). With
+``lora_r > 0`` only peft LoRA adapters are trained (:func:`privlab.dp.lora.add_lora`).
 
 privlab.dp has no per-example rule for some LLaMA layers; :func:`prepare_for_dp` adapts the model
 without touching privlab.dp (see ``docs/llm.md``):
@@ -32,9 +36,10 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
 from privlab.dp.layers import SUPPORTED_LAYERS
+from privlab.errors import InvalidParameterError
 from privlab.llm.config import FineTuneConfig
 from privlab.llm.models import LanguageModel
-from privlab.llm.tokenization import token_windows
+from privlab.llm.tokenization import PAD, token_windows, unit_windows
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,6 +58,8 @@ class FineTuneResult:
     untied: tuple[str, ...] = field(default=())
     trainable_parameters: int = 0
     step_seconds: tuple[float, ...] = field(default=())
+    privacy_unit: str = "example"
+    num_units: int = 0
 
 
 def prepare_for_dp(model: nn.Module, clipping: str) -> tuple[list[str], list[str]]:
@@ -98,18 +105,50 @@ def _lora_targets(model: nn.Module, given: tuple[str, ...]) -> list[str]:
 
 
 def lm_loss(module: nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy of windows ``batch`` (B, T + 1)."""
-    logits = module(batch[:, :-1])  # (B, T, V)
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+    """Mean next-token cross-entropy of windows ``batch`` (B, T + 1).
+
+    Windows padded with ``PAD`` (unit windows): ``mean_i (1/T) sum_t m_it NLL_it`` with ``m_it = 0`` on
+    padded targets, so the loss is still the mean over windows of a per-window loss (what DP-SGD's
+    ``loss_reduction="mean"`` assumes); pads at the end of a window are never attended to by the
+    real tokens before them (causal attention).
+    """
+    pad = batch == PAD
+    if not bool(pad.any()):
+        logits = module(batch[:, :-1])  # (B, T, V)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+    logits = module(batch[:, :-1].masked_fill(pad[:, :-1], 0))
+    targets = batch[:, 1:]
+    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=PAD, reduction="none")
+    return nll.view(targets.shape).sum(1).div(targets.shape[1]).mean()
 
 
 def fine_tune(
-    lm: LanguageModel, train_ids: torch.Tensor, cfg: FineTuneConfig, progress: bool = False
+    lm: LanguageModel,
+    train_ids: torch.Tensor,
+    cfg: FineTuneConfig,
+    progress: bool = False,
+    token_units: torch.Tensor | None = None,
 ) -> FineTuneResult:
-    """Train ``lm`` (in place; a LoRA-wrapped copy of its module with ``lora_r``) for ``cfg.steps`` steps."""
+    """Train ``lm`` (in place; a LoRA-wrapped copy of its module with ``lora_r``) for ``cfg.steps`` steps.
+
+    ``token_units`` (the unit id of every token of ``train_ids``, ``NO_UNIT`` for none) is needed by,
+    and only used by, DP with ``cfg.dp.privacy_unit`` other than "example".
+    """
     torch.manual_seed(cfg.seed)
-    windows = token_windows(train_ids, min(cfg.seq_len, lm.block_size))
+    unit = "example" if cfg.dp is None else cfg.dp.privacy_unit
+    length = min(cfg.seq_len, lm.block_size)
+    window_units: torch.Tensor | None = None
+    if unit == "example":
+        windows = token_windows(train_ids, length)
+    elif token_units is None:
+        raise InvalidParameterError(
+            f"The 'token_units' parameter of fine_tune must label every token with its unit for "
+            f"privacy_unit={unit!r} (one id per token of 'train_ids'). Got None instead."
+        )
+    else:
+        windows, window_units = unit_windows(train_ids, token_units, length)
     dataset = TensorDataset(windows)
+    n_units = len(dataset) if window_units is None else int(window_units.unique().numel())
     module = lm.module
     frozen: list[str] = []
     untied: list[str] = []
@@ -122,14 +161,14 @@ def fine_tune(
     params = [p for p in module.parameters() if p.requires_grad]
     opt: Any = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
-    loader: Any = DataLoader(dataset, batch_size=min(cfg.batch_size, len(dataset)), shuffle=True, generator=gen)
+    loader: Any = DataLoader(dataset, batch_size=min(cfg.batch_size, n_units), shuffle=True, generator=gen)
     q = loader.batch_size / len(dataset)
     eps = delta = sigma = None
     pt = None
     if cfg.dp is not None:
         from privlab.dp import make_private
 
-        delta = cfg.dp.delta if cfg.dp.delta is not None else 1.0 / (10 * len(dataset))
+        delta = cfg.dp.delta if cfg.dp.delta is not None else 1.0 / (10 * n_units)
         pt = make_private(
             module,
             opt,
@@ -141,6 +180,9 @@ def fine_tune(
             clipping=cfg.dp.clipping,
             accountant=cfg.dp.accountant,
             seed=cfg.seed,
+            unit_ids=window_units,
+            privacy_unit=None if window_units is None else unit,
+            per_unit=cfg.dp.per_unit,
         )
         opt, loader, sigma, q = pt.optimizer, pt.data_loader, pt.noise_multiplier, pt.sample_rate
     module.train()
@@ -185,6 +227,8 @@ def fine_tune(
         tuple(untied),
         trainable,
         tuple(step_times),
+        unit,
+        n_units,
     )
 
 

@@ -9,7 +9,6 @@ from typing import Any
 from privlab.llm.config import LLMRunConfig
 from privlab.llm.experiment import run_canary_experiment, with_dp
 from privlab.llm.report import llm_section
-from privlab.pipeline.cache import stage
 
 
 def run_labels(cfg: LLMRunConfig) -> dict[str, Any]:
@@ -17,12 +16,15 @@ def run_labels(cfg: LLMRunConfig) -> dict[str, Any]:
     base = with_dp(cfg.experiment, None)
     runs = {"non-private": base}
     if cfg.dp is not None:
-        runs[f"DP eps={cfg.dp.target_epsilon:g}"] = with_dp(cfg.experiment, cfg.dp)
+        unit = "" if cfg.dp.privacy_unit == "example" else f" per {cfg.dp.privacy_unit}"
+        runs[f"DP eps={cfg.dp.target_epsilon:g}{unit}"] = with_dp(cfg.experiment, cfg.dp)
     return runs
 
 
 def llm_stage(cfg: LLMRunConfig, run_dir: Path, seed: int, progress: bool = False) -> dict[str, Any]:
     """Run (or load) every experiment of ``cfg`` and return the report section as a dict."""
+    from privlab.pipeline.cache import stage  # here: privlab.pipeline imports this module (import cycle)
+
     results: dict[str, Any] = {}
     for i, (label, exp) in enumerate(run_labels(cfg).items()):
         exp = replace(exp, seed=seed)

@@ -121,8 +121,24 @@ def llm_section(results: Mapping[str, dict[str, Any]], title: str = "Language-mo
     sec.tables.append(
         Table("LLM membership inference", ["model", "attack", "AUC", "AUC CI", "TPR@1%FPR", "CI"], mia_rows)
     )
-    util = [[lab, results[lab]["validation_perplexity"], results[lab]["training"]["epsilon"]] for lab in labels]
-    sec.tables.append(Table("Utility", ["model", "validation perplexity", "epsilon"], util))
+    util = [
+        [
+            lab,
+            results[lab]["validation_perplexity"],
+            results[lab]["training"]["epsilon"],
+            results[lab]["training"].get("privacy_unit", "example") if results[lab]["training"]["private"] else None,
+        ]
+        for lab in labels
+    ]
+    sec.tables.append(
+        Table(
+            "Utility",
+            ["model", "validation perplexity", "epsilon", "privacy unit"],
+            util,
+            note="epsilon protects one privacy unit: example = one training window; secret = every copy of a "
+            "canary together; document = one source document (McMahan et al. 2018)",
+        )
+    )
     for lab in labels:
         t = results[lab]["training"]
         if t["frozen"] or t["untied"]:
@@ -134,10 +150,11 @@ def llm_section(results: Mapping[str, dict[str, Any]], title: str = "Language-mo
         extracted = sum(c["greedy"] or c["beam"] or c["sample"] for c in results[lab]["extraction"]["canaries"])
         total = len(results[lab]["extraction"]["canaries"])
         eps = t["epsilon"]
+        unit = t.get("privacy_unit", "example")  # results written before privacy units were example-level
         sec.card.append(
             CardRow(
                 model=f"{t['model']} ({lab})",
-                claimed=f"eps {eps:.2f}, delta {t['delta']:.1e} (example-level)" if eps is not None else "none",
+                claimed=f"eps {eps:.2f}, delta {t['delta']:.1e} ({unit}-level)" if eps is not None else "none",
                 measured=f"exposure {top:.1f}/{max_exp:.1f} bits at {reps[-1]} reps; "
                 f"{extracted}/{total} canaries extracted",
                 utility=f"val. perplexity {results[lab]['validation_perplexity']:.2f}",

@@ -105,3 +105,59 @@ def token_windows(ids: torch.Tensor, length: int, stride: int | None = None) -> 
         )
     step = stride or length
     return ids.unfold(0, length + 1, step).contiguous()
+
+
+PAD = -1  # padding id of unit windows: never an input the model sees (clamped) nor a target (ignored)
+NO_UNIT = -1  # token label of text that belongs to no named unit (each of its windows is its own unit)
+
+
+def unit_windows(ids: torch.Tensor, units: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Windows (N, length + 1) that never hold tokens of two named units, and the unit of each window.
+
+    ``units[t]`` labels token t: a unit id >= 0 (a secret, a document) or ``NO_UNIT``. Windows are
+    consecutive and non-overlapping; one is closed early, and padded with ``PAD`` to ``length + 1``,
+    before a token of a named unit other than the one it already holds. A window's unit is its named
+    unit, or, if it has none, a fresh id (``max(units) + 1``, ``+ 2`` ...): it is a unit of its own. So
+    every token of unit u is in a window of unit u, and sampling one window per unit bounds what
+    unit u adds to a step. Windows with fewer than 2 real tokens (no next-token target) are dropped.
+    """
+    if ids.dim() != 1 or units.shape != ids.shape:
+        raise InvalidParameterError(
+            "The 'units' parameter of unit_windows must label every token of the 1-D 'ids' "
+            f"({tuple(ids.shape)}). Got shape {tuple(units.shape)} instead."
+        )
+    if units.numel() and int(units.min()) < NO_UNIT:
+        raise InvalidParameterError(
+            f"The 'units' parameter of unit_windows must be unit ids >= 0 or NO_UNIT ({NO_UNIT}). "
+            f"Got {int(units.min())} instead."
+        )
+    size = length + 1
+    fresh = int(units.max()) + 1 if units.numel() else 0
+    rows: list[list[int]] = []
+    owners: list[int] = []
+    cur: list[int] = []
+    owner = NO_UNIT
+
+    def close() -> None:
+        nonlocal cur, owner, fresh
+        if len(cur) >= 2:
+            rows.append(cur + [PAD] * (size - len(cur)))
+            if owner == NO_UNIT:
+                owner, fresh = fresh, fresh + 1
+            owners.append(owner)
+        cur, owner = [], NO_UNIT
+
+    for tok, lab in zip(ids.tolist(), units.tolist(), strict=True):
+        if lab != NO_UNIT and owner not in (NO_UNIT, lab):
+            close()
+        cur.append(tok)
+        if lab != NO_UNIT:
+            owner = lab
+        if len(cur) == size:
+            close()
+    close()
+    if not rows:
+        raise InvalidParameterError(
+            f"The 'ids' parameter of unit_windows must hold at least one window of 2 tokens. Got {ids.numel()} tokens."
+        )
+    return torch.tensor(rows, dtype=torch.long), torch.tensor(owners, dtype=torch.long)

@@ -164,7 +164,8 @@ def ledger_block(name: str, ledger: dict[str, Any] | None) -> str:
     )
     return (
         f"<p><b>{html.escape(name)}</b>: {html.escape(str(ledger.get('mechanism', '')))}, "
-        f"{html.escape(str(ledger.get('neighbouring_relation', '')))}; ε = {fmt(ledger.get('epsilon'), 4)} at "
+        f"{html.escape(str(ledger.get('neighbouring_relation', '')))} "
+        f"{html.escape(str(ledger.get('privacy_unit', 'example')))}; ε = {fmt(ledger.get('epsilon'), 4)} at "
         f"δ = {fmt(ledger.get('delta'))} ({html.escape(str(ledger.get('accountant', '')))} accountant)</p>"
         f"<table class='ledger'><tr><th>noise multiplier σ</th><th>sample rate q</th><th>steps</th></tr>{entries}"
         "</table>" + pretty_block(ledger, f"{name}: ledger JSON (sha256 {str(ledger.get('sha256', ''))[:12]})")

@@ -8,26 +8,13 @@ import pytest
 from typer.testing import CliRunner
 
 from privlab.errors import ConfigError
-from privlab.llm.config import CanaryExperimentConfig, DPSpec, FineTuneConfig, LLMRunConfig
+from privlab.llm.config import DPSpec, LLMRunConfig
 from privlab.llm.pipeline import llm_stage
 from privlab.pipeline.config import config_from_dict
 from privlab.report import PrivacyReport, render_html
 from privlab.report.sections import Section
 
-CORPUS = "\n".join(
-    f"Enter the {w} and speak of {w}s, my lord, line {i}." for i, w in enumerate(["king", "queen"] * 200)
-)
-TINY = CanaryExperimentConfig(
-    corpus_chars=6000,
-    doc_chars=96,
-    repetitions=(1, 4),
-    per_level=1,
-    n_digits=3,
-    mia_documents=10,
-    gpt_layers=1,
-    gpt_embd=32,
-    train=FineTuneConfig(steps=6, batch_size=8, seq_len=32),
-)
+from .toy import CORPUS, TINY
 
 
 def test_run_config_llm_section_is_strict():

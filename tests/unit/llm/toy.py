@@ -1,14 +1,31 @@
-"""A toy causal LM whose next-token distribution is known in closed form (for formula tests)."""
+"""A toy causal LM whose next-token distribution is known in closed form (for formula tests), and a
+tiny corpus and canary-experiment config for the wiring tests."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from privlab.llm.config import CanaryExperimentConfig, FineTuneConfig
 from privlab.llm.models import LanguageModel
 from privlab.llm.tokenization import CharTokenizer
 
 VOCAB = tuple("0123456789abcdefghijklmnopqrstuvwxyz .:")
+
+CORPUS = "\n".join(
+    f"Enter the {w} and speak of {w}s, my lord, line {i}." for i, w in enumerate(["king", "queen"] * 200)
+)
+TINY = CanaryExperimentConfig(
+    corpus_chars=6000,
+    doc_chars=96,
+    repetitions=(1, 4),
+    per_level=1,
+    n_digits=3,
+    mia_documents=10,
+    gpt_layers=1,
+    gpt_embd=32,
+    train=FineTuneConfig(steps=6, batch_size=8, seq_len=32),
+)
 
 
 class TableLM(nn.Module):
