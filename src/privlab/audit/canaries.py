@@ -24,6 +24,7 @@ tests check real trainings against it (the "fast path beside a slow, obviously c
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
@@ -102,7 +103,26 @@ def data_update_on(
     return flat[coords].to(torch.float64)
 
 
-def train_with_dirac_canaries(
+@dataclasses.dataclass(frozen=True)
+class DiracTranscript:
+    """What the white-box auditor keeps of one training with Dirac canaries.
+
+    ``updates[t, i]`` (shape (T, m), gradient units) is step t's update on canary i's coordinate with
+    the data's own clipped contribution removed: ``-(theta_{t+1} - theta_t)[c_i] / s - data_t[c_i]``
+    with ``s = lr / (q N)`` the step scale, i.e. ``C b_t + sigma C Z_t`` for a correct implementation
+    (``b_t`` = canary i sampled at step t and IN). ``step_scale`` is ``s``.
+    """
+
+    updates: npt.NDArray[np.float64]
+    step_scale: float
+
+    @property
+    def final_scores(self) -> npt.NDArray[np.float64]:
+        """``s * sum_t updates[t]``: the final-minus-initial score of (*), shape (m,)."""
+        return np.asarray(self.step_scale * self.updates.sum(0), dtype=np.float64)
+
+
+def run_dirac_canaries(
     spec: AuditSpec,
     model: nn.Module,
     coords: torch.Tensor,
@@ -114,7 +134,7 @@ def train_with_dirac_canaries(
     subtract_data: bool = True,
     loss_fn: LossFn = F.cross_entropy,
     progress: bool = False,
-) -> tuple[npt.NDArray[np.float64], PrivateTraining]:
+) -> tuple[DiracTranscript, PrivateTraining]:
     """Run ``spec``'s DP-SGD (``make_private``) on its data plus Dirac canaries, in place on ``model``.
 
     ``coords``: (m,) flat coordinates; ``included``: (m,) bool, canary i joins the data iff True.
@@ -123,19 +143,15 @@ def train_with_dirac_canaries(
     optimizer's step (clipping to C, noise ``sigma C`` unless ``fault`` switches them off, SGD with
     ``lr / (q N)``).
 
-    Score (``subtract_data=True``): the auditor sees every iterate theta_t and the data batch B_t (both
-    independent of which canaries are IN given the past) and removes the data's own clipped
-    contribution, so that on *any* coordinate
-
-        score_i = -(theta_T - theta_0)[c_i] - (lr / qN) sum_t (sum_{j in B_t} clip_C(g_j(theta_t)))[c_i]
-                = (lr / qN) (C K_i + sigma C sqrt(T) Z_i)                              (closed form (*))
-
-    for a correct implementation, whatever the data's gradients on c_i (dense tabular, image or text
-    data alike). Soundness does not depend on the subtraction being exact: the score is a function of
-    the released transcript and of the data set, which the DP guarantee of DP-SGD covers (the privacy
-    of the Poisson-subsampled Gaussian holds conditional on the other examples' batches, which enter
-    as a known shift). ``subtract_data=False`` is the plain final-minus-initial score. Returns the
-    scores, shape (m,), and the training.
+    The auditor sees every iterate theta_t and the data batch B_t, and (``subtract_data=True``)
+    removes the data's own clipped contribution ``(sum_{j in B_t} clip_C(g_j(theta_t)))[c_i]``
+    (:func:`data_update_on`) from each step's update, so that on *any* coordinate, however dense the
+    data's gradients there, a correct implementation gives ``updates[t, i] = C b_t + sigma C Z_t``
+    and the final score follows the closed form (*). Soundness does not rest on the subtraction
+    being exact: the scores are a function of the released iterates and of the data set, and the
+    DP guarantee of DP-SGD covers both (the Poisson-subsampled Gaussian is DP conditional on the
+    other examples' batches, which enter each step as a known shift; the batches do not depend on
+    the canaries). ``subtract_data=False`` keeps the raw updates (the pre-issue-14 score).
     """
     A = canary_norm_multiplier
     pt = spec.private_training(model, spec.train)
@@ -146,10 +162,10 @@ def train_with_dirac_canaries(
     sizes = [params[n].numel() for n in names]
     d = sum(sizes)
     m = coords.numel()
-    theta0 = flat_params(model)
     loader = _BatchRecorder(pt.data_loader)
     step_scale = spec.lr / pt.optimizer.expected_batch_size  # SGD: theta_{t+1} = theta_t - lr g~_t
-    data_drift = torch.zeros(m, dtype=torch.float64)
+    rows_out: list[torch.Tensor] = []
+    before = {"theta": torch.zeros(m, dtype=torch.float64), "data": torch.zeros(m, dtype=torch.float64)}
 
     def canary_rows(hit: torch.Tensor) -> dict[str, torch.Tensor]:
         rows = torch.zeros(hit.numel(), d)
@@ -158,16 +174,21 @@ def train_with_dirac_canaries(
         return {n: part.reshape(-1, *params[n].shape) for n, part in zip(names, parts, strict=True)}
 
     def add_canaries(_: int) -> None:
-        if subtract_data:  # theta_t is still the model's: the step has not been taken
+        # theta_t is still the model's: the step has not been taken
+        before["theta"] = flat_params(model)[coords].to(torch.float64)
+        data = torch.zeros(m, dtype=torch.float64)
+        if subtract_data:
             for x, y in loader.chunks:
-                data_drift.add_(
-                    data_update_on(model, loss_fn, x, y, coords, max_grad_norm=C, clipping=spec.clipping),
-                    alpha=step_scale,
-                )
+                data += data_update_on(model, loss_fn, x, y, coords, max_grad_norm=C, clipping=spec.clipping)
+        before["data"] = data
         loader.chunks.clear()
         hit = torch.nonzero(included & (torch.rand(m, generator=generator) < q)).squeeze(1)
         for chunk in torch.split(hit, _CHUNK):  # like virtual batches: clipped sums add up
             pt.optimizer.add_per_example_gradients(canary_rows(chunk))
+
+    def record(_: int, __: torch.Tensor) -> None:
+        after = flat_params(model)[coords].to(torch.float64)
+        rows_out.append(-(after - before["theta"]) / step_scale - before["data"])
 
     try:
         fit(
@@ -177,13 +198,39 @@ def train_with_dirac_canaries(
             steps=spec.steps,
             loss_fn=loss_fn,
             before_step=add_canaries,
+            after_step=record,
             progress=progress,
             desc="DP-SGD with canaries",
         )
     finally:
         pt.optimizer.detach()
-    raw = -(flat_params(model) - theta0)[coords].to(torch.float64)
-    return np.asarray((raw - data_drift).numpy(), dtype=np.float64), pt
+    updates = torch.stack(rows_out).numpy() if rows_out else np.zeros((0, m))
+    return DiracTranscript(np.asarray(updates, dtype=np.float64), float(step_scale)), pt
+
+
+def train_with_dirac_canaries(
+    spec: AuditSpec,
+    model: nn.Module,
+    coords: torch.Tensor,
+    included: torch.Tensor,
+    *,
+    canary_norm_multiplier: float,
+    fault: str | None,
+    generator: torch.Generator,
+    progress: bool = False,
+) -> tuple[npt.NDArray[np.float64], PrivateTraining]:
+    """:func:`run_dirac_canaries` reduced to the final score (*) per canary, shape (m,), and the training."""
+    transcript, pt = run_dirac_canaries(
+        spec,
+        model,
+        coords,
+        included,
+        canary_norm_multiplier=canary_norm_multiplier,
+        fault=fault,
+        generator=generator,
+        progress=progress,
+    )
+    return transcript.final_scores, pt
 
 
 def dirac_score_model(
@@ -214,4 +261,12 @@ def dirac_score_model(
     return np.asarray(scale * (per_step * k + noise), dtype=np.float64)
 
 
-__all__ = ["data_update_on", "dirac_score_model", "flat_params", "quiet_coordinates", "train_with_dirac_canaries"]
+__all__ = [
+    "DiracTranscript",
+    "data_update_on",
+    "dirac_score_model",
+    "flat_params",
+    "quiet_coordinates",
+    "run_dirac_canaries",
+    "train_with_dirac_canaries",
+]

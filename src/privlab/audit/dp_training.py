@@ -34,8 +34,9 @@ import numpy.typing as npt
 import torch
 from torch.nn import functional as F
 
-from privlab._validation import check_int, check_real
-from privlab.audit.canaries import quiet_coordinates, train_with_dirac_canaries
+from privlab._validation import check_choice, check_int, check_real
+from privlab.audit.canaries import quiet_coordinates, run_dirac_canaries
+from privlab.audit.dirac_scores import noiseless_bound, step_likelihood_ratio
 from privlab.audit.spec import FAULTS, AuditSpec, check_audit_args
 from privlab.audit.stats import AuditResult, audit_one_run_grid
 from privlab.errors import InvalidParameterError
@@ -58,6 +59,12 @@ class DPTrainingAudit:
     memberships, for ROC plots and checks. ``gdp_audit`` (multi-run only) is the Gaussian-DP bound
     from the same scores; it is valid only if the mechanism's trade-off curve is Gaussian, so
     ``violated`` looks at ``audit`` alone.
+
+    Power: ``power_epsilon`` is the largest lower bound this configuration could prove against a broken
+    run -- for the Dirac audit the bound against the same training with the noise removed
+    (:func:`~privlab.audit.dirac_scores.noiseless_bound`), for the other one-run audits the bound with
+    every guess right (``audit.details["max_epsilon"]``); ``None`` when unknown. When it does not exceed
+    the claim, ``verdict`` is "underpowered", never "consistent": such an audit cannot catch the fault.
     """
 
     claimed_epsilon: float
@@ -73,12 +80,32 @@ class DPTrainingAudit:
     canaries: int | None = None
     gdp_audit: AuditResult | None = None
     test: str = "Dirac gradient canaries, one run (Steinke et al. 2023)"
+    power_epsilon: float | None = None
     scores: npt.NDArray[np.float64] | None = dataclasses.field(default=None, repr=False, compare=False)
     included: npt.NDArray[np.bool_] | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def violated(self) -> bool:
         return self.audit.violates_claim
+
+    @property
+    def power(self) -> float | None:
+        """``power_epsilon``, else the one-run bound with every guess right, else None."""
+        if self.power_epsilon is not None:
+            return self.power_epsilon
+        best = self.audit.details.get("max_epsilon")
+        return None if best is None else float(best)
+
+    @property
+    def underpowered(self) -> bool:
+        """Not violated, and even a broken run could not have been flagged (``power <= claimed_epsilon``)."""
+        p = self.power
+        return not self.violated and p is not None and p <= self.claimed_epsilon
+
+    @property
+    def verdict(self) -> str:
+        """"VIOLATED" (the claim is refuted), "underpowered" (nothing could have been refuted) or "consistent"."""
+        return "VIOLATED" if self.violated else "underpowered" if self.underpowered else "consistent"
 
     @property
     def ratio(self) -> float:
@@ -97,6 +124,8 @@ class DPTrainingAudit:
             "fault": self.fault,
             "test_accuracy": self.test_accuracy,
             "violated": self.violated,
+            "verdict": self.verdict,
+            "power_epsilon": self.power,
             "audit": self.audit.to_dict(),
             "threat_model": self.threat_model,
             "runs": self.runs,
@@ -112,6 +141,9 @@ def default_grid(m: int) -> list[tuple[int, int]]:
     return [(k, k) for k in ks]
 
 
+SCORES = ("likelihood_ratio", "final")
+
+
 def audit_dp_training(
     spec: AuditSpec,
     *,
@@ -120,18 +152,24 @@ def audit_dp_training(
     confidence: float = 0.95,
     grid: list[tuple[int, int]] | None = None,
     fault: str | None = None,
+    score: str = "likelihood_ratio",
     progress: bool = True,
 ) -> DPTrainingAudit:
     """Train ``spec`` with DP-SGD (``make_private``'s DPOptimizer) plus ``canaries`` white-box gradient
     canaries and audit the claim.
 
     ``fault`` in {None, "no_noise", "no_clipping"} breaks the optimizer on purpose (the claimed
-    epsilon is still the ledger's for the intended noise): a sound audit must flag it.
+    epsilon is still the ledger's for the intended noise): a sound audit must flag it. ``score``:
+    "likelihood_ratio" (default) sums the per-step likelihood ratio of each canary's update with the
+    data's contribution removed (:mod:`privlab.audit.dirac_scores`); "final" is the final-minus-initial
+    parameter change, data contribution removed (closed form (*) of :mod:`privlab.audit.canaries`).
+    The result's ``verdict`` is "underpowered" when even a noiseless run could not be flagged.
     """
     owner = "audit_dp_training"
     alpha = check_audit_args(owner, confidence, fault)
     m = check_int(canaries, "canaries", owner, low=2)
     A = check_real(canary_norm_multiplier, "canary_norm_multiplier", owner, low=1.0)
+    check_choice(score, "score", owner, SCORES)
     gen = spec.auditor_generator()
     model = spec.build_model()
     d = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -142,18 +180,32 @@ def audit_dp_training(
         )
     coords = quiet_coordinates(model, F.cross_entropy, spec.train, m, gen)  # one private coordinate per canary
     included = torch.rand(m, generator=gen) < 0.5
-    scores, pt = train_with_dirac_canaries(
+    transcript, pt = run_dirac_canaries(
         spec, model, coords, included, canary_norm_multiplier=A, fault=fault, generator=gen, progress=progress
     )
+    if score == "final":
+        scores = transcript.final_scores
+    else:
+        tensors = sum(1 for p in model.parameters() if p.requires_grad)
+        signal = pt.max_grad_norm / (math.sqrt(tensors) if spec.clipping == "per_layer" else 1.0)
+        scores = step_likelihood_ratio(
+            transcript.updates,
+            sample_rate=pt.sample_rate,
+            signal=signal,
+            noise_std=pt.noise_multiplier * pt.max_grad_norm,
+        )
+    if not np.isfinite(scores).all():
+        raise InvalidParameterError(
+            f"The 'lr' parameter of {owner}'s spec made training diverge (non-finite canary scores). "
+            f"Got {spec.lr!r} instead."
+        )
     claimed = pt.epsilon()
+    grid = grid or default_grid(m)
     result = audit_one_run_grid(
-        scores,
-        included.numpy(),
-        grid=grid or default_grid(m),
-        delta=spec.delta,
-        alpha=alpha,
-        seed=spec.seed,
-        claimed_epsilon=claimed,
+        scores, included.numpy(), grid=grid, delta=spec.delta, alpha=alpha, seed=spec.seed, claimed_epsilon=claimed
+    )
+    power = noiseless_bound(
+        m, steps=pt.accountant.steps, sample_rate=pt.sample_rate, grid=grid, delta=spec.delta, alpha=alpha, seed=spec.seed
     )
     return DPTrainingAudit(
         claimed,
@@ -165,6 +217,8 @@ def audit_dp_training(
         fault,
         None if spec.test is None else accuracy(model, spec.test),
         canaries=m,
+        test=f"Dirac gradient canaries, {score} score, one run (Steinke et al. 2023)",
+        power_epsilon=power,
         scores=scores,
         included=included.numpy(),
     )
@@ -172,7 +226,12 @@ def audit_dp_training(
 
 def audit_summary(a: DPTrainingAudit) -> str:
     """One line for logs and the CLI."""
-    verdict = "VIOLATED" if a.violated else "consistent"
+    verdict = a.verdict
+    if a.underpowered:
+        verdict += (
+            f" (at most {a.power:.3f} could be proven against a broken run at this canary count and confidence,"
+            f" not above the claim: add canaries or steps)"
+        )
     gdp = "" if a.gdp_audit is None else f" (GDP bound {a.gdp_audit.epsilon_lower_bound:.3f})"
     return (
         f"claimed eps {a.claimed_epsilon:.3f} (delta {a.delta:g}); audited lower bound "
@@ -184,6 +243,7 @@ def audit_summary(a: DPTrainingAudit) -> str:
 
 __all__ = [
     "FAULTS",
+    "SCORES",
     "THREAT_MODELS",
     "AuditSpec",
     "DPTrainingAudit",
