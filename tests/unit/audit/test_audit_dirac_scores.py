@@ -76,3 +76,14 @@ def test_verdict_violated_underpowered_consistent() -> None:
     assert _audit(0.5, None, {"max_epsilon": 1.2}).verdict == "underpowered"  # other one-run audits
     assert _audit(0.5, None).verdict == "consistent"  # power unknown (multi-run): as before
     assert _audit(0.5, 1.5).to_dict()["verdict"] == "underpowered"
+
+
+def test_report_table_says_underpowered() -> None:
+    from privlab.report.tables import audit_table
+
+    weak = _audit(0.5, 1.5)
+    row = weak.audit.to_dict() | {"verdict": weak.verdict, "power_epsilon": weak.power}
+    html = audit_table("dp", [row])
+    assert "underpowered" in html and "1.5" in html and ">consistent<" not in html
+    ok = _audit(0.5, 3.0)
+    assert ">consistent<" in audit_table("dp", [ok.audit.to_dict() | {"verdict": ok.verdict}])
