@@ -87,3 +87,14 @@ def test_report_table_says_underpowered() -> None:
     assert "underpowered" in html and "1.5" in html and ">consistent<" not in html
     ok = _audit(0.5, 3.0)
     assert ">consistent<" in audit_table("dp", [ok.audit.to_dict() | {"verdict": ok.verdict}])
+
+
+def test_multi_run_reports_its_max_epsilon() -> None:
+    from privlab.audit import audit_multi_run
+
+    ins, outs = np.ones(20), np.zeros(20)  # perfectly separated: the bound is the maximum
+    for bound in ("eps_delta", "gdp"):
+        res = audit_multi_run(ins, outs, delta=1e-5, alpha=0.05, threshold=0.5, bound=bound)
+        assert res.epsilon_lower_bound == pytest.approx(res.details["max_epsilon"])
+    few = audit_multi_run(ins[:4], outs[:4], delta=1e-5, alpha=0.05, threshold=0.5)
+    assert few.details["max_epsilon"] < 1.0  # 8 runs can never refute a claim of 1
