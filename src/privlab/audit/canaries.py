@@ -105,21 +105,33 @@ def data_update_on(
 
 @dataclasses.dataclass(frozen=True)
 class DiracTranscript:
-    """What the white-box auditor keeps of one training with Dirac canaries.
+    """What the white-box auditor keeps of one training with Dirac canaries, shapes (T, m), gradient units.
 
-    ``updates[t, i]`` (shape (T, m), gradient units) is step t's update on canary i's coordinate with
-    the data's own clipped contribution removed: ``-(theta_{t+1} - theta_t)[c_i] / s - data_t[c_i]``
-    with ``s = lr / (q N)`` the step scale, i.e. ``C b_t + sigma C Z_t`` for a correct implementation
-    (``b_t`` = canary i sampled at step t and IN). ``step_scale`` is ``s``.
+    ``raw[t, i] = -(theta_{t+1} - theta_t)[c_i] / s`` is step t's update on canary i's coordinate
+    (``s = lr / (q N)``, the step scale, is ``step_scale``) and ``data[t, i]`` the data batch's own
+    clipped contribution there as the auditor computes it (zeros if it was not computed).
+    ``updates = raw - data`` is ``C b_t + sigma C Z_t`` for a correct implementation (``b_t`` = canary
+    i sampled at step t and IN).
     """
 
-    updates: npt.NDArray[np.float64]
+    raw: npt.NDArray[np.float64]
+    data: npt.NDArray[np.float64]
     step_scale: float
 
     @property
+    def updates(self) -> npt.NDArray[np.float64]:
+        """``raw - data``: the canary's own part of each update plus the noise, shape (T, m)."""
+        return np.asarray(self.raw - self.data, dtype=np.float64)
+
+    @property
     def final_scores(self) -> npt.NDArray[np.float64]:
-        """``s * sum_t updates[t]``: the final-minus-initial score of (*), shape (m,)."""
+        """``s * sum_t updates[t]``: the final-minus-initial score of (*) with the data removed, shape (m,)."""
         return np.asarray(self.step_scale * self.updates.sum(0), dtype=np.float64)
+
+    @property
+    def raw_scores(self) -> npt.NDArray[np.float64]:
+        """``-(theta_T - theta_0)[c_i]``: the score before issue 14, the data's drift left in, shape (m,)."""
+        return np.asarray(self.step_scale * self.raw.sum(0), dtype=np.float64)
 
 
 def run_dirac_canaries(
@@ -151,7 +163,7 @@ def run_dirac_canaries(
     being exact: the scores are a function of the released iterates and of the data set, and the
     DP guarantee of DP-SGD covers both (the Poisson-subsampled Gaussian is DP conditional on the
     other examples' batches, which enter each step as a known shift; the batches do not depend on
-    the canaries). ``subtract_data=False`` keeps the raw updates (the pre-issue-14 score).
+    the canaries). ``subtract_data=False`` skips computing the data's part (``data`` is then zero).
     """
     A = canary_norm_multiplier
     pt = spec.private_training(model, spec.train)
@@ -164,7 +176,8 @@ def run_dirac_canaries(
     m = coords.numel()
     loader = _BatchRecorder(pt.data_loader)
     step_scale = spec.lr / pt.optimizer.expected_batch_size  # SGD: theta_{t+1} = theta_t - lr g~_t
-    rows_out: list[torch.Tensor] = []
+    raw_rows: list[torch.Tensor] = []
+    data_rows: list[torch.Tensor] = []
     before = {"theta": torch.zeros(m, dtype=torch.float64), "data": torch.zeros(m, dtype=torch.float64)}
 
     def canary_rows(hit: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -188,7 +201,8 @@ def run_dirac_canaries(
 
     def record(_: int, __: torch.Tensor) -> None:
         after = flat_params(model)[coords].to(torch.float64)
-        rows_out.append(-(after - before["theta"]) / step_scale - before["data"])
+        raw_rows.append(-(after - before["theta"]) / step_scale)
+        data_rows.append(before["data"])
 
     try:
         fit(
@@ -204,8 +218,10 @@ def run_dirac_canaries(
         )
     finally:
         pt.optimizer.detach()
-    updates = torch.stack(rows_out).numpy() if rows_out else np.zeros((0, m))
-    return DiracTranscript(np.asarray(updates, dtype=np.float64), float(step_scale)), pt
+    def stacked(rows: list[torch.Tensor]) -> npt.NDArray[np.float64]:
+        return np.asarray(torch.stack(rows).numpy() if rows else np.zeros((0, m)), dtype=np.float64)
+
+    return DiracTranscript(stacked(raw_rows), stacked(data_rows), float(step_scale)), pt
 
 
 def train_with_dirac_canaries(

@@ -35,10 +35,11 @@ import torch
 from torch.nn import functional as F
 
 from privlab._validation import check_choice, check_int, check_real
-from privlab.audit.canaries import quiet_coordinates, run_dirac_canaries
+from privlab.audit.canaries import DiracTranscript, quiet_coordinates, run_dirac_canaries
 from privlab.audit.dirac_scores import noiseless_bound, step_likelihood_ratio
 from privlab.audit.spec import FAULTS, AuditSpec, check_audit_args
 from privlab.audit.stats import AuditResult, audit_one_run_grid
+from privlab.dp import PrivateTraining
 from privlab.errors import InvalidParameterError
 from privlab.train.fit import accuracy
 
@@ -141,7 +142,23 @@ def default_grid(m: int) -> list[tuple[int, int]]:
     return [(k, k) for k in ks]
 
 
-SCORES = ("likelihood_ratio", "final")
+SCORES = ("likelihood_ratio", "final", "raw")
+
+
+def canary_scores(
+    transcript: DiracTranscript, pt: PrivateTraining, clipping: str, score: str
+) -> npt.NDArray[np.float64]:
+    """Canary scores of ``transcript`` (``score`` one of :data:`SCORES`), shape (m,); ``pt`` gives q, sigma, C."""
+    check_choice(score, "score", "canary_scores", SCORES)
+    if score == "raw":
+        return transcript.raw_scores
+    if score == "final":
+        return transcript.final_scores
+    tensors = sum(1 for p in pt.model.parameters() if p.requires_grad)
+    signal = pt.max_grad_norm / (math.sqrt(tensors) if clipping == "per_layer" else 1.0)
+    return step_likelihood_ratio(
+        transcript.updates, sample_rate=pt.sample_rate, signal=signal, noise_std=pt.noise_multiplier * pt.max_grad_norm
+    )
 
 
 def audit_dp_training(
@@ -162,7 +179,9 @@ def audit_dp_training(
     epsilon is still the ledger's for the intended noise): a sound audit must flag it. ``score``:
     "likelihood_ratio" (default) sums the per-step likelihood ratio of each canary's update with the
     data's contribution removed (:mod:`privlab.audit.dirac_scores`); "final" is the final-minus-initial
-    parameter change, data contribution removed (closed form (*) of :mod:`privlab.audit.canaries`).
+    parameter change, data contribution removed (closed form (*) of :mod:`privlab.audit.canaries`);
+    "raw" leaves the data's drift in (the score before issue 14, for comparison: on dense data the
+    data swamps the canaries).
     The result's ``verdict`` is "underpowered" when even a noiseless run could not be flagged.
     """
     owner = "audit_dp_training"
@@ -181,19 +200,17 @@ def audit_dp_training(
     coords = quiet_coordinates(model, F.cross_entropy, spec.train, m, gen)  # one private coordinate per canary
     included = torch.rand(m, generator=gen) < 0.5
     transcript, pt = run_dirac_canaries(
-        spec, model, coords, included, canary_norm_multiplier=A, fault=fault, generator=gen, progress=progress
+        spec,
+        model,
+        coords,
+        included,
+        canary_norm_multiplier=A,
+        fault=fault,
+        generator=gen,
+        subtract_data=score != "raw",
+        progress=progress,
     )
-    if score == "final":
-        scores = transcript.final_scores
-    else:
-        tensors = sum(1 for p in model.parameters() if p.requires_grad)
-        signal = pt.max_grad_norm / (math.sqrt(tensors) if spec.clipping == "per_layer" else 1.0)
-        scores = step_likelihood_ratio(
-            transcript.updates,
-            sample_rate=pt.sample_rate,
-            signal=signal,
-            noise_std=pt.noise_multiplier * pt.max_grad_norm,
-        )
+    scores = canary_scores(transcript, pt, spec.clipping, score)
     if not np.isfinite(scores).all():
         raise InvalidParameterError(
             f"The 'lr' parameter of {owner}'s spec made training diverge (non-finite canary scores). "
@@ -249,6 +266,7 @@ __all__ = [
     "DPTrainingAudit",
     "audit_dp_training",
     "audit_summary",
+    "canary_scores",
     "default_grid",
     "quiet_coordinates",
 ]
