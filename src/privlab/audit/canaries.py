@@ -13,9 +13,11 @@ With plain SGD (learning rate ``lr``, Poisson batches normalised by their expect
 
     theta_T - theta_0 = -(lr / (q N)) * sum_{t<T} (sum of clipped gradients_t + N(0, sigma^2 C^2 I)),
 
-so on a quiet coordinate (one the data's gradients never touch) the canary score is exactly
+so once the data's own clipped contribution is removed from every step (the auditor computes it from
+theta_t and the batch, :func:`run_dirac_canaries`; on a quiet coordinate, one the data never touches,
+it is zero anyway) the canary score is exactly, on any data,
 
-    score = -(theta_T - theta_0)[c] = (lr / (q N)) * (C K + sigma C sqrt(T) Z),
+    score = -(theta_T - theta_0)[c] - (lr / (q N)) sum_t data_t[c] = (lr / (q N)) * (C K + sigma C sqrt(T) Z),
     K ~ Binomial(T, q) if the canary is IN, K = 0 if OUT, Z ~ N(0, 1)                     (*)
 
 (:func:`dirac_score_model`). (*) is the closed form the vectorised multi-run extension samples from;

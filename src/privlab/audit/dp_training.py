@@ -8,19 +8,24 @@ implementation must clip it down to C. Each canary is included with probability 
 when included, joins each step's Poisson sample with the same rate q as real examples, entering the
 mechanism *as one example's per-sample gradient*: the target's own DPOptimizer
 (``make_private``, :class:`~privlab.audit.spec.AuditSpec`) clips, sums and noises it with the data.
-The auditor sees only the initial and final parameters; with plain SGD
+The auditor sees every iterate (white box: DP-SGD's accounting covers the whole transcript); with
+plain SGD
 
-    theta_T - theta_0 = -(lr / (q N)) * sum_t (sum of clipped gradients_t + N(0, sigma^2 C^2 I)),
+    theta_T - theta_0 = -(lr / (q N)) * sum_t (sum of clipped gradients_t + N(0, sigma^2 C^2 I)).
 
-so ``score_i = -(theta_T - theta_0)[c_i]`` is, up to a positive factor, the sum over steps of the
-canary's clipped contribution plus Gaussian noise (and whatever real gradients touch c_i). For each
-canary this is exactly the Poisson-subsampled Gaussian mechanism the accountant analyses, which is
-why white-box audits of DP-SGD can be tight.
+On dense data the real gradients on c_i swamp the canary in ``-(theta_T - theta_0)[c_i]`` (issue 14:
+a noiseless DP-SGD passed as "consistent" on Gaussian features), so the auditor removes, step by step,
+the data batch's own clipped contribution, computed from theta_t and the batch
+(:func:`~privlab.audit.canaries.run_dirac_canaries`). What remains on c_i at step t is exactly the
+Poisson-subsampled Gaussian mechanism the accountant analyses, ``C b_t + sigma C Z_t``, on any data;
+the default score is its per-step likelihood ratio (:mod:`privlab.audit.dirac_scores`).
 
 Guesses: IN for the ``k_plus`` highest scores, OUT for the ``k_minus`` lowest, chosen from a small
 grid fixed in advance with a Bonferroni split of the confidence (``audit_one_run_grid``).
 ``fault`` switches off noise or clipping *without telling the accountant*: the audit must then
-report a lower bound above the claimed epsilon (tests check it does).
+report a lower bound above the claimed epsilon (tests check it does, on dense tabular, image and
+text data). When no run could be flagged at this canary count and confidence (the bound against a
+noiseless run is at most the claim), the verdict is "underpowered", not "consistent".
 """
 
 from __future__ import annotations
