@@ -220,6 +220,7 @@ def run_dirac_canaries(
         )
     finally:
         pt.optimizer.detach()
+
     def stacked(rows: list[torch.Tensor]) -> npt.NDArray[np.float64]:
         return np.asarray(torch.stack(rows).numpy() if rows else np.zeros((0, m)), dtype=np.float64)
 

@@ -110,7 +110,7 @@ class DPTrainingAudit:
 
     @property
     def verdict(self) -> str:
-        """"VIOLATED" (the claim is refuted), "underpowered" (nothing could have been refuted) or "consistent"."""
+        """ "VIOLATED" (the claim is refuted), "underpowered" (nothing could have been refuted) or "consistent"."""
         return "VIOLATED" if self.violated else "underpowered" if self.underpowered else "consistent"
 
     @property
@@ -227,7 +227,13 @@ def audit_dp_training(
         scores, included.numpy(), grid=grid, delta=spec.delta, alpha=alpha, seed=spec.seed, claimed_epsilon=claimed
     )
     power = noiseless_bound(
-        m, steps=pt.accountant.steps, sample_rate=pt.sample_rate, grid=grid, delta=spec.delta, alpha=alpha, seed=spec.seed
+        m,
+        steps=pt.accountant.steps,
+        sample_rate=pt.sample_rate,
+        grid=grid,
+        delta=spec.delta,
+        alpha=alpha,
+        seed=spec.seed,
     )
     return DPTrainingAudit(
         claimed,

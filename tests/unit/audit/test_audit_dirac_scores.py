@@ -17,9 +17,7 @@ def test_step_likelihood_ratio_matches_a_loop() -> None:
     rng = np.random.default_rng(0)
     u = rng.normal(size=(7, 5)) + (rng.random((7, 5)) < 0.3)
     q, a, s = 0.3, 1.0, 0.8
-    want = [
-        sum(math.log((1 - q) + q * math.exp((a * u[t, i] - a * a / 2) / s**2)) for t in range(7)) for i in range(5)
-    ]
+    want = [sum(math.log((1 - q) + q * math.exp((a * u[t, i] - a * a / 2) / s**2)) for t in range(7)) for i in range(5)]
     np.testing.assert_allclose(step_likelihood_ratio(u, sample_rate=q, signal=a, noise_std=s), want, rtol=1e-12)
 
 
