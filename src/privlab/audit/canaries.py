@@ -227,31 +227,6 @@ def run_dirac_canaries(
     return DiracTranscript(stacked(raw_rows), stacked(data_rows), float(step_scale)), pt
 
 
-def train_with_dirac_canaries(
-    spec: AuditSpec,
-    model: nn.Module,
-    coords: torch.Tensor,
-    included: torch.Tensor,
-    *,
-    canary_norm_multiplier: float,
-    fault: str | None,
-    generator: torch.Generator,
-    progress: bool = False,
-) -> tuple[npt.NDArray[np.float64], PrivateTraining]:
-    """:func:`run_dirac_canaries` reduced to the final score (*) per canary, shape (m,), and the training."""
-    transcript, pt = run_dirac_canaries(
-        spec,
-        model,
-        coords,
-        included,
-        canary_norm_multiplier=canary_norm_multiplier,
-        fault=fault,
-        generator=generator,
-        progress=progress,
-    )
-    return transcript.final_scores, pt
-
-
 def dirac_score_model(
     included: npt.ArrayLike,
     *,
@@ -287,5 +262,4 @@ __all__ = [
     "flat_params",
     "quiet_coordinates",
     "run_dirac_canaries",
-    "train_with_dirac_canaries",
 ]
