@@ -27,7 +27,7 @@ from privlab.testing.audit_data import AUDIT_DATA, audit_data
 
 HERE = Path(__file__).parent
 SIGMA = {30: 1.5045, 100: 2.2478}  # PLD epsilon 2 at q = 0.1, delta 1e-5
-CONFIGS = {
+CONFIGS: dict[str, dict[str, Any]] = {
     "small": {"n": 1000, "steps": 30, "faults": (None, "no_noise", "no_clipping"), "scores": SCORES},
     "big": {"n": 3000, "steps": 100, "faults": (None, "no_noise"), "scores": ("likelihood_ratio", "raw")},
 }
