@@ -24,6 +24,7 @@ from privlab.audit import AuditSpec
 from privlab.audit.canaries import quiet_coordinates, run_dirac_canaries
 from privlab.audit.dp_training import DPTrainingAudit, audit_dp_training, audit_summary, default_grid
 from privlab.audit.stats import audit_one_run_grid
+from privlab.data import ArrayDataset
 from privlab.errors import DataUnavailableError
 from privlab.testing.audit_data import AUDIT_DATA, audit_data
 
@@ -95,6 +96,19 @@ def test_data_subtraction_is_what_restores_power() -> None:
     assert np.abs(u - np.round(u)).max() < 1e-3 and set(np.unique(np.round(u))) <= {0.0, 1.0}
     assert np.abs(u[:, ~included.numpy()]).max() < 1e-3  # OUT canaries never move once the data is removed
     assert np.abs(tr.data).max() > 0.1  # ... while the data does move them
+    assert tr.unclipped is not None and not tr.unclipped.any()  # the clipped rule matched every step
+
+
+@pytest.mark.parametrize("fault", [None, "no_clipping"])
+def test_no_clipping_is_caught_when_data_gradients_dwarf_the_clip_norm(fault: str | None) -> None:
+    """Features x 10 and C = 0.1: unclipped data gradients are ~100x C. Subtracting the *clipped* data
+    sum then leaves the data's excess on the canaries (bound 0.09 when written, fault missed); the
+    auditor takes the unclipped sum on steps where it matches the update off the canaries."""
+    train, factory = audit_data("gaussian", n=1000)
+    big = ArrayDataset(10.0 * train.x, train.y)
+    spec = AuditSpec(factory, big, sample_rate=0.1, steps=30, noise_multiplier=SIGMA[30], max_grad_norm=0.1, lr=0.2)
+    res = audit_dp_training(spec, fault=fault, progress=False)
+    assert res.violated == (fault is not None), audit_summary(res)
 
 
 def test_too_few_canaries_is_underpowered_not_consistent() -> None:

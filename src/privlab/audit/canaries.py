@@ -27,7 +27,7 @@ tests check real trainings against it (the "fast path beside a slow, obviously c
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -35,9 +35,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from privlab.audit.data_part import BatchRecorder, batch_sums, data_part
 from privlab.audit.spec import AuditSpec, apply_fault
 from privlab.data.dataset import ArrayDataset
-from privlab.dp import PrivateTraining, mechanism, per_sample_gradients
+from privlab.dp import PrivateTraining, per_sample_gradients
 from privlab.train.fit import fit
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -70,41 +71,6 @@ def quiet_coordinates(
     return torch.argsort(mag + jitter)[:m]
 
 
-class _BatchRecorder:
-    """Iterate ``loader`` unchanged, keeping the last chunk ``(x, y)`` it yielded (the auditor's view of the batch)."""
-
-    def __init__(self, loader: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        self.loader = loader
-        self.chunks: list[tuple[torch.Tensor, torch.Tensor]] = []
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for x, y in self.loader:
-            self.chunks.append((x, y))
-            yield x, y
-
-
-def data_update_on(
-    model: nn.Module,
-    loss_fn: LossFn,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    coords: torch.Tensor,
-    *,
-    max_grad_norm: float,
-    clipping: str,
-) -> torch.Tensor:
-    """``(sum_j clip_C(g_j))[coords]``: the data batch's clipped gradient sum at the model's current
-    parameters, read on the flat coordinates ``coords``, shape ``(m,)``.
-
-    The auditor's own computation (functorch per-example gradients, ``clipping`` in {"flat",
-    "per_layer"}; ghost clipping is the flat rule), independent of the optimizer's hooks.
-    """
-    per = per_sample_gradients(model, loss_fn, x, y)
-    summed = mechanism.clipped_sum(per, max_grad_norm, "per_layer" if clipping == "per_layer" else "flat")
-    flat = torch.cat([summed[n].reshape(-1) for n, p in model.named_parameters() if p.requires_grad])
-    return flat[coords].to(torch.float64)
-
-
 @dataclasses.dataclass(frozen=True)
 class DiracTranscript:
     """What the white-box auditor keeps of one training with Dirac canaries, shapes (T, m), gradient units.
@@ -113,12 +79,14 @@ class DiracTranscript:
     (``s = lr / (q N)``, the step scale, is ``step_scale``) and ``data[t, i]`` the data batch's own
     clipped contribution there as the auditor computes it (zeros if it was not computed).
     ``updates = raw - data`` is ``C b_t + sigma C Z_t`` for a correct implementation (``b_t`` = canary
-    i sampled at step t and IN).
+    i sampled at step t and IN). ``unclipped[t]`` is True where the data's part was taken unclipped
+    because that matched the step's update on the other coordinates better (:func:`~privlab.audit.data_part.data_part`).
     """
 
     raw: npt.NDArray[np.float64]
     data: npt.NDArray[np.float64]
     step_scale: float
+    unclipped: npt.NDArray[np.bool_] | None = None
 
     @property
     def updates(self) -> npt.NDArray[np.float64]:
@@ -158,9 +126,10 @@ def run_dirac_canaries(
     ``lr / (q N)``).
 
     The auditor sees every iterate theta_t and the data batch B_t, and (``subtract_data=True``)
-    removes the data's own clipped contribution ``(sum_{j in B_t} clip_C(g_j(theta_t)))[c_i]``
-    (:func:`data_update_on`) from each step's update, so that on *any* coordinate, however dense the
-    data's gradients there, a correct implementation gives ``updates[t, i] = C b_t + sigma C Z_t``
+    removes the data's own contribution ``(sum_{j in B_t} clip_C(g_j(theta_t)))[c_i]`` -- or the
+    unclipped sum where that matches the step better on the coordinates no canary uses
+    (:mod:`privlab.audit.data_part`) -- from each step's update, so that on *any* coordinate, however
+    dense the data's gradients there, a correct implementation gives ``updates[t, i] = C b_t + sigma C Z_t``
     and the final score follows the closed form (*). Soundness does not rest on the subtraction
     being exact: the scores are a function of the released iterates and of the data set, and the
     DP guarantee of DP-SGD covers both (the Poisson-subsampled Gaussian is DP conditional on the
@@ -176,11 +145,14 @@ def run_dirac_canaries(
     sizes = [params[n].numel() for n in names]
     d = sum(sizes)
     m = coords.numel()
-    loader = _BatchRecorder(pt.data_loader)
+    loader = BatchRecorder(pt.data_loader)
     step_scale = spec.lr / pt.optimizer.expected_batch_size  # SGD: theta_{t+1} = theta_t - lr g~_t
+    others = torch.ones(d, dtype=torch.bool)
+    others[coords] = False  # the coordinates no canary touches: where the data's rule is read off
     raw_rows: list[torch.Tensor] = []
     data_rows: list[torch.Tensor] = []
-    before = {"theta": torch.zeros(m, dtype=torch.float64), "data": torch.zeros(m, dtype=torch.float64)}
+    unclipped: list[bool] = []
+    before: dict[str, torch.Tensor] = {}
 
     def canary_rows(hit: torch.Tensor) -> dict[str, torch.Tensor]:
         rows = torch.zeros(hit.numel(), d)
@@ -190,21 +162,23 @@ def run_dirac_canaries(
 
     def add_canaries(_: int) -> None:
         # theta_t is still the model's: the step has not been taken
-        before["theta"] = flat_params(model)[coords].to(torch.float64)
-        data = torch.zeros(m, dtype=torch.float64)
+        before["theta"] = flat_params(model).to(torch.float64)
+        chunks = loader.take()
         if subtract_data:
-            for x, y in loader.chunks:
-                data += data_update_on(model, loss_fn, x, y, coords, max_grad_norm=C, clipping=spec.clipping)
-        before["data"] = data
-        loader.chunks.clear()
+            before["clipped"], before["unclipped"] = batch_sums(model, loss_fn, chunks, C, spec.clipping)
         hit = torch.nonzero(included & (torch.rand(m, generator=generator) < q)).squeeze(1)
         for chunk in torch.split(hit, _CHUNK):  # like virtual batches: clipped sums add up
             pt.optimizer.add_per_example_gradients(canary_rows(chunk))
 
     def record(_: int, __: torch.Tensor) -> None:
-        after = flat_params(model)[coords].to(torch.float64)
-        raw_rows.append(-(after - before["theta"]) / step_scale)
-        data_rows.append(before["data"])
+        update = -(flat_params(model).to(torch.float64) - before["theta"]) / step_scale  # (d,)
+        raw_rows.append(update[coords])
+        if subtract_data:
+            part, raw_rule = data_part(update, before["clipped"], before["unclipped"], others)
+            data_rows.append(part[coords])
+            unclipped.append(raw_rule)
+        else:
+            data_rows.append(torch.zeros(m, dtype=torch.float64))
 
     try:
         fit(
@@ -224,7 +198,8 @@ def run_dirac_canaries(
     def stacked(rows: list[torch.Tensor]) -> npt.NDArray[np.float64]:
         return np.asarray(torch.stack(rows).numpy() if rows else np.zeros((0, m)), dtype=np.float64)
 
-    return DiracTranscript(stacked(raw_rows), stacked(data_rows), float(step_scale)), pt
+    rule = np.asarray(unclipped, dtype=bool) if subtract_data else None
+    return DiracTranscript(stacked(raw_rows), stacked(data_rows), float(step_scale), rule), pt
 
 
 def dirac_score_model(
@@ -257,7 +232,6 @@ def dirac_score_model(
 
 __all__ = [
     "DiracTranscript",
-    "data_update_on",
     "dirac_score_model",
     "flat_params",
     "quiet_coordinates",
