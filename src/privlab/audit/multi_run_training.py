@@ -6,7 +6,7 @@ Private Machine Learning", white-box gradient canaries):
 1. Before any training, fix the canary coordinate ``c`` (a quiet coordinate of a reference model,
    :func:`~privlab.audit.canaries.quiet_coordinates`) and a balanced random IN/OUT assignment of the
    R runs (exactly ``R // 2`` IN).
-2. Run r: fresh model (seeded), DP-SGD through :func:`~privlab.audit.canaries.train_with_dirac_canaries`
+2. Run r: fresh model (seeded), DP-SGD through :func:`~privlab.audit.canaries.run_dirac_canaries`
    (``make_private``'s DPOptimizer, as in the one-run audit), with the canary
    present iff run r is IN. Score ``s_r = -(theta_T - theta_0)[c]``.
 3. ``audit_multi_run`` on the IN and OUT scores, twice: the assumption-free ``eps_delta`` bound
@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from privlab._validation import check_choice, check_int, check_real
 from privlab.accounting import epsilon
-from privlab.audit.canaries import quiet_coordinates, train_with_dirac_canaries
+from privlab.audit.canaries import quiet_coordinates, run_dirac_canaries
 from privlab.audit.dp_training import DPTrainingAudit
 from privlab.audit.spec import AuditSpec, check_audit_args
 from privlab.audit.stats import audit_multi_run
@@ -71,7 +71,7 @@ def multi_run_dirac_scores(
         run = dataclasses.replace(spec, seed=(spec.seed + 1) * 1_000_003 + r)
         model = spec.build_model(spec.seed + 1 + r)
         inc = torch.tensor([bool(included[r])])
-        scores[r] = train_with_dirac_canaries(
+        transcript, _ = run_dirac_canaries(
             run,
             model,
             coord,
@@ -79,7 +79,8 @@ def multi_run_dirac_scores(
             canary_norm_multiplier=canary_norm_multiplier,
             fault=fault,
             generator=run.auditor_generator(),
-        )[0][0]
+        )
+        scores[r] = transcript.final_scores[0]
     return scores
 
 

@@ -148,8 +148,9 @@ def audit_stage(
     # Second audit: probe canaries as training examples (the data path: loader, hooks, the model's own layers).
     opt_res = audit_dp_optimizer(spec, **kw)
     out = [
-        res.audit.to_dict() | {"test": AUDIT_TEST},
-        opt_res.audit.to_dict() | {"method": "one_run_optimizer", "test": OPT_TEST},
+        res.audit.to_dict() | {"test": AUDIT_TEST, "verdict": res.verdict, "power_epsilon": res.power},
+        opt_res.audit.to_dict()
+        | {"method": "one_run_optimizer", "test": OPT_TEST, "verdict": opt_res.verdict, "power_epsilon": opt_res.power},
     ]
     st.write_json("audit.json", out)
     st.finish({"epsilon_lower_bound": res.audit.epsilon_lower_bound})

@@ -130,7 +130,13 @@ def audit_table(model: str, audits: list[dict[str, Any]]) -> str:
         verdict = (
             "<span class='bad'>violated</span>"
             if a.get("violates_claim")
-            else ("consistent" if conf is not None else "<span class='muted'>estimate only</span>")
+            else (
+                f"<span class='muted'>underpowered (could prove at most ε ≥ {fmt(a.get('power_epsilon'))})</span>"
+                if a.get("verdict") == "underpowered"
+                else "consistent"
+                if conf is not None
+                else "<span class='muted'>estimate only</span>"
+            )
         )
         rows.append(
             f"<tr><td>{html.escape(str(a.get('method')))}</td><td>{bound}</td>"

@@ -15,6 +15,7 @@ from privlab.audit.stats.one_run import (
     audit_one_run_grid,
     count_correct_guesses,
     one_run_epsilon,
+    one_run_max_epsilon,
     one_run_p_value,
 )
 from privlab.audit.stats.result import AuditResult
@@ -35,5 +36,6 @@ __all__ = [
     "gdp_epsilon",
     "gdp_mu_from_rates",
     "one_run_epsilon",
+    "one_run_max_epsilon",
     "one_run_p_value",
 ]

@@ -90,10 +90,15 @@ def _evaluate(
         "fpr_upper": fpr_hi,
         "fnr_upper": fnr_hi,
     }
+    # No error at all on these runs: the most this audit can prove (at most the claim: underpowered).
+    fpr0 = float(clopper_pearson_upper(0, outs.size, alpha / 2.0))
+    fnr0 = float(clopper_pearson_upper(0, ins.size, alpha / 2.0))
     if bound == "gdp":
         mu_lb = max(float(np.nan_to_num(gdp_mu_from_rates(fpr_hi, fnr_hi), nan=0.0)), 0.0)
         details["mu_lower_bound"] = mu_lb
+        details["max_epsilon"] = gdp_epsilon(max(float(gdp_mu_from_rates(fpr0, fnr0)), 0.0), delta)
         return gdp_epsilon(mu_lb, delta), details
+    details["max_epsilon"] = float(eps_delta_bound(fpr0, fnr0, delta))
     return float(eps_delta_bound(fpr_hi, fnr_hi, delta)), details
 
 

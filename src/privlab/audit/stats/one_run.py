@@ -96,6 +96,18 @@ def one_run_epsilon(m: int, r: int, v: int, *, delta: float = 0.0, alpha: float 
     return lo
 
 
+def one_run_max_epsilon(m: int, grid: Sequence[tuple[int, int]], *, delta: float = 0.0, alpha: float = 0.05) -> float:
+    """The largest lower bound :func:`audit_one_run_grid` can ever report for ``m`` canaries and ``grid``:
+    every guess correct (``v = r``) at each grid point, each tested at ``alpha / len(grid)``.
+
+    If this is at most the claimed epsilon the audit cannot flag *any* implementation, however broken:
+    it is underpowered, and "consistent" would say nothing.
+    """
+    pairs = list(grid)
+    per = check_alpha(alpha, "one_run_max_epsilon") / max(len(pairs), 1)
+    return max(one_run_epsilon(m, kp + km, kp + km, delta=delta, alpha=per) for kp, km in pairs)
+
+
 def _as_membership(included: Any, m: int, owner: str) -> npt.NDArray[np.bool_]:
     arr = np.asarray(included)
     if arr.shape != (m,) or not np.all((arr == 0) | (arr == 1)):
@@ -152,6 +164,7 @@ def _audit(
         eps = one_run_epsilon(m, r, v, delta=delta, alpha=per_guess_alpha)
         rows.append({"k_plus": int(k_plus), "k_minus": int(k_minus), "guesses": r, "correct": v, "epsilon": eps})
     best = max(rows, key=lambda row: row["epsilon"])
+    guesses = sorted({int(row["guesses"]) for row in rows})
     details: dict[str, Any] = {
         "m": m,
         "n_included": int(np.sum(_as_membership(included, m, owner))),
@@ -160,6 +173,8 @@ def _audit(
         "guesses": best["guesses"],
         "correct": best["correct"],
         "alpha_per_guess_count": per_guess_alpha,
+        # every guess right at every grid point: no run can prove more (below the claim: underpowered)
+        "max_epsilon": max(one_run_epsilon(m, g, g, delta=delta, alpha=per_guess_alpha) for g in guesses),
         "seed": seed,
     }
     if len(grid) > 1:
@@ -224,4 +239,11 @@ def audit_one_run_grid(
     return _audit(scores, included, pairs, delta, alpha, seed, claimed_epsilon, owner)
 
 
-__all__ = ["audit_one_run", "audit_one_run_grid", "count_correct_guesses", "one_run_epsilon", "one_run_p_value"]
+__all__ = [
+    "audit_one_run",
+    "audit_one_run_grid",
+    "count_correct_guesses",
+    "one_run_epsilon",
+    "one_run_max_epsilon",
+    "one_run_p_value",
+]
