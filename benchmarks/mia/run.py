@@ -55,6 +55,11 @@ def parse() -> argparse.Namespace:
     p.add_argument("--cache-dir", default=os.environ.get("PRIVLAB_MIA_CACHE", str(HERE / ".cache")))
     p.add_argument("--out", default=str(HERE / "results" / "mia.json"))
     p.add_argument("--quick", action="store_true", help="tiny smoke configuration")
+    p.add_argument(
+        "--timing-only",
+        action="store_true",
+        help="only the timed comparison (no sweep, no full ensemble, no attacks); JSON to --out",
+    )
     a = p.parse_args()
     if a.quick:
         a.n, a.n_population, a.n_ref, a.epochs, a.timing_models, a.bootstrap = 2000, 1000, 8, 5, 4, 50
@@ -148,6 +153,31 @@ def speed_sweep(data: ArrayDataset, mask: np.ndarray, a: argparse.Namespace, wid
     return rows
 
 
+def write_json(a: argparse.Namespace, body: dict[str, Any]) -> None:
+    """``a.out`` <- schema, command, machine and configuration, then ``body`` (``body["config"]``: the training config)."""
+    out = {
+        "schema": "privlab.benchmarks.mia",
+        "version": 2,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "load_avg_at_end": os.getloadavg(),
+        },
+        "config": {
+            **{k: v for k, v in vars(a).items() if k not in ("out", "cache_dir")},
+            "train": body["config"],
+            "model": f"MLP(784-{a.hidden}-10)",
+        },
+        **{k: v for k, v in body.items() if k != "config"},
+    }
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(out, indent=1, default=float, allow_nan=False))
+
+
 def main() -> None:
     a = parse()
     torch.manual_seed(a.seed)
@@ -187,6 +217,24 @@ def main() -> None:
         f"{[f'{d:.0e}' for d in diffs_loop]}",
         flush=True,
     )
+
+    timing = {
+        "n_models_timed": T,
+        "epochs_timed": a.timing_epochs,
+        "load_avg_before": load_before,
+        "load_avg_after": os.getloadavg(),
+        "ensemble_s": t_vec,
+        "one_by_one_s": t_loop,
+        "speedup": t_loop / t_vec,
+        **times,
+        "max_abs_param_diff": max_diff,
+        "max_abs_param_diff_per_model": diffs,
+        "one_by_one_vs_itself_other_threads_per_model": diffs_loop,
+        "repeats": a.repeats,
+    }
+    if a.timing_only:
+        write_json(a, {"config": cfg.to_dict(), "timing": timing})
+        return
 
     sweep = speed_sweep(data, mask, a, [int(h) for h in a.sweep_hidden.split(",") if h])
 
@@ -273,44 +321,17 @@ def main() -> None:
         "ensemble_at_least_4x": bool(t_loop / t_vec >= 4),
     }
     out = {
-        "schema": "privlab.benchmarks.mia",
-        "version": 2,
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "load_avg_at_end": os.getloadavg(),
-        },
-        "config": {
-            **{k: v for k, v in vars(a).items() if k not in ("out", "cache_dir")},
-            "train": cfg.to_dict(),
-            "model": f"MLP(784-{a.hidden}-10)",
-        },
         "models": {"target_train_acc": train_acc, "target_heldout_acc": test_acc},
         "timing": {
-            "n_models_timed": T,
-            "epochs_timed": a.timing_epochs,
-            "load_avg_before": load_before,
-            "ensemble_s": t_vec,
-            "one_by_one_s": t_loop,
-            "speedup": t_loop / t_vec,
-            **times,
+            **timing,
             "sweep": sweep,
-            "max_abs_param_diff": max_diff,
-            "max_abs_param_diff_per_model": diffs,
-            "one_by_one_vs_itself_other_threads_per_model": diffs_loop,
-            "repeats": a.repeats,
             "full_ensemble_s": t_full,
             "full_ensemble_models": K,
         },
         "attacks": rows,
         "checks": checks,
     }
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(out, indent=1, default=float, allow_nan=False))
+    write_json(a, {"config": cfg.to_dict(), **out})
     big.to_json(Path(a.out).with_name(Path(a.out).stem + "_scores.json"))
     plot_roc(
         big,
