@@ -48,6 +48,11 @@ def parse() -> argparse.Namespace:
     p.add_argument("--timing-epochs", type=float, default=None, help="epochs of the timed runs (default: --epochs)")
     p.add_argument("--threads", type=int, default=2, help="torch threads for the untimed training")
     p.add_argument("--timing-threads", default="1,2", help="torch thread counts tried for each timed path")
+    p.add_argument(
+        "--timing-paths",
+        default="ensemble,one_by_one",
+        help="timed paths (ensemble and one_by_one always; also ensemble_chunks_of_20, ensemble_vmap)",
+    )
     p.add_argument("--repeats", type=int, default=2, help="timed repetitions of each path (fastest kept)")
     p.add_argument("--sweep-hidden", default="8,16,32,64", help="widths for the speed sweep (16 models, 200 steps)")
     p.add_argument("--bootstrap", type=int, default=200)
@@ -67,6 +72,11 @@ def parse() -> argparse.Namespace:
     if a.timing_epochs is None:
         a.timing_epochs = a.epochs
     a.threads_list = [int(t) for t in a.timing_threads.split(",") if t]
+    extra = [t for t in a.timing_paths.split(",") if t and t not in ("ensemble", "one_by_one")]
+    a.paths_list = ["ensemble", "one_by_one", *extra]
+    unknown = [t for t in a.paths_list if t not in PATHS]
+    if unknown:
+        p.error(f"--timing-paths: unknown {unknown}; expected some of {list(PATHS)}")
     return a
 
 
@@ -78,6 +88,7 @@ PATHS = {  # label -> train_ensemble arguments
     "ensemble": {"backend": "local"},
     "one_by_one": {"backend": "loop"},
     "ensemble_vmap": {"backend": "local", "kernel": "vmap"},
+    "ensemble_chunks_of_20": {"backend": "local", "chunk_size": 20},  # the default chunking before MLP_CHUNK_BYTES
 }
 
 
@@ -142,7 +153,8 @@ def speed_sweep(data: ArrayDataset, mask: np.ndarray, a: argparse.Namespace, wid
         def factory(h: int = h) -> MLP:
             return MLP(hidden=(h,))
 
-        _, times = time_paths(factory, data, mask[:K], cfg, a.repeats, a.threads_list, list(PATHS))
+        paths = ["ensemble", "one_by_one", "ensemble_vmap"]
+        _, times = time_paths(factory, data, mask[:K], cfg, a.repeats, a.threads_list, paths)
         rows.append({"hidden": h, "n_models": K, **times})
         sp = times["speedup"]
         print(
@@ -197,7 +209,7 @@ def main() -> None:
     T = a.timing_models
     tcfg = TrainConfig(**{**cfg.to_dict(), "epochs": a.timing_epochs, "adam_betas": cfg.adam_betas})
     load_before = os.getloadavg()
-    trained, times = time_paths(factory, data, mask[:T], tcfg, a.repeats, a.threads_list, ["ensemble", "one_by_one"])
+    trained, times = time_paths(factory, data, mask[:T], tcfg, a.repeats, a.threads_list, a.paths_list)
     vec, loop = trained["ensemble"], trained["one_by_one"]
     t_vec, t_loop = times["best_wall_s"]["ensemble"], times["best_wall_s"]["one_by_one"]
 
