@@ -166,7 +166,7 @@ def speed_sweep(data: ArrayDataset, mask: np.ndarray, a: argparse.Namespace, wid
 
 
 def write_json(a: argparse.Namespace, body: dict[str, Any]) -> None:
-    """``a.out`` <- schema, command, machine and configuration, then ``body`` (``body["config"]``: the training config)."""
+    """``a.out`` <- schema, command, machine and configuration, then ``body`` (its "config": the training config)."""
     out = {
         "schema": "privlab.benchmarks.mia",
         "version": 2,

@@ -121,7 +121,8 @@ def train_ensemble(
 
     ``chunk_size`` models are trained (and cached) together; default: as many as keep the stacked
     parameters under ``MLP_CHUNK_BYTES`` (local, ``mlp`` kernel) or ``CHUNK_BYTES`` (local, ``vmap``
-    kernel; larger stacks fall out of the CPU caches and get slower per model) or 8 (ray). ``kernel`` picks the local gradient computation (see
+    kernel; larger stacks fall out of the CPU caches and get slower per model) or 8 (ray). ``kernel``
+    picks the local gradient computation (see
     :func:`privlab.train.vmapped.train_chunk`). ``train_fn(model, subset, cfg)`` replaces the plain
     loop for a user's own training (implies one-by-one training). With ``cache_dir``, completed
     chunks are saved as they finish and reused on the next call with the same config, mask, data
