@@ -51,7 +51,7 @@ def parse() -> argparse.Namespace:
     p.add_argument(
         "--timing-paths",
         default="ensemble,one_by_one",
-        help="timed paths (ensemble and one_by_one always; also ensemble_chunks_of_20, ensemble_vmap)",
+        help="timed paths (ensemble and one_by_one always; also ensemble_one_chunk, ensemble_vmap)",
     )
     p.add_argument("--repeats", type=int, default=2, help="timed repetitions of each path (fastest kept)")
     p.add_argument("--sweep-hidden", default="8,16,32,64", help="widths for the speed sweep (16 models, 200 steps)")
@@ -88,7 +88,7 @@ PATHS = {  # label -> train_ensemble arguments
     "ensemble": {"backend": "local"},
     "one_by_one": {"backend": "loop"},
     "ensemble_vmap": {"backend": "local", "kernel": "vmap"},
-    "ensemble_chunks_of_20": {"backend": "local", "chunk_size": 20},  # the default chunking before MLP_CHUNK_BYTES
+    "ensemble_one_chunk": {"backend": "local", "chunk_size": 1 << 30},  # all models in one chunk
 }
 
 

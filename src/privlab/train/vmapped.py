@@ -87,11 +87,6 @@ def _kernel_plan(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: np.nd
     return plan
 
 
-def mlp_kernel_applies(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: np.ndarray) -> bool:
-    """Whether ``kernel="auto"`` trains such models with the hand-written ``mlp`` kernel."""
-    return _kernel_plan(model, x, y, mask) is not None
-
-
 def can_train_private(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: np.ndarray) -> bool:
     """Whether :func:`train_chunk` can train such models DP-SGD-style (``mlp`` kernel, all parameters trainable)."""
     return _kernel_plan(model, x, y, mask) is not None and all(p.requires_grad for p in model.parameters())

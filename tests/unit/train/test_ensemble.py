@@ -174,29 +174,3 @@ def test_vectorised_equals_loop_for_a_cnn():
     ref = train_ensemble(SmallCNN, data, mask, cfg, backend="loop", progress=False)
     for name in ens.state:
         torch.testing.assert_close(ens.state[name], ref.state[name], rtol=1e-4, atol=1e-5)
-
-
-def test_default_chunks_by_kernel(monkeypatch, tiny_data):
-    # The mlp kernel's default chunk holds up to MLP_CHUNK_BYTES of stacked parameters, the vmap
-    # kernel's up to CHUNK_BYTES: with caps of 3 and 1 models' bytes, 4 models make 2 and 4 chunks.
-    from privlab.train import ensemble as ens
-
-    factory = lambda: MLP(in_features=16, hidden=(6,), num_classes=4)  # noqa: E731
-    n_bytes = sum(p.numel() * p.element_size() for p in factory().parameters())
-    monkeypatch.setattr(ens, "MLP_CHUNK_BYTES", 3 * n_bytes)
-    monkeypatch.setattr(ens, "CHUNK_BYTES", n_bytes)
-    seen: list[int] = []
-    real = ens.train_chunk
-
-    def spy(factory, x, y, rows, *args, **kwargs):
-        seen.append(len(rows))
-        return real(factory, x, y, rows, *args, **kwargs)
-
-    monkeypatch.setattr(ens, "train_chunk", spy)
-    mask = membership_mask(4, len(tiny_data), seed=0)
-    cfg = TrainConfig(epochs=0.2, batch_size=8, lr=0.1)
-    ens.train_ensemble(factory, tiny_data, mask, cfg, progress=False)
-    assert seen == [3, 1]
-    seen.clear()
-    ens.train_ensemble(factory, tiny_data, mask, cfg, progress=False, kernel="vmap")
-    assert seen == [1, 1, 1, 1]
