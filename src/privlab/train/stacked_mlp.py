@@ -187,8 +187,8 @@ def transposed_layout(plan: list[DenseLayer], params: dict[str, torch.Tensor]) -
 
     :func:`mlp_grads` accepts either layout. In this one the forward multiplies by ``W^T`` as a contiguous
     matrix and the weight gradient is written as ``a^T dz`` (K, in, out), which MKL's batched products run
-    ~1.5x faster than ``dz^T a`` for MLP(784-64-10) (``benchmarks/mia``); buffers made from these tensors
-    by ``torch.empty_like`` / ``zeros_like`` inherit the layout.
+    ~1.5x faster than ``dz^T a`` for 64 MLP(784-64-10) on one thread (5-13% of a whole training step; see
+    ``benchmarks/mia/README.md``); buffers made by ``torch.empty_like`` / ``zeros_like`` inherit the layout.
     """
     weights = {layer.weight for layer in plan}
     return {k: v.transpose(1, 2).contiguous().transpose(1, 2) if k in weights else v for k, v in params.items()}
