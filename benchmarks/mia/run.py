@@ -28,7 +28,7 @@ import torch
 from privlab.attacks import MIAResult, PopulationSignals, compute_signals, evaluate_scores, plot_roc, run_attacks
 from privlab.data import ArrayDataset, load_dataset, membership_mask
 from privlab.models import MLP
-from privlab.train import EnsembleResult, TrainConfig, train_ensemble
+from privlab.train import EnsembleResult, TrainConfig, train_ensemble, vmapped
 
 HERE = Path(__file__).resolve().parent
 
@@ -48,6 +48,11 @@ def parse() -> argparse.Namespace:
     p.add_argument("--timing-epochs", type=float, default=None, help="epochs of the timed runs (default: --epochs)")
     p.add_argument("--threads", type=int, default=2, help="torch threads for the untimed training")
     p.add_argument("--timing-threads", default="1,2", help="torch thread counts tried for each timed path")
+    p.add_argument(
+        "--timing-paths",
+        default="ensemble,one_by_one",
+        help="timed paths: ensemble and one_by_one always, any other key of PATHS on request",
+    )
     p.add_argument("--repeats", type=int, default=2, help="timed repetitions of each path (fastest kept)")
     p.add_argument("--sweep-hidden", default="8,16,32,64", help="widths for the speed sweep (16 models, 200 steps)")
     p.add_argument("--bootstrap", type=int, default=200)
@@ -55,6 +60,11 @@ def parse() -> argparse.Namespace:
     p.add_argument("--cache-dir", default=os.environ.get("PRIVLAB_MIA_CACHE", str(HERE / ".cache")))
     p.add_argument("--out", default=str(HERE / "results" / "mia.json"))
     p.add_argument("--quick", action="store_true", help="tiny smoke configuration")
+    p.add_argument(
+        "--timing-only",
+        action="store_true",
+        help="only the timed comparison (no sweep, no full ensemble, no attacks); JSON to --out",
+    )
     a = p.parse_args()
     if a.quick:
         a.n, a.n_population, a.n_ref, a.epochs, a.timing_models, a.bootstrap = 2000, 1000, 8, 5, 4, 50
@@ -62,6 +72,11 @@ def parse() -> argparse.Namespace:
     if a.timing_epochs is None:
         a.timing_epochs = a.epochs
     a.threads_list = [int(t) for t in a.timing_threads.split(",") if t]
+    extra = [t for t in a.timing_paths.split(",") if t and t not in ("ensemble", "one_by_one")]
+    a.paths_list = ["ensemble", "one_by_one", *extra]
+    unknown = [t for t in a.paths_list if t not in PATHS]
+    if unknown:
+        p.error(f"--timing-paths: unknown {unknown}; expected some of {list(PATHS)}")
     return a
 
 
@@ -73,7 +88,22 @@ PATHS = {  # label -> train_ensemble arguments
     "ensemble": {"backend": "local"},
     "one_by_one": {"backend": "loop"},
     "ensemble_vmap": {"backend": "local", "kernel": "vmap"},
+    "ensemble_one_chunk": {"backend": "local", "chunk_size": 1 << 30},  # all models in one chunk
+    "ensemble_contiguous_weights": {"backend": "local"},  # weights kept (K, out, in): see _train
 }
+
+
+def _train(label: str, *args: Any, **kwargs: Any) -> EnsembleResult:
+    """``train_ensemble`` along path ``label``; ``ensemble_contiguous_weights`` switches off the stacked-MLP
+    kernel's (K, in, out) weight layout (the anchor for that change), everything else as ``ensemble``."""
+    if label != "ensemble_contiguous_weights":
+        return train_ensemble(*args, **kwargs, **PATHS[label])
+    original = vmapped.transposed_layout
+    vmapped.transposed_layout = lambda plan, params: params  # type: ignore[assignment]
+    try:
+        return train_ensemble(*args, **kwargs, **PATHS[label])
+    finally:
+        vmapped.transposed_layout = original
 
 
 def time_paths(
@@ -99,13 +129,11 @@ def time_paths(
     for n_threads in threads:
         torch.set_num_threads(n_threads)
         for label in labels:
-            train_ensemble(factory, data, rows[:2], warm, progress=False, **PATHS[label])
+            _train(label, factory, data, rows[:2], warm, progress=False)
         for _ in range(repeats):
             for label in labels:
                 w0, c0 = _clock()
-                out[label] = out[f"{label}@{n_threads}"] = train_ensemble(
-                    factory, data, rows, cfg, progress=False, **PATHS[label]
-                )
+                out[label] = out[f"{label}@{n_threads}"] = _train(label, factory, data, rows, cfg, progress=False)
                 w1, c1 = _clock()
                 wall[label][n_threads] = min(wall[label].get(n_threads, np.inf), w1 - w0)
                 cpu[label][n_threads] = min(cpu[label].get(n_threads, np.inf), c1 - c0)
@@ -137,7 +165,8 @@ def speed_sweep(data: ArrayDataset, mask: np.ndarray, a: argparse.Namespace, wid
         def factory(h: int = h) -> MLP:
             return MLP(hidden=(h,))
 
-        _, times = time_paths(factory, data, mask[:K], cfg, a.repeats, a.threads_list, list(PATHS))
+        paths = ["ensemble", "one_by_one", "ensemble_vmap"]
+        _, times = time_paths(factory, data, mask[:K], cfg, a.repeats, a.threads_list, paths)
         rows.append({"hidden": h, "n_models": K, **times})
         sp = times["speedup"]
         print(
@@ -146,6 +175,31 @@ def speed_sweep(data: ArrayDataset, mask: np.ndarray, a: argparse.Namespace, wid
             flush=True,
         )
     return rows
+
+
+def write_json(a: argparse.Namespace, body: dict[str, Any]) -> None:
+    """``a.out`` <- schema, command, machine and configuration, then ``body`` (its "config": the training config)."""
+    out = {
+        "schema": "privlab.benchmarks.mia",
+        "version": 2,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "load_avg_at_end": os.getloadavg(),
+        },
+        "config": {
+            **{k: v for k, v in vars(a).items() if k not in ("out", "cache_dir")},
+            "train": body["config"],
+            "model": f"MLP(784-{a.hidden}-10)",
+        },
+        **{k: v for k, v in body.items() if k != "config"},
+    }
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(out, indent=1, default=float, allow_nan=False))
 
 
 def main() -> None:
@@ -167,7 +221,7 @@ def main() -> None:
     T = a.timing_models
     tcfg = TrainConfig(**{**cfg.to_dict(), "epochs": a.timing_epochs, "adam_betas": cfg.adam_betas})
     load_before = os.getloadavg()
-    trained, times = time_paths(factory, data, mask[:T], tcfg, a.repeats, a.threads_list, ["ensemble", "one_by_one"])
+    trained, times = time_paths(factory, data, mask[:T], tcfg, a.repeats, a.threads_list, a.paths_list)
     vec, loop = trained["ensemble"], trained["one_by_one"]
     t_vec, t_loop = times["best_wall_s"]["ensemble"], times["best_wall_s"]["one_by_one"]
 
@@ -187,6 +241,24 @@ def main() -> None:
         f"{[f'{d:.0e}' for d in diffs_loop]}",
         flush=True,
     )
+
+    timing = {
+        "n_models_timed": T,
+        "epochs_timed": a.timing_epochs,
+        "load_avg_before": load_before,
+        "load_avg_after": os.getloadavg(),
+        "ensemble_s": t_vec,
+        "one_by_one_s": t_loop,
+        "speedup": t_loop / t_vec,
+        **times,
+        "max_abs_param_diff": max_diff,
+        "max_abs_param_diff_per_model": diffs,
+        "one_by_one_vs_itself_other_threads_per_model": diffs_loop,
+        "repeats": a.repeats,
+    }
+    if a.timing_only:
+        write_json(a, {"config": cfg.to_dict(), "timing": timing})
+        return
 
     sweep = speed_sweep(data, mask, a, [int(h) for h in a.sweep_hidden.split(",") if h])
 
@@ -273,44 +345,17 @@ def main() -> None:
         "ensemble_at_least_4x": bool(t_loop / t_vec >= 4),
     }
     out = {
-        "schema": "privlab.benchmarks.mia",
-        "version": 2,
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "load_avg_at_end": os.getloadavg(),
-        },
-        "config": {
-            **{k: v for k, v in vars(a).items() if k not in ("out", "cache_dir")},
-            "train": cfg.to_dict(),
-            "model": f"MLP(784-{a.hidden}-10)",
-        },
         "models": {"target_train_acc": train_acc, "target_heldout_acc": test_acc},
         "timing": {
-            "n_models_timed": T,
-            "epochs_timed": a.timing_epochs,
-            "load_avg_before": load_before,
-            "ensemble_s": t_vec,
-            "one_by_one_s": t_loop,
-            "speedup": t_loop / t_vec,
-            **times,
+            **timing,
             "sweep": sweep,
-            "max_abs_param_diff": max_diff,
-            "max_abs_param_diff_per_model": diffs,
-            "one_by_one_vs_itself_other_threads_per_model": diffs_loop,
-            "repeats": a.repeats,
             "full_ensemble_s": t_full,
             "full_ensemble_models": K,
         },
         "attacks": rows,
         "checks": checks,
     }
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(out, indent=1, default=float, allow_nan=False))
+    write_json(a, {"config": cfg.to_dict(), **out})
     big.to_json(Path(a.out).with_name(Path(a.out).stem + "_scores.json"))
     plot_roc(
         big,

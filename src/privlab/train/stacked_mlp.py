@@ -149,7 +149,9 @@ def mlp_grads(
         if i + 1 < len(plan):
             acts.append(z)
     n_classes = z.shape[-1]
-    dz = torch.softmax(z, dim=-1)  # (K, B, C)
+    # softmax(z) by hand: for the few classes here, ~3x faster than torch.softmax's last-dim kernel.
+    dz = z.sub_(z.amax(-1, keepdim=True)).exp_()  # (K, B, C)
+    dz.div_(dz.sum(-1, keepdim=True))
     flat = torch.arange(0, K * B * n_classes, n_classes, device=y.device).add_(y)
     dz.view(-1).index_put_((flat,), torch.tensor(-1.0, dtype=dz.dtype), accumulate=True)
     dz.mul_(1.0 / B)
@@ -180,11 +182,27 @@ def mlp_grads(
     return out
 
 
+def transposed_layout(plan: list[DenseLayer], params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``params`` with each stacked weight (K, out, in) stored as (K, in, out) (the same values, other strides).
+
+    :func:`mlp_grads` accepts either layout. In this one the forward multiplies by ``W^T`` as a contiguous
+    matrix and the weight gradient is written as ``a^T dz`` (K, in, out), which MKL's batched products run
+    ~1.5x faster than ``dz^T a`` for 64 MLP(784-64-10) on one thread (5-13% of a whole training step; see
+    ``benchmarks/mia/README.md``); buffers made by ``torch.empty_like`` / ``zeros_like`` inherit the layout.
+    """
+    weights = {layer.weight for layer in plan}
+    return {k: v.transpose(1, 2).contiguous().transpose(1, 2) if k in weights else v for k, v in params.items()}
+
+
 def _write_layer(
     layer: DenseLayer, dz: torch.Tensor, a_prev: torch.Tensor, out: dict[str, torch.Tensor], beta: float
 ) -> None:
     """``out <- beta * out + (dz^T a, sum_b dz)`` for one layer's weight and bias."""
-    out[layer.weight].baddbmm_(dz.transpose(1, 2), a_prev, beta=beta)  # (K, out, in)
+    w = out[layer.weight]  # (K, out, in)
+    if w.transpose(1, 2).is_contiguous():  # stored (K, in, out): see transposed_layout
+        w.transpose(1, 2).baddbmm_(a_prev.transpose(1, 2), dz, beta=beta)
+    else:
+        w.baddbmm_(dz.transpose(1, 2), a_prev, beta=beta)
     if layer.bias is not None:
         if beta:
             out[layer.bias].mul_(beta).add_(dz.sum(1))

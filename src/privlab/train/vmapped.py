@@ -28,7 +28,7 @@ from privlab.errors import InvalidParameterError
 from privlab.train import optim
 from privlab.train.config import TrainConfig
 from privlab.train.sampling import index_stream, init_model, noise_generator, num_steps
-from privlab.train.stacked_mlp import DenseLayer, mlp_grads, mlp_plan
+from privlab.train.stacked_mlp import DenseLayer, mlp_grads, mlp_plan, transposed_layout
 
 
 def _streams(mask: np.ndarray, seeds: Sequence[int], cfg: TrainConfig) -> tuple[torch.Tensor, list[int]]:
@@ -134,6 +134,8 @@ def train_chunk(
     streams = streams.transpose(0, 1).contiguous()  # (T, K, B): one contiguous block per step
     t_all = min(steps)
     leaves = {k: v.detach().clone() for k, v in params.items()}
+    if plan is not None:
+        leaves = transposed_layout(plan, leaves)  # state and buffers below inherit the layout
     state = optim.init_state(leaves, cfg)
     # The optimizer sees the trainable parameters only (the same tensor objects as in leaves and state).
     if not trainable:  # train_model's torch.optim refuses an empty parameter list too
@@ -168,4 +170,4 @@ def train_chunk(
             if gens:  # the same draws, in the same order, as train_model's
                 mechanism.add_noise_stacked(grads, noise_std, gens, trainable)
             optim.step(opt_params, grads, opt_state, cfg, t + 1, active)
-    return {**{k: v.detach() for k, v in leaves.items()}, **{k: v.detach() for k, v in buffers.items()}}
+    return {**{k: v.detach().contiguous() for k, v in leaves.items()}, **{k: v.detach() for k, v in buffers.items()}}

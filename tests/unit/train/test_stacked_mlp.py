@@ -13,7 +13,7 @@ from privlab.data import membership_mask
 from privlab.errors import InvalidParameterError
 from privlab.models import MLP, SmallCNN
 from privlab.train import TrainConfig, train_ensemble
-from privlab.train.stacked_mlp import mlp_grads, mlp_plan
+from privlab.train.stacked_mlp import mlp_grads, mlp_plan, transposed_layout
 from privlab.train.vmapped import train_chunk
 
 
@@ -213,3 +213,49 @@ def test_multidim_inputs_without_flatten_are_not_flattened(tiny_data):
         train_chunk(lambda: nn.Sequential(nn.Linear(4, 4)), x, tiny_data.y, mask, [0, 1], cfg, kernel="mlp")
     with pytest.raises(RuntimeError, match="target size"):
         train_chunk(lambda: nn.Sequential(nn.Linear(4, 4)), x, tiny_data.y, mask, [0, 1], cfg, kernel="auto")
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.9])
+def test_transposed_layout_gives_the_same_gradients(beta):
+    # Weights stored (K, in, out) (train_chunk's layout): same values, other strides, same gradients
+    # (and the same momentum accumulation) as the contiguous (K, out, in) layout.
+    torch.manual_seed(0)
+    K, B = 3, 5
+    models = [MLP(in_features=7, hidden=(6,), num_classes=4) for _ in range(K)]
+    plan = mlp_plan(models[0])
+    assert plan is not None
+    named = [dict(m.named_parameters()) for m in models]
+    params = {n: torch.stack([d[n].detach() for d in named]) for n in named[0]}
+    moved = transposed_layout(plan, params)
+    for layer in plan:
+        w, v = params[layer.weight], moved[layer.weight]
+        assert torch.equal(w, v) and not v.is_contiguous() and v.transpose(1, 2).is_contiguous()
+        assert moved[layer.bias] is params[layer.bias]  # only weights move
+    x, y = torch.randn(K, B, 7), torch.randint(0, 4, (K * B,))
+    start = {n: torch.randn_like(v) for n, v in params.items()}
+    plain = mlp_grads(plan, params, x, y, {n: v.clone() for n, v in start.items()}, beta=beta)
+    out_t = {n: v.clone().copy_(start[n]) for n, v in transposed_layout(plan, start).items()}
+    trans = mlp_grads(plan, moved, x, y, out_t, beta=beta)
+    for layer in plan:
+        assert trans[layer.weight].transpose(1, 2).is_contiguous()  # written in place, layout kept
+    for n in params:
+        torch.testing.assert_close(trans[n], plain[n], rtol=1e-5, atol=1e-6)
+    # Negative control: a wrong momentum factor is caught by the same comparison.
+    fresh = {n: v.clone().copy_(start[n]) for n, v in transposed_layout(plan, start).items()}
+    other = mlp_grads(plan, moved, x, y, fresh, beta=beta + 0.05)
+    assert not torch.allclose(other[plan[0].weight], plain[plan[0].weight], rtol=1e-5, atol=1e-6)
+
+
+def test_train_chunk_returns_contiguous_weights(tiny_data):
+    mask = membership_mask(2, len(tiny_data), seed=0)
+    cfg = TrainConfig(epochs=1, batch_size=8, lr=0.1, momentum=0.9)
+    state = train_chunk(
+        lambda: MLP(in_features=tiny_data.x[0].numel(), hidden=(6,), num_classes=int(tiny_data.y.max()) + 1),
+        tiny_data.x,
+        tiny_data.y,
+        mask,
+        [1, 2],
+        cfg,
+        kernel="mlp",
+    )
+    assert all(v.is_contiguous() for v in state.values())
