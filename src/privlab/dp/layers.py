@@ -130,26 +130,22 @@ def conv_weight_per_example(module: nn.Conv2d, x: torch.Tensor, g: torch.Tensor)
     """(B, Cout, Cin, kh, kw) per-example weight gradients of one Conv2d call (input x, output grad g).
 
     ``dW_i[o, c, u, v] = sum_{p, q} g_i[o, p, q] x_i[c, s p + d u - pad, s q + d v - pad]`` (stride s,
-    dilation d). For single-channel inputs: one batched product of ``g`` with the input's patches
-    (a strided view); otherwise one weight-gradient convolution with the batch as B groups (Rochette
-    et al. 2019, "Efficient Per-Example Gradient Computations in Convolutional Neural Networks").
+    dilation d). Computed as one convolution with the batch as B groups: for single-channel inputs a
+    forward convolution of the padded input (examples as channels) with ``g`` as the kernel (stride
+    and dilation swap roles), otherwise the grouped weight-gradient convolution (Rochette et al.
+    2019, "Efficient Per-Example Gradient Computations in Convolutional Neural Networks").
     """
     stride, pad, dilation = _conv_args(module)
     B, Cin = x.shape[:2]
     Cout, _, kh, kw = module.weight.shape
     if B == 0:  # an empty (Poisson) batch: both routes below would need B >= 1 groups
         return x.new_zeros(0, Cout, Cin, kh, kw)
-    if Cin == 1:
-        # Patches as a strided view of the padded input (B, 1, kh, kw, Ho, Wo), copied once to
-        # (B, kh*kw, Ho*Wo), then one batched product with g (B, Cout, Ho*Wo): measured ~3x faster
-        # here than the convolution with the batch as B groups (mkldnn runs those group by group).
-        Ho, Wo = g.shape[2:]
-        xp = F.pad(x, (pad[1], pad[1], pad[0], pad[0])).contiguous()
-        s0, s1, s2, s3 = xp.stride()
-        shape = (B, Cin, kh, kw, Ho, Wo)
-        steps = (s0, s1, s2 * dilation[0], s3 * dilation[1], s2 * stride[0], s3 * stride[1])
-        patches = xp.as_strided(shape, steps).reshape(B, kh * kw, Ho * Wo)
-        return torch.bmm(g.reshape(B, Cout, Ho * Wo), patches.transpose(1, 2)).view(B, Cout, 1, kh, kw)
+    if Cin == 1:  # x as (1, B, H, W) is a free view; measured faster than the grouped backward here
+        xp = F.pad(x.transpose(0, 1), (pad[1], pad[1], pad[0], pad[0]))  # (1, B, H + 2p, W + 2p)
+        out = F.conv2d(
+            xp, g.reshape(B * Cout, 1, *g.shape[2:]), None, dilation, 0, stride, B
+        )  # (1, B*Cout, >=kh, >=kw)
+        return out[:, :, :kh, :kw].reshape(B, Cout, 1, kh, kw)
     # Only the weight's shape matters to the weight gradient: an uninitialised buffer, never read.
     w = module.weight.new_empty(B * Cout, Cin, kh, kw)
     dW = torch.ops.aten.convolution_backward(
