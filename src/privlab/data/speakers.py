@@ -87,13 +87,14 @@ class SpeakerCorpus:
     vocab: tuple[str, ...] = VOCAB
 
 
+_TABLE = torch.zeros(256, dtype=torch.int64)  # byte -> id in VOCAB (0, the space, for the rest)
+_TABLE[torch.tensor([ord(c) for c in VOCAB])] = torch.arange(len(VOCAB))
+
+
 def encode(text: str) -> torch.Tensor:
     """Character ids in :data:`VOCAB` (unknown characters -> 0, the space)."""
-    table = torch.zeros(256, dtype=torch.int64)
-    for i, c in enumerate(VOCAB):
-        table[ord(c)] = i
     raw = torch.frombuffer(bytearray(text.encode("ascii", "replace")), dtype=torch.uint8)
-    return table[raw.long()]
+    return _TABLE[raw.long()]
 
 
 @lru_cache(maxsize=2)

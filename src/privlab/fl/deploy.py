@@ -132,15 +132,19 @@ class FlowerDeployment:
 
     def _wait_registered(self, n: int) -> None:
         deadline = time.monotonic() + self.startup_timeout
-        log = self.dir / "superlink.log"
-        while time.monotonic() < deadline:
-            self._check_superlink()
-            dead = [i for i, p in enumerate(self.supernodes) if p.poll() is not None]
-            if dead:
-                raise FederatedRunError(f"SuperNode(s) {dead} exited during start-up; see {self.dir}/supernode*.log")
-            if log.exists() and log.read_text(errors="replace").count("activate-node HTTP/1.1\" 200") >= n:
-                return
-            time.sleep(0.5)
+        registered = 0
+        with open(self.dir / "superlink.log", "rb") as log:  # read as it grows, not again from the start
+            while time.monotonic() < deadline:
+                self._check_superlink()
+                dead = [i for i, p in enumerate(self.supernodes) if p.poll() is not None]
+                if dead:
+                    raise FederatedRunError(
+                        f"SuperNode(s) {dead} exited during start-up; see {self.dir}/supernode*.log"
+                    )
+                registered += log.read().count(b'activate-node HTTP/1.1" 200')  # lines are written whole
+                if registered >= n:
+                    return
+                time.sleep(0.5)
         raise FederatedRunError(
             f"Not all {n} SuperNodes registered with the SuperLink within startup_timeout="
             f"{self.startup_timeout} s; see {self.dir}/*.log"

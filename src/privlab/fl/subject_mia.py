@@ -14,7 +14,6 @@ bootstrap intervals).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import torch
@@ -24,6 +23,7 @@ from torch import nn
 from privlab.attacks import AttackMetrics, evaluate_scores
 from privlab.data import ArrayDataset
 from privlab.errors import InvalidParameterError
+from privlab.fl.config import FedConfig
 
 
 @torch.no_grad()
@@ -81,9 +81,9 @@ def label_matched_subjects(
 
 
 def subject_mia_experiment(
-    cfg: Any, state: dict[str, torch.Tensor], *, max_subjects: int = 100, seed: int = 0
+    cfg: FedConfig, state: dict[str, torch.Tensor], *, max_subjects: int = 100, seed: int = 0
 ) -> AttackMetrics:
-    """Subject-level LOSS attack on the final global model of a federated run of ``cfg`` (a FedConfig).
+    """Subject-level LOSS attack on the final global model of a federated run of ``cfg``.
 
     Members: up to ``max_subjects`` of the federation's clients (their partitions of the training
     data). Non-members: label-matched subjects (:func:`label_matched_subjects`) from data no client
@@ -104,7 +104,7 @@ def subject_mia_experiment(
     return subject_membership_attack(model, members, nonmembers, seed=seed)
 
 
-def _unseen_roles(cfg: Any, n: int) -> list[ArrayDataset]:
+def _unseen_roles(cfg: FedConfig, n: int) -> list[ArrayDataset]:
     """Shakespeare: the ``n`` speaking roles ranked right after the federation's, capped like a client."""
     from privlab.data.speakers import load_shakespeare_speakers
     from privlab.fl.client import SPEAKER_SEQ_LEN
@@ -115,7 +115,7 @@ def _unseen_roles(cfg: Any, n: int) -> list[ArrayDataset]:
     return [corpus.train.subset(p[: cfg.train_size // cfg.num_clients]) for p in parts]
 
 
-def _held_out_pool(cfg: Any, need: int, n: int) -> ArrayDataset:
+def _held_out_pool(cfg: FedConfig, need: int, n: int) -> ArrayDataset:
     """Rows no client held: the training split beyond ``train_size``, else the test split beyond ``eval_size``."""
     from privlab.data import load_dataset
 
