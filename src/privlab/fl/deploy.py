@@ -132,7 +132,7 @@ class FlowerDeployment:
 
     def _wait_registered(self, n: int) -> None:
         deadline = time.monotonic() + self.startup_timeout
-        registered = 0
+        registered, tail = 0, b""
         with open(self.dir / "superlink.log", "rb") as log:  # read as it grows, not again from the start
             while time.monotonic() < deadline:
                 self._check_superlink()
@@ -141,7 +141,9 @@ class FlowerDeployment:
                     raise FederatedRunError(
                         f"SuperNode(s) {dead} exited during start-up; see {self.dir}/supernode*.log"
                     )
-                registered += log.read().count(b'activate-node HTTP/1.1" 200')  # lines are written whole
+                lines = (tail + log.read()).split(b"\n")
+                tail = lines.pop()  # a line the SuperLink has not finished writing
+                registered += sum(b'activate-node HTTP/1.1" 200' in line for line in lines)
                 if registered >= n:
                     return
                 time.sleep(0.5)
