@@ -256,6 +256,7 @@ def overhead_worker(model: str, mode: str, steps: int) -> dict[str, Any]:
         "trainable_parameters": res.trainable_parameters,
         "frozen": len(res.frozen),
         "untied": list(res.untied),
+        "converted": len(res.converted),
     }
 
 

@@ -18,7 +18,7 @@ materialised during the backward pass (freeing both), give the norm, and are reu
 sum (``tensordot(c, dW)``); otherwise (then ``p d > 4 T^2``) the ghost norm is followed by the
 book-keeping product. Embeddings use
 ``||dE_i||^2 = sum_{t,s} [id_t = id_s] g_t . g_s`` or, when V <= T, a kept ``(B, V, d)``.
-LayerNorm / GroupNorm gradients are small and always kept.
+LayerNorm / GroupNorm / RMSNorm gradients are small and always kept.
 
 Tied weights (one parameter ``W`` used by several layers, e.g. a language model's token embedding
 and its output head): example i's gradient is the sum of every layer's part, each a sum of rank-one
@@ -61,7 +61,7 @@ def _gram(x: torch.Tensor) -> torch.Tensor:
 
 def keep_per_example(module: nn.Module, act: torch.Tensor, grad: torch.Tensor) -> bool:
     """Materialise this call's per-example grads now? Yes when they are no larger than (act, grad)."""
-    if isinstance(module, nn.LayerNorm | nn.GroupNorm):
+    if isinstance(module, L.NORM_LAYERS):
         return True
     if isinstance(module, nn.Embedding):
         T = act[0].numel()

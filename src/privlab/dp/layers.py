@@ -15,8 +15,10 @@ per-example parameter gradient is a simple function of ``(a_i, g_i)``:
   Bu et al. 2023, "Differentially Private Optimization on Large Model at Small Cost").
 * Conv2d (groups=1): the same, after unfolding the input into patches, T = number of output pixels.
 * Embedding: ``dE_i = sum_t onehot(id_it) g_it^T``; ``||dE_i||^2 = sum_{t,s} [id_it = id_is] g_it . g_is``.
-* LayerNorm / GroupNorm: ``dgamma_i = sum g_i * xhat_i`` over non-normalised positions,
-  ``dbeta_i = sum g_i``; small, so always materialised.
+* LayerNorm / GroupNorm / RMSNorm: ``dgamma_i = sum g_i * xhat_i`` over non-normalised positions,
+  ``dbeta_i = sum g_i``; small, so always materialised. For RMSNorm (Zhang & Sennrich 2019,
+  ``y = gamma * x / sqrt(mean(x^2) + eps)``, LLaMA's norm) ``xhat = x / sqrt(mean(x^2) + eps)`` and
+  there is no bias.
 
 This module turns captured calls into that canonical form and materialises per-example gradients
 (the ``flat`` / ``per_layer`` modes); :mod:`privlab.dp.ghost` computes norms and clipped sums without
@@ -31,7 +33,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-SUPPORTED_LAYERS: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv2d, nn.Embedding, nn.LayerNorm, nn.GroupNorm)
+NORM_LAYERS: tuple[type[nn.Module], ...] = (nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
+SUPPORTED_LAYERS: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv2d, nn.Embedding, *NORM_LAYERS)
 
 
 @dataclass(frozen=True)
@@ -77,11 +80,14 @@ def matmul_capture(module: nn.Module, calls: list[tuple[torch.Tensor, torch.Tens
 
 
 def _norm_affine_grads(module: nn.Module, calls: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Per-example (B, *shape) grads of a LayerNorm/GroupNorm's weight and bias."""
+    """Per-example (B, *shape) grads of a LayerNorm/GroupNorm/RMSNorm's weight and bias."""
     out: dict[str, torch.Tensor] = {}
     for x, g in calls:
-        if isinstance(module, nn.LayerNorm):
-            xhat = F.layer_norm(x, module.normalized_shape, None, None, module.eps)
+        if isinstance(module, nn.LayerNorm | nn.RMSNorm):
+            if isinstance(module, nn.LayerNorm):
+                xhat = F.layer_norm(x, module.normalized_shape, None, None, module.eps)
+            else:
+                xhat = F.rms_norm(x, module.normalized_shape, None, module.eps)
             lead = tuple(range(1, x.dim() - len(module.normalized_shape)))  # positions, not batch
             gw = (g * xhat).sum(lead) if lead else g * xhat
             gb = g.sum(lead) if lead else g
@@ -100,7 +106,7 @@ def _norm_affine_grads(module: nn.Module, calls: list[tuple[torch.Tensor, torch.
 
 def per_example_grads(module: nn.Module, calls: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """Materialised per-example gradients {local param name: (B, *param.shape)} of one layer."""
-    if isinstance(module, nn.LayerNorm | nn.GroupNorm):
+    if isinstance(module, NORM_LAYERS):
         return _norm_affine_grads(module, calls)
     if isinstance(module, nn.Conv2d):
         return _conv_per_example(module, calls)

@@ -45,7 +45,7 @@ def module_problems(model: nn.Module) -> list[str]:
         if not isinstance(m, SUPPORTED_LAYERS):
             problems.append(
                 f"{where} ({type(m).__name__}) has trainable parameters but privlab has no per-example "
-                "gradient rule for it (supported: Linear, Conv2d, Embedding, LayerNorm, GroupNorm). "
+                "gradient rule for it (supported: Linear, Conv2d, Embedding, LayerNorm, GroupNorm, RMSNorm). "
                 "Fix: build it from supported layers, or freeze it with `p.requires_grad_(False)`."
             )
         elif isinstance(m, nn.Conv2d) and (

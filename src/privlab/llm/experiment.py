@@ -183,6 +183,7 @@ def run_canary_experiment(
         "final_loss": float(np.nanmean(res.losses[-20:])),
         "frozen": list(res.frozen),
         "untied": list(res.untied),
+        "converted": list(res.converted),
         "trainable_parameters": res.trainable_parameters,
         "model": res.lm.name,
     }

@@ -11,16 +11,10 @@ example-level (one window) (epsilon, delta)-DP. With ``dp.privacy_unit`` "secret
 (epsilon, delta)-DP for adding or removing a whole unit (all copies of a secret). With
 ``lora_r > 0`` only peft LoRA adapters are trained (:func:`privlab.dp.lora.add_lora`).
 
-privlab.dp has no per-example rule for some LLaMA layers; :func:`prepare_for_dp` adapts the model
-without touching privlab.dp (see ``docs/llm.md``):
-
-* layers with trainable parameters that privlab.dp does not support (``LlamaRMSNorm``'s gain) are
-  frozen, so they keep their pretrained values;
-* a parameter shared by several layers that ghost clipping cannot clip jointly gets one copy per
-  layer (untied; identical at the start). SmolLM2's input embedding tied to its LM head stays tied:
-  ghost clipping computes that weight's joint per-example norm (``privlab.dp.ghost.tied_squared_norms``).
-
-Rotary position embeddings (no parameters) and the SiLU-gated MLP (three Linear layers) need nothing.
+With DP, :func:`privlab.llm.adapt.prepare_for_dp` first adapts a Hugging Face model (``LlamaRMSNorm``
+becomes ``torch.nn.RMSNorm``, which privlab.dp clips; layers it cannot clip are frozen; see
+``docs/llm.md``). Rotary position embeddings (no parameters) and the SiLU-gated MLP (three Linear
+layers) need nothing.
 """
 
 from __future__ import annotations
@@ -35,8 +29,8 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
-from privlab.dp.layers import SUPPORTED_LAYERS
 from privlab.errors import InvalidParameterError
+from privlab.llm.adapt import Adaptation, prepare_for_dp
 from privlab.llm.config import FineTuneConfig
 from privlab.llm.models import LanguageModel
 from privlab.llm.tokenization import PAD, token_windows, unit_windows
@@ -56,42 +50,11 @@ class FineTuneResult:
     losses: tuple[float, ...]
     frozen: tuple[str, ...] = field(default=())
     untied: tuple[str, ...] = field(default=())
+    converted: tuple[str, ...] = field(default=())
     trainable_parameters: int = 0
     step_seconds: tuple[float, ...] = field(default=())
     privacy_unit: str = "example"
     num_units: int = 0
-
-
-def prepare_for_dp(model: nn.Module, clipping: str) -> tuple[list[str], list[str]]:
-    """Freeze trainable layers privlab.dp cannot clip; untie shared weights ghost clipping cannot clip jointly.
-
-    Returns (frozen parameter names, untied module names). The model is changed in place.
-    """
-    frozen: list[str] = []
-    for name, m in model.named_modules():
-        own = [(n, p) for n, p in m.named_parameters(recurse=False) if p.requires_grad]
-        if own and not isinstance(m, SUPPORTED_LAYERS):
-            for n, p in own:
-                p.requires_grad_(False)
-                frozen.append(f"{name}.{n}" if name else n)
-    untied: list[str] = []
-    if clipping == "ghost":
-        seen: dict[int, str] = {}
-        seen_matmul: dict[int, bool] = {}  # first user of the parameter is a Linear/Conv2d/Embedding weight
-        for name, m in model.named_modules():
-            if not isinstance(m, SUPPORTED_LAYERS):
-                continue
-            for pname, p in list(m.named_parameters(recurse=False)):
-                if not p.requires_grad:
-                    continue
-                tied_matmul = pname == "weight" and isinstance(m, nn.Linear | nn.Conv2d | nn.Embedding)
-                if id(p) in seen and not (tied_matmul and seen_matmul[id(p)]):
-                    setattr(m, pname, nn.Parameter(p.detach().clone()))
-                    untied.append(name)
-                elif id(p) not in seen:
-                    seen[id(p)] = name
-                    seen_matmul[id(p)] = tied_matmul
-    return frozen, untied
 
 
 def _lora_targets(model: nn.Module, given: tuple[str, ...]) -> list[str]:
@@ -150,14 +113,13 @@ def fine_tune(
     dataset = TensorDataset(windows)
     n_units = len(dataset) if window_units is None else int(window_units.unique().numel())
     module = lm.module
-    frozen: list[str] = []
-    untied: list[str] = []
+    adapted = Adaptation()
     if cfg.lora_r > 0:
         from privlab.dp.lora import add_lora
 
         module = add_lora(module, _lora_targets(module, cfg.lora_targets), r=cfg.lora_r, alpha=cfg.lora_alpha)
     if cfg.dp is not None:
-        frozen, untied = prepare_for_dp(module, cfg.dp.clipping)
+        adapted = prepare_for_dp(module, cfg.dp.clipping)
     params = [p for p in module.parameters() if p.requires_grad]
     opt: Any = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -223,8 +185,9 @@ def fine_tune(
         len(losses),
         seconds,
         tuple(losses),
-        tuple(frozen),
-        tuple(untied),
+        tuple(adapted.frozen),
+        tuple(adapted.untied),
+        tuple(adapted.converted),
         trainable,
         tuple(step_times),
         unit,

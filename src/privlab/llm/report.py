@@ -141,6 +141,11 @@ def llm_section(results: Mapping[str, dict[str, Any]], title: str = "Language-mo
     )
     for lab in labels:
         t = results[lab]["training"]
+        if t.get("converted"):
+            sec.notes.append(
+                f"{lab}: for DP, {len(t['converted'])} RMSNorm layers of the model's own class were trained as "
+                "torch's RMSNorm (same formula, checked; see docs/llm.md)."
+            )
         if t["frozen"] or t["untied"]:
             sec.notes.append(
                 f"{lab}: for DP, {len(t['frozen'])} parameters of layers privlab.dp cannot clip were frozen "

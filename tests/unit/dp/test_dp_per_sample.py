@@ -125,6 +125,17 @@ def test_layernorm_random_shapes(ref, B: int, T: int, d: int, affine: bool) -> N
 
 
 @settings(max_examples=6, deadline=None)
+@given(B=st.integers(1, 4), T=st.integers(0, 4), d=st.integers(2, 6), eps=st.sampled_from([None, 1e-5, 0.5]))
+def test_rmsnorm_random_shapes(ref, B: int, T: int, d: int, eps: float | None) -> None:
+    torch.manual_seed(B + T + d)
+    shape = (B, d) if T == 0 else (B, T, d)
+    model = nn.Sequential(nn.Linear(d, d), nn.RMSNorm(d, eps=eps))
+    with torch.no_grad():
+        model[1].weight.add_(torch.randn(d) * 0.3)  # non-trivial gain
+    check_all_paths(ref, model, torch.randn(shape), torch.randn(shape))
+
+
+@settings(max_examples=6, deadline=None)
 @given(B=st.integers(1, 3), G=st.sampled_from([1, 2, 4]), per=st.integers(1, 3), hw=st.integers(2, 4))
 def test_groupnorm_random_shapes(ref, B: int, G: int, per: int, hw: int) -> None:
     torch.manual_seed(B + G + hw)

@@ -112,11 +112,47 @@ def test_llama_layers_refused_by_dp_and_adapted():
     assert any("LlamaRMSNorm" in p for p in problems)  # what privlab.dp refuses as is
     hf = lm.module.hf
     assert hf.lm_head.weight is hf.model.embed_tokens.weight
-    frozen, untied = prepare_for_dp(lm.module, "ghost")
-    assert frozen and all("norm" in n for n in frozen)
+    gains = {n: p for n, p in hf.named_parameters() if "norm" in n}
+    x = torch.randint(0, 64, (2, 10))
+    before = lm.module(x)
+    adapted = prepare_for_dp(lm.module, "ghost")
+    # every LlamaRMSNorm (2 per layer + the final one) is now torch's RMSNorm with the same gain Parameter
+    assert len(adapted.converted) == 5 and adapted.frozen == []
+    assert all(isinstance(hf.get_submodule(n.removeprefix("hf.")), torch.nn.RMSNorm) for n in adapted.converted)
+    assert {n: p for n, p in hf.named_parameters() if "norm" in n} == gains
+    assert torch.allclose(lm.module(x), before, atol=1e-6)
     # the tied embedding / LM head weight stays tied: ghost clipping takes its joint norm
-    assert untied == [] and hf.lm_head.weight is hf.model.embed_tokens.weight
+    assert adapted.untied == [] and hf.lm_head.weight is hf.model.embed_tokens.weight
     assert not module_problems(lm.module)
+
+
+def test_rmsnorm_with_another_formula_is_frozen_not_converted():
+    from privlab.llm.adapt import as_torch_rmsnorm
+
+    class GemmaLikeRMSNorm(torch.nn.Module):  # y = (1 + w) * x / rms(x): not torch's formula
+        def __init__(self, d):
+            super().__init__()
+            self.eps = 1e-6
+            self.weight = torch.nn.Parameter(torch.randn(d))
+
+        def forward(self, x):
+            return (1 + self.weight) * x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), GemmaLikeRMSNorm(4))
+    assert as_torch_rmsnorm(model[1]) is None
+    adapted = prepare_for_dp(model, "ghost")
+    assert adapted.converted == [] and adapted.frozen == ["1.weight"] and not model[1].weight.requires_grad
+
+
+def test_dp_fine_tune_trains_the_converted_rmsnorm_gains():
+    lm = _tiny_llama()
+    gains = {n: p.detach().clone() for n, p in lm.module.hf.named_parameters() if "norm" in n}
+    ids = torch.randint(0, 64, (2000,), generator=torch.Generator().manual_seed(0))
+    cfg = FineTuneConfig(steps=3, batch_size=8, seq_len=16, lr=1e-2, dp=DPSpec(target_epsilon=8.0, accountant="rdp"))
+    res = fine_tune(lm, ids, cfg)
+    assert len(res.converted) == 5 and not res.frozen
+    after = dict(lm.module.hf.named_parameters())
+    assert all(not torch.equal(after[n], g) for n, g in gains.items())  # private updates reached every gain
 
 
 @pytest.mark.parametrize("lora", [0, 4])
