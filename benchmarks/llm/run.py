@@ -296,7 +296,12 @@ def part_overhead(args: argparse.Namespace) -> None:
     )
 
 
+SMOLLM2_RUNS = ("nonprivate", "dp-lora", "dp-full")
+
+
 def part_smollm2(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
     from privlab.llm.config import CanaryExperimentConfig, DPSpec, FineTuneConfig
     from privlab.llm.experiment import run_canary_experiment, with_dp
 
@@ -309,21 +314,36 @@ def part_smollm2(args: argparse.Namespace) -> None:
         mia_documents=40,
         train=FineTuneConfig(steps=args.smollm2_steps, batch_size=8, lr=1e-4, seq_len=64),
         seed=args.seed,
+        reference=args.smollm2_reference,
     )
+    dp = DPSpec(target_epsilon=8.0)
+    configs = {
+        "nonprivate": ("non-private", base),
+        "dp-lora": ("DP-LoRA eps=8", replace(with_dp(base, dp), train=replace(base.train, lora_r=8, lr=1e-3, dp=dp))),
+        "dp-full": ("DP full eps=8", replace(with_dp(base, dp), train=replace(base.train, lr=1e-4, dp=dp))),
+    }
     results = {}
-    for label, cfg in (("non-private", base), ("DP-LoRA eps=8", with_dp(base, DPSpec(target_epsilon=8.0)))):
-        if label.startswith("DP"):
-            from dataclasses import replace
-
-            cfg = replace(cfg, train=replace(cfg.train, lora_r=8, lr=1e-3))
+    for key in args.smollm2_runs.split(","):
+        if key not in configs:
+            raise SystemExit(f"--smollm2-runs: {key!r} is not one of {', '.join(SMOLLM2_RUNS)}")
+        label, cfg = configs[key]
         t = time.perf_counter()
         r = run_canary_experiment(cfg)
         r.pop("membership", None)
         for a in r["mia"].values():
             a.pop("scores", None)
         results[label] = r
-        print(label, time.perf_counter() - t, {k: v["mean"] for k, v in r["exposure"]["curve"].items()}, flush=True)
-    write("smollm2", {"results": results})
+        cal = {k: round(v["mean"], 2) for k, v in r.get("exposure_reference", {}).get("curve", {}).items()}
+        print(
+            label,
+            f"{time.perf_counter() - t:.0f} s",
+            {k: round(v["mean"], 2) for k, v in r["exposure"]["curve"].items()},
+            "calibrated",
+            cal,
+            {n: round(a["metrics"]["auc"], 3) for n, a in r["mia"].items()},
+            flush=True,
+        )
+    write(args.smollm2_out, {"results": results})
 
 
 def main() -> None:
@@ -336,6 +356,9 @@ def main() -> None:
     p.add_argument("--gpt-overhead-steps", type=int, default=20)
     p.add_argument("--smollm2-overhead-steps", type=int, default=4)
     p.add_argument("--smollm2-steps", type=int, default=60)
+    p.add_argument("--smollm2-runs", default=",".join(SMOLLM2_RUNS), help="smollm2 part: runs to do")
+    p.add_argument("--smollm2-reference", default="base", help="smollm2 part: none, base or public")
+    p.add_argument("--smollm2-out", default="smollm2", help="smollm2 part: results/<name>.json")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--unit-kinds", default="example,secret", help="units part: privacy units to compare")
     p.add_argument("--unit-seeds", type=int, nargs="*", default=None, help="units part: seeds (default --seed)")

@@ -34,6 +34,11 @@ def canaries(
         "example", help="What epsilon protects: example (one window), secret (all copies of a canary) or document."
     ),
     lora_r: int = typer.Option(0, help="LoRA rank (0: full fine-tuning)."),
+    reference: str = typer.Option(
+        "none",
+        help="Reference model for calibrated exposure and the reference attack: none, base (the pretrained "
+        "model; smollm2 only) or public (trained on Shakespeare text the target never saw).",
+    ),
     seed: int = typer.Option(0, help="Seed of the split, the canaries and training."),
     out: Path = typer.Option(Path("privlab-runs/llm"), help="Directory for results.json and report.json."),
     quiet: bool = typer.Option(False, help="No progress bars."),
@@ -49,10 +54,12 @@ def canaries(
         raise _fail("repetitions", repetitions, "comma-separated integers, e.g. 1,4,16,64") from None
     flags = {"steps": "steps", "batch_size": "batch-size", "lr": "lr", "seq_len": "seq-len", "lora_r": "lora-r"}
     flags |= {"corpus_chars": "corpus-chars", "model": "model", "target_epsilon": "epsilon", "clipping": "clipping"}
-    flags |= {"repetitions": "repetitions", "seed": "seed", "privacy_unit": "privacy-unit"}
+    flags |= {"repetitions": "repetitions", "seed": "seed", "privacy_unit": "privacy-unit", "reference": "reference"}
     try:
         train = FineTuneConfig(steps=steps, batch_size=batch_size, lr=lr, seq_len=seq_len, lora_r=lora_r, seed=seed)
-        exp = CanaryExperimentConfig(model=model, corpus_chars=corpus_chars, repetitions=reps, train=train, seed=seed)
+        exp = CanaryExperimentConfig(
+            model=model, corpus_chars=corpus_chars, repetitions=reps, train=train, seed=seed, reference=reference
+        )
         dp = DPSpec(target_epsilon=epsilon, clipping=clipping, privacy_unit=privacy_unit) if epsilon else None
     except InvalidParameterError as exc:
         key = str(exc).split("'")[1] if "'" in str(exc) else ""

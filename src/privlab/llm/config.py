@@ -4,6 +4,7 @@
 llm:
   experiment:            # privlab.llm.experiment.CanaryExperimentConfig
     model: gpt           # gpt (privlab's small GPT, from scratch) | smollm2 (SmolLM2-135M, fine-tuned)
+    reference: public    # none | base (pretrained model, smollm2 only) | public (trained on unseen text)
     corpus_chars: 60000  # Shakespeare characters; half the documents are members
     repetitions: [1, 4, 16, 64]
     train: {steps: 1200, batch_size: 32, lr: 0.003, seq_len: 64}
@@ -25,6 +26,7 @@ CLIPPING = ("flat", "per_layer", "ghost")
 MODEL_NAMES = ("gpt", "smollm2")
 DEFAULT_REPETITIONS = (1, 4, 16, 64)
 PRIVACY_UNITS = ("example", "secret", "document")
+REFERENCES = ("none", "base", "public")
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,15 @@ class FineTuneConfig:
 
 @dataclass(frozen=True)
 class CanaryExperimentConfig:
-    """One canary experiment; ``train.dp`` decides whether it is private."""
+    """One canary experiment; ``train.dp`` decides whether it is private.
+
+    ``reference`` is the model the reference attacks calibrate against (Carlini et al. 2021 Sec. 6.2;
+    Mireshghallah et al. 2022): "none"; "base", the pretrained model before fine-tuning (needs
+    ``model="smollm2"``); or "public", the same architecture trained without DP and with the same
+    ``train`` settings on public text the target never saw (the ``corpus_chars // 2`` characters of
+    the corpus after the experiment's, no canaries). With a reference, the result also carries the
+    reference-calibrated exposure and the "reference" membership attack.
+    """
 
     model: str = "gpt"
     corpus_chars: int = 60_000
@@ -106,10 +116,17 @@ class CanaryExperimentConfig:
     gpt_embd: int = 128
     train: FineTuneConfig = field(default_factory=lambda: FineTuneConfig(steps=300, batch_size=32, lr=3e-3))
     seed: int = 0
+    reference: str = "none"
 
     def __post_init__(self) -> None:
         owner = "CanaryExperimentConfig"
         check_choice(self.model, "model", owner, MODEL_NAMES)
+        check_choice(self.reference, "reference", owner, REFERENCES)
+        if self.reference == "base" and self.model != "smollm2":
+            raise InvalidParameterError(
+                "The 'reference' parameter of CanaryExperimentConfig can be 'base' (the pretrained model) only "
+                f"with model='smollm2'; model={self.model!r} is trained from scratch. Use 'public' instead."
+            )
         check_int(self.corpus_chars, "corpus_chars", owner, low=2000)
         check_int(self.doc_chars, "doc_chars", owner, low=16)
         check_int(self.per_level, "per_level", owner, low=1)

@@ -13,6 +13,11 @@ Gaussian)::
 
     exposure(s) ~= -log2 F(Px(s))
 
+With a reference model (one that never saw the canary), candidates are ranked by the calibrated
+log-perplexity ``Px(r) - Px_ref(r)`` instead (the reference-model ratio of Carlini et al. 2021,
+Sec. 6.2, applied to the candidate space): what the reference also finds likely (a round number,
+a digit the corpus favours) no longer counts as memorisation. ``rank`` and the formulas are unchanged.
+
 :func:`exposure_from_rank` and :func:`extrapolated_exposure` are the pure formulas;
 :func:`canary_exposure` computes them for a digit canary on a model (exactly when ``|R|`` is at
 most ``exact_limit``, else from ``n_samples`` uniform candidates).
@@ -88,11 +93,13 @@ def canary_exposure(
     n_samples: int = 2000,
     fit: str = "skewnorm",
     seed: int = 0,
+    reference: LanguageModel | None = None,
 ) -> ExposureResult:
     """Exposure of the digit secret ``secret`` after ``prefix`` among all ``10**len(secret)`` strings.
 
     Exact (digit-tree enumeration, :func:`~privlab.llm.scoring.digit_tree_logprob`) when the space is
-    at most ``exact_limit``; otherwise extrapolated from ``n_samples`` uniform candidates.
+    at most ``exact_limit``; otherwise extrapolated from ``n_samples`` uniform candidates. With
+    ``reference`` (same tokenizer), ``secret_logppl`` and the ranking use ``Px - Px_ref``.
     """
     if not secret.isdigit():
         raise InvalidParameterError(
@@ -104,17 +111,27 @@ def canary_exposure(
     pre = tok.encode(prefix)
     digit_ids = [tok.encode(str(d)) for d in range(10)]
     single = all(len(d) == 1 for d in digit_ids)
+    models = [lm] if reference is None else [lm, reference]
+    if reference is not None and (
+        reference.tokenizer.encode(prefix) != pre
+        or [reference.tokenizer.encode(str(d)) for d in range(10)] != digit_ids
+    ):
+        raise InvalidParameterError(
+            "The 'reference' parameter of canary_exposure must tokenize the prefix and digits as 'lm' does "
+            f"(the same tokenizer). Got {reference.name!r}, which tokenizes them differently, instead."
+        )
     if space <= exact_limit and single:
-        lp = digit_tree_logprob(lm, pre, [d[0] for d in digit_ids], n).numpy().astype(np.float64)
-        px = -lp
+        lps = [digit_tree_logprob(m, pre, [d[0] for d in digit_ids], n).numpy().astype(np.float64) for m in models]
+        px = -lps[0] if reference is None else lps[1] - lps[0]
         s = float(px[int(secret)])
         r = rank_of(s, px)
         return ExposureResult(exposure_from_rank(r, space), math.log2(space), "exact", s, r, space)
-    enc = [[d for ch in c for d in digit_ids[int(ch)]] for c in [secret]]
-    s = float(-continuation_logprob(lm, pre, enc)[0])
     rng = np.random.default_rng(seed)
-    cands = [str(v).zfill(n) for v in rng.integers(0, space, n_samples)]
-    px = -continuation_logprob(lm, pre, [[d for ch in c for d in digit_ids[int(ch)]] for c in cands]).numpy()
+    cands = [secret] + [str(v).zfill(n) for v in rng.integers(0, space, n_samples)]
+    enc = [[d for ch in c for d in digit_ids[int(ch)]] for c in cands]
+    lps = [continuation_logprob(m, pre, enc).numpy().astype(np.float64) for m in models]
+    px_all = -lps[0] if reference is None else lps[1] - lps[0]
+    s, px = float(px_all[0]), px_all[1:]
     return ExposureResult(
         extrapolated_exposure(s, px.astype(np.float64), fit), math.log2(space), "extrapolated", s, None, space
     )

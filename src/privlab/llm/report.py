@@ -71,6 +71,21 @@ def llm_section(results: Mapping[str, dict[str, Any]], title: str = "Language-mo
         )
     )
     sec.figures.append(Figure("Exposure vs repetitions", _exposure_figure(results), "Carlini et al. 2019 exposure"))
+    calibrated = [lab for lab in labels if "exposure_reference" in results[lab]]
+    if calibrated:
+        cal_rows = [
+            [k, *[_get(results[lab]["exposure_reference"]["curve"], k)["mean"] for lab in calibrated]] for k in reps
+        ]
+        kinds = sorted({results[lab].get("reference", {}).get("kind", "?") for lab in calibrated})
+        sec.tables.append(
+            Table(
+                "Reference-calibrated exposure (bits) vs repetitions",
+                ["repetitions"] + [f"exposure ({lab})" for lab in calibrated],
+                cal_rows,
+                note=f"candidates ranked by log p_target - log p_reference (reference: {', '.join(kinds)}; "
+                "Carlini et al. 2021 Sec. 6.2): what the reference also finds likely does not count",
+            )
+        )
     ext_rows = []
     for k in reps:
         row = [k]
@@ -170,7 +185,8 @@ def llm_section(results: Mapping[str, dict[str, Any]], title: str = "Language-mo
     sec.summary = (
         "Secrets planted in the training text at controlled repetition counts; exposure (Carlini et al. 2019), "
         "extraction by greedy/beam/sampled decoding, PII games (Lukas et al. 2023) and LLM membership "
-        "inference (loss, zlib, Min-K%, Min-K%++) with a text-only blind baseline."
+        "inference (loss, zlib, Min-K%, Min-K%++ and, with a reference model, the reference ratio) with a "
+        "text-only blind baseline."
     )
     sec.data = {lab: {k: v for k, v in r.items() if k not in ("membership",)} for lab, r in results.items()}
     for lab in sec.data:

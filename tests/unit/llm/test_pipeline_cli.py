@@ -27,6 +27,9 @@ def test_run_config_llm_section_is_strict():
         config_from_dict({"llm": {"dp": {"clipping": "ghostly"}}})
     with pytest.raises(ConfigError, match=r"llm\.experiment\.model"):
         config_from_dict({"llm": {"experiment": {"model": "gpt5"}}})
+    assert config_from_dict({"llm": {"experiment": {"reference": "public"}}}).llm.experiment.reference == "public"
+    with pytest.raises(ConfigError, match=r"llm\.experiment"):
+        config_from_dict({"llm": {"experiment": {"reference": "base"}}})  # base needs a pretrained model
 
 
 def test_llm_stage_caches_and_renders(tmp_path, monkeypatch):
