@@ -16,8 +16,8 @@ from privlab.llm.experiment import CHANCE_EXPOSURE, run_canary_experiment, with_
 pytestmark = pytest.mark.slow
 
 
-def _exposure(r, reps):
-    c = r["exposure"]["curve"]
+def _exposure(r, reps, key="exposure"):
+    c = r[key]["curve"]
     return (c[reps] if reps in c else c[str(reps)])["mean"]
 
 
@@ -43,6 +43,38 @@ def test_key_result_small_gpt():
     assert _exposure(private, 16) < CHANCE_EXPOSURE + 1.5
     assert _extracted(private) == 0
     assert private["validation_perplexity"] < 2.0 * plain["validation_perplexity"]
+
+
+def test_key_result_smollm2():
+    """SmolLM2-135M fine-tuned on planted text: memorised without DP, not with DP-LoRA at epsilon 8.
+
+    The configuration of ``benchmarks/llm/run.py --parts smollm2 --smollm2-steps 40`` with 20 + 20
+    MIA documents; the pretrained model is the reference.
+    """
+    base = CanaryExperimentConfig(
+        model="smollm2",
+        corpus_chars=30_000,
+        repetitions=(1, 16, 64),
+        per_level=1,
+        pii=False,
+        mia_documents=20,
+        train=FineTuneConfig(steps=40, batch_size=8, lr=1e-4, seq_len=64),
+        reference="base",
+    )
+    try:
+        plain = run_canary_experiment(base)
+    except DataUnavailableError as exc:
+        pytest.skip(str(exc))
+    dp = DPSpec(target_epsilon=8.0)
+    private = run_canary_experiment(replace(base, train=replace(base.train, lora_r=8, lr=1e-3, dp=dp)))
+    top = math.log2(10**base.n_digits)
+    assert _exposure(plain, 64) > 0.8 * top and _extracted(plain, 64) == 1
+    assert private["training"]["epsilon"] <= 8.0 + 1e-6
+    assert _exposure(private, 64) < CHANCE_EXPOSURE + 2.0 and _extracted(private) == 0
+    assert private["validation_perplexity"] < 1.6 * plain["validation_perplexity"]
+    # calibrated by the pretrained model: the memorised canary stays on top, the private one does not
+    assert _exposure(plain, 64, "exposure_reference") > 0.8 * top
+    assert _exposure(private, 64, "exposure_reference") < CHANCE_EXPOSURE + 3.0
 
 
 @pytest.fixture(scope="module")

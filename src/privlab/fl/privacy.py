@@ -66,7 +66,7 @@ class UserLevelAccountant:
                 "The 'clients_per_round' parameter of UserLevelAccountant must be in [2, num_clients="
                 f"{self.num_clients}]. Got {self.clients_per_round} instead."
             )
-        self.ledger = PrivacyLedger(delta=self.delta, accountant=self.accountant)
+        self.ledger = PrivacyLedger(delta=self.delta, accountant=self.accountant, privacy_unit="client")
 
     @property
     def sample_rate(self) -> float:

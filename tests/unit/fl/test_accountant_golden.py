@@ -45,6 +45,8 @@ def test_target_epsilon_is_calibrated_with_privlab_accounting():
     acct = UserLevelAccountant(1000, 10, z, 1e-5, accountant="rdp")
     acct.record_round(20)
     assert 3.9 < acct.epsilon() <= 4.0 + 1e-9
+    assert acct.ledger.privacy_unit == "client"  # user-level: neighbouring federations differ by one client
+    assert acct.ledger.to_dict()["privacy_unit"] == "client"
 
 
 def test_zero_noise_is_infinite_and_bad_inputs_are_named():
