@@ -170,8 +170,13 @@ def part_units(args: argparse.Namespace) -> None:
     for seed in args.unit_seeds or [args.seed]:
         for eps in args.epsilons:
             for unit in args.unit_kinds.split(","):
-                label = f"DP eps={eps:g} unit={unit} seed={seed}"
+                whole = args.unit_per_unit == "all" and unit != "example"
+                label = f"DP eps={eps:g} unit={unit}{' (all windows, flat)' if whole else ''} seed={seed}"
                 dp = DPSpec(target_epsilon=eps, privacy_unit=unit, delta=args.unit_delta)
+                if whole:
+                    dp = DPSpec(
+                        target_epsilon=eps, privacy_unit=unit, delta=args.unit_delta, clipping="flat", per_unit="all"
+                    )
                 cfg = with_dp(_gpt_config(args.dp_steps, args.dp_batch, seed), dp)
                 t = time.perf_counter()
                 summary[label] = _summary(run_canary_experiment(cfg, progress=False))
@@ -182,7 +187,8 @@ def part_units(args: argparse.Namespace) -> None:
             "summary": summary,
             "setup": f"small GPT (2 layers, d=128) on 60,000 Shakespeare characters with digit canaries and PII "
             f"at 1/4/16/64 copies; DP-SGD {args.dp_steps} steps, expected batch {args.dp_batch} (windows for "
-            "unit=example, units for unit=secret: one window per sampled unit), ghost clipping C=1, PLD; "
+            "unit=example, units otherwise: one window per sampled unit, or with --unit-per-unit all every "
+            "window of a sampled unit, their summed gradient clipped, flat clipping), ghost clipping C=1, PLD; "
             f"delta {args.unit_delta or '1/(10 N), N = number of units'}",
         },
     )
@@ -364,6 +370,7 @@ def main() -> None:
     p.add_argument("--unit-seeds", type=int, nargs="*", default=None, help="units part: seeds (default --seed)")
     p.add_argument("--unit-delta", type=float, default=None, help="units part: delta (default 1/(10 N))")
     p.add_argument("--units-out", default="units", help="units part: results/<name>.json")
+    p.add_argument("--unit-per-unit", default="one", choices=["one", "all"], help="units part: windows per unit")
     p.add_argument("--worker", default="")
     args = p.parse_args()
     if args.worker:
