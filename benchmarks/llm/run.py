@@ -256,6 +256,12 @@ def overhead_worker(model: str, mode: str, steps: int) -> dict[str, Any]:
         "batch_size": batch,
         "seq_len": 64,
         "seconds_per_step": statistics.median(res.step_seconds[1:] or res.step_seconds),
+        # Poisson DP batches vary in size: the time per window, scaled to the expected batch, compares fairly
+        "seconds_per_expected_batch": batch
+        * statistics.median(
+            t / b for t, b in zip(res.step_seconds[1:], res.step_batch_sizes[1:], strict=True) if b > 0
+        ),
+        "realised_batch_sizes": list(res.step_batch_sizes),
         "first_step_seconds": res.step_seconds[0],
         "peak_rss_mb": peak,
         "peak_rss_above_loaded_mb": peak - before,
@@ -289,6 +295,7 @@ def part_overhead(args: argparse.Namespace) -> None:
         for r in rows:
             if r["model"] == model and base is not None and "error" not in r:
                 r["time_ratio"] = r["seconds_per_step"] / base["seconds_per_step"]
+                r["time_ratio_per_window"] = r["seconds_per_expected_batch"] / base["seconds_per_expected_batch"]
                 r["memory_ratio"] = r["peak_rss_mb"] / base["peak_rss_mb"]
     write(
         "overhead",

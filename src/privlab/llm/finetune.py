@@ -55,6 +55,7 @@ class FineTuneResult:
     step_seconds: tuple[float, ...] = field(default=())
     privacy_unit: str = "example"
     num_units: int = 0
+    step_batch_sizes: tuple[int, ...] = field(default=())  # realised windows per step (Poisson with DP)
 
 
 def _lora_targets(model: nn.Module, given: tuple[str, ...]) -> list[str]:
@@ -150,6 +151,7 @@ def fine_tune(
     module.train()
     losses: list[float] = []
     step_times: list[float] = []
+    step_sizes: list[int] = []
     start = time.perf_counter()
     bar = tqdm(total=cfg.steps, desc=f"fine-tune {lm.name}", disable=not progress, leave=False)
     while len(losses) < cfg.steps:
@@ -165,6 +167,7 @@ def fine_tune(
                 opt.step()
                 losses.append(float(loss.detach()))
             step_times.append(time.perf_counter() - t0)
+            step_sizes.append(int(batch.shape[0]))
             bar.update(1)
             if len(losses) >= cfg.steps:
                 break
@@ -192,6 +195,7 @@ def fine_tune(
         tuple(step_times),
         unit,
         n_units,
+        tuple(step_sizes),
     )
 
 
