@@ -315,20 +315,10 @@ SMOLLM2_RUNS = ("nonprivate", "dp-lora", "dp-full", "dp-full-secret")
 def part_smollm2(args: argparse.Namespace) -> None:
     from dataclasses import replace
 
-    from privlab.llm.config import CanaryExperimentConfig, DPSpec, FineTuneConfig
+    from privlab.llm.config import DPSpec, smollm2_canary_config
     from privlab.llm.experiment import run_canary_experiment, with_dp
 
-    base = CanaryExperimentConfig(
-        model="smollm2",
-        corpus_chars=30_000,
-        repetitions=(1, 16, 64),
-        per_level=1,
-        pii=False,
-        mia_documents=40,
-        train=FineTuneConfig(steps=args.smollm2_steps, batch_size=8, lr=1e-4, seq_len=64),
-        seed=args.seed,
-        reference=args.smollm2_reference,
-    )
+    base = smollm2_canary_config(args.smollm2_steps, reference=args.smollm2_reference, seed=args.seed)
     dp = DPSpec(target_epsilon=8.0)
     configs = {
         "nonprivate": ("non-private", base),

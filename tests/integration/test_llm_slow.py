@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from privlab.errors import DataUnavailableError
-from privlab.llm.config import CanaryExperimentConfig, DPSpec, FineTuneConfig
+from privlab.llm.config import CanaryExperimentConfig, DPSpec, FineTuneConfig, smollm2_canary_config
 from privlab.llm.experiment import CHANCE_EXPOSURE, run_canary_experiment, with_dp
 
 pytestmark = pytest.mark.slow
@@ -51,16 +51,7 @@ def test_key_result_smollm2():
     The configuration of ``benchmarks/llm/run.py --parts smollm2 --smollm2-steps 40`` with 20 + 20
     MIA documents; the pretrained model is the reference.
     """
-    base = CanaryExperimentConfig(
-        model="smollm2",
-        corpus_chars=30_000,
-        repetitions=(1, 16, 64),
-        per_level=1,
-        pii=False,
-        mia_documents=20,
-        train=FineTuneConfig(steps=40, batch_size=8, lr=1e-4, seq_len=64),
-        reference="base",
-    )
+    base = smollm2_canary_config(steps=40, mia_documents=20, reference="base")
     try:
         plain = run_canary_experiment(base)
     except DataUnavailableError as exc:

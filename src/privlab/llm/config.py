@@ -145,3 +145,24 @@ class LLMRunConfig:
 
     experiment: CanaryExperimentConfig = field(default_factory=CanaryExperimentConfig)
     dp: DPSpec | None = field(default_factory=DPSpec)
+
+
+def smollm2_canary_config(
+    steps: int = 40, mia_documents: int = 40, reference: str = "base", seed: int = 0
+) -> CanaryExperimentConfig:
+    """The SmolLM2-135M canary setup of ``benchmarks/llm/run.py --parts smollm2`` and its slow test.
+
+    15,000 characters of member text with one digit canary at 1 / 16 / 64 copies (no PII), full
+    fine-tuning for ``steps`` steps of batch 8 x 64 tokens at AdamW lr 1e-4.
+    """
+    return CanaryExperimentConfig(
+        model="smollm2",
+        corpus_chars=30_000,
+        repetitions=(1, 16, 64),
+        per_level=1,
+        pii=False,
+        mia_documents=mia_documents,
+        train=FineTuneConfig(steps=steps, batch_size=8, lr=1e-4, seq_len=64),
+        seed=seed,
+        reference=reference,
+    )
