@@ -254,6 +254,8 @@ def main() -> None:
                 r["mem_above_base_ratio"] = r["peak_above_base_mb"] / max(base["peak_above_base_mb"], 1e-9)
     import torch
 
+    from privlab.report.environment import cpu_model
+
     result = {
         "schema_version": 2,
         "benchmark": "dp_overhead",
@@ -263,7 +265,8 @@ def main() -> None:
                      "timing": "one process per model and allocator setting, modes interleaved round-robin; "
                                "memory: fresh process per mode, default malloc",
                      "allocators": {a: ALLOCATORS[a] for a in runs}, "reported_time_ratio": runs[0]},
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu_model": cpu_model(),
+                    "cpus": os.cpu_count(),
                     "python": platform.python_version(), "torch": torch.__version__},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ import torch
 from privlab.attacks import MIAResult, PopulationSignals, compute_signals, evaluate_scores, plot_roc, run_attacks
 from privlab.data import ArrayDataset, load_dataset, membership_mask
 from privlab.models import MLP
+from privlab.report.environment import cpu_model
 from privlab.train import EnsembleResult, TrainConfig, train_ensemble, vmapped
 
 HERE = Path(__file__).resolve().parent
@@ -185,6 +186,7 @@ def write_json(a: argparse.Namespace, body: dict[str, Any]) -> None:
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {
             "platform": platform.platform(),
+            "cpu_model": cpu_model(),
             "python": platform.python_version(),
             "torch": torch.__version__,
             "cpus": os.cpu_count(),

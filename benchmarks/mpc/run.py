@@ -32,6 +32,7 @@ from privlab.mpc.config import MPCConfig
 from privlab.mpc.demos import demo_model
 from privlab.mpc.distributed import run_processes
 from privlab.mpc.inference import infer_task
+from privlab.report.environment import cpu_model
 
 HERE = Path(__file__).resolve().parent
 CRYPTEN_REFERENCE = {  # measured earlier on this kind of machine (issue 6)
@@ -156,7 +157,7 @@ def main() -> None:
     result = {
         "schema_version": 1, "suite": "mpc_private_inference", "batch": a.batch,
         "data": source, "threads_per_party": 1,
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu_model": cpu_model(),
                     "cpu_count": os.cpu_count(), "python": sys.version.split()[0],
                     "torch": torch.__version__},
         "config": vars(MPCConfig(cmp_bits=a.cmp_bits)), "rows": rows,

@@ -77,6 +77,36 @@ class _Conv2dCapture(torch.autograd.Function):
         return gx, None, None, None, None
 
 
+class _LayerNormCapture(torch.autograd.Function):
+    """LayerNorm whose backward returns dL/dx only and sends (xhat, dL/dy) to the sink.
+
+    ``xhat = (x - mean) * rstd`` comes from the statistics the forward already computed, so the
+    per-example rule neither recomputes the normalisation nor does autograd compute the non-private
+    gain and bias gradients that DP-SGD would discard.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, sink: Sink,
+        shape: tuple[int, ...], eps: float,
+    ) -> torch.Tensor:
+        out, mean, rstd = torch.native_layer_norm(x, shape, weight, bias, eps)
+        ctx.save_for_backward(x, weight, bias, mean, rstd)
+        ctx.sink, ctx.shape = sink, shape
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None, None, None]:
+        x, weight, bias, mean, rstd = ctx.saved_tensors
+        ctx.sink((x - mean).mul_(rstd), g)
+        gx = None
+        if ctx.needs_input_grad[0]:
+            gx = torch.ops.aten.native_layer_norm_backward(
+                g, x, ctx.shape, mean, rstd, weight, bias, [True, False, False]
+            )[0]
+        return gx, None, None, None, None, None
+
+
 def _in_func_transform() -> bool:
     """Inside ``torch.func`` (vmap / grad)? Then this is not the user's backward: do not capture."""
     try:
@@ -93,6 +123,10 @@ def _captured_forward(capture: GradCapture, name: str, module: nn.Module, x: tor
         return cls_forward(module, x)  # type: ignore[no-any-return]
     capture.calls_in_pass[name] = capture.calls_in_pass.get(name, 0) + 1
     sink = partial(capture._store, name, capture._call_tag())
+    if isinstance(module, nn.LayerNorm):
+        return _LayerNormCapture.apply(  # type: ignore[no-any-return]
+            x, module.weight, module.bias, sink, tuple(module.normalized_shape), module.eps
+        )
     if isinstance(module, nn.Conv2d):
         pad = (0, 0) if module.padding == "valid" else module.padding
         conv = (list(module.stride), list(pad), list(module.dilation))
@@ -134,12 +168,15 @@ class GradCapture:
         self._backward_done = False  # a backward pass stored captures since the last step()/zero_grad()
         self._callback_queued = False
         self._patched: list[nn.Module] = []
+        self._xhat_layers: set[str] = set()
         for name, module in model.named_modules():
             if isinstance(module, SUPPORTED_LAYERS) and any(p.requires_grad for p in module.parameters(recurse=False)):
                 self.layers[name] = module
-                if type(module) in (nn.Linear, nn.Conv2d) and "forward" not in vars(module):
+                if type(module) in (nn.Linear, nn.Conv2d, nn.LayerNorm) and "forward" not in vars(module):
                     module.forward = MethodType(partial(_captured_forward, self, name), module)  # type: ignore[method-assign]
                     self._patched.append(module)
+                    if isinstance(module, nn.LayerNorm):
+                        self._xhat_layers.add(name)
                 else:
                     self._handles.append(module.register_forward_hook(partial(self._forward, name)))
 
@@ -218,12 +255,13 @@ class GradCapture:
             self._callback_queued = True
         if g.shape[0] == 0 or tag[0] == 0:  # an empty Poisson batch contributes nothing (the step still adds noise)
             return
-        if self.loss_reduction == "mean":
-            g = g * g.shape[0]
+        scale = float(g.shape[0]) if self.loss_reduction == "mean" else 1.0
         module = self.layers[name]
         if self.materialise is not None and self.materialise(module, act, g):
-            # Per-example grads now, so (act, g) can be freed during the backward pass.
-            grads = per_example_grads(module, [(act, g)])
+            # Per-example grads now, so (act, g) can be freed during the backward pass. The mean
+            # loss's batch factor is applied inside (no scaled copy of g).
+            normalized = name in self._xhat_layers  # a patched LayerNorm sends xhat, not x
+            grads = per_example_grads(module, [(act, g)], scale, normalized=normalized)
             once = self.calls_in_pass.get(name, 0) == 1 and name not in self.no_early_reduce
             early = self.reduce is not None and once
             store = self.summed.setdefault(name, {}) if early else self.kept.setdefault(name, {})
@@ -232,7 +270,7 @@ class GradCapture:
             for k, v in grads.items():
                 store[k] = store[k] + v if k in store else v
         else:
-            self.calls.setdefault(name, []).append((act, g))
+            self.calls.setdefault(name, []).append((act, g * scale if scale != 1.0 else g))
 
     def items(self) -> Iterator[tuple[nn.Module, list[tuple[torch.Tensor, torch.Tensor]], dict[str, torch.Tensor]]]:
         """(layer, captured (activation, output grad) calls, materialised per-example grads) per layer."""

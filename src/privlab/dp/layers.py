@@ -79,12 +79,16 @@ def matmul_capture(module: nn.Module, calls: list[tuple[torch.Tensor, torch.Tens
     return MatmulCapture(torch.cat([f.a for f in forms], 1), torch.cat([f.g for f in forms], 1), forms[0].embedding)
 
 
-def _norm_affine_grads(module: nn.Module, calls: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+def _norm_affine_grads(
+    module: nn.Module, calls: list[tuple[torch.Tensor, torch.Tensor]], normalized: bool = False
+) -> dict[str, torch.Tensor]:
     """Per-example (B, *shape) grads of a LayerNorm/GroupNorm/RMSNorm's weight and bias."""
     out: dict[str, torch.Tensor] = {}
     for x, g in calls:
         if isinstance(module, nn.LayerNorm | nn.RMSNorm):
-            if isinstance(module, nn.LayerNorm):
+            if normalized and isinstance(module, nn.LayerNorm):
+                xhat = x
+            elif isinstance(module, nn.LayerNorm):
                 xhat = F.layer_norm(x, module.normalized_shape, None, None, module.eps)
             else:
                 xhat = F.rms_norm(x, module.normalized_shape, None, module.eps)
@@ -104,27 +108,46 @@ def _norm_affine_grads(module: nn.Module, calls: list[tuple[torch.Tensor, torch.
     return out
 
 
-def per_example_grads(module: nn.Module, calls: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Materialised per-example gradients {local param name: (B, *param.shape)} of one layer."""
+def per_example_grads(
+    module: nn.Module, calls: list[tuple[torch.Tensor, torch.Tensor]], scale: float = 1.0, *, normalized: bool = False
+) -> dict[str, torch.Tensor]:
+    """Materialised per-example gradients {local param name: (B, *param.shape)} of one layer, times ``scale``.
+
+    ``scale`` multiplies the output gradients (the hooks pass the batch size to undo a mean loss). It
+    is applied where it is cheapest: as the ``alpha`` of the per-example product of a Linear layer (no
+    extra pass), otherwise to the per-example gradients when they are smaller than the output gradients.
+    ``normalized=True`` (LayerNorm only): the activations are already ``xhat``, from the forward's statistics.
+    """
     if isinstance(module, NORM_LAYERS):
-        return _norm_affine_grads(module, calls)
+        return _scaled(_norm_affine_grads(module, calls, normalized), scale)
     if isinstance(module, nn.Conv2d):
-        return _conv_per_example(module, calls)
+        return _scaled(_conv_per_example(module, calls), scale)
     cap = matmul_capture(module, calls)
     B = cap.g.shape[0]
     out: dict[str, torch.Tensor] = {}
     if cap.embedding and isinstance(module, nn.Embedding):
         V, d = module.num_embeddings, cap.g.shape[-1]
         flat = (cap.a + V * torch.arange(B, device=cap.a.device).unsqueeze(1)).reshape(-1)  # row in (B*V)
-        dE = torch.zeros(B * V, d, dtype=cap.g.dtype, device=cap.g.device).index_add_(0, flat, cap.g.reshape(-1, d))
+        g = cap.g if scale == 1.0 or cap.g.shape[1] > V else cap.g * scale
+        dE = torch.zeros(B * V, d, dtype=cap.g.dtype, device=cap.g.device).index_add_(0, flat, g.reshape(-1, d))
         out["weight"] = dE.view(B, V, d)
-        return out
+        return out if g is not cap.g else _scaled(out, scale)
     shape = _weight_shape(module)
-    dW = torch.einsum("btp,btd->bpd", cap.g, cap.a)  # (B, p, d)
+    gT = cap.g.transpose(1, 2)  # (B, p, T)
+    # dW_i = scale * G_i^T A_i: one batched product (bmm measured faster than einsum's permuted path).
+    dW = torch.baddbmm(gT.new_zeros(()), gT, cap.a, beta=0.0, alpha=scale) if scale != 1.0 else torch.bmm(gT, cap.a)
     out["weight"] = dW.reshape(B, *shape)
     if getattr(module, "bias", None) is not None:
-        out["bias"] = cap.g.sum(1)
+        out["bias"] = _scaled({"b": cap.g.sum(1)}, scale)["b"]
     return out
+
+
+def _scaled(grads: dict[str, torch.Tensor], scale: float) -> dict[str, torch.Tensor]:
+    """Multiply freshly computed per-example gradients by ``scale`` in place."""
+    if scale != 1.0:
+        for v in grads.values():
+            v.mul_(scale)
+    return grads
 
 
 def _conv_args(module: nn.Conv2d) -> tuple[list[int], list[int], list[int]]:

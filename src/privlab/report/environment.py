@@ -17,6 +17,22 @@ def _torch_threads() -> int | None:
     return int(torch.get_num_threads()) if torch is not None else None
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else ``platform.processor()``; "" if unknown).
+
+    Recorded beside timings: ratios between code paths move with the CPU (e.g. MKL-DNN's weight-gradient
+    convolution is relatively slower on some CPUs), so a figure is only comparable on the same model.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def environment() -> dict[str, Any]:
     """Python, OS, CPU count and the versions of the packages that shape a result."""
     versions: dict[str, str | None] = {}
@@ -29,6 +45,7 @@ def environment() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "machine": platform.machine(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": _torch_threads(),
         "packages": versions,

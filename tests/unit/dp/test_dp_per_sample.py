@@ -113,11 +113,17 @@ def test_embedding_random_shapes(ref, B: int, T: int, V: int, d: int, padded: bo
 
 
 @settings(max_examples=6, deadline=None)
-@given(B=st.integers(1, 4), T=st.integers(0, 4), d=st.integers(2, 6), affine=st.booleans())
-def test_layernorm_random_shapes(ref, B: int, T: int, d: int, affine: bool) -> None:
+@given(
+    B=st.integers(1, 4), T=st.integers(0, 4), d=st.integers(2, 6), affine=st.booleans(), bias=st.booleans(),
+    two_dims=st.booleans(),
+)
+def test_layernorm_random_shapes(ref, B: int, T: int, d: int, affine: bool, bias: bool, two_dims: bool) -> None:
+    # The captured LayerNorm (xhat from the forward's statistics, no non-private gain/bias gradients)
+    # also feeds the preceding Linear's per-example gradients through its input gradient.
     torch.manual_seed(B + T + d)
     shape = (B, d) if T == 0 else (B, T, d)
-    model = nn.Sequential(nn.Linear(d, d), nn.LayerNorm(d, elementwise_affine=affine))
+    normalized = (T, d) if two_dims and T > 0 else (d,)
+    model = nn.Sequential(nn.Linear(d, d), nn.LayerNorm(normalized, elementwise_affine=affine, bias=bias))
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.3)  # non-trivial gamma/beta
