@@ -70,7 +70,7 @@ class _Runner:
         p = self.p
         if isinstance(mod, nn.Linear) and self.owner == 0:
             wt = self.owned(mod.weight.t())
-            y = arith.trunc(p, arith.beaver_owned(p, "matmul", x, wt, tuple(mod.weight.t().shape)))
+            y = arith.beaver_owned(p, "matmul", x, wt, tuple(mod.weight.t().shape), f=p.f)
             return y + self.param(name + ".bias", mod.bias) if mod.bias is not None else y
         if isinstance(mod, nn.Conv2d) and self.owner == 0:
             kw = {
@@ -79,7 +79,7 @@ class _Runner:
                 "dilation": list(mod.dilation),
                 "groups": mod.groups,
             }
-            y = arith.trunc(p, arith.beaver_owned(p, "conv2d", x, self.owned(mod.weight), tuple(mod.weight.shape), kw))
+            y = arith.beaver_owned(p, "conv2d", x, self.owned(mod.weight), tuple(mod.weight.shape), kw, f=p.f)
             if mod.bias is not None:
                 y = y + self.param(name + ".bias", mod.bias).reshape(1, -1, 1, 1)
             return y

@@ -70,9 +70,31 @@ def test_mul_traffic_is_the_formula(shared_eval, rand, n) -> None:  # type: igno
     op = res.stats.per_op["op"]
     assert op.rounds == 2
     assert op.bytes == 2 * (16 * n + 8 * n)  # Beaver: e and f each way; truncation: c each way
-    triple = 8 * n + _request("triple", op="mul", a_shape=[n], b_shape=[n], kw={})
-    trunc = 8 * n + 2 * n + _request("trunc", shape=[n], f=16)  # v, and w as 16 bits (was 16 n)
-    assert op.dealer_bytes == triple + trunc
+    # One request: the triple's c carries the truncation mask, v is random (free), k and w travel
+    # as 16 bits each: 12 n (was 8 n for the triple + 10 n for a separate truncation pair).
+    fused = 8 * n + 2 * n + 2 * n + _request("triple", op="mul", a_shape=[n], b_shape=[n], kw={}, f=16)
+    assert op.dealer_bytes == fused
+
+
+def test_owned_product_traffic_is_the_formula(shared_eval, rand) -> None:  # type: ignore[no-untyped-def]
+    """A layer's product with party 0's weight, truncated: 16 |x| + 8 |w| + 16 |out| between the
+    parties, (8 + 4) |out| from the dealer, 2 rounds."""
+    n, k, o = 6, 10, 4
+    x, w = rand((n, k), 3.0, 1), rand((k, o), 0.5, 2)
+
+    def layer(p, xs):  # type: ignore[no-untyped-def]
+        from privlab.mpc.encoding import encode
+
+        wt = encode(w, p.f) if p.rank == 0 else None
+        return arith.beaver_owned(p, "matmul", xs, wt, (k, o), f=p.f)
+
+    out, res = shared_eval(layer, x, config=CFG)
+    assert torch.allclose(out, x @ w, atol=1e-3)
+    op = res.stats.per_op["op"]
+    assert op.rounds == 2
+    assert op.bytes == 16 * n * k + 8 * k * o + 16 * n * o
+    req = _request("owned_triple", op="matmul", a_shape=[n, k], b_shape=[k, o], kw={}, f=16)
+    assert op.dealer_bytes == 12 * n * o + req
 
 
 def test_trunc_with_an_odd_width_packs_bits(shared_eval, rand) -> None:  # type: ignore[no-untyped-def]

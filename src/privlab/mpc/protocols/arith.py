@@ -37,16 +37,37 @@ def trunc(party: Party, x: torch.Tensor, f: int | None = None) -> torch.Tensor:
     """
     f = party.f if f is None else f
     m = party.material("trunc", shape=list(x.shape), f=f)
-    z = x + m["r"]
-    if party.rank == 0:
-        z = z + _OFFSET
+    return _open_truncated(party, x + m["r"], m["v"], m["w"], f)
+
+
+def _open_truncated(party: Party, masked: torch.Tensor, v: torch.Tensor, w: torch.Tensor, f: int) -> torch.Tensor:
+    """Open ``c = x + r + 2^62`` from shares of ``x + r`` and finish :func:`trunc` locally with
+    ``[v] = [m 2^(63-f) - u]`` and ``[w] = [m 2^(64-f)]``."""
+    z = masked + _OFFSET if party.rank == 0 else masked
     (c,) = party.open([z])
     c63 = (c < 0).to(torch.int64)
-    y = m["v"] - c63 * m["w"]
+    y = v - c63 * w
     if party.rank == 0:
         low = torch.bitwise_and(c, (1 << 63) - 1)
         y = y + torch.bitwise_right_shift(low, f) + c63 * (1 << (63 - f)) - (1 << (62 - f))
     return y
+
+
+def _triple_params(
+    op: str, a_shape: list[int], b_shape: list[int], kw: dict[str, Any], f: int | None
+) -> dict[str, Any]:
+    params: dict[str, Any] = {"op": op, "a_shape": a_shape, "b_shape": b_shape, "kw": kw}
+    if f is not None:
+        params["f"] = f
+    return params
+
+
+def _finish_product(party: Party, z: torch.Tensor, m: dict[str, torch.Tensor], f: int | None) -> torch.Tensor:
+    """``z`` holds shares of ``op(x, y)`` (no ``f``) or of ``op(x, y) + r`` (``f``: the triple carried
+    the truncation mask); return the product, truncated by ``2^f`` when ``f`` is given."""
+    if f is None:
+        return z
+    return _open_truncated(party, z, m["v"] - m["k"], m["w"], f)
 
 
 @counted
@@ -83,22 +104,29 @@ def div_public(party: Party, x: torch.Tensor, d: int) -> torch.Tensor:
 
 
 @counted
-def beaver(party: Party, op: str, x: torch.Tensor, y: torch.Tensor, kw: dict[str, Any] | None = None) -> torch.Tensor:
-    """``op(x, y)`` of two shared tensors for a bilinear ``op`` (mul, matmul, conv2d); no rescaling.
+def beaver(
+    party: Party, op: str, x: torch.Tensor, y: torch.Tensor, kw: dict[str, Any] | None = None, f: int | None = None
+) -> torch.Tensor:
+    """``op(x, y)`` of two shared tensors for a bilinear ``op`` (mul, matmul, conv2d); with ``f``,
+    truncated by ``2^f`` (the fixed-point rescaling), otherwise exact in the ring.
 
-    Steps: dealer triple ``(a, b, c = op(a, b))``; open ``e = x - a`` and ``f = y - b`` together;
-    ``op(x, y) = op(e, f) + op(e, b) + op(a, f) + c``. Rounds 1; bytes ``16 (|x| + |y|)`` (each
-    party sends both masked operands); dealer ``8 |op(x, y)|`` bytes. Exact in the ring.
+    Steps: dealer triple ``(a, b, c = op(a, b))``; open ``e = x - a`` and ``d = y - b`` together;
+    ``op(x, y) = op(e, d) + op(e, b) + op(a, d) + c``. Rounds 1; bytes ``16 (|x| + |y|)`` (each
+    party sends both masked operands); dealer ``8 |op(x, y)|`` bytes. With ``f`` the triple's ``c``
+    also carries a truncation mask ``r``, so the same local step gives shares of ``op(x, y) + r``,
+    opened at once as the truncation's ``c`` (:func:`trunc`): rounds 2, bytes ``+ 16 |out|``,
+    dealer ``(8 + 2 f / 8) |out|`` in all (12 at ``f = 16``, against 18 for a triple and a
+    separate truncation: see :func:`privlab.mpc.dealer.material.triple_spec`).
     """
     kw = kw or {}
     require_product(party, "beaver", op, x, y, tuple(y.shape), kw)
     fn = bilinear(op, kw)
-    m = party.material("triple", op=op, a_shape=list(x.shape), b_shape=list(y.shape), kw=kw)
-    e, f = party.open([x - m["a"], y - m["b"]])
-    z = fn(e, m["b"]) + fn(m["a"], f) + m["c"]
+    m = party.material("triple", **_triple_params(op, list(x.shape), list(y.shape), kw, f))
+    e, d = party.open([x - m["a"], y - m["b"]])
+    z = fn(e, m["b"]) + fn(m["a"], d) + m["c"]
     if party.rank == 0:
-        z = z + fn(e, f)
-    return z
+        z = z + fn(e, d)
+    return _finish_product(party, z, m, f)
 
 
 @counted
@@ -109,6 +137,7 @@ def beaver_owned(
     w: torch.Tensor | None,
     w_shape: tuple[int, ...],
     kw: dict[str, Any] | None = None,
+    f: int | None = None,
 ) -> torch.Tensor:
     """``op(x, w)`` for shared ``x`` and a ``w`` that party 0 holds in the clear (its weights,
     encoded; ``None`` on party 1); no rescaling.
@@ -117,40 +146,42 @@ def beaver_owned(
     share of ``e = x - a`` and party 0 alone sends ``f = w - b`` (uniform to party 1); party 0
     computes ``op(e, w) + op(a_0, f) + c_0``, party 1 ``op(a_1, f) + c_1``. Rounds 1; bytes
     ``16 |x| + 8 |w|`` (half of :func:`beaver` on the weight side); dealer ``8 |op(x, w)|``.
-    Exact in the ring.
+    Exact in the ring. ``f``: truncated by ``2^f`` with the mask folded into the triple, as in
+    :func:`beaver` (rounds 2, dealer ``(8 + 2 f / 8) |out|``).
     """
     kw = kw or {}
     require_product(party, f"beaver_owned ({op})", op, x, w, w_shape, kw, owned=True)
     fn = bilinear(op, kw)
-    m = party.material("owned_triple", op=op, a_shape=list(x.shape), b_shape=list(w_shape), kw=kw)
+    m = party.material("owned_triple", **_triple_params(op, list(x.shape), list(w_shape), kw, f))
     e_mine = x - m["a"]
     if party.rank == 0:
         if w is None:
             raise InvalidParameterError(
                 "The 'w' parameter of beaver_owned must be the owner's encoded weight on party 0. Got None instead."
             )
-        f = w - m["b"]
-        (e_theirs,) = party.exchange_uneven([e_mine, f], [e_mine])
-        return fn(e_mine + e_theirs, w) + fn(m["a"], f) + m["c"]
-    _, f = party.exchange_uneven([e_mine], [e_mine, torch.empty(w_shape, dtype=torch.int64)])
-    return fn(m["a"], f) + m["c"]
+        d = w - m["b"]
+        (e_theirs,) = party.exchange_uneven([e_mine, d], [e_mine])
+        return _finish_product(party, fn(e_mine + e_theirs, w) + fn(m["a"], d) + m["c"], m, f)
+    _, d = party.exchange_uneven([e_mine], [e_mine, torch.empty(w_shape, dtype=torch.int64)])
+    return _finish_product(party, fn(m["a"], d) + m["c"], m, f)
 
 
 @counted
 def mul(party: Party, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Fixed-point product of two shared tensors (broadcasting). Rounds 2; bytes 32 + 16; dealer
-    ``8 + 8 + f/8`` (18 at ``f = 16``: triple ``c`` and truncation); error one ulp (truncation);
+    ``8 + 2 f/8`` (12 at ``f = 16``: triple ``c`` carrying the truncation mask, ``k`` and ``w``);
+    error one ulp (truncation);
     valid while ``|x y| < 2^(62 - 2f)``."""
     require_product(party, "mul", "mul", x, y, tuple(y.shape))
-    return trunc(party, beaver(party, "mul", x, y))
+    return beaver(party, "mul", x, y, f=party.f)
 
 
 @counted
 def matmul(party: Party, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Fixed-point ``torch.matmul`` of two shared tensors. Rounds 2; bytes ``16 (|x| + |y|) +
-    16 |out|``; dealer ``(16 + f/8) |out|``; error one ulp plus the inputs' rounding times ``k``."""
+    16 |out|``; dealer ``(8 + 2 f/8) |out|``; error one ulp plus the inputs' rounding times ``k``."""
     require_product(party, "matmul", "matmul", x, y, tuple(y.shape))
-    return trunc(party, beaver(party, "matmul", x, y))
+    return beaver(party, "matmul", x, y, f=party.f)
 
 
 @counted
@@ -158,7 +189,7 @@ def conv2d(party: Party, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | 
     """Fixed-point ``F.conv2d`` of a shared input and shared weight (+ shared bias). Rounds 2;
     bytes ``16 (|x| + |w|) + 16 |out|``; error one ulp plus input rounding."""
     require_product(party, "conv2d", "conv2d", x, w, tuple(w.shape), kw)
-    out = trunc(party, beaver(party, "conv2d", x, w, kw))
+    out = beaver(party, "conv2d", x, w, kw, f=party.f)
     if bias is not None:
         out = out + bias.reshape(1, -1, 1, 1)
     return out
@@ -222,7 +253,7 @@ def mul_many(party: Party, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> li
         shapes.append(bx.shape)
         flat_x.append(bx.reshape(-1))
         flat_y.append(by.reshape(-1))
-    z = trunc(party, beaver(party, "mul", torch.cat(flat_x), torch.cat(flat_y)))
+    z = beaver(party, "mul", torch.cat(flat_x), torch.cat(flat_y), f=party.f)
     out, pos = [], 0
     for s in shapes:
         n = math.prod(s)

@@ -57,10 +57,10 @@ def exp(party: Party, x: torch.Tensor, iters: int = 8, clamp: bool = False) -> t
     if clamp:  # max(x, -2^n): then u >= -1 and the base lies in [1/2, ...), so exp(-big) ~ 0
         low = party.public(torch.full_like(x, -(1 << fw)))
         x = low + relu(party, x - low)
-    u2 = trunc(party, beaver(party, "mul", x, x), fw + 1)
+    u2 = beaver(party, "mul", x, x, f=fw + 1)
     y = x + u2 + party.public(torch.full_like(x, 1 << fw))
     for _ in range(iters):
-        y = trunc(party, beaver(party, "mul", y, y), fw)
+        y = beaver(party, "mul", y, y, f=fw)
     return trunc(party, y, iters)
 
 
@@ -131,7 +131,7 @@ def rsqrt(party: Party, x: torch.Tensor, lo_exp: int = -14, hi_exp: int = 14, it
         xy = mul(party, x, y)  # ~sqrt(x): precise; y * y would lose small y's digits
         xyy = mul(party, xy, y)
         # y (3 - x y^2) / 2: the halving rides on the truncation (f + 1 bits)
-        y = trunc(party, beaver(party, "mul", y, add_public(party, -xyy, 3.0)), party.f + 1)
+        y = beaver(party, "mul", y, add_public(party, -xyy, 3.0), f=party.f + 1)
     return y
 
 
