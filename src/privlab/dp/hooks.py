@@ -140,10 +140,10 @@ class GradCapture:
     ``loss_reduction="mean"`` multiplies captured output gradients by the physical batch size so that
     they are gradients of each example's own loss. ``materialise(layer, act, grad)`` says whether to
     turn a call into per-example gradients at once (freeing the activations) or keep it for later.
-    ``reduce(layer, per_example)`` (used by per-layer clipping, whose factors depend on one layer only)
-    clips and sums a layer's per-example gradients during the backward pass, so nothing per-example
-    outlives it; layers called more than once per forward pass are not reduced early, since their
-    per-example gradient is the sum over calls.
+    ``reduce(layer, act, grad, scale, normalized)`` (used by per-layer clipping, whose factors depend
+    on one layer only) turns a call into the layer's clipped sums during the backward pass, so nothing
+    per-example outlives it; layers called more than once per forward pass are not reduced early,
+    since their per-example gradient is the sum over calls.
     """
 
     def __init__(
@@ -151,7 +151,7 @@ class GradCapture:
         model: nn.Module,
         loss_reduction: str = "mean",
         materialise: Callable[[nn.Module, torch.Tensor, torch.Tensor], bool] | None = None,
-        reduce: Callable[[nn.Module, dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
+        reduce: Callable[[nn.Module, torch.Tensor, torch.Tensor, float, bool], dict[str, torch.Tensor]] | None = None,
     ) -> None:
         self.loss_reduction = loss_reduction
         self.materialise = materialise
@@ -261,12 +261,12 @@ class GradCapture:
             # Per-example grads now, so (act, g) can be freed during the backward pass. The mean
             # loss's batch factor is applied inside (no scaled copy of g).
             normalized = name in self._xhat_layers  # a patched LayerNorm sends xhat, not x
-            grads = per_example_grads(module, [(act, g)], scale, normalized=normalized)
             once = self.calls_in_pass.get(name, 0) == 1 and name not in self.no_early_reduce
-            early = self.reduce is not None and once
-            store = self.summed.setdefault(name, {}) if early else self.kept.setdefault(name, {})
-            if early and self.reduce is not None:
-                grads = self.reduce(module, grads)
+            if self.reduce is not None and once:
+                grads, store = self.reduce(module, act, g, scale, normalized), self.summed.setdefault(name, {})
+            else:
+                grads = per_example_grads(module, [(act, g)], scale, normalized=normalized)
+                store = self.kept.setdefault(name, {})
             for k, v in grads.items():
                 store[k] = store[k] + v if k in store else v
         else:

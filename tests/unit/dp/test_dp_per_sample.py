@@ -240,3 +240,31 @@ def test_conv_weight_per_example_empty_batch(cin, dtype):
     got = conv_weight_per_example(conv, x, torch.zeros_like(conv(x)))
     assert got.shape == (0, *conv.weight.shape)
     assert got.dtype == dtype
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 10**9])  # chunks of 2 examples (last one partial) / one chunk
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_per_layer_chunked_linear_sum(ref, monkeypatch, chunk_bytes: int, reduction: str) -> None:
+    """Per-layer clipping of Linear weights in chunks (never the whole (B, p, d) tensor) equals
+    clipping the reference per-example gradients, with a mean loss's batch factor too."""
+    from privlab.dp import layers
+
+    monkeypatch.setattr(layers, "CHUNK_BYTES", chunk_bytes)
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3, bias=False))
+    x, y = torch.randn(7, 6, 5), torch.randn(7, 6, 3)
+    pt = make_private(
+        model, torch.optim.SGD(model.parameters(), lr=0.0), DataLoader(ArrayDataset(x, y), batch_size=7),
+        noise_multiplier=0.0, clipping="per_layer", max_grad_norm=0.3, loss_reduction=reduction,
+    )
+
+    def loss_fn(out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        per = (out * t).sum((1, 2))
+        return per.mean() if reduction == "mean" else per.sum()
+
+    loss_fn(model(x), y).backward()
+    clipped = pt.optimizer._clipped_sum()
+    pt.optimizer.detach()
+    model.zero_grad(set_to_none=True)
+    expected = ref.per_sample_grads(model, sum_loss, x, y)  # each example's own loss
+    ref.assert_close_dicts(clipped, ref.clipped_sum(expected, 0.3, "per_layer"))
