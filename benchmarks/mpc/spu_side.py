@@ -62,7 +62,6 @@ KERNEL = re.compile(
     r"\] - (\S+), executed (\d+) times, duration ([\d.e+-]+)s, send bytes (\d+) "
     r"recv bytes (\d+), send actions (\d+), recv actions (\d+)"
 )
-SECTION = re.compile(r"\] (HLO|HAL|MPC) profiling: total time")
 
 
 def runtime_config(fxp: int, beaver: str) -> libspu.RuntimeConfig:
@@ -74,27 +73,41 @@ def runtime_config(fxp: int, beaver: str) -> libspu.RuntimeConfig:
     return cfg
 
 
+HAL_PREFIXES = ("f_", "i_", "mixed_", "_")  # fixed-point / integer / mixed / internal (_mux) HAL kernels
+HAL_NAMES = {"reveal", "seal", "dtype_cast"}
+
+
+def is_mpc_kernel(name: str) -> bool:
+    """Whether a profiled kernel name is an MPC kernel (``mmul_aa``, ``msb_a2b``, ``a2p`` ...).
+
+    Both parties print their HLO, HAL and MPC sections at the same moment from two threads, so the
+    lines of the two logs interleave and a kernel can land under the other party's section header;
+    the layer is therefore read from the name: ``pphlo.*`` is HLO, ``f_*`` / ``i_*`` / ``mixed_*``
+    ``_*`` (``_mux``) and ``reveal`` are HAL. The link-total check below catches a name this rule gets wrong.
+    """
+    return not (name.startswith("pphlo.") or name.startswith(HAL_PREFIXES) or name in HAL_NAMES)
+
+
 def parse_log(text: str) -> dict[str, Any]:
     """Per-party link totals and per-MPC-kernel counters (summed over parties) from SPU's log."""
     links = [tuple(int(v) for v in m.groups()) for m in LINK.finditer(text)]
     if len(links) != 2:
         raise RuntimeError(f"expected 2 'Link details' lines (one per party), found {len(links)}")
     kernels: dict[str, dict[str, float]] = {}
-    section = ""
     for line in text.splitlines():
-        s = SECTION.search(line)
-        if s:
-            section = s.group(1)
-            continue
         k = KERNEL.search(line)
-        if k and section == "MPC":
+        if k and is_mpc_kernel(k.group(1)):
             row = kernels.setdefault(k.group(1), {"calls": 0, "bytes": 0, "send_actions": 0})
             row["calls"] = max(row["calls"], int(k.group(2)))
             row["bytes"] += int(k.group(4))
             row["send_actions"] = max(row["send_actions"], int(k.group(6)))
     total = sum(b for b, _, _, _ in links)
-    if sum(int(k["bytes"]) for k in kernels.values()) != total:  # every byte is in one MPC kernel
-        raise RuntimeError(f"SPU log: per-kernel send bytes do not add up to the link total {total}")
+    ksum = sum(int(k["bytes"]) for k in kernels.values())
+    if ksum != total:  # every byte is in one MPC kernel
+        raise RuntimeError(
+            f"SPU log: per-kernel send bytes ({ksum}) do not add up to the link total {total}; kernels: "
+            + ", ".join(f"{n} {int(k['bytes'])}" for n, k in sorted(kernels.items()))
+        )
     return {
         "parties": [
             {"send_bytes": b, "recv_bytes": rb, "send_actions": a, "recv_actions": ra} for b, rb, a, ra in links
