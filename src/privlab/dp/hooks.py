@@ -10,7 +10,8 @@ Linear and Conv2d go further (book-keeping, Bu et al. 2023): while capturing, th
 through a small autograd function whose backward returns only the input gradient and hands
 ``(input, output grad)`` to the capture. Autograd therefore never computes the (non-private) weight
 gradient that DP-SGD would throw away; ``.grad`` of those parameters stays ``None`` until the DP
-optimizer's ``step()`` writes the private gradient.
+optimizer's ``step()`` writes the private gradient. LayerNorm does the same and hands over the
+normalised input ``xhat`` (from the forward's saved mean and rstd) instead of ``x``.
 
 Positional embeddings shared by the whole batch (``pos_emb(arange(T))`` added to ``(B, T, C)``
 token embeddings, as in GPT) have no batch dimension, so their output gradient is already summed over

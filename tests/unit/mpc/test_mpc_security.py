@@ -9,7 +9,7 @@ import torch
 
 from privlab.mpc.encoding import encode
 from privlab.mpc.launch import Seeds, run_local
-from privlab.mpc.protocols import compare
+from privlab.mpc.protocols import arith, compare
 from privlab.mpc.tasks import eval_task
 from privlab.mpc.transport.local import LocalTransport
 
@@ -24,7 +24,7 @@ def _chi2_top_byte(t: torch.Tensor) -> float:
     return float(((counts - expected) ** 2 / expected).sum())
 
 
-def _opened(x: torch.Tensor, monkeypatch: pytest.MonkeyPatch, seed: int) -> list[torch.Tensor]:
+def _opened(x: torch.Tensor, monkeypatch: pytest.MonkeyPatch, seed: int, fn=compare.relu) -> list[torch.Tensor]:  # type: ignore[no-untyped-def]
     """Party 1's view while both compute relu(x) (x owned by party 0): for every exchange, the
     buffer it received and the one it sent (their sum or XOR is the opened value)."""
     got: list[torch.Tensor] = []
@@ -44,7 +44,7 @@ def _opened(x: torch.Tensor, monkeypatch: pytest.MonkeyPatch, seed: int) -> list
 
     monkeypatch.setattr(LocalTransport, "recv", recording_recv)
     monkeypatch.setattr(LocalTransport, "send", recording_send)
-    args = (compare.relu, [x], 1, False)
+    args = (fn, [x], 1, False)
     g = torch.Generator().manual_seed(seed)
     seeds = Seeds(*(int(v) for v in torch.randint(0, 2**62, (3,), generator=g)))
     run_local(eval_task, (args, args), seeds=seeds)
@@ -69,3 +69,16 @@ def test_negative_control_unmasked_values_are_not_uniform() -> None:
     assert _chi2_top_byte(encode(x, 16)) > CHI2_255  # the secret itself, if it were sent
     bits = (x >= 0).double()
     assert abs(float(bits.sum()) - N / 2) > 4 * (N / 4) ** 0.5  # the bit itself, unmasked
+
+
+@pytest.mark.parametrize("secret", [0.0, 3e3])
+def test_folded_truncation_opening_is_uniform_whatever_the_secret(secret: float, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """x * x with the truncation folded into the triple: the second opening is x^2 + r + 2^62 with
+    the dealer-built mask r (``material.trunc_mask``), uniform for any secret (the negative control
+    above shows the same statistic rejects an unmasked value)."""
+    x = torch.full((N,), secret, dtype=torch.float64)
+    view = _opened(x, monkeypatch, seed=1, fn=lambda p, a: arith.mul(p, a, a))
+    got, sent = view[1]  # after the Beaver opening of (e, d)
+    c = got.view(torch.int64) + sent.view(torch.int64)
+    assert c.numel() == N
+    assert _chi2_top_byte(c) < CHI2_255
