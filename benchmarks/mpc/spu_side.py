@@ -74,7 +74,7 @@ def runtime_config(fxp: int, beaver: str) -> libspu.RuntimeConfig:
 
 
 HAL_PREFIXES = ("f_", "i_", "mixed_", "_")  # fixed-point / integer / mixed / internal (_mux) HAL kernels
-HAL_NAMES = {"reveal", "seal", "dtype_cast"}
+HAL_NAMES = {"reveal"}
 
 
 def is_mpc_kernel(name: str) -> bool:

@@ -33,6 +33,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from privlab.dp.mechanism import clip_factors, clipped_sum
+
 NORM_LAYERS: tuple[type[nn.Module], ...] = (nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
 SUPPORTED_LAYERS: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv2d, nn.Embedding, *NORM_LAYERS)
 
@@ -128,48 +130,52 @@ def per_example_grads(
     if cap.embedding and isinstance(module, nn.Embedding):
         V, d = module.num_embeddings, cap.g.shape[-1]
         flat = (cap.a + V * torch.arange(B, device=cap.a.device).unsqueeze(1)).reshape(-1)  # row in (B*V)
-        g = cap.g if scale == 1.0 or cap.g.shape[1] > V else cap.g * scale
+        scale_g = cap.g.shape[1] <= V  # scale the smaller of g (B, T, d) and dE (B, V, d)
+        g = cap.g * scale if scale_g and scale != 1.0 else cap.g
         dE = torch.zeros(B * V, d, dtype=cap.g.dtype, device=cap.g.device).index_add_(0, flat, g.reshape(-1, d))
         out["weight"] = dE.view(B, V, d)
-        return out if g is not cap.g else _scaled(out, scale)
-    shape = _weight_shape(module)
-    gT = cap.g.transpose(1, 2)  # (B, p, T)
-    # dW_i = scale * G_i^T A_i: one batched product (bmm measured faster than einsum's permuted path).
-    dW = torch.baddbmm(gT.new_zeros(()), gT, cap.a, beta=0.0, alpha=scale) if scale != 1.0 else torch.bmm(gT, cap.a)
-    out["weight"] = dW.reshape(B, *shape)
+        return out if scale_g else _scaled(out, scale)
+    out["weight"] = _linear_dw(cap.g, cap.a, scale).reshape(B, *_weight_shape(module))
     if getattr(module, "bias", None) is not None:
-        out["bias"] = _scaled({"b": cap.g.sum(1)}, scale)["b"]
+        out["bias"] = cap.g.sum(1).mul_(scale)
     return out
 
 
-CHUNK_BYTES = 8 << 20  # per-example gradients computed this many bytes at a time (see clipped_weight_sum)
+def _linear_dw(g: torch.Tensor, a: torch.Tensor, scale: float) -> torch.Tensor:
+    """``scale G_i^T A_i`` for each example: (B, T, p), (B, T, d) -> (B, p, d), one batched product
+    with ``scale`` as its ``alpha`` (measured faster than ``einsum``'s permuted path)."""
+    return torch.baddbmm(g.new_zeros(()), g.transpose(1, 2), a, beta=0.0, alpha=scale)
 
 
-def clipped_weight_sum(
+CHUNK_BYTES = 8 << 20  # per-example gradients computed this many bytes at a time (see clipped_linear_sum)
+
+
+def clipped_linear_sum(
     module: nn.Linear, a: torch.Tensor, g: torch.Tensor, scale: float, threshold: float
-) -> torch.Tensor:
-    """``sum_i min(1, c / ||dW_i||) dW_i`` of a Linear weight, ``dW_i = scale G_i^T A_i``, in chunks.
+) -> dict[str, torch.Tensor]:
+    """Per-layer clipped sums ``{"weight", "bias"}`` of one Linear call: each tensor's per-example
+    gradient (``dW_i = scale G_i^T A_i``, ``db_i = scale sum_t g_it``) clipped to ``threshold``, summed.
 
-    Per-layer clipping needs only this layer's norms, so each chunk of examples is multiplied,
-    measured and added to the sum while it is still in cache (``CHUNK_BYTES`` of per-example
-    gradients, at least 2 examples): the ``(B, p, d)`` tensor of a large layer is never built.
-    Against one batched product followed by a norm pass and a weighted-sum pass over that tensor,
-    a 1024 x 256 weight at B = 32, T = 128 (one thread, AMD EPYC) took 39 ms instead of 60; the
-    dp_overhead encoder's per_layer step went from 1.22-1.25x to 1.13-1.14x non-private in the same
-    process (``benchmarks/dp_overhead/README.md``). Factors as :func:`mechanism.clip_factors`.
+    The weight goes in chunks: each chunk of examples is multiplied, measured and added to the sum
+    while it is still in cache (``CHUNK_BYTES`` of per-example gradients, at least 2 examples), so
+    the ``(B, p, d)`` tensor of a large layer is never built. Against one batched product followed
+    by a norm pass and a weighted-sum pass over that tensor, a 1024 x 256 weight at B = 32, T = 128
+    took 60 ms instead of 91, and the dp_overhead encoder's per_layer step 1.12x non-private instead
+    of 1.17x (the GPT's smaller layers: 1.16x both ways), one thread of an AMD EPYC
+    (``benchmarks/dp_overhead/ab_per_layer.py``, ``results/ab_per_layer.json``).
     """
-    from privlab.dp.mechanism import clip_factors  # mechanism imports clipping, which imports nothing here
-
     cap = _linear_form(module, a, g)
     B, _, p = cap.g.shape
     d = cap.a.shape[-1]
     chunk = max(2, CHUNK_BYTES // max(1, p * d * cap.g.element_size()))
-    out = cap.g.new_zeros(p * d)
-    zero = cap.g.new_zeros(())
-    for gs, as_ in zip(cap.g.transpose(1, 2).split(chunk), cap.a.split(chunk), strict=True):  # few ops per chunk
-        dw = torch.baddbmm(zero, gs, as_, beta=0.0, alpha=scale).view(gs.shape[0], -1)
-        out.addmv_(dw.t(), clip_factors(torch.linalg.vector_norm(dw, dim=1), threshold).to(dw.dtype))
-    return out.view(module.weight.shape)
+    w = cap.g.new_zeros(p * d)
+    for gs, as_ in zip(cap.g.split(chunk), cap.a.split(chunk), strict=True):
+        dw = _linear_dw(gs, as_, scale).view(gs.shape[0], -1)
+        w.addmv_(dw.t(), clip_factors(torch.linalg.vector_norm(dw, dim=1), threshold).to(dw.dtype))
+    out = {"weight": w.view(module.weight.shape)}
+    if module.bias is not None:
+        out |= clipped_sum({"bias": cap.g.sum(1).mul_(scale)}, threshold, "flat")
+    return out
 
 
 def _scaled(grads: dict[str, torch.Tensor], scale: float) -> dict[str, torch.Tensor]:

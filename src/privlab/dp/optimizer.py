@@ -187,16 +187,12 @@ class DPOptimizer:
     ) -> dict[str, torch.Tensor]:
         """Per-layer clipping of one call of a layer, summed over examples: ``{local name: sum}``.
 
-        A Linear weight goes through :func:`layers.clipped_weight_sum` (chunked, never materialised
-        whole); everything else is materialised and clipped tensor by tensor.
+        A Linear layer goes through :func:`layers.clipped_linear_sum` (its weight chunked, never
+        materialised whole); everything else is materialised and clipped tensor by tensor.
         """
         if type(module) is nn.Linear and module.weight.requires_grad:
             c = self._layer_threshold if self.clipping_enabled else math.inf
-            out = {"weight": layers.clipped_weight_sum(module, act, g, scale, c)}
-            if module.bias is not None:
-                gb = g.reshape(g.shape[0], -1, g.shape[-1]).sum(1).mul_(scale)
-                out.update(self._clip_tensors({"bias": gb}))
-            return out
+            return layers.clipped_linear_sum(module, act, g, scale, c)
         return self._clip_tensors(layers.per_example_grads(module, [(act, g)], scale, normalized=normalized))
 
     def _clip_tensors(self, per_example: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
