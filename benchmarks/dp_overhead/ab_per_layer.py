@@ -1,9 +1,14 @@
-"""A/B of per-layer clipping's Linear path in one process: chunked (``layers.clipped_linear_sum``)
-against materialising each layer's ``(B, p, d)`` per-example gradients and clipping them
-(``layers.per_example_grads`` then ``mechanism.clipped_sum``, the path before issue 16), beside
-non-private training, all built from the same weights and timed round-robin (median step).
+"""A/B of per-layer clipping's Linear path in one process, beside non-private training, all built
+from the same weights and timed round-robin (median step):
 
-Also times one 1024 x 256 Linear layer alone (B = 32, T = 128) by both paths.
+* ``by_example``: ``layers.clipped_linear_sum`` as shipped (weights of at least ``LOOP_BYTES`` one
+  example at a time, smaller ones in chunks);
+* ``chunked``: the same with every weight in ``CHUNK_BYTES`` chunks of batched products;
+* ``materialised``: each layer's ``(B, p, d)`` per-example gradients built whole and clipped
+  (``layers.per_example_grads`` then ``mechanism.clipped_sum``, the path before issue 16).
+
+Also times one 1024 x 256 Linear layer alone (B = 32, T = 128) by each path, and its non-private
+weight gradient (one matrix product over all B T rows).
 
     MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_MMAP_THRESHOLD_=33554432 OMP_NUM_THREADS=1 \
         .venv/bin/python benchmarks/dp_overhead/ab_per_layer.py --models encoder gpt --rounds 10
@@ -49,27 +54,47 @@ def _median_ms(fn: Callable[[], Any], n: int = 8) -> float:
     return 1e3 * statistics.median(ts)
 
 
+class _Chunked:
+    """Within the block, every Linear weight goes by chunks (``LOOP_BYTES`` out of reach)."""
+
+    def __enter__(self) -> None:
+        self.saved = layers.LOOP_BYTES
+        layers.LOOP_BYTES = 1 << 62
+
+    def __exit__(self, *exc: object) -> None:
+        layers.LOOP_BYTES = self.saved
+
+
 def layer_timing() -> dict[str, float]:
     lin = nn.Linear(256, 1024)
     a, g = torch.randn(32, 128, 256), torch.randn(32, 128, 1024)
     old = _median_ms(lambda: mechanism.clipped_sum(layers.per_example_grads(lin, [(a, g)], 32.0), 0.1, "flat"))
+    with _Chunked():
+        chunked = _median_ms(lambda: layers.clipped_linear_sum(lin, a, g, 32.0, 0.1))
     new = _median_ms(lambda: layers.clipped_linear_sum(lin, a, g, 32.0, 0.1))
-    return {"materialised_ms": old, "chunked_ms": new}
+    plain = _median_ms(lambda: g.reshape(-1, 1024).t().mm(a.reshape(-1, 256)))
+    return {"materialised_ms": old, "chunked_ms": chunked, "by_example_ms": new, "nonprivate_weight_grad_ms": plain}
 
 
 def model_ab(model: str, rounds: int) -> dict[str, Any]:
-    chunked = optimizer.DPOptimizer._clip_layer
-    steps = {"nonprivate": run.make_step(model, "nonprivate"), "chunked": run.make_step(model, "privlab-per_layer")}
+    shipped = optimizer.DPOptimizer._clip_layer
+    steps = {"nonprivate": run.make_step(model, "nonprivate"),
+             "by_example": run.make_step(model, "privlab-per_layer"),
+             "chunked": run.make_step(model, "privlab-per_layer")}
     optimizer.DPOptimizer._clip_layer = _materialised  # bound when the capture is built
     try:
         steps["materialised"] = run.make_step(model, "privlab-per_layer")
     finally:
-        optimizer.DPOptimizer._clip_layer = chunked
+        optimizer.DPOptimizer._clip_layer = shipped
     times: dict[str, list[float]] = {k: [] for k in steps}
     for r in range(rounds + 2):
         for k, step in steps.items():
             t = time.perf_counter()
-            step()
+            if k == "chunked":
+                with _Chunked():
+                    step()
+            else:
+                step()
             if r >= 2:  # warm-up rounds
                 times[k].append(time.perf_counter() - t)
     base = statistics.median(times["nonprivate"])

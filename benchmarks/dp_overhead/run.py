@@ -1,16 +1,21 @@
 """DP-SGD step time and peak memory vs non-private training: privlab modes and Opacus 1.6.0 modes.
 
-Timing: one process per model builds every mode (same initial weights, same fixed batch), warms
-each up, then times ``--steps`` rounds in which every mode does one step, round-robin; the median
-per mode is reported. Interleaving makes load from other jobs on a shared machine hit all modes
-alike. Memory: each (model, mode) runs ``--mem-steps`` steps in a fresh subprocess and reports its
-peak RSS (``resource.getrusage`` maxrss; tracemalloc does not see torch's CPU allocations) and the
-peak above the RSS measured before the model was built. Ratios are to non-private training.
+Timing: a timing process builds every mode of one model (same initial weights, same fixed batch),
+warms each up, then times ``--steps`` rounds in which every mode does one step, round-robin, and
+keeps each mode's median. Interleaving makes load from other jobs on a shared machine hit all modes
+alike. The ratio to non-private training still moved by up to ~10% from one process to the next
+(cause not pinned down; allocation history is a candidate), so ``--processes`` timing processes run
+per model (models alternating), and the reported ratio is the median of the per-process ratios,
+with their minimum and maximum.
 
-Timing runs twice per model (``--allocator both``): with glibc malloc tuned to keep freed memory
-(``TUNED_MALLOC``, the reported ratio, same settings for every mode) and with glibc's defaults,
-under which heap trimming re-faults pages on some steps of some modes and adds noise of up to
-~10 ms per step here. Both ratios are in the JSON and the table.
+Memory: each (model, mode) runs ``--mem-steps`` steps in a fresh subprocess and reports its peak
+RSS (``resource.getrusage`` maxrss; tracemalloc does not see torch's CPU allocations) and the peak
+above the RSS measured before the model was built. Ratios are to non-private training.
+
+Timing runs with glibc malloc tuned to keep freed memory (``TUNED_MALLOC``, the reported ratio, same
+settings for every mode) and, in one more process per model (``--allocator both``), with glibc's
+defaults, under which heap trimming re-faults pages on some steps of some modes and adds noise of up
+to ~10 ms per step here. Both ratios are in the JSON and the table.
 
 Run: ``.venv/bin/python benchmarks/dp_overhead/run.py`` (writes results/overhead.json).
 """
@@ -181,10 +186,42 @@ def _sub(args: argparse.Namespace, extra: list[str], allocator: str = "default")
     return {"error": (p.stderr.strip().splitlines() or ["?"])[-1][:300]}
 
 
+def timing_summary(processes: dict[str, list[dict[str, Any]]], runs: list[str], modes: list[str]) -> dict[str, Any]:
+    """Per mode: the median over ``runs[0]``'s timing processes of the step time and of the ratio to
+    non-private training in the same process, the ratios' minimum and maximum, and each other
+    allocator's ratio (``time_ratio_<allocator>_malloc``, median over its processes)."""
+    rows: dict[str, Any] = {}
+    for mode in modes:
+        errors = [p[mode]["error"] for ps in processes.values() for p in ps if "error" in p.get(mode, {})]
+        per_alloc: dict[str, tuple[list[float], list[float]]] = {}
+        for a in runs:
+            ok = [p for p in processes[a] if "step_s" in p.get(mode, {}) and "step_s" in p.get("nonprivate", {})]
+            ratios = [p[mode]["step_s"] / p["nonprivate"]["step_s"] for p in ok]
+            per_alloc[a] = ([p[mode]["step_s"] for p in ok], ratios)
+        steps, ratios = per_alloc[runs[0]]
+        if not steps:
+            rows[mode] = {"error": errors[0] if errors else "no timing process finished"}
+            continue
+        row: dict[str, Any] = {
+            "step_s": statistics.median(steps),
+            "time_ratio": statistics.median(ratios),
+            "time_ratio_min": min(ratios),
+            "time_ratio_max": max(ratios),
+            "time_ratio_per_process": ratios,
+            "step_s_per_process": steps,
+        }
+        for a in runs:
+            if per_alloc[a][0]:
+                row[f"step_s_{a}_malloc"] = statistics.median(per_alloc[a][0])
+                row[f"time_ratio_{a}_malloc"] = statistics.median(per_alloc[a][1])
+        rows[mode] = row
+    return rows
+
+
 def markdown_table(result: dict[str, Any]) -> str:
     """Time and memory ratios to non-private training, one row per (model, mode)."""
-    lines = ["| model | mode | step (s) | time x | time x, default malloc | peak RSS (MB) | mem x | "
-             "peak above base (MB) | above-base x |",
+    lines = ["| model | mode | step (s) | time x (min-max over processes) | time x, default malloc | peak RSS (MB) | "
+             "mem x | peak above base (MB) | above-base x |",
              "|---|---|---|---|---|---|---|---|---|"]
     for m, rows in result["results"].items():
         for mode, r in rows.items():
@@ -192,12 +229,19 @@ def markdown_table(result: dict[str, Any]) -> str:
                 lines.append(f"| {m} | {mode} | error: {r.get('error', '?')[:60]} | | | | | | |")
                 continue
             lines.append(
-                f"| {m} | {mode} | {r['step_s']:.3f} | {r.get('time_ratio', float('nan')):.2f} | "
+                f"| {m} | {mode} | {r['step_s']:.3f} | {r.get('time_ratio', float('nan')):.2f}{_spread(r)} | "
                 f"{r.get('time_ratio_default_malloc', float('nan')):.2f} | "
                 f"{r['peak_rss_mb']:.0f} | {r.get('mem_ratio', float('nan')):.2f} | {r['peak_above_base_mb']:.0f} | "
                 f"{r.get('mem_above_base_ratio', float('nan')):.2f} |"
             )
     return "\n".join(lines)
+
+
+def _spread(r: dict[str, Any]) -> str:
+    """`` (lo-hi)`` of the per-process ratios, when there were several processes (schema 3)."""
+    if len(r.get("time_ratio_per_process", [])) < 2:
+        return ""
+    return f" ({r['time_ratio_min']:.2f}-{r['time_ratio_max']:.2f})"
 
 
 def main() -> None:
@@ -206,6 +250,8 @@ def main() -> None:
     ap.add_argument("--modes", nargs="*", default=MODES)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--steps", type=int, default=10, help="timed rounds (one step of every mode per round)")
+    ap.add_argument("--processes", type=int, default=3,
+                    help="timing processes per model with the tuned allocator (reported: median ratio, range)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--mem-steps", type=int, default=3, help="steps run in each fresh memory subprocess")
     ap.add_argument("--worker", nargs=2, metavar=("MODEL", "MODE"), help="(internal) memory of one mode")
@@ -224,17 +270,21 @@ def main() -> None:
     if args.time_worker:
         print(json.dumps(timing_worker(args.time_worker, args.modes, args.warmup, args.steps, args.threads)))
         return
-    rows: dict[str, dict[str, Any]] = {}
+    if args.processes < 1:
+        ap.error(f"--processes must be at least 1, got {args.processes}")
     runs = list(ALLOCATORS) if args.allocator == "both" else [args.allocator]
+    # Timing processes, models alternating: the reported allocator's --processes, then one of the other.
+    plan = [(runs[0], i) for i in range(args.processes)] + [(a, 0) for a in runs[1:]]
+    timed: dict[str, dict[str, list[dict[str, Any]]]] = {m: {a: [] for a in runs} for m in args.models}
+    for a, i in plan:
+        for m in args.models:
+            t = _sub(args, ["--time-worker", m], a)
+            timed[m][a].append(t)
+            print(m, f"time ({a} malloc, process {i + 1})",
+                  json.dumps({k: v.get("step_s", v.get("error")) for k, v in t.items()}), flush=True)
+    rows: dict[str, dict[str, Any]] = {}
     for m in args.models:
-        timed = {a: _sub(args, ["--time-worker", m], a) for a in runs}
-        rows[m] = timed[runs[0]]
-        for a, t in timed.items():
-            print(m, f"time ({a} malloc)", json.dumps({k: v.get("step_s", v.get("error")) for k, v in t.items()}),
-                  flush=True)
-            for mode, r in t.items():
-                if "step_s" in r and mode in rows[m]:
-                    rows[m][mode][f"step_s_{a}_malloc"] = r["step_s"]
+        rows[m] = timing_summary(timed[m], runs, args.modes)
         for mode in args.modes:
             if "step_s" not in rows[m].get(mode, {}):
                 continue
@@ -243,12 +293,6 @@ def main() -> None:
             print(m, mode, json.dumps(mem), flush=True)
         base = rows[m].get("nonprivate", {})
         for r in rows[m].values():
-            if "step_s" in r and "step_s" in base:
-                r["time_ratio"] = r["step_s"] / base["step_s"]
-            for a in runs:
-                key = f"step_s_{a}_malloc"
-                if key in r and key in base:
-                    r[f"time_ratio_{a}_malloc"] = r[key] / base[key]
             if "peak_rss_mb" in r and "peak_rss_mb" in base:
                 r["mem_ratio"] = r["peak_rss_mb"] / base["peak_rss_mb"]
                 r["mem_above_base_ratio"] = r["peak_above_base_mb"] / max(base["peak_above_base_mb"], 1e-9)
@@ -257,13 +301,15 @@ def main() -> None:
     from privlab.report.environment import cpu_model
 
     result = {
-        "schema_version": 2,
+        "schema_version": 3,
         "benchmark": "dp_overhead",
         "models": {k: MODELS[k] for k in args.models},
         "results": rows,
         "settings": {"warmup": args.warmup, "steps": args.steps, "threads": args.threads, "mem_steps": args.mem_steps,
-                     "timing": "one process per model and allocator setting, modes interleaved round-robin; "
-                               "memory: fresh process per mode, default malloc",
+                     "processes": args.processes,
+                     "timing": f"{args.processes} processes per model with the {runs[0]} allocator (median of the "
+                               "per-process ratios, min and max), one with each other allocator; modes interleaved "
+                               "round-robin in each; memory: fresh process per mode, default malloc",
                      "allocators": {a: ALLOCATORS[a] for a in runs}, "reported_time_ratio": runs[0]},
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu_model": cpu_model(),
                     "cpus": os.cpu_count(),

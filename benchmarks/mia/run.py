@@ -29,7 +29,8 @@ from privlab.attacks import MIAResult, PopulationSignals, compute_signals, evalu
 from privlab.data import ArrayDataset, load_dataset, membership_mask
 from privlab.models import MLP
 from privlab.report.environment import cpu_model
-from privlab.train import EnsembleResult, TrainConfig, train_ensemble, vmapped
+from privlab.train import EnsembleResult, TrainConfig, ensemble, stacked_mlp, train_ensemble, vmapped
+from privlab.train.sampling import num_steps
 
 HERE = Path(__file__).resolve().parent
 
@@ -90,6 +91,7 @@ PATHS = {  # label -> train_ensemble arguments
     "one_by_one": {"backend": "loop"},
     "ensemble_vmap": {"backend": "local", "kernel": "vmap"},
     "ensemble_one_chunk": {"backend": "local", "chunk_size": 1 << 30},  # all models in one chunk
+    "ensemble_chunks_of_20": {"backend": "local", "chunk_size": 20},  # the 4 MiB default before 2026-12-03
     "ensemble_contiguous_weights": {"backend": "local"},  # weights kept (K, out, in): see _train
 }
 
@@ -153,6 +155,84 @@ def time_paths(
         },
     }
     return out, times
+
+
+def products_ceiling(
+    factory: Callable[[], torch.nn.Module],
+    data: ArrayDataset,
+    rows: np.ndarray,
+    cfg: TrainConfig,
+    repeats: int,
+    threads: list[int],
+) -> dict[str, Any]:
+    """Wall time of the work no ensemble trainer can skip, for the same chunks and step counts as
+    ``train_ensemble`` at each thread count (fastest of ``repeats``), in two parts:
+
+    * ``products``: per step and chunk of K models, each layer's forward ``bmm`` (K, B, in) x
+      (K, in, out), weight gradient ``baddbmm_`` (K, in, B) x (K, B, out) with the momentum folded
+      in, and above the first layer the input gradient ``bmm`` (K, B, out) x (K, out, in), in the
+      stacked-MLP kernel's layouts, on random values;
+    * ``products_gather_update``: the same plus gathering each model's batch rows from the data
+      (``index_select``) and the parameter update ``p -= lr b`` (``torch._foreach_add_``).
+
+    No softmax, activation or bias work. One-by-one time over either time bounds the speed-up any
+    kernel built on these operators can reach on this machine.
+    """
+    probe = factory()
+    plan = stacked_mlp.mlp_plan(probe)
+    assert plan is not None, "the MIA benchmark's MLP fits the stacked-MLP kernel"
+    shapes = [tuple(probe.get_parameter(layer.weight).shape) for layer in plan]  # (out, in)
+    n_bytes = sum(p.numel() * p.element_size() for p in probe.parameters())
+    size = max(1, min(len(rows), ensemble.CHUNK_BYTES // n_bytes))
+    steps = [num_steps(int(r.sum()), cfg.epochs, cfg.batch_size) for r in rows]
+    chunks = [(min(size, len(rows) - s), max(steps[s : s + size])) for s in range(0, len(rows), size)]
+    B = cfg.batch_size
+    x_flat = data.x.reshape(len(data), -1).contiguous()
+    gen = torch.Generator().manual_seed(0)
+
+    def run_chunk(k: int, n_steps: int, memory: bool) -> None:
+        acts = [torch.randn(k, B, shapes[0][1], generator=gen)]
+        acts += [torch.randn(k, B, o, generator=gen) for o, _ in shapes[:-1]]
+        w_t = [torch.randn(k, i, o, generator=gen) for o, i in shapes]  # stored (K, in, out)
+        dz = [torch.randn(k, B, o, generator=gen) for o, _ in shapes]
+        gw = [torch.zeros(k, i, o) for o, i in shapes]
+        z = [torch.empty(k, B, o) for o, _ in shapes]
+        da = [torch.empty(k, B, i) for _, i in shapes]
+        idx = torch.randint(0, len(x_flat), (n_steps, k * B), generator=gen)
+        for t in range(n_steps):
+            if memory:
+                torch.index_select(x_flat, 0, idx[t], out=acts[0].view(k * B, -1))
+            for l in range(len(shapes)):
+                torch.bmm(acts[l], w_t[l], out=z[l])
+            for l in range(len(shapes) - 1, -1, -1):
+                gw[l].baddbmm_(acts[l].transpose(1, 2), dz[l], beta=cfg.momentum)
+                if l:
+                    torch.bmm(dz[l], w_t[l].transpose(1, 2), out=da[l])
+            if memory:
+                torch._foreach_add_(w_t, gw, alpha=-cfg.lr)
+
+    before = torch.get_num_threads()
+    wall: dict[str, dict[str, float]] = {"products": {}, "products_gather_update": {}}
+    for n_threads in threads:
+        torch.set_num_threads(n_threads)
+        for part, times in wall.items():
+            memory = part != "products"
+            run_chunk(min(size, len(rows)), 2, memory)  # warm-up
+            for _ in range(repeats):
+                w0, _ = _clock()
+                for k, n_steps in chunks:
+                    run_chunk(k, n_steps, memory)
+                times[str(n_threads)] = min(times.get(str(n_threads), np.inf), _clock()[0] - w0)
+    torch.set_num_threads(before)
+    flop = sum(2 * B * o * i * (3 if l else 2) for l, (o, i) in enumerate(shapes)) * sum(steps)
+    best = {part: min(t.values()) for part, t in wall.items()}
+    return {
+        "wall_s": wall,
+        "best_wall_s": best,
+        "products_flop": flop,
+        "products_gflop_per_s": flop / best["products"] / 1e9,
+        "chunks": chunks,
+    }
 
 
 def speed_sweep(data: ArrayDataset, mask: np.ndarray, a: argparse.Namespace, widths: list[int]) -> list[dict]:
@@ -244,6 +324,14 @@ def main() -> None:
         flush=True,
     )
 
+    ceiling = products_ceiling(factory, data, mask[:T], tcfg, a.repeats, a.threads_list)
+    ceiling["speedup_bound"] = {part: t_loop / t for part, t in ceiling["best_wall_s"].items()}
+    print(
+        f"products alone {ceiling['best_wall_s']['products']:.2f}s ({ceiling['products_gflop_per_s']:.0f} GFLOP/s), "
+        f"with batch gather and update {ceiling['best_wall_s']['products_gather_update']:.2f}s: speed-up bounds "
+        f"{ceiling['speedup_bound']}",
+        flush=True,
+    )
     timing = {
         "n_models_timed": T,
         "epochs_timed": a.timing_epochs,
@@ -253,6 +341,7 @@ def main() -> None:
         "one_by_one_s": t_loop,
         "speedup": t_loop / t_vec,
         **times,
+        "products_only": ceiling,
         "max_abs_param_diff": max_diff,
         "max_abs_param_diff_per_model": diffs,
         "one_by_one_vs_itself_other_threads_per_model": diffs_loop,

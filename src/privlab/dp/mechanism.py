@@ -40,6 +40,11 @@ def clip_factors(norms: torch.Tensor, max_grad_norm: float) -> torch.Tensor:
     return (max_grad_norm / (norms + _EPS)).clamp(max=1.0)
 
 
+def clip_factor(norm: float, max_grad_norm: float) -> float:
+    """:func:`clip_factors` for one norm held as a Python float: ``min(1, C / (norm + 1e-6))``."""
+    return min(1.0, max_grad_norm / (norm + _EPS))
+
+
 def clipped_sum(
     per_sample: dict[str, torch.Tensor], max_grad_norm: float, mode: str = "flat"
 ) -> dict[str, torch.Tensor]:

@@ -242,14 +242,19 @@ def test_conv_weight_per_example_empty_batch(cin, dtype):
     assert got.dtype == dtype
 
 
-@pytest.mark.parametrize("chunk_bytes", [1, 10**9])  # chunks of 2 examples (last one partial) / one chunk
+@pytest.mark.parametrize(
+    ("chunk_bytes", "loop_bytes"),
+    [(1, 10**9), (10**9, 10**9), (10**9, 0)],  # chunks of 2 (last one partial) / one chunk / one example at a time
+)
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
-def test_per_layer_chunked_linear_sum(ref, monkeypatch, chunk_bytes: int, reduction: str) -> None:
-    """Per-layer clipping of Linear weights in chunks (never the whole (B, p, d) tensor) equals
-    clipping the reference per-example gradients, with a mean loss's batch factor too."""
+def test_per_layer_chunked_linear_sum(ref, monkeypatch, chunk_bytes: int, loop_bytes: int, reduction: str) -> None:
+    """Per-layer clipping of Linear weights in chunks or one example at a time (never the whole
+    (B, p, d) tensor) equals clipping the reference per-example gradients, with a mean loss's batch
+    factor too."""
     from privlab.dp import layers
 
     monkeypatch.setattr(layers, "CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(layers, "LOOP_BYTES", loop_bytes)
     torch.manual_seed(3)
     model = nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3, bias=False))
     x, y = torch.randn(7, 6, 5), torch.randn(7, 6, 3)
