@@ -187,12 +187,19 @@ class DPOptimizer:
     ) -> dict[str, torch.Tensor]:
         """Per-layer clipping of one call of a layer, summed over examples: ``{local name: sum}``.
 
-        A Linear layer goes through :func:`layers.clipped_linear_sum` (its weight chunked, never
-        materialised whole); everything else is materialised and clipped tensor by tensor.
+        A Linear layer goes through :func:`layers.clipped_linear_sum` (its weight never materialised
+        whole). An Embedding with more rows than positions per example takes its norms from the ghost
+        identity and its sum from one ``index_add`` of the scaled output gradients
+        (:func:`ghost.norms`, :func:`ghost.clipped_sum`), instead of building the (B, V, d) tensor.
+        Everything else is materialised and clipped tensor by tensor.
         """
+        c = self._layer_threshold if self.clipping_enabled else math.inf
         if type(module) is nn.Linear and module.weight.requires_grad:
-            c = self._layer_threshold if self.clipping_enabled else math.inf
             return layers.clipped_linear_sum(module, act, g, scale, c)
+        if type(module) is nn.Embedding and module.weight.requires_grad and not ghost.keep_per_example(module, act, g):
+            sq, plan = ghost.norms(module, [(act, g)], {})  # the weight's (B,) squared norms, before scale
+            factors = mechanism.clip_factors(sq["weight"].clamp_(min=0).sqrt_().mul_(abs(scale)), c)
+            return ghost.clipped_sum(plan, factors.mul_(scale))
         return self._clip_tensors(layers.per_example_grads(module, [(act, g)], scale, normalized=normalized))
 
     def _clip_tensors(self, per_example: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -235,7 +242,7 @@ class DPOptimizer:
                 sq = sq + ghost.tied_squared_norms(caps)
             if not isinstance(sq, torch.Tensor):
                 return {}
-            f = mechanism.clip_factors(sq.sqrt(), C)
+            f = mechanism.clip_factors(sq.clamp(min=0).sqrt(), C)  # Gram sums can round a zero norm below 0
             for plan in plans:
                 for k, v in self._local_to_global(plan.module, ghost.clipped_sum(plan, f)).items():
                     out[k] = out[k] + v if k in out else v  # a tied weight: its layers' parts add up

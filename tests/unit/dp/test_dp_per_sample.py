@@ -273,3 +273,30 @@ def test_per_layer_chunked_linear_sum(ref, monkeypatch, chunk_bytes: int, loop_b
     model.zero_grad(set_to_none=True)
     expected = ref.per_sample_grads(model, sum_loss, x, y)  # each example's own loss
     ref.assert_close_dicts(clipped, ref.clipped_sum(expected, 0.3, "per_layer"))
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_per_layer_embedding_by_ghost_norms(ref, reduction: str) -> None:
+    """Per-layer clipping of an Embedding with more rows than positions (norms by the ghost identity,
+    sum by one index_add) equals clipping the reference per-example gradients, repeated ids, padding
+    and a mean loss's batch factor included."""
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Embedding(30, 4, padding_idx=1), nn.Tanh(), nn.Linear(4, 3))
+    x = torch.randint(0, 6, (7, 5))  # few distinct ids: repeats within an example
+    x[0] = 1  # an example of padding only: zero gradient
+    y = torch.randn(7, 5, 3)
+    pt = make_private(
+        model, torch.optim.SGD(model.parameters(), lr=0.0), DataLoader(ArrayDataset(x, y), batch_size=7),
+        noise_multiplier=0.0, clipping="per_layer", max_grad_norm=0.3, loss_reduction=reduction,
+    )
+
+    def loss_fn(out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        per = (out * t).sum((1, 2))
+        return per.mean() if reduction == "mean" else per.sum()
+
+    loss_fn(model(x), y).backward()
+    clipped = pt.optimizer._clipped_sum()
+    pt.optimizer.detach()
+    model.zero_grad(set_to_none=True)
+    expected = ref.per_sample_grads(model, sum_loss, x, y)
+    ref.assert_close_dicts(clipped, ref.clipped_sum(expected, 0.3, "per_layer"))
