@@ -91,7 +91,7 @@ PATHS = {  # label -> train_ensemble arguments
     "one_by_one": {"backend": "loop"},
     "ensemble_vmap": {"backend": "local", "kernel": "vmap"},
     "ensemble_one_chunk": {"backend": "local", "chunk_size": 1 << 30},  # all models in one chunk
-    "ensemble_chunks_of_20": {"backend": "local", "chunk_size": 20},  # the 4 MiB default before 2026-12-03
+    "ensemble_chunks_of_10": {"backend": "local", "chunk_size": 10},  # 2 MiB chunks (default: 4 MiB)
     "ensemble_contiguous_weights": {"backend": "local"},  # weights kept (K, out, in): see _train
 }
 

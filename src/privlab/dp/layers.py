@@ -184,8 +184,9 @@ def _clipped_weight_by_example(g: torch.Tensor, a: torch.Tensor, scale: float, t
 
     Each example's (p, d) gradient is one matrix product into the same buffer, which stays in the L2
     cache while its norm is taken and it is added to the sum. One thread of an AMD EPYC, B = 32,
-    T = 128: a 1024 x 256 weight in 42 ms against 60 ms by 8 MiB chunks of batched products and
-    46 ms for the non-private weight gradient (``benchmarks/dp_overhead/ab_per_layer.py``).
+    T = 128, two runs of ``benchmarks/dp_overhead/ab_per_layer.py``: a 1024 x 256 weight in 41-42 ms,
+    against 43-61 ms by 8 MiB chunks of batched products, 70-81 ms materialised whole, and 31-33 ms
+    for the non-private weight gradient.
     """
     buf = g.new_empty(g.shape[-1], a.shape[-1])
     w = torch.zeros_like(buf)
