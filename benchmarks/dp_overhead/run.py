@@ -230,11 +230,16 @@ def markdown_table(result: dict[str, Any]) -> str:
                 continue
             lines.append(
                 f"| {m} | {mode} | {r['step_s']:.3f} | {r.get('time_ratio', float('nan')):.2f}{_spread(r)} | "
-                f"{r.get('time_ratio_default_malloc', float('nan')):.2f} | "
+                f"{_ratio(r, 'time_ratio_default_malloc')} | "
                 f"{r['peak_rss_mb']:.0f} | {r.get('mem_ratio', float('nan')):.2f} | {r['peak_above_base_mb']:.0f} | "
                 f"{r.get('mem_above_base_ratio', float('nan')):.2f} |"
             )
     return "\n".join(lines)
+
+
+def _ratio(r: dict[str, Any], key: str) -> str:
+    """``r[key]`` to two decimals, or ``-`` when that timing was not run."""
+    return f"{r[key]:.2f}" if key in r else "-"
 
 
 def _spread(r: dict[str, Any]) -> str:
