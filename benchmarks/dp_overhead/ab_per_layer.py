@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import run  # benchmark-local (the script's folder is on sys.path): the models and the step
 import torch
@@ -54,22 +55,16 @@ def _median_ms(fn: Callable[[], Any], n: int = 8) -> float:
     return 1e3 * statistics.median(ts)
 
 
-class _Chunked:
+def _chunked() -> Any:
     """Within the block, every Linear weight goes by chunks (``LOOP_BYTES`` out of reach)."""
-
-    def __enter__(self) -> None:
-        self.saved = layers.LOOP_BYTES
-        layers.LOOP_BYTES = 1 << 62
-
-    def __exit__(self, *exc: object) -> None:
-        layers.LOOP_BYTES = self.saved
+    return mock.patch.object(layers, "LOOP_BYTES", 1 << 62)
 
 
 def layer_timing() -> dict[str, float]:
     lin = nn.Linear(256, 1024)
     a, g = torch.randn(32, 128, 256), torch.randn(32, 128, 1024)
     old = _median_ms(lambda: mechanism.clipped_sum(layers.per_example_grads(lin, [(a, g)], 32.0), 0.1, "flat"))
-    with _Chunked():
+    with _chunked():
         chunked = _median_ms(lambda: layers.clipped_linear_sum(lin, a, g, 32.0, 0.1))
     new = _median_ms(lambda: layers.clipped_linear_sum(lin, a, g, 32.0, 0.1))
     plain = _median_ms(lambda: g.reshape(-1, 1024).t().mm(a.reshape(-1, 256)))
@@ -91,7 +86,7 @@ def model_ab(model: str, rounds: int) -> dict[str, Any]:
         for k, step in steps.items():
             t = time.perf_counter()
             if k == "chunked":
-                with _Chunked():
+                with _chunked():
                     step()
             else:
                 step()

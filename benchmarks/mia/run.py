@@ -175,6 +175,8 @@ def products_ceiling(
     * ``products_gather_update``: the same plus gathering each model's batch rows from the data
       (``index_select``) and the parameter update ``p -= lr b`` (``torch._foreach_add_``).
 
+    The tensors are built before the clock starts, so the floor holds no allocation or random draws.
+
     No softmax, activation or bias work. One-by-one time over either time bounds the speed-up any
     kernel built on these operators can reach on this machine.
     """
@@ -190,38 +192,45 @@ def products_ceiling(
     x_flat = data.x.reshape(len(data), -1).contiguous()
     gen = torch.Generator().manual_seed(0)
 
-    def run_chunk(k: int, n_steps: int, memory: bool) -> None:
-        acts = [torch.randn(k, B, shapes[0][1], generator=gen)]
-        acts += [torch.randn(k, B, o, generator=gen) for o, _ in shapes[:-1]]
-        w_t = [torch.randn(k, i, o, generator=gen) for o, i in shapes]  # stored (K, in, out)
-        dz = [torch.randn(k, B, o, generator=gen) for o, _ in shapes]
-        gw = [torch.zeros(k, i, o) for o, i in shapes]
-        z = [torch.empty(k, B, o) for o, _ in shapes]
-        da = [torch.empty(k, B, i) for _, i in shapes]
-        idx = torch.randint(0, len(x_flat), (n_steps, k * B), generator=gen)
-        for t in range(n_steps):
+    def make_chunk(k: int, n_steps: int) -> dict[str, Any]:
+        """One chunk's tensors (random values, the kernel's layouts), built outside the timed region."""
+        return {
+            "acts": [torch.randn(k, B, shapes[0][1], generator=gen)]
+            + [torch.randn(k, B, o, generator=gen) for o, _ in shapes[:-1]],
+            "w_t": [torch.randn(k, i, o, generator=gen) for o, i in shapes],  # stored (K, in, out)
+            "dz": [torch.randn(k, B, o, generator=gen) for o, _ in shapes],
+            "gw": [torch.zeros(k, i, o) for o, i in shapes],
+            "z": [torch.empty(k, B, o) for o, _ in shapes],
+            "da": [torch.empty(k, B, i) for _, i in shapes],
+            "idx": torch.randint(0, len(x_flat), (n_steps, k * B), generator=gen),
+        }
+
+    def run_chunk(c: dict[str, Any], memory: bool) -> None:
+        acts, w_t, dz, gw, idx = c["acts"], c["w_t"], c["dz"], c["gw"], c["idx"]
+        for t in range(len(idx)):
             if memory:
-                torch.index_select(x_flat, 0, idx[t], out=acts[0].view(k * B, -1))
+                torch.index_select(x_flat, 0, idx[t], out=acts[0].view(len(idx[t]), -1))
             for l in range(len(shapes)):
-                torch.bmm(acts[l], w_t[l], out=z[l])
+                torch.bmm(acts[l], w_t[l], out=c["z"][l])
             for l in range(len(shapes) - 1, -1, -1):
                 gw[l].baddbmm_(acts[l].transpose(1, 2), dz[l], beta=cfg.momentum)
                 if l:
-                    torch.bmm(dz[l], w_t[l].transpose(1, 2), out=da[l])
+                    torch.bmm(dz[l], w_t[l].transpose(1, 2), out=c["da"][l])
             if memory:
                 torch._foreach_add_(w_t, gw, alpha=-cfg.lr)
 
+    prepared = [make_chunk(k, n_steps) for k, n_steps in chunks]
     before = torch.get_num_threads()
     wall: dict[str, dict[str, float]] = {"products": {}, "products_gather_update": {}}
     for n_threads in threads:
         torch.set_num_threads(n_threads)
         for part, times in wall.items():
             memory = part != "products"
-            run_chunk(min(size, len(rows)), 2, memory)  # warm-up
+            run_chunk(make_chunk(min(size, len(rows)), 2), memory)  # warm-up
             for _ in range(repeats):
                 w0, _ = _clock()
-                for k, n_steps in chunks:
-                    run_chunk(k, n_steps, memory)
+                for c in prepared:
+                    run_chunk(c, memory)
                 times[str(n_threads)] = min(times.get(str(n_threads), np.inf), _clock()[0] - w0)
     torch.set_num_threads(before)
     flop = sum(2 * B * o * i * (3 if l else 2) for l, (o, i) in enumerate(shapes)) * sum(steps)

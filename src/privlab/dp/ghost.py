@@ -56,7 +56,13 @@ class LayerPlan:
 
 
 def _gram(x: torch.Tensor) -> torch.Tensor:
-    return torch.bmm(x, x.transpose(1, 2))  # (B, T, T)
+    """``x x^T`` per example, (B, T, T).
+
+    A squared norm computed as ``<A A^T, G G^T>`` is a sum of products of either sign, so rounding
+    can leave a zero norm slightly below 0. Every such sum in this module is clamped at 0, so that
+    its square root is never NaN.
+    """
+    return torch.bmm(x, x.transpose(1, 2))
 
 
 def keep_per_example(module: nn.Module, act: torch.Tensor, grad: torch.Tensor) -> bool:
@@ -104,7 +110,7 @@ def norms(
         return sq, plan
     if cap.embedding:
         same = (cap.a.unsqueeze(2) == cap.a.unsqueeze(1)).to(cap.g.dtype)  # (B, T, T)
-        sq["weight"] = (same * _gram(cap.g)).sum((1, 2))
+        sq["weight"] = (same * _gram(cap.g)).sum((1, 2)).clamp_(min=0)  # rounding: see _gram
         return sq, plan
     d = cap.a.shape[-1]
     if T == 1:
@@ -112,7 +118,7 @@ def norms(
     elif p * d < 2 * T * T:
         sq["weight"] = squared_norms(torch.bmm(cap.g.transpose(1, 2), cap.a))  # (B, p, d) then discarded
     else:
-        sq["weight"] = (_gram(cap.a) * _gram(cap.g)).sum((1, 2))
+        sq["weight"] = (_gram(cap.a) * _gram(cap.g)).sum((1, 2)).clamp_(min=0)  # rounding: see _gram
     if getattr(module, "bias", None) is not None:
         plan.kept["bias"] = cap.g.sum(1)  # (B, p)
         sq["bias"] = squared_norms(plan.kept["bias"])
@@ -140,7 +146,7 @@ def tied_squared_norms(caps: list[L.MatmulCapture]) -> torch.Tensor:
             else:
                 line.append(torch.bmm(r_i, r_j.transpose(1, 2)))
         blocks.append(torch.cat(line, 2))
-    return (torch.cat(blocks, 1) * _gram(cols)).sum((1, 2))
+    return (torch.cat(blocks, 1) * _gram(cols)).sum((1, 2)).clamp_(min=0)  # rounding: see _gram
 
 
 def clipped_sum(plan: LayerPlan, factors: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -198,7 +198,7 @@ class DPOptimizer:
             return layers.clipped_linear_sum(module, act, g, scale, c)
         if type(module) is nn.Embedding and module.weight.requires_grad and not ghost.keep_per_example(module, act, g):
             sq, plan = ghost.norms(module, [(act, g)], {})  # the weight's (B,) squared norms, before scale
-            factors = mechanism.clip_factors(sq["weight"].clamp_(min=0).sqrt_().mul_(abs(scale)), c)
+            factors = mechanism.clip_factors(sq["weight"].sqrt_().mul_(abs(scale)), c)
             return ghost.clipped_sum(plan, factors.mul_(scale))
         return self._clip_tensors(layers.per_example_grads(module, [(act, g)], scale, normalized=normalized))
 
@@ -242,7 +242,7 @@ class DPOptimizer:
                 sq = sq + ghost.tied_squared_norms(caps)
             if not isinstance(sq, torch.Tensor):
                 return {}
-            f = mechanism.clip_factors(sq.clamp(min=0).sqrt(), C)  # Gram sums can round a zero norm below 0
+            f = mechanism.clip_factors(sq.sqrt(), C)  # ghost's Gram norms are clamped at 0
             for plan in plans:
                 for k, v in self._local_to_global(plan.module, ghost.clipped_sum(plan, f)).items():
                     out[k] = out[k] + v if k in out else v  # a tied weight: its layers' parts add up

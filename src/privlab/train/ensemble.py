@@ -35,8 +35,8 @@ BACKENDS = ("local", "loop", "ray")
 # being trained in version 2), so caches written by older code are not reused.
 TRAINER_VERSION = 2
 # Default local chunk: stacked parameters of at most ~4 MiB (20 MLP(784-64-10)s; measured best for MLPs).
-# On an AMD EPYC (1 MiB L2 per core), 2 MiB chunks were faster at 1 thread (5.0 vs 5.6 s for 64 models,
-# 1 epoch, median of 4) and slower at 2 threads (3.3 vs 3.1 s), so the default stays.
+# On an AMD EPYC (1 MiB L2 per core), 2 MiB chunks were faster at 1 thread and slower at 2 threads, the
+# faster path (benchmarks/mia, path `ensemble_chunks_of_10`, results/mia_timing64_floor.json).
 CHUNK_BYTES = 4 << 20
 
 

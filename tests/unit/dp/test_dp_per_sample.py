@@ -242,6 +242,22 @@ def test_conv_weight_per_example_empty_batch(cin, dtype):
     assert got.dtype == dtype
 
 
+def check_per_layer_against_reference(ref, model: nn.Module, x: torch.Tensor, y: torch.Tensor, reduction: str) -> None:
+    """``per_layer`` clipping during the backward pass of a ``reduction`` loss equals clipping the
+    reference per-example gradients (each example's own loss), C = 0.3."""
+    pt = make_private(
+        model, torch.optim.SGD(model.parameters(), lr=0.0), DataLoader(ArrayDataset(x, y), batch_size=len(x)),
+        noise_multiplier=0.0, clipping="per_layer", max_grad_norm=0.3, loss_reduction=reduction,
+    )
+    per = (model(x) * y).sum((1, 2))
+    (per.mean() if reduction == "mean" else per.sum()).backward()
+    clipped = pt.optimizer._clipped_sum()
+    pt.optimizer.detach()
+    model.zero_grad(set_to_none=True)
+    expected = ref.per_sample_grads(model, sum_loss, x, y)
+    ref.assert_close_dicts(clipped, ref.clipped_sum(expected, 0.3, "per_layer"))
+
+
 @pytest.mark.parametrize(
     ("chunk_bytes", "loop_bytes"),
     [(1, 10**9), (10**9, 10**9), (10**9, 0)],  # chunks of 2 (last one partial) / one chunk / one example at a time
@@ -257,22 +273,7 @@ def test_per_layer_chunked_linear_sum(ref, monkeypatch, chunk_bytes: int, loop_b
     monkeypatch.setattr(layers, "LOOP_BYTES", loop_bytes)
     torch.manual_seed(3)
     model = nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3, bias=False))
-    x, y = torch.randn(7, 6, 5), torch.randn(7, 6, 3)
-    pt = make_private(
-        model, torch.optim.SGD(model.parameters(), lr=0.0), DataLoader(ArrayDataset(x, y), batch_size=7),
-        noise_multiplier=0.0, clipping="per_layer", max_grad_norm=0.3, loss_reduction=reduction,
-    )
-
-    def loss_fn(out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        per = (out * t).sum((1, 2))
-        return per.mean() if reduction == "mean" else per.sum()
-
-    loss_fn(model(x), y).backward()
-    clipped = pt.optimizer._clipped_sum()
-    pt.optimizer.detach()
-    model.zero_grad(set_to_none=True)
-    expected = ref.per_sample_grads(model, sum_loss, x, y)  # each example's own loss
-    ref.assert_close_dicts(clipped, ref.clipped_sum(expected, 0.3, "per_layer"))
+    check_per_layer_against_reference(ref, model, torch.randn(7, 6, 5), torch.randn(7, 6, 3), reduction)
 
 
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
@@ -284,19 +285,4 @@ def test_per_layer_embedding_by_ghost_norms(ref, reduction: str) -> None:
     model = nn.Sequential(nn.Embedding(30, 4, padding_idx=1), nn.Tanh(), nn.Linear(4, 3))
     x = torch.randint(0, 6, (7, 5))  # few distinct ids: repeats within an example
     x[0] = 1  # an example of padding only: zero gradient
-    y = torch.randn(7, 5, 3)
-    pt = make_private(
-        model, torch.optim.SGD(model.parameters(), lr=0.0), DataLoader(ArrayDataset(x, y), batch_size=7),
-        noise_multiplier=0.0, clipping="per_layer", max_grad_norm=0.3, loss_reduction=reduction,
-    )
-
-    def loss_fn(out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        per = (out * t).sum((1, 2))
-        return per.mean() if reduction == "mean" else per.sum()
-
-    loss_fn(model(x), y).backward()
-    clipped = pt.optimizer._clipped_sum()
-    pt.optimizer.detach()
-    model.zero_grad(set_to_none=True)
-    expected = ref.per_sample_grads(model, sum_loss, x, y)
-    ref.assert_close_dicts(clipped, ref.clipped_sum(expected, 0.3, "per_layer"))
+    check_per_layer_against_reference(ref, model, x, torch.randn(7, 5, 3), reduction)
