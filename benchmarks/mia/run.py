@@ -171,7 +171,8 @@ def products_ceiling(
     * ``products``: per step and chunk of K models, each layer's forward ``bmm`` (K, B, in) x
       (K, in, out), weight gradient ``baddbmm_`` (K, in, B) x (K, B, out) with the momentum folded
       in, and above the first layer the input gradient ``bmm`` (K, B, out) x (K, out, in), in the
-      stacked-MLP kernel's layouts, on random values;
+      stacked-MLP kernel's layouts and orientations (a layer with fewer than
+      ``stacked_mlp.NARROW`` outputs as ``W a^T`` and ``dz^T a``), on random values;
     * ``products_gather_update``: the same plus gathering each model's batch rows from the data
       (``index_select``) and the parameter update ``p -= lr b`` (``torch._foreach_add_``).
 
@@ -192,32 +193,45 @@ def products_ceiling(
     x_flat = data.x.reshape(len(data), -1).contiguous()
     gen = torch.Generator().manual_seed(0)
 
+    narrow = [o < stacked_mlp.NARROW for o, _ in shapes]  # run as z^T = W a^T, weights (K, out, in)
+    kinds = list(zip(shapes, narrow, strict=True))
+
     def make_chunk(k: int, n_steps: int) -> dict[str, Any]:
         """One chunk's tensors (random values, the kernel's layouts), built outside the timed region."""
+
+        def rand(*shape: int) -> torch.Tensor:
+            return torch.randn(*shape, generator=gen)
+
         return {
-            "acts": [torch.randn(k, B, shapes[0][1], generator=gen)]
-            + [torch.randn(k, B, o, generator=gen) for o, _ in shapes[:-1]],
-            "w_t": [torch.randn(k, i, o, generator=gen) for o, i in shapes],  # stored (K, in, out)
-            "dz": [torch.randn(k, B, o, generator=gen) for o, _ in shapes],
-            "gw": [torch.zeros(k, i, o) for o, i in shapes],
-            "z": [torch.empty(k, B, o) for o, _ in shapes],
+            "acts": [rand(k, B, shapes[0][1])] + [rand(k, B, o) for o, _ in shapes[:-1]],
+            "w": [rand(k, o, i) if n else rand(k, i, o) for (o, i), n in kinds],
+            "dz": [rand(k, o, B) if n else rand(k, B, o) for (o, _), n in kinds],
+            "gw": [torch.zeros(k, o, i) if n else torch.zeros(k, i, o) for (o, i), n in kinds],
+            "z": [torch.empty(k, o, B) if n else torch.empty(k, B, o) for (o, _), n in kinds],
             "da": [torch.empty(k, B, i) for _, i in shapes],
             "idx": torch.randint(0, len(x_flat), (n_steps, k * B), generator=gen),
         }
 
     def run_chunk(c: dict[str, Any], memory: bool) -> None:
-        acts, w_t, dz, gw, idx = c["acts"], c["w_t"], c["dz"], c["gw"], c["idx"]
+        acts, w, dz, gw, idx = c["acts"], c["w"], c["dz"], c["gw"], c["idx"]
         for t in range(len(idx)):
             if memory:
                 torch.index_select(x_flat, 0, idx[t], out=acts[0].view(len(idx[t]), -1))
             for l in range(len(shapes)):
-                torch.bmm(acts[l], w_t[l], out=c["z"][l])
+                if narrow[l]:
+                    torch.bmm(w[l], acts[l].transpose(1, 2), out=c["z"][l])
+                else:
+                    torch.bmm(acts[l], w[l], out=c["z"][l])
             for l in range(len(shapes) - 1, -1, -1):
-                gw[l].baddbmm_(acts[l].transpose(1, 2), dz[l], beta=cfg.momentum)
+                if narrow[l]:
+                    gw[l].baddbmm_(dz[l], acts[l], beta=cfg.momentum)
+                else:
+                    gw[l].baddbmm_(acts[l].transpose(1, 2), dz[l], beta=cfg.momentum)
                 if l:
-                    torch.bmm(dz[l], w_t[l].transpose(1, 2), out=c["da"][l])
+                    d = dz[l].transpose(1, 2) if narrow[l] else dz[l]  # (K, B, out)
+                    torch.bmm(d, w[l] if narrow[l] else w[l].transpose(1, 2), out=c["da"][l])
             if memory:
-                torch._foreach_add_(w_t, gw, alpha=-cfg.lr)
+                torch._foreach_add_(w, gw, alpha=-cfg.lr)
 
     prepared = [make_chunk(k, n_steps) for k, n_steps in chunks]
     before = torch.get_num_threads()

@@ -32,6 +32,12 @@ from privlab.dp import mechanism
 from privlab.models.vision import MLP
 
 _ACTIVATIONS: dict[type[nn.Module], str] = {nn.ReLU: "relu", nn.Tanh: "tanh"}
+# A layer with fewer outputs than this (a classifier head) is run in the other orientation: weights
+# stored (K, out, in), the forward as z^T = W a^T and the weight gradient as dz^T a, so that the
+# batched products' output rows are long. For out = 10 (in = 64, B = 32, K = 20) that is 2-3.5x
+# faster than a (K, in, out) product with rows of 10; from 16 outputs up the two are within ~10%
+# (benchmarks/mia/README.md).
+NARROW = 16
 
 
 @dataclass(frozen=True)
@@ -137,23 +143,25 @@ def mlp_grads(
     acts = [x]  # a_0 .. a_{L-1}: the inputs of each layer
     z = x
     for i, layer in enumerate(plan):
-        w_t = params[layer.weight].transpose(1, 2)  # (K, in, out)
-        if layer.bias is None:
-            z = torch.bmm(acts[-1], w_t)
+        w = params[layer.weight]  # (K, out, in)
+        if w.shape[1] < NARROW:  # z^T = W a^T (K, out, B), used through its (K, B, out) view
+            a_t = acts[-1].transpose(1, 2)
+            zt = torch.bmm(w, a_t) if layer.bias is None else torch.baddbmm(params[layer.bias].unsqueeze(2), w, a_t)
+            z = zt.transpose(1, 2)
+        elif layer.bias is None:
+            z = torch.bmm(acts[-1], w.transpose(1, 2))
         else:
-            z = torch.baddbmm(params[layer.bias].unsqueeze(1), acts[-1], w_t)  # (K, B, out)
+            z = torch.baddbmm(params[layer.bias].unsqueeze(1), acts[-1], w.transpose(1, 2))  # (K, B, out)
         if layer.activation == "relu":
             z = z.clamp_min_(0)
         elif layer.activation == "tanh":
             z = z.tanh_()
         if i + 1 < len(plan):
             acts.append(z)
-    n_classes = z.shape[-1]
-    # softmax(z) by hand: for the few classes here, ~3x faster than torch.softmax's last-dim kernel.
+    # softmax(z) by hand (z may be a transposed view), then minus the one-hot labels, over B.
     dz = z.sub_(z.amax(-1, keepdim=True)).exp_()  # (K, B, C)
     dz.div_(dz.sum(-1, keepdim=True))
-    flat = torch.arange(0, K * B * n_classes, n_classes, device=y.device).add_(y)
-    dz.view(-1).index_put_((flat,), torch.tensor(-1.0, dtype=dz.dtype), accumulate=True)
+    dz.scatter_add_(2, y.view(K, B, 1).long(), torch.full((1, 1, 1), -1.0, dtype=dz.dtype).expand(K, B, 1))
     dz.mul_(1.0 / B)
     dzs: list[torch.Tensor] = []  # with clip: output gradients of layers L-1 .. 0, kept for the factors
     for i in range(len(plan) - 1, -1, -1):
@@ -189,8 +197,9 @@ def transposed_layout(plan: list[DenseLayer], params: dict[str, torch.Tensor]) -
     matrix and the weight gradient is written as ``a^T dz`` (K, in, out), which MKL's batched products run
     ~1.5x faster than ``dz^T a`` for 64 MLP(784-64-10) on one thread (5-13% of a whole training step; see
     ``benchmarks/mia/README.md``); buffers made by ``torch.empty_like`` / ``zeros_like`` inherit the layout.
+    Layers with fewer than ``NARROW`` outputs keep (K, out, in): see ``NARROW``.
     """
-    weights = {layer.weight for layer in plan}
+    weights = {layer.weight for layer in plan if params[layer.weight].shape[1] >= NARROW}
     return {k: v.transpose(1, 2).contiguous().transpose(1, 2) if k in weights else v for k, v in params.items()}
 
 

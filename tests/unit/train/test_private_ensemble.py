@@ -12,7 +12,7 @@ from torch import nn
 from privlab.data import membership_mask
 from privlab.errors import InvalidParameterError
 from privlab.models import MLP
-from privlab.train import TrainConfig, train_ensemble
+from privlab.train import TrainConfig, stacked_mlp, train_ensemble
 from privlab.train.stacked_mlp import mlp_grads, mlp_plan
 from privlab.train.vmapped import train_chunk
 
@@ -31,7 +31,9 @@ def factory() -> MLP:
     ids=["relu-2-hidden", "tanh", "no-bias"],
 )
 @pytest.mark.parametrize("clip", [0.05, 1e3])  # most examples clipped / none clipped
-def test_clipped_kernel_grads_equal_per_example_autograd(make, clip):
+@pytest.mark.parametrize("narrow", [0, 10**6], ids=["wide", "narrow"])  # orientation of the products
+def test_clipped_kernel_grads_equal_per_example_autograd(monkeypatch, make, clip, narrow):
+    monkeypatch.setattr(stacked_mlp, "NARROW", narrow)
     K, B = 3, 6
     gen = torch.Generator().manual_seed(1)
     models = [make() for _ in range(K)]

@@ -12,7 +12,7 @@ from torch import nn
 from privlab.data import membership_mask
 from privlab.errors import InvalidParameterError
 from privlab.models import MLP, SmallCNN
-from privlab.train import TrainConfig, train_ensemble
+from privlab.train import TrainConfig, stacked_mlp, train_ensemble
 from privlab.train.stacked_mlp import mlp_grads, mlp_plan, transposed_layout
 from privlab.train.vmapped import train_chunk
 
@@ -119,7 +119,10 @@ def test_plan_needs_flatten_for_multidim_inputs():
     ids=["relu-2-hidden", "tanh", "linear", "no-bias"],
 )
 @pytest.mark.parametrize("beta", [0.0, 0.9])
-def test_grads_equal_autograd(make, beta):
+@pytest.mark.parametrize("narrow", [0, 5, 10**6], ids=["all-wide", "mixed", "all-narrow"])
+def test_grads_equal_autograd(monkeypatch, make, beta, narrow):
+    # narrow: layers with fewer outputs run as z^T = W a^T (stacked_mlp.NARROW); 5 splits these models.
+    monkeypatch.setattr(stacked_mlp, "NARROW", narrow)
     K, B = 3, 5
     gen = torch.Generator().manual_seed(0)
     models = [make() for _ in range(K)]
@@ -215,10 +218,21 @@ def test_multidim_inputs_without_flatten_are_not_flattened(tiny_data):
         train_chunk(lambda: nn.Sequential(nn.Linear(4, 4)), x, tiny_data.y, mask, [0, 1], cfg, kernel="auto")
 
 
+def test_transposed_layout_keeps_narrow_layers():
+    # A layer with fewer than NARROW outputs (the classifier head) stays (K, out, in).
+    model = MLP(in_features=7, hidden=(20,), num_classes=4)
+    plan = mlp_plan(model)
+    params = {n: torch.randn(2, *p.shape) for n, p in model.named_parameters()}
+    moved = transposed_layout(plan, params)
+    assert moved[plan[0].weight].transpose(1, 2).is_contiguous() and not moved[plan[0].weight].is_contiguous()
+    assert moved[plan[1].weight] is params[plan[1].weight]
+
+
 @pytest.mark.parametrize("beta", [0.0, 0.9])
-def test_transposed_layout_gives_the_same_gradients(beta):
+def test_transposed_layout_gives_the_same_gradients(monkeypatch, beta):
     # Weights stored (K, in, out) (train_chunk's layout): same values, other strides, same gradients
     # (and the same momentum accumulation) as the contiguous (K, out, in) layout.
+    monkeypatch.setattr(stacked_mlp, "NARROW", 0)  # every layer moves
     torch.manual_seed(0)
     K, B = 3, 5
     models = [MLP(in_features=7, hidden=(6,), num_classes=4) for _ in range(K)]
