@@ -10,7 +10,8 @@ that end in a ``Linear`` and have no buffers (exactly these classes: a subclass 
 Per model (inputs ``a_0`` of shape (B, D), layer ``l`` with weight ``W_l`` (out, in) and bias
 ``b_l``; all K models at once with a leading K dimension):
 
-* forward: ``z_l = a_{l-1} W_l^T + b_l`` (``baddbmm``), ``a_l = act(z_l)``;
+* forward: ``z_l = a_{l-1} W_l^T + b_l`` (``baddbmm``; for a layer of fewer than ``NARROW`` outputs
+  as ``z_l^T = W_l a_{l-1}^T + b_l``), ``a_l = act(z_l)``;
 * loss: mean cross-entropy over the batch, so ``dL/dz_L = (softmax(z_L) - onehot(y)) / B``;
 * backward: ``dW_l = dz_l^T a_{l-1}``, ``db_l = sum_b dz_l``, ``dz_{l-1} = (dz_l W_l) * act'``,
   with ``relu' = 1[a > 0]`` and ``tanh' = 1 - a^2`` (both read from the activation ``a``).
