@@ -193,7 +193,7 @@ def products_ceiling(
     x_flat = data.x.reshape(len(data), -1).contiguous()
     gen = torch.Generator().manual_seed(0)
 
-    narrow = [o < stacked_mlp.NARROW for o, _ in shapes]  # run as z^T = W a^T, weights (K, out, in)
+    narrow = [stacked_mlp.is_narrow(o) for o, _ in shapes]  # run as z^T = W a^T, weights (K, out, in)
     kinds = list(zip(shapes, narrow, strict=True))
 
     def make_chunk(k: int, n_steps: int) -> dict[str, Any]:

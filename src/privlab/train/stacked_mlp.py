@@ -35,10 +35,21 @@ from privlab.models.vision import MLP
 _ACTIVATIONS: dict[type[nn.Module], str] = {nn.ReLU: "relu", nn.Tanh: "tanh"}
 # A layer with fewer outputs than this (a classifier head) is run in the other orientation: weights
 # stored (K, out, in), the forward as z^T = W a^T and the weight gradient as dz^T a, so that the
-# batched products' output rows are long. For out = 10 (in = 64, B = 32, K = 20) that is 2-3.5x
-# faster than a (K, in, out) product with rows of 10; from 16 outputs up the two are within ~10%
-# (benchmarks/mia/README.md).
+# batched products' output rows are long. Forward plus weight gradient, K = 20, B = 32
+# (benchmarks/mia/ab_orientation.py, results/ab_orientation.json): 3.1-5.0x faster this way for
+# 2-10 outputs; equal (0.97-1.00x) at 16, 32 and 64 outputs; 1.1-1.4x faster at 20, 24 and 100
+# outputs, which keep the (K, in, out) layout all the same (the input-gradient product is not measured).
 NARROW = 16
+
+
+def is_narrow(out_features: int) -> bool:
+    """Whether a layer of ``out_features`` outputs runs in the head's orientation (see ``NARROW``)."""
+    return out_features < NARROW
+
+
+def _product(m1: torch.Tensor, m2: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``m1 m2 (+ bias)`` per model: ``bmm``, or ``baddbmm`` with the bias broadcast."""
+    return torch.bmm(m1, m2) if bias is None else torch.baddbmm(bias, m1, m2)
 
 
 @dataclass(frozen=True)
@@ -145,14 +156,11 @@ def mlp_grads(
     z = x
     for i, layer in enumerate(plan):
         w = params[layer.weight]  # (K, out, in)
-        if w.shape[1] < NARROW:  # z^T = W a^T (K, out, B), used through its (K, B, out) view
-            a_t = acts[-1].transpose(1, 2)
-            zt = torch.bmm(w, a_t) if layer.bias is None else torch.baddbmm(params[layer.bias].unsqueeze(2), w, a_t)
-            z = zt.transpose(1, 2)
-        elif layer.bias is None:
-            z = torch.bmm(acts[-1], w.transpose(1, 2))
+        b = None if layer.bias is None else params[layer.bias]  # (K, out)
+        if is_narrow(w.shape[1]):  # z^T = W a^T (K, out, B), used through its (K, B, out) view
+            z = _product(w, acts[-1].transpose(1, 2), None if b is None else b.unsqueeze(2)).transpose(1, 2)
         else:
-            z = torch.baddbmm(params[layer.bias].unsqueeze(1), acts[-1], w.transpose(1, 2))  # (K, B, out)
+            z = _product(acts[-1], w.transpose(1, 2), None if b is None else b.unsqueeze(1))  # (K, B, out)
         if layer.activation == "relu":
             z = z.clamp_min_(0)
         elif layer.activation == "tanh":
@@ -200,7 +208,7 @@ def transposed_layout(plan: list[DenseLayer], params: dict[str, torch.Tensor]) -
     ``benchmarks/mia/README.md``); buffers made by ``torch.empty_like`` / ``zeros_like`` inherit the layout.
     Layers with fewer than ``NARROW`` outputs keep (K, out, in): see ``NARROW``.
     """
-    weights = {layer.weight for layer in plan if params[layer.weight].shape[1] >= NARROW}
+    weights = {layer.weight for layer in plan if not is_narrow(params[layer.weight].shape[1])}
     return {k: v.transpose(1, 2).contiguous().transpose(1, 2) if k in weights else v for k, v in params.items()}
 
 
