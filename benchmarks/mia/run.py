@@ -92,6 +92,7 @@ PATHS = {  # label -> train_ensemble arguments
     "ensemble_vmap": {"backend": "local", "kernel": "vmap"},
     "ensemble_one_chunk": {"backend": "local", "chunk_size": 1 << 30},  # all models in one chunk
     "ensemble_chunks_of_10": {"backend": "local", "chunk_size": 10},  # 2 MiB chunks (default: 4 MiB)
+    "ensemble_processes": {"backend": "processes"},  # one worker process of one thread per CPU
     "ensemble_contiguous_weights": {"backend": "local"},  # weights kept (K, out, in): see _train
 }
 

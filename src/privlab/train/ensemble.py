@@ -2,7 +2,9 @@
 
 Backends: ``"local"`` (vectorised chunks, :mod:`privlab.train.vmapped`), ``"loop"`` (the models
 one after another with :func:`train_model` or a user's ``train_fn``; the reference the vectorised
-path is tested against) and ``"ray"`` (chunks spread over Ray workers; needs ``privlab[ray]``).
+path is tested against), ``"processes"`` (vectorised chunks in local worker processes of one torch
+thread each, :mod:`privlab.train.process_backend`) and ``"ray"`` (chunks spread over Ray workers;
+needs ``privlab[ray]``).
 Model ``k`` always uses seed ``model_seed(cfg.seed, k)``, so the backend and the chunking change
 only the speed, never the models.
 """
@@ -26,11 +28,12 @@ from privlab.errors import InvalidParameterError
 from privlab.train.cache import EnsembleCache, digest, mask_to_json
 from privlab.train.config import TrainConfig
 from privlab.train.loop import TrainFn, one_by_one
+from privlab.train.process_backend import ChunkJob, balanced_chunks, default_workers, run_chunks_in_processes
 from privlab.train.ray_backend import run_chunks_on_ray
 from privlab.train.sampling import init_model, model_seed
 from privlab.train.vmapped import KERNELS, can_train_private, train_chunk
 
-BACKENDS = ("local", "loop", "ray")
+BACKENDS = ("local", "loop", "processes", "ray")
 # Bumped whenever the trained parameters for a given key change (e.g. frozen parameters stopped
 # being trained in version 2), so caches written by older code are not reused.
 TRAINER_VERSION = 2
@@ -115,6 +118,7 @@ def train_ensemble(
     train_fn: TrainFn | None = None,
     ray_address: str | None = None,
     kernel: str = "auto",
+    workers: int | None = None,
 ) -> EnsembleResult:
     """Train K = ``mask.shape[0]`` models; model k trains on ``dataset.subset(mask[k])`` with seed
     ``model_seed(cfg.seed, k)``.
@@ -127,29 +131,47 @@ def train_ensemble(
     chunks are saved as they finish and reused on the next call with the same config, mask, data
     and architecture. With ``cfg.private`` (DP-SGD-style reference models), the local backend
     trains plain MLPs vectorised with the ``"mlp"`` kernel and other models (or any model with
-    ``kernel="vmap"``) one by one (``"loop"``).
+    ``kernel="vmap"``) one by one (``"loop"``, or one by one in each worker with ``"processes"``).
+
+    ``backend="processes"`` trains the chunks in ``workers`` local processes (default: the CPUs this
+    process may use) of one torch thread each; without ``chunk_size``, the chunks are at most
+    ``CHUNK_BYTES`` each and as equal as possible, their number a multiple of ``workers``.
     """
     check_choice(backend, "backend", "train_ensemble", BACKENDS)
     check_choice(kernel, "kernel", "train_ensemble", KERNELS)
+    if workers is not None and backend != "processes":
+        raise InvalidParameterError(
+            f"The 'workers' parameter of train_ensemble applies to backend='processes' only. "
+            f"Got workers={workers!r} with backend={backend!r}."
+        )
+    n_workers = check_int(default_workers() if workers is None else workers, "workers", "train_ensemble", low=1)
     mask = _check_mask(mask, len(dataset))
     K = mask.shape[0]
     probe = init_model(model_factory, 0)  # architecture questions are asked of one model
     private_loop = cfg.private and backend != "loop" and train_fn is None
+    loop = backend == "loop" or train_fn is not None  # one by one (in worker processes with "processes")
     if private_loop and (
-        (kernel == "vmap" and backend == "local") or not can_train_private(probe, dataset.x, dataset.y, mask)
+        (kernel == "vmap" and backend in ("local", "processes"))
+        or not can_train_private(probe, dataset.x, dataset.y, mask)
     ):
         if backend == "ray":
             raise InvalidParameterError(
                 "The 'backend' parameter of train_ensemble is 'ray', but DP-SGD-style training "
                 "(cfg.max_grad_norm > 0) of this model needs one-by-one training. Use backend='loop'."
             )
-        backend = "loop"  # DP-SGD-style training without the mlp kernel: one by one
-    if chunk_size is None:
-        n_bytes = sum(p.numel() * p.element_size() for p in probe.parameters())
-        chunk_size = 8 if backend == "ray" else max(1, min(K, CHUNK_BYTES // max(n_bytes, 1)))
-    size = check_int(chunk_size, "chunk_size", "train_ensemble", low=1)
+        if backend != "processes":
+            backend = "loop"  # DP-SGD-style training without the mlp kernel: one by one
+        loop = True
+    n_bytes = sum(p.numel() * p.element_size() for p in probe.parameters())
+    if chunk_size is None and backend == "processes":
+        chunks = balanced_chunks(K, max(1, CHUNK_BYTES // max(n_bytes, 1)), n_workers)
+        size = chunks[0][1] - chunks[0][0]
+    else:
+        if chunk_size is None:
+            chunk_size = 8 if backend == "ray" else max(1, min(K, CHUNK_BYTES // max(n_bytes, 1)))
+        size = check_int(chunk_size, "chunk_size", "train_ensemble", low=1)
+        chunks = [(s, min(s + size, K)) for s in range(0, K, size)]
     seeds = tuple(model_seed(cfg.seed, k) for k in range(K))
-    chunks = [(s, min(s + size, K)) for s in range(0, K, size)]
     cache = None
     if cache_dir is not None:
         key = _ensemble_key(probe, dataset, mask, cfg, train_fn)
@@ -172,13 +194,16 @@ def train_ensemble(
         if cache is not None:
             cache.save(*c, state, {"config_hash": cfg.hash(), "seeds": list(seeds[c[0] : c[1]])})
 
+    job = ChunkJob(model_factory, dataset.x, dataset.y, mask, seeds, cfg, train_fn, kernel, loop)
     if backend == "ray" and todo:
-        run_chunks_on_ray(model_factory, dataset, mask, seeds, cfg, todo, finish, train_fn, ray_address, progress)
+        run_chunks_on_ray(job, todo, finish, ray_address)
+    elif backend == "processes" and todo:
+        run_chunks_in_processes(job, todo, finish, n_workers, progress)
     else:
         bar = tqdm(todo, disable=not progress or len(todo) < 2, desc="chunks")
         for start, stop in bar:
             rows, sd = mask[start:stop], seeds[start:stop]
-            if backend == "loop" or train_fn is not None:
+            if loop:
                 state = one_by_one(model_factory, dataset, rows, sd, cfg, train_fn)
             else:
                 state = train_chunk(

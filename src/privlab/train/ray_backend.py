@@ -8,18 +8,13 @@ Ray is imported only here, only when the ``"ray"`` backend is requested.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
-from torch import nn
 
-from privlab.data import ArrayDataset
 from privlab.errors import PrivlabError
-from privlab.train.config import TrainConfig
-from privlab.train.loop import one_by_one
-from privlab.train.vmapped import train_chunk
+from privlab.train.process_backend import ChunkJob, train_one_chunk
 
 
 class RayUnavailableError(PrivlabError, ImportError):
@@ -37,42 +32,23 @@ def _import_ray() -> Any:
     return ray
 
 
-def _chunk_task(
-    factory: Callable[[], nn.Module],
-    x: torch.Tensor,
-    y: torch.Tensor,
-    rows: np.ndarray,
-    seeds: Sequence[int],
-    cfg: TrainConfig,
-    train_fn: Any,
-) -> dict[str, torch.Tensor]:
-    torch.set_num_threads(1)
-    if train_fn is not None:
-        return one_by_one(factory, ArrayDataset(x, y), rows, seeds, cfg, train_fn)
-    return train_chunk(factory, x, y, rows, seeds, cfg)
+def _chunk_task(job: ChunkJob, start: int, stop: int) -> dict[str, torch.Tensor]:
+    return train_one_chunk(job, start, stop)
 
 
 def run_chunks_on_ray(
-    model_factory: Callable[[], nn.Module],
-    dataset: ArrayDataset,
-    mask: np.ndarray,
-    seeds: Sequence[int],
-    cfg: TrainConfig,
+    job: ChunkJob,
     chunks: list[tuple[int, int]],
     finish: Callable[[tuple[int, int], dict[str, torch.Tensor]], None],
-    train_fn: Any = None,
     ray_address: str | None = None,
-    progress: bool = False,
 ) -> None:
     """Train ``chunks`` as Ray tasks; call ``finish(chunk, state)`` as each completes (so caching is per chunk)."""
     ray = _import_ray()
     if not ray.is_initialized():
         ray.init(address=ray_address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     task = ray.remote(num_cpus=1)(_chunk_task)
-    x_ref, y_ref = ray.put(dataset.x), ray.put(dataset.y)
-    pending = {
-        task.remote(model_factory, x_ref, y_ref, mask[s:e], list(seeds[s:e]), cfg, train_fn): (s, e) for s, e in chunks
-    }
+    job_ref = ray.put(job)
+    pending = {task.remote(job_ref, s, e): (s, e) for s, e in chunks}
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
         for ref in ready:
