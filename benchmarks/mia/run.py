@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import sys
 import time
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from privlab.attacks import MIAResult, PopulationSignals, compute_signals, evalu
 from privlab.data import ArrayDataset, load_dataset, membership_mask
 from privlab.models import MLP
 from privlab.report.environment import cpu_model
-from privlab.train import EnsembleResult, TrainConfig, ensemble, stacked_mlp, train_ensemble, vmapped
+from privlab.train import EnsembleResult, TrainConfig, ensemble, stacked_mlp, train_ensemble, train_model, vmapped
 from privlab.train.sampling import num_steps
 
 HERE = Path(__file__).resolve().parent
@@ -83,7 +84,9 @@ def parse() -> argparse.Namespace:
 
 
 def _clock() -> tuple[float, float]:
-    return time.perf_counter(), time.process_time()
+    """Wall time and CPU time, the CPU time including reaped worker processes (backend processes)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.perf_counter(), time.process_time() + children.ru_utime + children.ru_stime
 
 
 PATHS = {  # label -> train_ensemble arguments
@@ -93,6 +96,8 @@ PATHS = {  # label -> train_ensemble arguments
     "ensemble_one_chunk": {"backend": "local", "chunk_size": 1 << 30},  # all models in one chunk
     "ensemble_chunks_of_10": {"backend": "local", "chunk_size": 10},  # 2 MiB chunks (default: 4 MiB)
     "ensemble_processes": {"backend": "processes"},  # one worker process of one thread per CPU
+    "one_by_one_processes": {"backend": "processes", "train_fn": train_model},  # the loop, spread over workers
+    "ensemble_vmap_processes": {"backend": "processes", "kernel": "vmap"},
     "ensemble_contiguous_weights": {"backend": "local"},  # weights kept (K, out, in): see _train
 }
 

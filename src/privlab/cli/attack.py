@@ -76,7 +76,7 @@ def attack(
     bootstrap: int = typer.Option(200, help="Bootstrap resamples for the intervals."),
     cache_dir: Path | None = typer.Option(None, help="Cache trained models here (reused, resumable)."),
     chunk_size: int | None = typer.Option(None, help="Models trained (and cached) together."),
-    backend: str = typer.Option("local", help="local (vectorised), loop or ray."),
+    backend: str = typer.Option("local", help="local (vectorised), loop, processes (one worker per CPU) or ray."),
     ray_address: str | None = typer.Option(None, help="Ray cluster address for --backend ray (default: local Ray)."),
     output: Path | None = typer.Option(None, help="Write the versioned JSON result here."),
     plot: Path | None = typer.Option(None, help="Write the log-log ROC here (PNG, plus SVG beside it)."),
