@@ -38,10 +38,10 @@ HERE = Path(__file__).resolve().parent
 
 
 def _materialised(
-    self: Any, module: nn.Module, act: torch.Tensor, g: torch.Tensor, scale: float, normalized: bool
+    self: Any, module: nn.Module, act: torch.Tensor, g: torch.Tensor, scale: float, stats: Any
 ) -> dict[str, torch.Tensor]:
     """The reference path: materialise the layer's per-example gradients, clip each tensor."""
-    return self._clip_tensors(layers.per_example_grads(module, [(act, g)], scale, normalized=normalized))
+    return self._clip_tensors(layers.per_example_grads(module, [(act, g)], scale, stats=stats))
 
 
 def _median_ms(fn: Callable[[], Any], n: int = 8) -> float:

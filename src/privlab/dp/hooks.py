@@ -11,7 +11,7 @@ through a small autograd function whose backward returns only the input gradient
 ``(input, output grad)`` to the capture. Autograd therefore never computes the (non-private) weight
 gradient that DP-SGD would throw away; ``.grad`` of those parameters stays ``None`` until the DP
 optimizer's ``step()`` writes the private gradient. LayerNorm does the same and hands over the
-normalised input ``xhat`` (from the forward's saved mean and rstd) instead of ``x``.
+forward's saved mean and rstd with ``x``, so the per-example rule needs no ``xhat`` pass.
 
 Positional embeddings shared by the whole batch (``pos_emb(arange(T))`` added to ``(B, T, C)``
 token embeddings, as in GPT) have no batch dimension, so their output gradient is already summed over
@@ -31,10 +31,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from privlab.dp.layers import SUPPORTED_LAYERS, per_example_grads
+from privlab.dp.layers import SUPPORTED_LAYERS, NormStats, per_example_grads
 from privlab.errors import PrivacyViolationError, UnsupportedModuleError
 
-Sink = Callable[[torch.Tensor, torch.Tensor], None]
+Sink = Callable[..., None]  # (input, output grad) or, from a LayerNorm, (input, output grad, (mean, rstd))
 
 
 class _LinearCapture(torch.autograd.Function):
@@ -79,11 +79,11 @@ class _Conv2dCapture(torch.autograd.Function):
 
 
 class _LayerNormCapture(torch.autograd.Function):
-    """LayerNorm whose backward returns dL/dx only and sends (xhat, dL/dy) to the sink.
+    """LayerNorm whose backward returns dL/dx only and sends (x, dL/dy, (mean, rstd)) to the sink.
 
-    ``xhat = (x - mean) * rstd`` comes from the statistics the forward already computed, so the
-    per-example rule neither recomputes the normalisation nor does autograd compute the non-private
-    gain and bias gradients that DP-SGD would discard.
+    The statistics are the ones the forward already computed, so the per-example rule neither
+    recomputes the normalisation nor does autograd compute the non-private gain and bias gradients
+    that DP-SGD would discard.
     """
 
     @staticmethod
@@ -99,7 +99,7 @@ class _LayerNormCapture(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None, None, None]:
         x, weight, bias, mean, rstd = ctx.saved_tensors
-        ctx.sink((x - mean).mul_(rstd), g)
+        ctx.sink(x, g, (mean, rstd))
         gx = None
         if ctx.needs_input_grad[0]:
             gx = torch.ops.aten.native_layer_norm_backward(
@@ -141,7 +141,7 @@ class GradCapture:
     ``loss_reduction="mean"`` multiplies captured output gradients by the physical batch size so that
     they are gradients of each example's own loss. ``materialise(layer, act, grad)`` says whether to
     turn a call into per-example gradients at once (freeing the activations) or keep it for later.
-    ``reduce(layer, act, grad, scale, normalized)`` (used by per-layer clipping, whose factors depend
+    ``reduce(layer, act, grad, scale, stats)`` (used by per-layer clipping, whose factors depend
     on one layer only) turns a call into the layer's clipped sums during the backward pass, so nothing
     per-example outlives it; layers called more than once per forward pass are not reduced early,
     since their per-example gradient is the sum over calls.
@@ -152,7 +152,8 @@ class GradCapture:
         model: nn.Module,
         loss_reduction: str = "mean",
         materialise: Callable[[nn.Module, torch.Tensor, torch.Tensor], bool] | None = None,
-        reduce: Callable[[nn.Module, torch.Tensor, torch.Tensor, float, bool], dict[str, torch.Tensor]] | None = None,
+        reduce: Callable[[nn.Module, torch.Tensor, torch.Tensor, float, NormStats | None], dict[str, torch.Tensor]]
+        | None = None,
     ) -> None:
         self.loss_reduction = loss_reduction
         self.materialise = materialise
@@ -169,15 +170,12 @@ class GradCapture:
         self._backward_done = False  # a backward pass stored captures since the last step()/zero_grad()
         self._callback_queued = False
         self._patched: list[nn.Module] = []
-        self._xhat_layers: set[str] = set()
         for name, module in model.named_modules():
             if isinstance(module, SUPPORTED_LAYERS) and any(p.requires_grad for p in module.parameters(recurse=False)):
                 self.layers[name] = module
                 if type(module) in (nn.Linear, nn.Conv2d, nn.LayerNorm) and "forward" not in vars(module):
                     module.forward = MethodType(partial(_captured_forward, self, name), module)  # type: ignore[method-assign]
                     self._patched.append(module)
-                    if isinstance(module, nn.LayerNorm):
-                        self._xhat_layers.add(name)
                 else:
                     self._handles.append(module.register_forward_hook(partial(self._forward, name)))
 
@@ -248,7 +246,11 @@ class GradCapture:
                     "keep the leading dimension the batch, or freeze the layer."
                 )
 
-    def _store(self, name: str, tag: tuple[int | None, bool], act: torch.Tensor, grad: torch.Tensor) -> None:
+    def _store(
+        self, name: str, tag: tuple[int | None, bool], act: torch.Tensor, grad: torch.Tensor,
+        stats: NormStats | None = None,
+    ) -> None:
+        """One call's (input, output grad), and a captured LayerNorm's forward ``stats`` (mean, rstd)."""
         act, g = act.detach(), grad.detach()
         self._check_call(name, tag, act, g)
         if not self._callback_queued:  # mark the end of this backward pass (see _check_call)
@@ -261,12 +263,11 @@ class GradCapture:
         if self.materialise is not None and self.materialise(module, act, g):
             # Per-example grads now, so (act, g) can be freed during the backward pass. The mean
             # loss's batch factor is applied inside (no scaled copy of g).
-            normalized = name in self._xhat_layers  # a patched LayerNorm sends xhat, not x
             once = self.calls_in_pass.get(name, 0) == 1 and name not in self.no_early_reduce
             if self.reduce is not None and once:
-                grads, store = self.reduce(module, act, g, scale, normalized), self.summed.setdefault(name, {})
+                grads, store = self.reduce(module, act, g, scale, stats), self.summed.setdefault(name, {})
             else:
-                grads = per_example_grads(module, [(act, g)], scale, normalized=normalized)
+                grads = per_example_grads(module, [(act, g)], scale, stats=stats)
                 store = self.kept.setdefault(name, {})
             for k, v in grads.items():
                 store[k] = store[k] + v if k in store else v

@@ -81,8 +81,8 @@ def gaussian_noise(
 ) -> torch.Tensor:
     """``N(0, std^2)`` noise with ``like``'s shape, dtype and device: the one noise source of DP-SGD."""
     if secure:
-        return secure_standard_normal(like.shape, like.dtype).to(like.device) * std
-    return torch.randn(like.shape, generator=generator, dtype=like.dtype, device=like.device) * std
+        return secure_standard_normal(like.shape, like.dtype).to(like.device).mul_(std)
+    return torch.randn(like.shape, generator=generator, dtype=like.dtype, device=like.device).mul_(std)
 
 
 def add_noise(
@@ -95,7 +95,7 @@ def add_noise(
     :mod:`privlab.dp.noise` for the floating-point caveat).
     """
     s = check_real(std, "std", "add_noise", low=0.0)
-    return {k: v + gaussian_noise(v, s, generator, secure) for k, v in summed.items()}
+    return {k: gaussian_noise(v, s, generator, secure).add_(v) for k, v in summed.items()}  # = v + noise, exactly
 
 
 def add_noise_stacked(

@@ -183,7 +183,7 @@ class DPOptimizer:
         return out
 
     def _clip_layer(
-        self, module: nn.Module, act: torch.Tensor, g: torch.Tensor, scale: float, normalized: bool
+        self, module: nn.Module, act: torch.Tensor, g: torch.Tensor, scale: float, stats: layers.NormStats | None
     ) -> dict[str, torch.Tensor]:
         """Per-layer clipping of one call of a layer, summed over examples: ``{local name: sum}``.
 
@@ -200,7 +200,7 @@ class DPOptimizer:
             sq, plan = ghost.norms(module, [(act, g)], {})  # the weight's (B,) squared norms, before scale
             factors = mechanism.clip_factors(sq["weight"].sqrt_().mul_(abs(scale)), c)
             return ghost.clipped_sum(plan, factors.mul_(scale))
-        return self._clip_tensors(layers.per_example_grads(module, [(act, g)], scale, normalized=normalized))
+        return self._clip_tensors(layers.per_example_grads(module, [(act, g)], scale, stats=stats))
 
     def _clip_tensors(self, per_example: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Each tensor clipped to ``C / sqrt(K)`` (K = all trainable tensors of the model), summed."""
@@ -323,10 +323,10 @@ class DPOptimizer:
             n: torch.zeros_like(p) if n not in self._summed else self._summed[n].to(p.dtype)
             for n, p in self.params.items()
         }
-        if std > 0:
+        if std > 0:  # fresh tensors, scaled in place below
             summed = mechanism.add_noise(summed, std, self.generator, self.secure_rng)
         for name, p in self.params.items():
-            p.grad = summed[name] * scale
+            p.grad = summed[name].mul_(scale) if std > 0 else summed[name] * scale
         self._summed = {}
         self.original_optimizer.step()
         self.ledger.record(self.noise_multiplier, self.sample_rate)
