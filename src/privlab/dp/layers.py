@@ -18,12 +18,8 @@ per-example parameter gradient is a simple function of ``(a_i, g_i)``:
 * LayerNorm / GroupNorm / RMSNorm: ``dgamma_i = sum g_i * xhat_i`` over non-normalised positions,
   ``dbeta_i = sum g_i``; small, so always materialised. For RMSNorm (Zhang & Sennrich 2019,
   ``y = gamma * x / sqrt(mean(x^2) + eps)``, LLaMA's norm) ``xhat = x / sqrt(mean(x^2) + eps)`` and
-  there is no bias. Given the forward's per-position mean ``mu_t`` and ``rstd r_t`` (a captured
-  LayerNorm), ``xhat_t = r_t (x_t - mu_t)`` is never built (:func:`_layer_norm_affine`)::
-
-      dgamma_i = sum_t r_t g_t * x_t - sum_t (mu_t r_t) g_t,    dbeta_i = sum_t g_t
-
-  two batched products over positions and one elementwise product, instead of three full passes.
+  there is no bias. A captured LayerNorm passes the forward's per-position mean and rstd, so
+  ``xhat = (x - mean) rstd`` costs no second normalisation.
 
 This module turns captured calls into that canonical form and materialises per-example gradients
 (the ``flat`` / ``per_layer`` modes); :mod:`privlab.dp.ghost` computes norms and clipped sums without
@@ -32,7 +28,6 @@ materialising them.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -89,43 +84,6 @@ def matmul_capture(module: nn.Module, calls: list[tuple[torch.Tensor, torch.Tens
 
 # A LayerNorm forward's (mean, rstd), shaped like its input with 1s for the normalised dimensions.
 NormStats = tuple[torch.Tensor, torch.Tensor]
-MAX_CENTRED_SHIFT = 64.0  # largest |mu_t| r_t for which _layer_norm_affine skips centring (rounding: see there)
-
-
-def _layer_norm_affine(
-    module: nn.LayerNorm, x: torch.Tensor, g: torch.Tensor, stats: NormStats
-) -> dict[str, torch.Tensor] | None:
-    """Per-example LayerNorm gain and bias grads from ``x`` and the forward's ``(mean, rstd)``, no ``xhat``.
-
-    ``dgamma_i = sum_t r_t g_t * x_t - sum_t (mu_t r_t) g_t`` and ``dbeta_i = sum_t g_t`` (module
-    docstring): one elementwise product ``g * x`` and two batched products over the T positions
-    (``[r] (g * x)`` and ``[-mu r; 1] g``). The two terms of ``dgamma`` grow like ``1 + |mu| r``
-    relative to their difference, so their rounding error does too; above ``MAX_CENTRED_SHIFT``
-    (an input whose mean is 64 of its standard deviations away from 0) this returns ``None`` and the
-    caller centres ``x`` first; so it does for half precision (8 or 11 bits of mantissa), and when
-    the statistics are kept in another dtype than ``x``. Either way clipping bounds what was
-    computed, so the privacy guarantee does not depend on this rounding.
-    """
-    mean, rstd = stats
-    n = len(module.normalized_shape)
-    B = x.shape[0]
-    if x.dim() <= n or B == 0:  # no batch dimension, or an empty batch: the general route decides
-        return None
-    if x.dtype not in (torch.float32, torch.float64) or mean.dtype != x.dtype or rstd.dtype != x.dtype:
-        return None
-    C = math.prod(module.normalized_shape)
-    shift = (mean * rstd).reshape(B, 1, -1)  # (B, 1, T)
-    if float(shift.abs().max()) > MAX_CENTRED_SHIFT:
-        return None
-    x3, g3 = x.reshape(B, -1, C), g.reshape(B, -1, C)
-    has_bias = module.bias is not None
-    rows = torch.cat([shift.neg(), torch.ones_like(shift)], 1) if has_bias else shift.neg()  # (B, 1-2, T)
-    corr = torch.bmm(rows, g3)  # (B, 1-2, C): -sum_t mu_t r_t g_t and sum_t g_t
-    gw = torch.baddbmm(corr[:, :1], rstd.reshape(B, 1, -1), g3 * x3).view(B, *x.shape[x.dim() - n:])
-    out = {"weight": gw}
-    if has_bias:
-        out["bias"] = corr[:, 1].reshape(gw.shape)
-    return out
 
 
 def _norm_affine_grads(
@@ -136,10 +94,6 @@ def _norm_affine_grads(
     ``stats`` (one LayerNorm call only): the forward's ``(mean, rstd)`` of ``calls[0]``'s input.
     """
     out: dict[str, torch.Tensor] = {}
-    if stats is not None and isinstance(module, nn.LayerNorm) and len(calls) == 1:
-        fast = _layer_norm_affine(module, *calls[0], stats)
-        if fast is not None:
-            return fast
     for x, g in calls:
         if isinstance(module, nn.LayerNorm | nn.RMSNorm):
             if stats is not None and isinstance(module, nn.LayerNorm):
