@@ -43,7 +43,7 @@ SHIPPED = layers._norm_affine_grads
 
 def _one_pass(module: nn.Module, calls: Any, stats: Any = None) -> dict[str, torch.Tensor]:
     """The alternative rule for one captured LayerNorm call (any other call: the shipped rule)."""
-    if stats is None or not isinstance(module, nn.LayerNorm) or len(calls) != 1:
+    if stats is None or not isinstance(module, nn.LayerNorm) or module.bias is None or len(calls) != 1:
         return SHIPPED(module, calls, stats)
     (x, g), (mean, rstd) = calls[0], stats
     B, C = x.shape[0], module.weight.numel()

@@ -2,7 +2,9 @@
 
 * ``steps``: non-private and ``privlab-per_layer`` steps of one model alternate in one process;
   ``DPOptimizer._clip_layer`` (by layer type), ``mechanism.add_noise`` and the clipped-sum collection
-  are timed by wrapping them (ms per step).
+  are timed by wrapping them (ms per step). A third step, per_layer with the Linear per-example
+  loop replaced by the non-private weight-gradient product (no clipping: timing only), separates
+  the loop's cost from the rest of the capture's.
 * ``linear``: per Linear shape of the encoder and the GPT (B = 32, T = 128), hot caches: the
   non-private weight gradient (one product over all B T rows), the shipped one-example-at-a-time
   per-layer clipping (``layers._clipped_weight_by_example``), the same in groups of 2, 4, 8 examples
@@ -50,6 +52,14 @@ def _timed(totals: Totals, fn: Callable[..., Any], key: Callable[..., str]) -> C
     return wrapper
 
 
+ONE_PRODUCT = "privlab-per_layer, Linear weights by one product (timing only)"
+
+
+def _one_product(g: torch.Tensor, a: torch.Tensor, scale: float, threshold: float) -> torch.Tensor:
+    """The non-private weight gradient in place of the per-example loop: not clipped, for timing only."""
+    return g.reshape(-1, g.shape[-1]).t().mm(a.reshape(-1, a.shape[-1])).mul_(scale)
+
+
 def step_split(model: str, rounds: int) -> dict[str, Any]:
     totals: Totals = collections.defaultdict(float)
     patches = {
@@ -60,18 +70,26 @@ def step_split(model: str, rounds: int) -> dict[str, Any]:
     originals = {k: getattr(*k) for k in patches}
     for (obj, name), key in patches.items():
         setattr(obj, name, _timed(totals, originals[(obj, name)], key))
+    loop = layers._clipped_weight_by_example
     try:
         steps = {m: run.make_step(model, m) for m in ("nonprivate", "privlab-per_layer")}
+        steps[ONE_PRODUCT] = run.make_step(model, "privlab-per_layer")
         for fn in steps.values():
             fn(), fn()  # warm-up
         totals.clear()
         wall: Totals = collections.defaultdict(float)
         for _ in range(rounds):
             for m, fn in steps.items():
+                kept = dict(totals)  # the DP calls are timed for the shipped per_layer step only
+                layers._clipped_weight_by_example = _one_product if m == ONE_PRODUCT else loop
                 t = time.perf_counter()
                 fn()
                 wall[m] += time.perf_counter() - t
+                if m == ONE_PRODUCT:
+                    totals.clear()
+                    totals.update(kept)
     finally:
+        layers._clipped_weight_by_example = loop
         for (obj, name), fn in originals.items():
             setattr(obj, name, fn)
     ms = 1e3 / rounds

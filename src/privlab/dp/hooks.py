@@ -11,7 +11,7 @@ through a small autograd function whose backward returns only the input gradient
 ``(input, output grad)`` to the capture. Autograd therefore never computes the (non-private) weight
 gradient that DP-SGD would throw away; ``.grad`` of those parameters stays ``None`` until the DP
 optimizer's ``step()`` writes the private gradient. LayerNorm does the same and hands over the
-forward's saved mean and rstd with ``x``, so the per-example rule needs no ``xhat`` pass.
+forward's saved mean and rstd with ``x``, so the per-example rule does not normalise again.
 
 Positional embeddings shared by the whole batch (``pos_emb(arange(T))`` added to ``(B, T, C)``
 token embeddings, as in GPT) have no batch dimension, so their output gradient is already summed over
