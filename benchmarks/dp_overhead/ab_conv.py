@@ -1,0 +1,100 @@
+"""A/B of the per-example Conv2d weight-gradient routes on the CNN's two convolutions (B = 256).
+
+Why the CNN's DP step stays above 1.10x: its gap is mostly the per-example convolution weight
+gradients, ``dW_i[o, c, u, v] = sum_{p, q} g_i[o, p, q] x_i[c, s p + u - pad, s q + v - pad]``, which
+take the place of the batch-summed non-private weight gradient. Routes, each checked equal to the
+shipped one (``layers.conv_weight_per_example``):
+
+* ``nonprivate``: the batch-summed weight gradient (``convolution_backward``, weight only);
+* ``shipped``: Cin = 1, a forward convolution with the examples as channels and ``g`` as the kernel;
+  otherwise the grouped weight-gradient convolution with B groups (Rochette et al. 2019);
+* ``unfold_bmm``: ``F.unfold`` of the input, then one batched product ``g_i @ A_i^T``;
+* ``shipped_no_mkldnn``: the shipped route with MKL-DNN disabled (PyTorch's native kernels).
+
+Median ms over hot calls, one thread.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/dp_overhead/ab_conv.py   # writes results/ab_conv.json (~1 min)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from ab_per_layer import _median_ms  # benchmark-local (the script's folder is on sys.path)
+from torch import nn
+
+from privlab.dp import layers
+from privlab.models.vision import SmallCNN
+from privlab.report.environment import cpu_model
+
+HERE = Path(__file__).resolve().parent
+
+
+def _nonprivate(conv: nn.Conv2d, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    return torch.ops.aten.convolution_backward(
+        g, x, conv.weight, None, conv.stride, conv.padding, conv.dilation, False, [0, 0], 1, [False, True, False]
+    )[1]
+
+
+def _unfold_bmm(conv: nn.Conv2d, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    B = x.shape[0]
+    A = F.unfold(x, conv.kernel_size, conv.dilation, conv.padding, conv.stride)  # (B, Cin*kh*kw, P)
+    return torch.bmm(g.reshape(B, g.shape[1], -1), A.transpose(1, 2)).view(B, *conv.weight.shape)
+
+
+def _no_mkldnn(conv: nn.Conv2d, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    with torch.backends.mkldnn.flags(enabled=False):
+        return layers.conv_weight_per_example(conv, x, g)
+
+
+ROUTES: dict[str, Callable[[nn.Conv2d, torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "nonprivate": _nonprivate,
+    "shipped": layers.conv_weight_per_example,
+    "unfold_bmm": _unfold_bmm,
+    "shipped_no_mkldnn": _no_mkldnn,
+}
+
+
+def conv_row(name: str, conv: nn.Conv2d, x: torch.Tensor, n: int) -> dict[str, Any]:
+    """Times every route on one convolution with input ``x`` and a random output gradient."""
+    with torch.no_grad():
+        g = torch.randn_like(conv(x))
+    ref = layers.conv_weight_per_example(conv, x, g)
+    torch.testing.assert_close(ref.sum(0), _nonprivate(conv, x, g), rtol=1e-4, atol=1e-3)
+    for route in ("unfold_bmm", "shipped_no_mkldnn"):
+        torch.testing.assert_close(ROUTES[route](conv, x, g), ref, rtol=1e-4, atol=1e-4)
+    row: dict[str, Any] = {"layer": name, "x": list(x.shape), "g": list(g.shape), "weight": list(conv.weight.shape)}
+    row["ms"] = {route: _median_ms(lambda f=fn: f(conv, x, g), n) for route, fn in ROUTES.items()}
+    row["ratio_to_nonprivate"] = {k: v / row["ms"]["nonprivate"] for k, v in row["ms"].items()}
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--calls", type=int, default=30, help="Timed calls per route.")
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "ab_conv.json")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = SmallCNN()
+    x, rows = torch.randn(args.batch, 1, 28, 28), []
+    with torch.no_grad():
+        for m in model.features:  # each convolution timed on its input in the model
+            if isinstance(m, nn.Conv2d):
+                rows.append(conv_row(f"conv{len(rows) + 1}", m, x, args.calls))
+            x = m(x)
+    result = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "cpu_model": cpu_model(), "layers": rows}
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
