@@ -37,9 +37,18 @@ from privlab.mpc.protocols.arith import beaver
 from privlab.mpc.stats import counted
 
 
-def _cmp_limit(party: Party) -> float:
-    """The comparison range as a real: ``2^(cmp_bits - 1 - f)``."""
-    return 2.0 ** (party.config.cmp_bits - 1 - party.f)
+def _cmp_limit(party: Party, bits: int | None = None) -> float:
+    """The comparison range as a real: ``2^(l - 1 - f)`` with ``l = bits`` or ``cmp_bits``."""
+    return 2.0 ** ((party.config.cmp_bits if bits is None else bits) - 1 - party.f)
+
+
+def wide_bits(party: Party, need: int) -> int | None:
+    """The ``bits`` override for a comparison inside a protocol whose inputs need ``need`` bits
+    (``|x| < 2^(need - 1)`` ring units) whatever ``cmp_bits`` is: ``None`` (use ``cmp_bits``) when
+    ``cmp_bits >= need``, else ``need`` (same rounds with ``cmp_digits >= 8``, wider tables).
+    Without it a narrow ``MPCConfig.cmp_bits`` would make e.g. the octave guess of ``rsqrt``
+    compare values beyond the range, and the comparison wraps: a wrong result, not an error."""
+    return None if party.config.cmp_bits >= need else need
 
 
 def _and(
@@ -111,7 +120,7 @@ def drelu(party: Party, x: torch.Tensor, bits: int | None = None) -> torch.Tenso
     """Ring share of the bit ``[x >= 0]`` (an integer 0/1, not fixed point). See module docstring:
     rounds ``2 + log2 D`` (5), bytes 20.75 per element, dealer 38.5, exact for ``|x| < 2^(cmp_bits-1)`` ring
     units (``bits`` instead of ``cmp_bits`` if given: same rounds and bytes, larger tables)."""
-    require_abs(party, "drelu", x, _cmp_limit(party))
+    require_abs(party, "drelu", x, _cmp_limit(party, bits))
     b, _, m = _sign_bit(party, x, bits, relu=False)
     (e,) = party.open_bits([b ^ m["t"]])
     e64 = e.to(torch.int64)
@@ -120,11 +129,12 @@ def drelu(party: Party, x: torch.Tensor, bits: int | None = None) -> torch.Tenso
 
 
 @counted
-def relu(party: Party, x: torch.Tensor) -> torch.Tensor:
+def relu(party: Party, x: torch.Tensor, bits: int | None = None) -> torch.Tensor:
     """``max(x, 0)``: DReLU fused with the multiplication ``x * [x >= 0]`` in its last round.
-    Rounds 5, bytes 20.75 per element, dealer 46.5; exact inside the comparison range."""
-    require_abs(party, "relu", x, _cmp_limit(party))
-    b, xr, m = _sign_bit(party, x)
+    Rounds 5, bytes 20.75 per element, dealer 46.5; exact inside the comparison range (``bits``
+    instead of ``cmp_bits`` if given, as for :func:`drelu`)."""
+    require_abs(party, "relu", x, _cmp_limit(party, bits))
+    b, xr, m = _sign_bit(party, x, bits)
     (e,) = party.open_bits([b ^ m["t"]])
     e64 = e.to(torch.int64)
     xt = xr * m["ta"] - m["rt"]

@@ -25,7 +25,7 @@ from privlab.mpc.protocols.arith import (
     mul_public,
     trunc,
 )
-from privlab.mpc.protocols.compare import drelu, max_last, relu
+from privlab.mpc.protocols.compare import drelu, max_last, relu, wide_bits
 from privlab.mpc.stats import counted
 
 
@@ -56,7 +56,8 @@ def exp(party: Party, x: torch.Tensor, iters: int = 8, clamp: bool = False) -> t
     fw = party.f + iters
     if clamp:  # max(x, -2^n): then u >= -1 and the base lies in [1/2, ...), so exp(-big) ~ 0
         low = party.public(torch.full_like(x, -(1 << fw)))
-        x = low + relu(party, x - low)
+        # x - low reaches 2^fw + 9 * 2^f ring units: compared at fw + 2 bits at least (compare.wide_bits)
+        x = low + relu(party, x - low, bits=wide_bits(party, fw + 2))
     u2 = beaver(party, "mul", x, x, f=fw + 1)
     y = x + u2 + party.public(torch.full_like(x, 1 << fw))
     for _ in range(iters):
@@ -70,7 +71,10 @@ def _octave_guess(party: Party, x: torch.Tensor, lo_exp: int, hi_exp: int, power
     ``[2^k, 2^(k+1))`` is a public linear combination of the integer bits (local)."""
     ks = torch.arange(lo_exp + 1, hi_exp + 1, dtype=torch.float64)
     thresholds = encode(torch.pow(2.0, ks), party.f)  # [K]
-    ge = drelu(party, x.unsqueeze(-1) - party.public(thresholds.expand(*x.shape, len(ks)).clone()))
+    # |x - 2^k| < 2^(hi_exp + 1) for x below 2^(hi_exp + 1) (LayerNorm's variances reach 2^15 with
+    # hi_exp = 14): compared at that width even under a narrower cmp_bits (see compare.wide_bits)
+    bits = wide_bits(party, party.f + hi_exp + 3)
+    ge = drelu(party, x.unsqueeze(-1) - party.public(thresholds.expand(*x.shape, len(ks)).clone()), bits=bits)
     mids = torch.pow(2.0, -power * (torch.arange(lo_exp, hi_exp + 1, dtype=torch.float64) + 0.5))
     steps = encode(mids[1:] - mids[:-1], party.f)  # [K]
     return (ge * steps).sum(-1) + party.public(encode(mids[0], party.f).expand_as(x).clone())
