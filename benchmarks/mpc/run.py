@@ -1,6 +1,6 @@
 """Private inference benchmark: privlab.mpc vs CrypTen 0.4.1 and SecretFlow SPU 0.9.5, 1 thread each.
 
-    .venv/bin/python benchmarks/mpc/run.py [--batch 64] [--models mlp,cnn,transformer] [--cmp-bits 40]
+    .venv/bin/python benchmarks/mpc/run.py [--batch 64] [--models mlp,cnn,transformer] [--cmp-bits 40|auto]
         [--crypten-python /tmp/crypten-venv/bin/python] [--spu-python /tmp/spu-venv/bin/python]
         [--train-steps 200]
 
@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from privlab.mpc import compile_model, default_input_range, narrowest_cmp_bits
 from privlab.mpc.config import MPCConfig
 from privlab.mpc.demos import demo_model
 from privlab.mpc.distributed import run_processes
@@ -89,6 +90,17 @@ def run_privlab(model: nn.Module, x: torch.Tensor, cmp_bits: int = 40) -> dict[s
             "per_layer": {k: vars(v) for k, v in res.stats.per_op.items()}}
 
 
+def cmp_width(arg: str, model: nn.Module, x: torch.Tensor) -> int:
+    """``--cmp-bits``: an integer, or ``auto`` (the narrowest width proven for the range the data
+    owner declares by default, as ``infer_task``'s range agreement does)."""
+    if arg == "auto":
+        return narrowest_cmp_bits(compile_model(model, tuple(x.shape)), default_input_range(x))
+    try:
+        return int(arg)
+    except ValueError:
+        raise SystemExit(f"--cmp-bits must be an integer or 'auto'. Got {arg!r} instead.") from None
+
+
 def run_side(python: str, script: str, args: list[str], timeout: float) -> dict[str, object]:
     """Run an anchor's ``script`` with its own venv's ``python``; its last JSON line, or why not."""
     if not Path(python).exists():
@@ -124,8 +136,10 @@ def main() -> None:
     ap.add_argument("--crypten-python", default="/tmp/crypten-venv/bin/python")
     ap.add_argument("--spu-python", default="/tmp/spu-venv/bin/python")
     ap.add_argument("--train-steps", type=int, default=200)
-    ap.add_argument("--cmp-bits", type=int, default=MPCConfig().cmp_bits,
-                    help="privlab's comparison width (public; exact for |x| < 2^(cmp_bits-1-f))")
+    ap.add_argument("--cmp-bits", default=str(MPCConfig().cmp_bits),
+                    help="privlab's comparison width (public; exact for |x| < 2^(cmp_bits-1-f)), or 'auto': per\n"
+                         "model, the narrowest width the range proof accepts (privlab.mpc.narrowest_cmp_bits;\n"
+                         "it depends on the weights, so announcing it reveals a bound on them)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     xtr, ytr, source = mnist(6000, "train")
@@ -143,8 +157,9 @@ def main() -> None:
         np.savez(tmp / f"{name}.npz", **{k: v.numpy() for k, v in model.state_dict().items()})
         with torch.no_grad():
             np.save(tmp / f"{name}_ref.npy", model(x).numpy())
+        bits = cmp_width(a.cmp_bits, model, x)
         row: dict[str, object] = {"model": name, "train_loss": loss, "plaintext_accuracy": acc,
-                                  "privlab": run_privlab(model, x, a.cmp_bits)}
+                                  "cmp_bits": bits, "privlab": run_privlab(model, x, bits)}
         if name in CRYPTEN_REFERENCE:
             row["crypten"] = run_crypten(a.crypten_python, name, str(tmp / "x.pt"),
                                          str(tmp / f"{name}.pt"))
@@ -160,7 +175,7 @@ def main() -> None:
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu_model": cpu_model(),
                     "cpu_count": os.cpu_count(), "python": sys.version.split()[0],
                     "torch": torch.__version__},
-        "config": vars(MPCConfig(cmp_bits=a.cmp_bits)), "rows": rows,
+        "config": {**vars(MPCConfig()), "cmp_bits": a.cmp_bits}, "rows": rows,
     }
     out = HERE / "results" / f"mpc_{time.strftime('%Y%m%d_%H%M%S')}.json"
     out.parent.mkdir(exist_ok=True)

@@ -13,7 +13,7 @@ Depends only on torch and numpy. See ``docs/mpc.md``.
     res = private_inference(model, images, transport="gloo")
 """
 
-from privlab.mpc.bounds import RangeReport, check_ranges, default_input_range
+from privlab.mpc.bounds import RangeReport, check_ranges, default_input_range, narrowest_cmp_bits
 from privlab.mpc.config import MPCConfig
 from privlab.mpc.inference import InferenceResult, private_inference
 from privlab.mpc.launch import RunResult, Seeds, run_local
@@ -38,6 +38,7 @@ __all__ = [
     "check_ranges",
     "compile_model",
     "default_input_range",
+    "narrowest_cmp_bits",
     "private_inference",
     "reveal",
     "run_local",

@@ -11,6 +11,8 @@ import pytest
 import torch
 import torch.nn as nn
 
+from privlab.errors import MPCRangeError
+from privlab.mpc import check_ranges, compile_model, narrowest_cmp_bits
 from privlab.mpc.config import MPCConfig
 from privlab.mpc.inference import private_inference
 from privlab.mpc.protocols import nonlinear as nl
@@ -76,3 +78,41 @@ def test_layer_norm_inference_at_narrow_width() -> None:
     assert res.max_abs_error < 5e-2
     with mock.patch.object(nl, "wide_bits", lambda party, need: None):  # negative control
         assert private_inference(model, x, MPCConfig(cmp_bits=28)).max_abs_error > 1.0
+
+
+def _cnn() -> nn.Module:
+    torch.manual_seed(1)
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 3 * 3, 3)).eval()
+
+
+def test_narrowest_cmp_bits_is_the_proofs_edge() -> None:
+    model = _cnn()
+    pm = compile_model(model, (2, 1, 8, 8))
+    bits = narrowest_cmp_bits(pm, (0.0, 1.0))
+    assert 18 <= bits < 40
+    check_ranges(pm, (0.0, 1.0), MPCConfig(cmp_bits=bits))  # proven at the width returned
+    with pytest.raises(MPCRangeError, match="comparison"):
+        check_ranges(pm, (0.0, 1.0), MPCConfig(cmp_bits=bits - 1))  # and not one bit narrower
+    x = torch.rand(2, 1, 8, 8)
+    res = private_inference(model, x, MPCConfig(cmp_bits=bits), input_range=(0.0, 1.0))
+    assert res.max_abs_error < 1e-2
+    narrow, wide = res.stats.dealer_bytes, private_inference(model, x, input_range=(0.0, 1.0)).stats.dealer_bytes
+    assert narrow < wide
+
+
+def test_narrowest_cmp_bits_depends_on_the_weights() -> None:
+    """What announcing the width reveals: weights 16x larger need ~4 more bits."""
+    model = _cnn()
+    base = narrowest_cmp_bits(compile_model(model, (1, 1, 8, 8)), (0.0, 1.0))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(16.0)
+    assert narrowest_cmp_bits(compile_model(model, (1, 1, 8, 8)), (0.0, 1.0)) in (base + 3, base + 4, base + 5)
+
+
+def test_narrowest_cmp_bits_refuses_what_no_width_fixes() -> None:
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)).eval()
+    with torch.no_grad():
+        model[0].weight.fill_(1e9)  # the products leave the ring at any comparison width
+    with pytest.raises(MPCRangeError, match="product"):
+        narrowest_cmp_bits(compile_model(model, (1, 4)), (0.0, 1.0))
