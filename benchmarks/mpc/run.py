@@ -90,15 +90,21 @@ def run_privlab(model: nn.Module, x: torch.Tensor, cmp_bits: int = 40) -> dict[s
             "per_layer": {k: vars(v) for k, v in res.stats.per_op.items()}}
 
 
-def cmp_width(arg: str, model: nn.Module, x: torch.Tensor) -> int:
-    """``--cmp-bits``: an integer, or ``auto`` (the narrowest width proven for the range the data
-    owner declares by default, as ``infer_task``'s range agreement does)."""
+def cmp_width(arg: int | str, model: nn.Module, x: torch.Tensor) -> int:
+    """``--cmp-bits``: the integer given, or for ``auto`` the narrowest width proven for the range
+    the data owner declares by default (as ``infer_task``'s range agreement does)."""
     if arg == "auto":
         return narrowest_cmp_bits(compile_model(model, tuple(x.shape)), default_input_range(x))
+    return int(arg)
+
+
+def _cmp_bits_arg(text: str) -> int | str:
+    if text == "auto":
+        return text
     try:
-        return int(arg)
+        return int(text)
     except ValueError:
-        raise SystemExit(f"--cmp-bits must be an integer or 'auto'. Got {arg!r} instead.") from None
+        raise argparse.ArgumentTypeError(f"an integer or 'auto', not {text!r}") from None
 
 
 def run_side(python: str, script: str, args: list[str], timeout: float) -> dict[str, object]:
@@ -136,7 +142,7 @@ def main() -> None:
     ap.add_argument("--crypten-python", default="/tmp/crypten-venv/bin/python")
     ap.add_argument("--spu-python", default="/tmp/spu-venv/bin/python")
     ap.add_argument("--train-steps", type=int, default=200)
-    ap.add_argument("--cmp-bits", default=str(MPCConfig().cmp_bits),
+    ap.add_argument("--cmp-bits", type=_cmp_bits_arg, default=MPCConfig().cmp_bits,
                     help="privlab's comparison width (public; exact for |x| < 2^(cmp_bits-1-f)), or 'auto': per\n"
                          "model, the narrowest width the range proof accepts (privlab.mpc.narrowest_cmp_bits;\n"
                          "it depends on the weights, so announcing it reveals a bound on them)")

@@ -37,7 +37,7 @@ from privlab.mpc.protocols.arith import beaver
 from privlab.mpc.stats import counted
 
 
-def _cmp_limit(party: Party, bits: int | None = None) -> float:
+def cmp_limit(party: Party, bits: int | None = None) -> float:
     """The comparison range as a real: ``2^(l - 1 - f)`` with ``l = bits`` or ``cmp_bits``."""
     return 2.0 ** ((party.config.cmp_bits if bits is None else bits) - 1 - party.f)
 
@@ -120,7 +120,7 @@ def drelu(party: Party, x: torch.Tensor, bits: int | None = None) -> torch.Tenso
     """Ring share of the bit ``[x >= 0]`` (an integer 0/1, not fixed point). See module docstring:
     rounds ``2 + log2 D`` (5), bytes 20.75 per element, dealer 38.5, exact for ``|x| < 2^(cmp_bits-1)`` ring
     units (``bits`` instead of ``cmp_bits`` if given: same rounds and bytes, larger tables)."""
-    require_abs(party, "drelu", x, _cmp_limit(party, bits))
+    require_abs(party, "drelu", x, cmp_limit(party, bits))
     b, _, m = _sign_bit(party, x, bits, relu=False)
     (e,) = party.open_bits([b ^ m["t"]])
     e64 = e.to(torch.int64)
@@ -133,7 +133,7 @@ def relu(party: Party, x: torch.Tensor, bits: int | None = None) -> torch.Tensor
     """``max(x, 0)``: DReLU fused with the multiplication ``x * [x >= 0]`` in its last round.
     Rounds 5, bytes 20.75 per element, dealer 46.5; exact inside the comparison range (``bits``
     instead of ``cmp_bits`` if given, as for :func:`drelu`)."""
-    require_abs(party, "relu", x, _cmp_limit(party, bits))
+    require_abs(party, "relu", x, cmp_limit(party, bits))
     b, xr, m = _sign_bit(party, x, bits)
     (e,) = party.open_bits([b ^ m["t"]])
     e64 = e.to(torch.int64)
@@ -144,14 +144,14 @@ def relu(party: Party, x: torch.Tensor, bits: int | None = None) -> torch.Tensor
 @counted
 def ge(party: Party, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Ring share of ``[x >= y]`` (0/1). Same cost as :func:`drelu`."""
-    require_abs(party, "ge", x - y, _cmp_limit(party))
+    require_abs(party, "ge", x - y, cmp_limit(party))
     return drelu(party, x - y)
 
 
 @counted
 def sign(party: Party, x: torch.Tensor) -> torch.Tensor:
     """Ring share of ``+1`` for ``x >= 0`` and ``-1`` otherwise (integer). Cost of :func:`drelu`."""
-    require_abs(party, "sign", x, _cmp_limit(party))
+    require_abs(party, "sign", x, cmp_limit(party))
     s = 2 * drelu(party, x)
     return s - 1 if party.rank == 0 else s
 
@@ -159,7 +159,7 @@ def sign(party: Party, x: torch.Tensor) -> torch.Tensor:
 @counted
 def maximum(party: Party, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Elementwise ``max(x, y) = y + relu(x - y)``. Rounds 5, bytes 20.75 per element."""
-    require_abs(party, "maximum", x - y, _cmp_limit(party))
+    require_abs(party, "maximum", x - y, cmp_limit(party))
     return y + relu(party, x - y)
 
 
@@ -167,7 +167,7 @@ def maximum(party: Party, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def max_last(party: Party, x: torch.Tensor) -> torch.Tensor:
     """Max over the last dimension by a pairwise tree: ``ceil(log2 n)`` ReLU layers (5 rounds
     each); ``n - 1`` comparisons per row in total."""
-    require_abs(party, "max_last", x, _cmp_limit(party) / 2)
+    require_abs(party, "max_last", x, cmp_limit(party) / 2)
     while x.shape[-1] > 1:
         n = x.shape[-1]
         half = n // 2
@@ -184,7 +184,7 @@ def argmax_last(party: Party, x: torch.Tensor) -> torch.Tensor:
     Tree: at each level ``g = [a >= b]`` (DReLU, 5 rounds), then one Beaver round selects both
     the value and the one-hot index vector. Rounds ``6 ceil(log2 n)``.
     """
-    require_abs(party, "argmax_last", x, _cmp_limit(party) / 2)
+    require_abs(party, "argmax_last", x, cmp_limit(party) / 2)
     n = x.shape[-1]
     onehot = torch.eye(n, dtype=torch.int64).expand(*x.shape, n)
     idx = party.public(onehot.clone())
@@ -210,7 +210,7 @@ def argmax_last(party: Party, x: torch.Tensor) -> torch.Tensor:
 def max_pool2d(party: Party, x: torch.Tensor, kernel: int, stride: int | None = None) -> torch.Tensor:
     """``F.max_pool2d`` without padding: windows by strided views, then :func:`max_last`.
     Rounds ``5 ceil(log2 k^2)`` (10 for 2x2); bytes 20.75 per comparison."""
-    require_abs(party, "max_pool2d", x, _cmp_limit(party) / 2)
+    require_abs(party, "max_pool2d", x, cmp_limit(party) / 2)
     stride = kernel if stride is None else stride
     w = x.unfold(2, kernel, stride).unfold(3, kernel, stride)
     return max_last(party, w.reshape(*w.shape[:4], kernel * kernel))

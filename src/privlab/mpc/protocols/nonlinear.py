@@ -25,13 +25,8 @@ from privlab.mpc.protocols.arith import (
     mul_public,
     trunc,
 )
-from privlab.mpc.protocols.compare import drelu, max_last, relu, wide_bits
+from privlab.mpc.protocols.compare import cmp_limit, drelu, max_last, relu, wide_bits
 from privlab.mpc.stats import counted
-
-
-def _cmp(party: Party) -> float:
-    """The comparison range as a real: ``2^(cmp_bits - 1 - f)``."""
-    return 2.0 ** (party.config.cmp_bits - 1 - party.f)
 
 
 def _const(party: Party, like: torch.Tensor, c: float) -> torch.Tensor:
@@ -185,7 +180,7 @@ def sigmoid(party: Party, x: torch.Tensor) -> torch.Tensor:
     by :func:`reciprocal` on ``[1, 2]`` (13), ``sigmoid(x) = (1 - s) + (2s - 1) q`` (1). Rounds 44;
     bytes about 1.1 KB per element; error below 2e-3 absolute.
     """
-    require_abs(party, "sigmoid", x, _cmp(party))
+    require_abs(party, "sigmoid", x, cmp_limit(party))
     s = drelu(party, x)
     sgn = 2 * s - (1 if party.rank == 0 else 0)
     a = beaver(party, "mul", x, sgn)
@@ -198,7 +193,7 @@ def sigmoid(party: Party, x: torch.Tensor) -> torch.Tensor:
 def tanh(party: Party, x: torch.Tensor) -> torch.Tensor:
     """``tanh(x) = 2 sigmoid(2x) - 1`` for ``|x| < 2^(cmp_bits - 2 - f)``. Cost of :func:`sigmoid`;
     error 4e-3."""
-    require_abs(party, "tanh", x, _cmp(party) / 2)
+    require_abs(party, "tanh", x, cmp_limit(party) / 2)
     return add_public(party, 2 * sigmoid(party, 2 * x), -1.0)
 
 
@@ -230,7 +225,7 @@ def gelu(party: Party, x: torch.Tensor) -> torch.Tensor:
     for the small coefficients (1). Rounds 17; bytes ~390 per element; dealer ~280. Error below
     5e-4 absolute (fit 1.3e-4, tail 1.3e-4, rounding) for any ``x`` in the comparison range.
     """
-    require_abs(party, "gelu", x, _cmp(party))
+    require_abs(party, "gelu", x, cmp_limit(party))
     r = relu(party, x)
     a_abs = 2 * r - x
     bound = party.public(encode(_GELU_CLAMP, party.f).expand_as(x).clone())
@@ -256,7 +251,7 @@ def softmax(party: Party, x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     Error below 5e-3 absolute per probability; valid while
     ``|x| < 2^(cmp_bits - 1 - f)``.
     """
-    require_abs(party, "softmax", x, _cmp(party) / 2)
+    require_abs(party, "softmax", x, cmp_limit(party) / 2)
     n = x.shape[dim]
     if n <= 1:  # softmax of one entry is 1; of none, empty (no communication either way)
         return _const(party, x, 1.0) if x.numel() else x.clone()
