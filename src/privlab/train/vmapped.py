@@ -28,7 +28,14 @@ from privlab.errors import InvalidParameterError
 from privlab.train import optim
 from privlab.train.config import TrainConfig
 from privlab.train.sampling import index_stream, init_model, noise_generator, num_steps
-from privlab.train.stacked_mlp import DenseLayer, mlp_grads, mlp_plan, transposed_layout
+from privlab.train.stacked_mlp import (
+    DenseLayer,
+    fold_first_bias,
+    mlp_grads,
+    mlp_plan,
+    transposed_layout,
+    unfold_first_bias,
+)
 
 
 def _streams(mask: np.ndarray, seeds: Sequence[int], cfg: TrainConfig) -> tuple[torch.Tensor, list[int]]:
@@ -134,8 +141,17 @@ def train_chunk(
     streams = streams.transpose(0, 1).contiguous()  # (T, K, B): one contiguous block per step
     t_all = min(steps)
     leaves = {k: v.detach().clone() for k, v in params.items()}
+    names = list(leaves)
     if plan is not None:
         leaves = transposed_layout(plan, leaves)  # state and buffers below inherit the layout
+    # The first layer's bias as an input column of ones (not with DP-SGD-style noise, drawn per parameter tensor).
+    folded = None
+    if plan is not None and not cfg.private and all(k in trainable for k in (plan[0].weight, plan[0].bias)):
+        folded = fold_first_bias(plan, leaves)
+    original_plan = plan
+    if folded is not None:
+        plan, leaves = folded
+        trainable = [k for k in trainable if k in leaves]
     state = optim.init_state(leaves, cfg)
     # The optimizer sees the trainable parameters only (the same tensor objects as in leaves and state).
     if not trainable:  # train_model's torch.optim refuses an empty parameter list too
@@ -148,7 +164,10 @@ def train_chunk(
     x_flat = x.reshape(x.shape[0], -1).contiguous()  # (N, D): index_select of rows is much cheaper than x[idx]
     if plan is not None:
         grad_buf = {k: torch.empty_like(v) for k, v in leaves.items()}
-        x_buf = torch.empty(streams.shape[1] * streams.shape[2], x_flat.shape[1], dtype=x_flat.dtype)
+        x_buf = torch.empty(streams.shape[1] * streams.shape[2], plan[0].in_features, dtype=x_flat.dtype)
+        if folded is not None:
+            x_buf[:, -1] = 1.0  # the bias column; each step gathers into the columns before it
+        x_rows = x_buf[:, : x_flat.shape[1]]
     fold = plan is not None and optim.folds_momentum(cfg) and not cfg.private
     clip = cfg.max_grad_norm if cfg.private else None
     gens = [noise_generator(s) for s in seeds] if cfg.private else []
@@ -161,7 +180,8 @@ def train_chunk(
             xb = x_flat.index_select(0, idx).view(*streams.shape[1:], *x.shape[1:])  # (K, B, ...)
             optim.step(opt_params, grad_fn(leaves, xb, yb), opt_state, cfg, t + 1, active)  # type: ignore[misc]
             continue
-        xb = torch.index_select(x_flat, 0, idx, out=x_buf).view(*streams.shape[1:], -1)  # (K, B, D)
+        torch.index_select(x_flat, 0, idx, out=x_rows)
+        xb = x_buf.view(*streams.shape[1:], -1)  # (K, B, D) (D + 1 with the bias column)
         if fold and active is None:  # momentum folded into the weight-gradient products
             mlp_grads(plan, leaves, xb, yb, state["buf"], beta=cfg.momentum)
             optim.step(opt_params, state["buf"], opt_state, cfg, t + 1, accumulated=True)
@@ -170,4 +190,7 @@ def train_chunk(
             if gens:  # the same draws, in the same order, as train_model's
                 mechanism.add_noise_stacked(grads, noise_std, gens, trainable)
             optim.step(opt_params, grads, opt_state, cfg, t + 1, active)
+    if folded is not None:
+        assert original_plan is not None
+        leaves = unfold_first_bias(original_plan, leaves, names)
     return {**{k: v.detach().contiguous() for k, v in leaves.items()}, **{k: v.detach() for k, v in buffers.items()}}

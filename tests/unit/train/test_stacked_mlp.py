@@ -12,8 +12,9 @@ from torch import nn
 from privlab.data import membership_mask
 from privlab.errors import InvalidParameterError
 from privlab.models import MLP, SmallCNN
-from privlab.train import TrainConfig, stacked_mlp, train_ensemble
-from privlab.train.stacked_mlp import mlp_grads, mlp_plan, transposed_layout
+from privlab.train import TrainConfig, stacked_mlp, train_ensemble, vmapped
+from privlab.train.sampling import init_model
+from privlab.train.stacked_mlp import fold_first_bias, mlp_grads, mlp_plan, transposed_layout, unfold_first_bias
 from privlab.train.vmapped import train_chunk
 
 
@@ -163,9 +164,11 @@ CONFIGS = [
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=["sgd-momentum-wd", "adam", "plain-sgd"])
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
-def test_mlp_kernel_equals_vmap_kernel(tiny_data, cfg, activation):
+@pytest.mark.parametrize("first", [12, 20], ids=["narrow-first", "folded-first-bias"])
+def test_mlp_kernel_equals_vmap_kernel(tiny_data, cfg, activation, first):
+    # first: a first layer of >= NARROW outputs gets its bias folded into the weight (fold_first_bias).
     def factory() -> MLP:
-        return MLP(in_features=16, hidden=(12, 6), num_classes=4, activation=activation)
+        return MLP(in_features=16, hidden=(first, 6), num_classes=4, activation=activation)
 
     mask = membership_mask(4, len(tiny_data), seed=1)  # unequal IN sets: the tail steps freeze models
     assert len(set(mask.sum(1).tolist())) > 1
@@ -273,3 +276,105 @@ def test_train_chunk_returns_contiguous_weights(tiny_data):
         kernel="mlp",
     )
     assert all(v.is_contiguous() for v in state.values())
+
+
+def _stacked(model_factory, k: int) -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    models = [model_factory() for _ in range(k)]
+    return {
+        n: torch.stack([dict(m.named_parameters())[n].detach() for m in models])
+        for n, _ in models[0].named_parameters()
+    }
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.9])
+def test_folded_first_bias_gives_the_same_gradients(beta):
+    # [a, 1] [W, b]^T: the folded plan with a column of ones gives the unfolded weight and bias gradients.
+    K, B = 3, 5
+    model = MLP(in_features=7, hidden=(20,), num_classes=4)
+    plan = mlp_plan(model)
+    assert plan is not None
+    params = transposed_layout(plan, _stacked(lambda: MLP(in_features=7, hidden=(20,), num_classes=4), K))
+    names = list(params)
+    got = fold_first_bias(plan, params)
+    assert got is not None
+    fplan, folded = got
+    w = folded[plan[0].weight]
+    assert fplan[0].bias is None and fplan[0].in_features == 8 and w.shape == (K, 20, 8)
+    assert w.transpose(1, 2).is_contiguous()  # stored (K, in + 1, out), as transposed_layout stores it
+    assert plan[0].bias not in folded
+    back = unfold_first_bias(plan, folded, names)
+    assert list(back) == names and all(torch.equal(back[n], params[n]) for n in names)
+    x, y = torch.randn(K, B, 7), torch.randint(0, 4, (K * B,))
+    start = {n: torch.randn_like(v) for n, v in params.items()}
+    plain = mlp_grads(plan, params, x, y, {n: v.clone() for n, v in start.items()}, beta=beta)
+    fstart = fold_first_bias(plan, {n: v.clone() for n, v in start.items()})
+    assert fstart is not None
+    x1 = torch.cat([x, torch.ones(K, B, 1)], 2)
+    fgrads = mlp_grads(fplan, folded, x1, y, fstart[1], beta=beta)
+    out = unfold_first_bias(plan, fgrads, names)
+    for n in names:
+        torch.testing.assert_close(out[n], plain[n], rtol=1e-5, atol=1e-6)
+    # Negative control: without the column of ones (zeros instead) the bias gradient is only beta * start.
+    fzero = fold_first_bias(plan, {n: v.clone() for n, v in start.items()})
+    assert fzero is not None
+    zero = unfold_first_bias(
+        plan, mlp_grads(fplan, folded, torch.cat([x, torch.zeros(K, B, 1)], 2), y, fzero[1], beta=beta), names
+    )
+    assert not torch.allclose(zero[plan[0].bias], plain[plan[0].bias], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: MLP(in_features=7, hidden=(12,), num_classes=4),  # narrow first layer
+        lambda: MLP(in_features=7, hidden=(), num_classes=4),  # the head is the first layer
+        lambda: nn.Sequential(nn.Linear(7, 20, bias=False), nn.ReLU(), nn.Linear(20, 4)),
+    ],
+    ids=["narrow", "head-only", "no-bias"],
+)
+def test_fold_first_bias_does_not_apply(make):
+    model = make()
+    plan = mlp_plan(model)
+    assert plan is not None
+    assert fold_first_bias(plan, {n: p.detach()[None] for n, p in model.named_parameters()}) is None
+
+
+def _frozen_first_bias() -> MLP:
+    m = MLP(in_features=16, hidden=(20,), num_classes=4)
+    m.net[1].bias.requires_grad_(False)
+    return m
+
+
+@pytest.mark.parametrize(
+    ("factory", "cfg", "applied"),
+    [
+        (lambda: MLP(in_features=16, hidden=(20,), num_classes=4), CONFIGS[0], True),
+        (
+            lambda: MLP(in_features=16, hidden=(20,), num_classes=4),
+            TrainConfig(epochs=1, batch_size=8, max_grad_norm=1.0, noise_multiplier=1.0),
+            False,
+        ),
+        (_frozen_first_bias, CONFIGS[0], False),
+    ],
+    ids=["plain", "private", "frozen-bias"],
+)
+def test_train_chunk_folds_only_where_it_may(monkeypatch, tiny_data, factory, cfg, applied):
+    # DP-SGD-style noise is drawn per parameter tensor and a frozen bias must stay at its initial value:
+    # neither may see one folded tensor. The folded path itself is compared with the vmap kernel above.
+    calls: list[bool] = []
+    real = vmapped.fold_first_bias
+
+    def spy(plan, params):
+        got = real(plan, params)
+        calls.append(got is not None)
+        return got
+
+    monkeypatch.setattr(vmapped, "fold_first_bias", spy)
+    mask = membership_mask(2, len(tiny_data), seed=0)
+    state = train_chunk(factory, tiny_data.x, tiny_data.y, mask, [1, 2], cfg, kernel="mlp")
+    assert any(calls) is applied
+    assert list(state) == [n for n, _ in factory().named_parameters()]
+    if factory is _frozen_first_bias:
+        init = torch.stack([init_model(factory, s).net[1].bias.detach() for s in (1, 2)])
+        assert torch.equal(state["net.1.bias"], init)
