@@ -4,7 +4,8 @@ Both training paths consume exactly the same random numbers, which is what makes
 at once" and "train them one by one" give the same parameters:
 
 * model ``k`` of an ensemble with base seed ``s`` uses seed ``model_seed(s, k)`` for both its
-  initialisation (``torch.manual_seed`` inside a forked RNG) and its example order;
+  initialisation (the CPU generator seeded inside a forked RNG, as ``torch.manual_seed`` seeds it)
+  and its example order;
 * the example order is a stream of fresh random permutations of ``range(n)`` drawn from a
   ``torch.Generator`` seeded with that seed, cut into ``steps`` batches of ``batch_size``.
 """
