@@ -72,7 +72,8 @@ def main() -> None:
         row = out[name]
         print(f"{name:28s} rounds {op.rounds:3d}  bytes {row['bytes']:8.2f}  dealer {row['dealer_bytes']:8.2f}")
     doc = {"schema_version": 1, "suite": "mpc_protocol_costs", "n": args.n,
-           "config": {"frac_bits": cfg.frac_bits, "cmp_bits": cfg.cmp_bits, "cmp_digits": cfg.cmp_digits},
+           "config": {"frac_bits": cfg.frac_bits, "cmp_bits": cfg.cmp_bits, "cmp_tree": list(cfg.cmp_tree),
+                      "cmp_digits": cfg.cmp_digits},
            "per_element": out}
     path = HERE / "results" / "protocol_costs.json"
     path.write_text(json.dumps(doc, indent=2) + "\n")

@@ -1,7 +1,7 @@
 """Private inference benchmark: privlab.mpc vs CrypTen 0.4.1 and SecretFlow SPU 0.9.5, 1 thread each.
 
     .venv/bin/python benchmarks/mpc/run.py [--batch 64] [--models mlp,cnn,transformer] [--cmp-bits 40|auto]
-        [--crypten-python /tmp/crypten-venv/bin/python] [--spu-python /tmp/spu-venv/bin/python]
+        [--cmp-tree 2,2,3] [--crypten-python /tmp/crypten-venv/bin/python] [--spu-python /tmp/spu-venv/bin/python]
         [--train-steps 200]
 
 Models get quickly-trained weights (a few hundred Adam steps on real MNIST from the CSV shipped in
@@ -74,10 +74,13 @@ def quick_train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) 
     return float(loss.detach())
 
 
-def run_privlab(model: nn.Module, x: torch.Tensor, cmp_bits: int = 40) -> dict[str, object]:
+def run_privlab(
+    model: nn.Module, x: torch.Tensor, cmp_bits: int = 40, cmp_tree: tuple[int, ...] | None = None
+) -> dict[str, object]:
     args = ((model, tuple(x.shape), None), (model, tuple(x.shape), x))
     t0 = time.perf_counter()
-    res = run_processes(infer_task, args, MPCConfig(timeout=120, cmp_bits=cmp_bits))
+    tree = {} if cmp_tree is None else {"cmp_tree": cmp_tree}
+    res = run_processes(infer_task, args, MPCConfig(timeout=120, cmp_bits=cmp_bits, **tree))
     launch = time.perf_counter() - t0
     out = res.outputs[1]
     with torch.no_grad():
@@ -142,6 +145,8 @@ def main() -> None:
     ap.add_argument("--crypten-python", default="/tmp/crypten-venv/bin/python")
     ap.add_argument("--spu-python", default="/tmp/spu-venv/bin/python")
     ap.add_argument("--train-steps", type=int, default=200)
+    ap.add_argument("--cmp-tree", type=lambda t: tuple(int(k) for k in t.split(",")), default=MPCConfig().cmp_tree,
+                    help="privlab's comparison tree: the fan-in of each level, leaves first (MPCConfig.cmp_tree).")
     ap.add_argument("--cmp-bits", type=_cmp_bits_arg, default=MPCConfig().cmp_bits,
                     help="privlab's comparison width (public; exact for |x| < 2^(cmp_bits-1-f)), or 'auto': per\n"
                          "model, the narrowest width the range proof accepts (privlab.mpc.narrowest_cmp_bits;\n"
@@ -165,7 +170,7 @@ def main() -> None:
             np.save(tmp / f"{name}_ref.npy", model(x).numpy())
         bits = cmp_width(a.cmp_bits, model, x)
         row: dict[str, object] = {"model": name, "train_loss": loss, "plaintext_accuracy": acc,
-                                  "cmp_bits": bits, "privlab": run_privlab(model, x, bits)}
+                                  "cmp_bits": bits, "privlab": run_privlab(model, x, bits, a.cmp_tree)}
         if name in CRYPTEN_REFERENCE:
             row["crypten"] = run_crypten(a.crypten_python, name, str(tmp / "x.pt"),
                                          str(tmp / f"{name}.pt"))
@@ -181,7 +186,7 @@ def main() -> None:
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu_model": cpu_model(),
                     "cpu_count": os.cpu_count(), "python": sys.version.split()[0],
                     "torch": torch.__version__},
-        "config": {**vars(MPCConfig()), "cmp_bits": a.cmp_bits}, "rows": rows,
+        "config": {**vars(MPCConfig()), "cmp_bits": a.cmp_bits, "cmp_tree": list(a.cmp_tree)}, "rows": rows,
     }
     out = HERE / "results" / f"mpc_{time.strftime('%Y%m%d_%H%M%S')}.json"
     out.parent.mkdir(exist_ok=True)

@@ -410,8 +410,8 @@ def narrowest_cmp_bits(
 
     Only comparison inputs depend on the width: with ``m`` the largest proven comparison input and
     the proof's factor-2 guard band, the width must satisfy ``m <= 2^(l - 1 - f) / 2``, i.e.
-    ``l >= f + 2 + log2 m``. Narrower comparisons cost fewer dealer bytes (a ReLU: 46.5 at 40
-    bits, 31.5 at 32, 24.0 at 24) in the same rounds; comparisons inside ``rsqrt``,
+    ``l >= f + 2 + log2 m``. Narrower comparisons cost fewer dealer bytes (a ReLU with the default
+    ``cmp_tree``: 32.3 at 40 bits, 26.8 at 32, 23.1 at 24) in the same rounds; comparisons inside ``rsqrt``,
     ``reciprocal`` and the clamped ``exp`` keep the width their own domain needs whatever ``l`` is.
 
     Unlike :func:`check_ranges`, **the result depends on the weights**. If the model owner announces

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from privlab._validation import check_int, check_real
@@ -15,8 +16,9 @@ class MPCConfig:
     ``frac_bits``: fractional bits of the fixed-point encoding (values are ``round(x * 2**f)`` in
     Z/2^64). ``cmp_bits``: comparisons assume ``|x| < 2**(cmp_bits - 1)`` in ring units, i.e.
     ``|x| < 2**(cmp_bits - 1 - frac_bits)`` as reals (default 2^23, about 8.4 million).
-    ``cmp_digits``: the comparison splits ``cmp_bits - 1`` bits into this many digits (a power of 2;
-    ``log2(cmp_digits)`` AND rounds). ``timeout``: the **per-message** limit, seconds a party
+    ``cmp_tree``: the fan-in of each level of the comparison's AND tree, leaves first (each 2 to 4):
+    the comparison splits ``cmp_bits - 1`` bits into ``prod(cmp_tree)`` digits and combines them
+    in ``len(cmp_tree)`` rounds (``protocols.compare``). ``timeout``: the **per-message** limit, seconds a party
     waits for one message from a peer or the dealer before raising ``MPCError`` (a dead or
     silent peer); it does not limit the length of a healthy run. ``deadline``: the **whole-run**
     limit in seconds, counted from the start of the protocol (``None``, the default: no limit);
@@ -29,7 +31,7 @@ class MPCConfig:
 
     frac_bits: int = 16
     cmp_bits: int = 40
-    cmp_digits: int = 8
+    cmp_tree: tuple[int, ...] = (2, 2, 3)
     timeout: float = 60.0
     deadline: float | None = None
     range_checks: bool = True
@@ -38,10 +40,15 @@ class MPCConfig:
         owner = "MPCConfig"
         check_int(self.frac_bits, "frac_bits", owner, low=1, high=30)
         check_int(self.cmp_bits, "cmp_bits", owner, low=self.frac_bits + 2, high=64)
-        check_int(self.cmp_digits, "cmp_digits", owner, low=1, high=self.cmp_bits - 1)
-        if self.cmp_digits & (self.cmp_digits - 1):
+        tree = self.cmp_tree
+        if not isinstance(tree, tuple) or not tree or any(isinstance(k, bool) or not isinstance(k, int) for k in tree):
             raise InvalidParameterError(
-                f"The 'cmp_digits' parameter of {owner} must be a power of 2. Got {self.cmp_digits!r} instead."
+                f"The 'cmp_tree' parameter of {owner} must be a non-empty tuple of ints. Got {tree!r} instead."
+            )
+        if any(k < 2 or k > 4 for k in tree) or math.prod(tree) > self.cmp_bits - 1:
+            raise InvalidParameterError(
+                f"The 'cmp_tree' parameter of {owner} must hold fan-ins from 2 to 4 whose product (the digits) "
+                f"is at most cmp_bits - 1 = {self.cmp_bits - 1}. Got {tree!r} instead."
             )
         check_real(self.timeout, "timeout", owner, low=0.0, low_open=True)
         if self.deadline is not None:
@@ -52,6 +59,6 @@ class MPCConfig:
             )
 
     @property
-    def digit_bits(self) -> int:
-        """Bits per comparison digit: ``ceil((cmp_bits - 1) / cmp_digits)``."""
-        return -(-(self.cmp_bits - 1) // self.cmp_digits)
+    def cmp_digits(self) -> int:
+        """Digits of a comparison: ``prod(cmp_tree)``."""
+        return math.prod(self.cmp_tree)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,6 +13,7 @@ from hypothesis import strategies as st
 
 from privlab.errors import MPCRangeError
 from privlab.mpc.config import MPCConfig
+from privlab.mpc.dealer.material import node_terms
 from privlab.mpc.encoding import encode
 from privlab.mpc.protocols import compare
 
@@ -36,19 +40,23 @@ def test_extreme_values_inside_the_range(shared_eval) -> None:  # type: ignore[n
     assert bit.tolist() == [1, 0, 1, 0, 1, 1]
 
 
-@pytest.mark.parametrize(("bits", "digits", "rounds"), [(40, 8, 5), (64, 16, 6), (33, 4, 4)])
-def test_relu_rounds_and_bytes_per_element(shared_eval, rand, bits, digits, rounds) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("bits", "tree"), [(40, (2, 2, 2)), (40, (2, 2, 3)), (40, (3, 4)), (64, (2, 2, 2, 2)), (33, (2, 2)), (33, (4,))]
+)
+def test_relu_rounds_and_bytes_per_element(shared_eval, rand, bits, tree) -> None:  # type: ignore[no-untyped-def]
     n = 1000
     x = rand((n,), 100.0, 5)
-    cfg = MPCConfig(cmp_bits=bits, cmp_digits=digits)
+    cfg = MPCConfig(cmp_bits=bits, cmp_tree=tree)
     out, res = shared_eval(compare.relu, x, config=cfg)
     assert torch.allclose(out, x.relu(), atol=2.0**-16)
     op = res.stats.per_op["op"]
-    assert op.rounds == rounds  # CrypTen: 8-9 rounds per ReLU
-    levels = [digits >> (j + 1) for j in range(digits.bit_length() - 1)]
-    tree = 2 * sum(3 * p - 1 for p in levels)  # 3 bits each way per node, 2 at the lowest node
-    expected = n * (16 + (tree + 2) / 8)  # opening + AND tree + final bit, both parties
-    assert abs(op.bytes - expected) <= 16  # byte padding of the packed bits
+    assert op.rounds == 2 + len(tree)  # CrypTen: 8-9 rounds per ReLU
+    nodes, opened = math.prod(tree), 0
+    for k in tree:  # a fan-in-k node opens 2k - 1 masked bits each way, the lowest 2k - 2
+        nodes //= k
+        opened += nodes * (2 * k - 1) - 1
+    expected = n * (16 + (2 * opened + 2) / 8)  # opening + AND tree + final bit, both parties
+    assert abs(op.bytes - expected) <= 16 * len(tree)  # byte padding of the packed bits
     assert op.bytes / n < 464 / 10  # CrypTen: ~464 bytes per element
 
 
@@ -86,3 +94,35 @@ def test_out_of_range_input_fails_as_documented(shared_eval) -> None:  # type: i
     assert bit.sum() == 0  # every positive input reported negative
     with pytest.raises(MPCRangeError, match=r"privlab\.mpc\.drelu: 200 of 200 input values lie outside"):
         shared_eval(compare.drelu, x, decoded=False)
+
+
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_node_terms_compare_multi_digit_numbers(k: int) -> None:
+    """Plaintext check of one tree node: for all pairs of k-digit numbers in base 4, the node's
+    polynomials on the per-digit (lt, eq) give [a < b] and [a == b]."""
+    lt_terms, eq_term = node_terms(k)
+    for a, b in itertools.product(range(4**k), repeat=2):
+        da, db = [(a >> (2 * i)) & 3 for i in range(k)], [(b >> (2 * i)) & 3 for i in range(k)]
+        lt = [int(x < y) for x, y in zip(da, db, strict=True)]
+        eq = [int(x == y) for x, y in zip(da, db, strict=True)]
+        var = lt[: k - 1] + eq[1:] + eq[:1]  # the node's variable order
+        got_lt = lt[k - 1]
+        for term in lt_terms:
+            got_lt ^= int(all(var[v] for v in term))
+        assert (got_lt, int(all(var[v] for v in eq_term))) == (int(a < b), int(a == b))
+
+
+@pytest.mark.parametrize("tree", [(2, 2, 2), (2, 2, 3), (3, 4), (4, 3), (3, 3), (4,)])
+def test_drelu_is_exact_for_every_tree(shared_eval, tree) -> None:  # type: ignore[no-untyped-def]
+    """Log-uniform magnitudes over the whole range, both signs, and the edges: every digit
+    position decides some comparisons, and runs of equal digits (eq chains) occur."""
+    g = torch.Generator().manual_seed(sum(tree))
+    mag = torch.exp2(torch.rand(4000, generator=g, dtype=torch.float64) * 39 - 16).clamp(max=RANGE - 2.0**-16)
+    edges = torch.tensor([2.0**-16, -(2.0**-16), RANGE - 2.0**-16, 2.0**-16 - RANGE, 0.0], dtype=torch.float64)
+    x = torch.cat([mag, -mag, edges])
+    x = torch.round(x * 2**16) / 2**16
+    bit, _ = shared_eval(compare.drelu, x, decoded=False, config=MPCConfig(cmp_tree=tree))
+    assert bit.tolist() == (x >= 0).long().tolist()
+    unchecked = MPCConfig(cmp_tree=tree, range_checks=False)
+    ctl, _ = shared_eval(compare.drelu, x + 2 * RANGE, decoded=False, config=unchecked)
+    assert ctl.tolist() != (x + 2 * RANGE >= 0).long().tolist()  # negative control: outside the range it wraps

@@ -10,7 +10,7 @@ from privlab.mpc.config import MPCConfig
 from privlab.mpc.dealer.core import encode_request
 from privlab.mpc.protocols import arith, compare
 
-CFG = MPCConfig(range_checks=False)  # the protocols' own cost (checks add theirs at the reveal)
+CFG = MPCConfig(range_checks=False, cmp_tree=(2, 2, 2))  # the protocols' own cost (checks add theirs at the reveal)
 
 
 def _ceil8(bits: int) -> int:
@@ -31,12 +31,12 @@ def _cmp_party_bytes(n: int) -> int:
 
 def _cmp_dealer_bytes(n: int, relu: bool) -> int:
     """Party 1's corrections: tables (7 digits of 5 bits, a top digit of 4, each without its
-    always-0 last entry: 7 * 31 + 15 = 232 bits), ``r_39``, the AND tree's ``ab`` (4 + 2 + 1 bits)
-    and ``ae`` (3 + 1 bits), ``[t]`` and (ReLU) ``[r t]``."""
+    always-0 last entry: 7 * 31 + 15 = 232 bits), ``r_39``, the AND tree's mask products (per level
+    of ``p`` nodes ``2p - 1`` bits: node 0 needs one), ``[t]`` and (ReLU) ``[r t]``."""
     bits = _ceil8(232 * n) + _ceil8(n)
-    bits += sum(_ceil8(p * n) for p in (4, 2, 1)) + sum(_ceil8((p - 1) * n) for p in (4, 2))
+    bits += sum(_ceil8((2 * p - 1) * n) for p in (4, 2, 1))  # one field of mask products per level
     ring = 8 * n * (2 if relu else 1)
-    return bits + ring + _request("cmp", shape=[n], bits=40, digits=8, digit_bits=5, relu=relu)
+    return bits + ring + _request("cmp", shape=[n], bits=40, tree=[2, 2, 2], relu=relu)
 
 
 @pytest.mark.parametrize("n", [1000, 333])
@@ -60,6 +60,27 @@ def test_relu_per_element_against_the_previous_layout(shared_eval, rand) -> None
     op = res.stats.per_op["op"]
     assert op.bytes / n == pytest.approx(20.75, abs=0.01)  # was 21.5 (21 AND bits each way, now 18)
     assert op.dealer_bytes / n == pytest.approx(46.5, abs=0.05)  # was 49.9 (256 table bits, 14 AND bits)
+
+
+@pytest.mark.parametrize("n", [1000, 333])
+def test_relu_traffic_with_the_default_tree_is_the_formula(shared_eval, rand, n) -> None:  # type: ignore[no-untyped-def]
+    """``cmp_tree = (2, 2, 3)`` (the default): 12 digits (three of 4 bits, nine of 3: tables of
+    ``3 * 15 + 9 * 7 = 108`` bits), levels of 6, 3 and 1 nodes. Party bits each way per level:
+    ``6 * 3 - 1``, ``3 * 3 - 1`` and ``5 - 1`` (a fan-in-3 node opens 5 masked bits, the lowest 4);
+    the dealer's mask products ``1 + 5 * 2``, ``1 + 2 * 2`` and 5."""
+    cfg = MPCConfig(range_checks=False)
+    assert cfg.cmp_tree == (2, 2, 3)
+    x = rand((n,), 50.0, n)
+    out, res = shared_eval(compare.relu, x, config=cfg)
+    assert torch.allclose(out, x.relu(), atol=2.0**-16, rtol=0)
+    op = res.stats.per_op["op"]
+    party = 8 * n + sum(_ceil8(b * n) for b in (17, 8, 4)) + _ceil8(n)
+    dealer = _ceil8(108 * n) + _ceil8(n) + sum(_ceil8(b * n) for b in (11, 5, 5)) + 16 * n
+    assert (op.rounds, op.bytes) == (5, 2 * party)
+    assert op.dealer_bytes == dealer + _request("cmp", shape=[n], bits=40, tree=[2, 2, 3], relu=True)
+    if n == 1000:  # per element: 23.5 between the parties, 32.25 from the dealer (20.75 / 46.5 at (2, 2, 2))
+        assert op.bytes / n == pytest.approx(23.5, abs=0.01)
+        assert op.dealer_bytes / n == pytest.approx(32.25, abs=0.1)
 
 
 @pytest.mark.parametrize("n", [1000, 77])

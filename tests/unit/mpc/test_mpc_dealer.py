@@ -3,6 +3,7 @@ party 0 never talks to the dealer, and party 1's dealer traffic is the derived f
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 
 from privlab.errors import InvalidParameterError
 from privlab.mpc.dealer.core import DealerCore, LocalLink, Provider, encode_request
-from privlab.mpc.dealer.material import MATERIALS, make_spec
+from privlab.mpc.dealer.material import MATERIALS, make_spec, node_products
 from privlab.mpc.stats import CommCounter
 
 KINDS: list[tuple[str, dict[str, Any]]] = [
@@ -22,8 +23,10 @@ KINDS: list[tuple[str, dict[str, Any]]] = [
     ("owned_triple", {"op": "matmul", "a_shape": [4, 5], "b_shape": [5, 2]}),
     ("trunc", {"shape": [50], "f": 16}),
     ("div", {"shape": [50], "d": 7}),
-    ("cmp", {"shape": [7], "bits": 40, "digits": 8, "digit_bits": 5}),
-    ("cmp", {"shape": [3], "bits": 62, "digits": 8, "digit_bits": 8, "relu": False}),
+    ("cmp", {"shape": [7], "bits": 40, "tree": [2, 2, 2]}),
+    ("cmp", {"shape": [7], "bits": 40, "tree": [2, 2, 3]}),
+    ("cmp", {"shape": [5], "bits": 33, "tree": [4, 3]}),
+    ("cmp", {"shape": [3], "bits": 62, "tree": [2, 2, 2], "relu": False}),
 ]
 
 
@@ -62,31 +65,37 @@ def test_material_relations_and_dealer_traffic(kind: str, params: dict[str, Any]
             unsigned = ri % 2**64
             assert ui == (unsigned % 2**63) // 7 and mi == unsigned >> 63
     else:
-        bits, mb, relu = params["bits"], params["digit_bits"], params.get("relu", True)
+        bits, tree, relu = params["bits"], params["tree"], params.get("relu", True)
         r, t = _arith(m0, m1, "r"), m0["t"] ^ m1["t"]
         tab = m0["tab"] ^ m1["tab"]
-        widths = [min(mb, bits - 1 - mb * d) for d in range(8)]
+        digits = math.prod(tree)
+        w, e = divmod(bits - 1, digits)
+        widths = [w + 1] * e + [w] * (digits - e)  # as even as possible, the wider digits lowest
         assert tab.shape[-1] == sum(2**w - 1 for w in widths)  # short top digit, no always-0 last entry
         for i, ri in enumerate(r.tolist()):
             low = (ri % 2**64) % 2 ** (bits - 1)
-            pos = 0
-            for d, w in enumerate(widths):
-                digit = (low >> (mb * d)) & (2**mb - 1)
+            pos = shift = 0
+            for w in widths:
+                digit = (low >> shift) & (2**w - 1)
                 assert tab[i, pos : pos + 2**w - 1].tolist() == [int(v < digit) for v in range(2**w - 1)]
-                pos += 2**w - 1
+                pos, shift = pos + 2**w - 1, shift + w
             assert int(m0["rtop"][i] ^ m1["rtop"][i]) == ((ri % 2**64) >> (bits - 1)) & 1
         assert ("rt" in m1) == relu  # DReLU does not fetch r t
         if relu:
             assert torch.equal(_arith(m0, m1, "rt"), r * t.long())
         assert torch.equal(_arith(m0, m1, "ta"), t.long())
-        for j, p in enumerate((4, 2, 1)):
-            a, b = m0[f"a{j}"] ^ m1[f"a{j}"], m0[f"b{j}"] ^ m1[f"b{j}"]
-            assert a.shape[-1] == p and torch.equal(m0[f"ab{j}"] ^ m1[f"ab{j}"], a & b)
-            if p > 1:  # node 0 needs only lt: no second AND
-                e = m0[f"e{j}"] ^ m1[f"e{j}"]
-                assert e.shape[-1] == p - 1 and torch.equal(m0[f"ae{j}"] ^ m1[f"ae{j}"], a[..., 1:] & e)
-            else:
-                assert f"e{j}" not in m0 and f"ae{j}" not in m1
+        nodes = digits
+        for j, k in enumerate(tree):  # q{j}: products of the masks d{j}, node 0 without eq_0's
+            nodes //= k
+            d = (m0[f"d{j}"] ^ m1[f"d{j}"]).tolist()
+            q = (m0[f"q{j}"] ^ m1[f"q{j}"]).tolist()
+            want_low, want_full = node_products(k, False), node_products(k, True)
+            assert 2 * k - 2 not in {v for sub in want_low for v in sub}  # eq_0 of node 0 is never used
+            for i in range(len(d)):
+                expect = [int(all(d[i][0][v] for v in sub)) for sub in want_low]
+                for node in range(1, nodes):
+                    expect += [int(all(d[i][node][v] for v in sub)) for sub in want_full]
+                assert q[i] == expect
     spec = make_spec(kind, params)
     assert c0.dealer_bytes == 0 and c0.dealer_requests == 0  # party 0 derives all from its seed
     derived = sum(f.nbytes() for f in spec.derived)

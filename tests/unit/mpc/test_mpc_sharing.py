@@ -79,8 +79,9 @@ def test_share_rejects_wrong_shape_and_source() -> None:
 
 
 def test_config_validation_message() -> None:
-    with pytest.raises(InvalidParameterError, match="'cmp_digits' parameter of MPCConfig"):
-        MPCConfig(cmp_digits=6)
+    for tree in ((2, 5), (), (2, 1), [2, 2], (4, 4, 4)):  # a fan-in > 4 or < 2, empty, a list, 64 > 39 digits
+        with pytest.raises(InvalidParameterError, match="'cmp_tree' parameter of MPCConfig"):
+            MPCConfig(cmp_tree=tree)  # type: ignore[arg-type]
     with pytest.raises(InvalidParameterError, match="'frac_bits' parameter of MPCConfig"):
         MPCConfig(frac_bits=0)
 

@@ -16,6 +16,8 @@ material later masks.
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -200,11 +202,22 @@ def div_spec(shape: list[int], d: int) -> Spec:
     return Spec([Field("r", s)], [Field("u", s), Field("m", s)], derive)
 
 
-def digit_widths(bits: int, digits: int, digit_bits: int) -> list[int]:
-    """Bits of each of the ``digits`` digits of ``r mod 2^(bits-1)`` (lowest first): ``digit_bits``
-    each, the top ones cut to what is left (a digit of width ``w`` needs a table of ``2^w - 1``:
-    ``T[2^w - 1] = [2^w - 1 < r_i]`` is always 0, so that entry is public and never sent)."""
-    return [max(0, min(digit_bits, bits - 1 - i * digit_bits)) for i in range(digits)]
+def digit_widths(bits: int, digits: int) -> list[int]:
+    """Bits of each of the ``digits`` digits of ``r mod 2^(bits-1)`` (lowest first), as even as
+    possible: ``divmod(bits - 1, digits) = (w, e)`` gives the lowest ``e`` digits ``w + 1`` bits and
+    the rest ``w`` (40 bits in 8 digits: seven of 5 and a top digit of 4). A digit of width ``w``
+    needs a table of ``2^w - 1`` entries: ``T[2^w - 1] = [2^w - 1 < r_i]`` is always 0, so that
+    entry is public and never sent."""
+    w, e = divmod(bits - 1, digits)
+    return [w + 1] * e + [w] * (digits - e)
+
+
+def digit_shifts(widths: list[int]) -> torch.Tensor:
+    """Where each digit starts inside ``r mod 2^(bits-1)``: the running sum of ``widths``."""
+    shifts = [0]
+    for w in widths[:-1]:
+        shifts.append(shifts[-1] + w)
+    return torch.tensor(shifts, dtype=torch.int64)
 
 
 def table_starts(widths: list[int]) -> torch.Tensor:
@@ -216,48 +229,84 @@ def table_starts(widths: list[int]) -> torch.Tensor:
     return torch.tensor(starts, dtype=torch.int64)
 
 
-def cmp_spec(shape: list[int], bits: int, digits: int, digit_bits: int, relu: bool = True) -> Spec:
+def node_terms(k: int) -> tuple[list[tuple[int, ...]], tuple[int, ...]]:
+    """The monomials of one fan-in-``k`` node of the comparison tree, as indices into its
+    ``2k - 1`` variables ``(lt_0 .. lt_(k-2), eq_1 .. eq_(k-1), eq_0)`` (digit 0 lowest):
+
+        lt = lt_(k-1) XOR  XOR_(j < k-1) lt_j AND eq_(j+1) AND ... AND eq_(k-1)
+        eq = eq_0 AND ... AND eq_(k-1)
+
+    (the terms are disjoint events: the highest digit that differs decides). Returns the ``lt``
+    monomials (``lt_(k-1)`` is linear and not among them) and the ``eq`` monomial."""
+    eq_idx = [2 * k - 2] + [k - 2 + i for i in range(1, k)]  # eq_0, eq_1 .. eq_(k-1)
+    lt_terms = [tuple(sorted([j, *eq_idx[j + 1 :]])) for j in range(k - 1)]
+    return lt_terms, tuple(sorted(eq_idx))
+
+
+def node_products(k: int, need_eq: bool) -> list[tuple[int, ...]]:
+    """The mask products a fan-in-``k`` node needs from the dealer: every subset of two or more
+    variables of each of its monomials (:func:`node_terms`), sorted. One round evaluates the node:
+    open ``u_v = x_v XOR d_v`` for masks ``d_v``; then ``AND_(v in M) x_v = XOR_(S subset of M)
+    (AND_(v in M - S) u_v) AND d_S`` with ``d_S = AND_(v in S) d_v``, local given shares of the
+    ``d_S`` with ``|S| >= 2`` (the classic masked evaluation of a multilinear polynomial with
+    preprocessed mask products). ``need_eq = False`` (the lowest node of a level, whose ``eq``
+    never reaches the root) drops ``eq``'s products; fan-in 2: 2 products, or 1 without ``eq``."""
+    lt_terms, eq_term = node_terms(k)
+    terms = lt_terms + ([eq_term] if need_eq else [])
+    out = {sub for t in terms for r in range(2, len(t) + 1) for sub in itertools.combinations(t, r)}
+    return sorted(out)
+
+
+def tree_digits(tree: list[int] | tuple[int, ...]) -> int:
+    """Digits a comparison tree with these fan-ins (leaves first) combines: their product."""
+    return math.prod(tree)
+
+
+def cmp_spec(shape: list[int], bits: int, tree: list[int], relu: bool = True) -> Spec:
     """Material for DReLU / ReLU (see ``protocols.compare``).
 
-    Random: ``r`` (ring), ``t`` (bit). Derived: the digit tables ``T_i[v] = [v < digit_i(r mod
-    2^(bits-1))]`` for ``v < 2^w_i - 1`` (``w_i`` from :func:`digit_widths`; flat in ``tab``, so
-    a 4-bit top digit costs 15 bits, not 32; the last entry is always 0), ``rtop`` = bit
-    ``bits-1`` of ``r``, ``ta = t`` in the ring, ``rt = r t`` (ReLU only: ``relu=False`` for
-    DReLU), and the AND triples of the tree: at level ``j`` (``p = digits / 2^(j+1)`` nodes)
-    random bits ``a, b`` for every node and ``e`` for nodes ``1..p-1`` (node 0, the lowest, needs
-    only its ``lt``), derived ``ab = a & b`` and ``ae = a & e``. Dealer bytes per element,
-    defaults: ``(232 + 1 + 11) / 8 + 16 = 46.5``
-    (ReLU) or 38.5 (DReLU).
+    Random: ``r`` (ring), ``t`` (bit), and per tree level ``j`` (fan-in ``k = tree[j]``, ``m``
+    nodes) the variable masks ``d{j}`` (bits, ``(m, 2k - 1)``). Derived: the digit tables
+    ``T_i[v] = [v < digit_i(r mod 2^(bits-1))]`` for ``v < 2^w_i - 1`` (``D = prod(tree)``
+    digits, ``w_i`` from :func:`digit_widths`; flat in ``tab``, the always-0 last entry not
+    sent), ``rtop`` = bit ``bits-1`` of ``r``, ``ta = t`` in the ring, ``rt = r t`` (ReLU only:
+    ``relu=False`` for DReLU), and per level the mask products ``q{j}``
+    (:func:`node_products`: node 0 without ``eq``'s, then nodes ``1..m-1``). Dealer bytes per
+    element: 46.5 for ``bits = 40, tree = (2, 2, 2)`` (``(232 + 1 + 11) / 8 + 16``), 32.25 for
+    ``tree = (2, 2, 3)`` (``(108 + 1 + 21) / 8 + 16``); DReLU 8 less.
     """
     s = tuple(shape)
-    widths = digit_widths(bits, digits, digit_bits)
+    digits = tree_digits(tree)
+    widths = digit_widths(bits, digits)
     rand = [Field("r", s), Field("t", s, True)]
     tab = Field("tab", (*s, sum((1 << w) - 1 for w in widths)), True)
     der = [tab, Field("rtop", s, True), Field("ta", s)]
     if relu:
         der.append(Field("rt", s))
-    levels = digits.bit_length() - 1
-    for j in range(levels):
-        p = digits >> (j + 1)
-        rand += [Field(f"a{j}", (*s, p), True), Field(f"b{j}", (*s, p), True)]
-        der.append(Field(f"ab{j}", (*s, p), True))
-        if p > 1:
-            rand.append(Field(f"e{j}", (*s, p - 1), True))
-            der.append(Field(f"ae{j}", (*s, p - 1), True))
+    nodes = digits
+    levels = []
+    for j, k in enumerate(tree):
+        nodes //= k
+        low, full = node_products(k, False), node_products(k, True)
+        rand.append(Field(f"d{j}", (*s, nodes, 2 * k - 1), True))
+        der.append(Field(f"q{j}", (*s, len(low) + (nodes - 1) * len(full)), True))
+        levels.append((j, nodes, low, full))
 
     def derive(v: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         r = v["r"]
-        low = torch.bitwise_and(r, (1 << (bits - 1)) - 1)
-        shifts = torch.arange(digits, dtype=torch.int64) * digit_bits
-        dig = torch.bitwise_and(torch.bitwise_right_shift(low.unsqueeze(-1), shifts), (1 << digit_bits) - 1)
+        low_r = torch.bitwise_and(r, (1 << (bits - 1)) - 1)
+        dig = torch.bitwise_and(
+            torch.bitwise_right_shift(low_r.unsqueeze(-1), digit_shifts(widths)),
+            torch.tensor([(1 << w) - 1 for w in widths], dtype=torch.int64),
+        )
         flat = torch.empty(tab.shape, dtype=torch.uint8)  # digit i's table at [start_i, start_i + 2^w_i - 1)
         i = pos = 0
         while i < digits:  # runs of digits of equal width, each run one comparison against a grid
-            k = next((j for j in range(i, digits) if widths[j] != widths[i]), digits) - i
+            n = next((j for j in range(i, digits) if widths[j] != widths[i]), digits) - i
             size = (1 << widths[i]) - 1
             grid = torch.arange(size, dtype=torch.int64)
-            flat[..., pos : pos + k * size].unflatten(-1, (k, size)).copy_(grid < dig[..., i : i + k, None])
-            i, pos = i + k, pos + k * size
+            flat[..., pos : pos + n * size].unflatten(-1, (n, size)).copy_(grid < dig[..., i : i + n, None])
+            i, pos = i + n, pos + n * size
         out = {
             "tab": flat,
             "rtop": torch.bitwise_and(torch.bitwise_right_shift(r, bits - 1), 1).to(torch.uint8),
@@ -265,13 +314,26 @@ def cmp_spec(shape: list[int], bits: int, digits: int, digit_bits: int, relu: bo
         }
         if relu:
             out["rt"] = r * v["t"].to(torch.int64)
-        for j in range(levels):
-            out[f"ab{j}"] = v[f"a{j}"] & v[f"b{j}"]
-            if f"e{j}" in v:
-                out[f"ae{j}"] = v[f"a{j}"][..., 1:] & v[f"e{j}"]
+        for j, m, low, full in levels:
+            d = v[f"d{j}"]
+            parts = [mask_products(d[..., 0, :], low)]
+            if m > 1:
+                parts.append(mask_products(d[..., 1:, :], full).flatten(-2))
+            out[f"q{j}"] = torch.cat(parts, dim=-1)
         return out
 
     return Spec(rand, der, derive)
+
+
+def mask_products(d: torch.Tensor, subsets: list[tuple[int, ...]]) -> torch.Tensor:
+    """``AND_(v in S) d[..., v]`` for each ``S`` in ``subsets``, stacked on a new last axis."""
+    cols = []
+    for sub in subsets:
+        c = d[..., sub[0]]
+        for v in sub[1:]:
+            c = c & d[..., v]
+        cols.append(c)
+    return torch.stack(cols, dim=-1)
 
 
 MATERIALS: dict[str, Callable[..., Spec]] = {
