@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 import typer
 
+from privlab.errors import InvalidParameterError
 from privlab.mpc.config import MPCConfig
 from privlab.mpc.demos import DEMOS, demo_model
 
@@ -38,6 +39,12 @@ def run(
     batch: int = typer.Option(8, min=1, help="Batch size of the random input."),
     transport: str = typer.Option("gloo", help="'gloo' (3 processes) or 'local' (threads)."),
     timeout: float = typer.Option(60.0, help="Seconds before a silent peer is an error."),
+    cmp_bits: int = typer.Option(MPCConfig.cmp_bits, help="Comparison width: exact for |x| < 2^(cmp_bits-17)."),
+    cmp_tree: str = typer.Option(
+        ",".join(map(str, MPCConfig.cmp_tree)),
+        help="Comparison tree fan-ins, leaves first: 2,2,3 (fewest dealer bytes), 2,2,2 (fewest party bytes), "
+        "3,3 or 3,4 (one round fewer per comparison).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Launch both parties and the dealer on this host and run one private inference."""
@@ -46,11 +53,23 @@ def run(
     module = _load(model, weights)
     shape = (batch, *(int(s) for s in input_shape.split(",")))
     x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
-    res = private_inference(module, x, MPCConfig(timeout=timeout), transport, reimport_main=False)
+    try:
+        tree = tuple(int(k) for k in cmp_tree.split(","))
+    except ValueError:
+        raise typer.BadParameter(
+            f"--cmp-tree must be comma-separated fan-ins such as 2,2,3. Got {cmp_tree!r} instead."
+        ) from None
+    try:
+        config = MPCConfig(timeout=timeout, cmp_bits=cmp_bits, cmp_tree=tree)
+    except InvalidParameterError as err:
+        raise typer.BadParameter(str(err)) from None
+    res = private_inference(module, x, config, transport, reimport_main=False)
     row = {
         "model": model,
         "transport": transport,
         "batch": batch,
+        "cmp_bits": cmp_bits,
+        "cmp_tree": list(tree),
         "seconds": round(res.seconds, 3),
         "rounds": res.stats.rounds,
         "bytes": res.stats.bytes,

@@ -126,3 +126,13 @@ def test_drelu_is_exact_for_every_tree(shared_eval, tree) -> None:  # type: igno
     unchecked = MPCConfig(cmp_tree=tree, range_checks=False)
     ctl, _ = shared_eval(compare.drelu, x + 2 * RANGE, decoded=False, config=unchecked)
     assert ctl.tolist() != (x + 2 * RANGE >= 0).long().tolist()  # negative control: outside the range it wraps
+
+
+@pytest.mark.parametrize("bits", [18, 20])
+def test_relu_with_one_bit_digits(shared_eval, bits) -> None:  # type: ignore[no-untyped-def]
+    """A narrow width splits ``bits - 1`` bits into 12 digits, some of one bit (tables of one entry)."""
+    limit = 2.0 ** (bits - 17)
+    g = torch.Generator().manual_seed(bits)
+    x = torch.round((torch.rand(3000, generator=g, dtype=torch.float64) * 2 - 1) * limit * 0.999 * 2**16) / 2**16
+    out, _ = shared_eval(compare.relu, x, config=MPCConfig(cmp_bits=bits))
+    assert torch.equal(out, x.relu())
