@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from privlab.errors import MPCRangeError
+from privlab.mpc.cmp_tree import node_terms
 from privlab.mpc.config import MPCConfig
-from privlab.mpc.dealer.material import node_terms
 from privlab.mpc.encoding import encode
 from privlab.mpc.protocols import compare
 

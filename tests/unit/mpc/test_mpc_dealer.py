@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from privlab.errors import InvalidParameterError
+from privlab.mpc.cmp_tree import node_products
 from privlab.mpc.dealer.core import DealerCore, LocalLink, Provider, encode_request
-from privlab.mpc.dealer.material import MATERIALS, make_spec, node_products
+from privlab.mpc.dealer.material import MATERIALS, make_spec
 from privlab.mpc.stats import CommCounter
 
 KINDS: list[tuple[str, dict[str, Any]]] = [

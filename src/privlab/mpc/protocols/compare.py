@@ -4,7 +4,7 @@ DReLU(x) = [x >= 0] for ``|x| < 2^(l-1)`` (``l = config.cmp_bits``, ring units):
 
 1. The dealer gives ``[r]`` (uniform in Z/2^64), a random bit ``t`` (XOR-shared and as a ring
    element), ``[r t]`` (ReLU only), the bit ``r_(l-1)``, and for each of the ``D = prod(tree)``
-   digits of ``r mod 2^(l-1)`` (widths as even as possible, ``material.digit_widths``) an
+   digits of ``r mod 2^(l-1)`` (widths as even as possible, ``cmp_tree.digit_widths``) an
    XOR-shared table ``T_i[v] = [v < r_i]`` for ``v < 2^(w_i) - 1`` (``T_i[2^(w_i) - 1] = 0``
    always: public).
 2. Open ``c = x + 2^(l-1) + r`` (1 round, 8 bytes per element each way). Since
@@ -17,7 +17,7 @@ DReLU(x) = [x >= 0] for ``|x| < 2^(l-1)`` (``l = config.cmp_bits``, ring units):
    ``lt = lt_(k-1) XOR lt_(k-2) eq_(k-1) XOR ... XOR lt_0 eq_1 ... eq_(k-1)`` and
    ``eq = eq_0 ... eq_(k-1)``, by opening its ``2k - 1`` masked variables (``2k - 2`` for the
    lowest node of a level, whose ``eq`` never reaches the root) and the dealer's mask products
-   (``material.node_products``: 2 per fan-in-2 node, 8 per fan-in-3 node, 5 without ``eq``).
+   (``cmp_tree.node_products``: 2 per fan-in-2 node, 8 per fan-in-3 node, 5 without ``eq``).
 5. Open ``e = b XOR t`` (1 round, 1 bit each way); ``[b] = e + (1 - 2e) [t]`` in the ring, and for
    ReLU ``x b = e x + (1 - 2e) ((c - 2^(l-1)) [t] - [r t])`` (``c - 2^(l-1) = x + r`` is public).
 
@@ -41,7 +41,7 @@ import itertools
 import torch
 
 from privlab.mpc.checks import require_abs
-from privlab.mpc.dealer.material import (
+from privlab.mpc.cmp_tree import (
     digit_shifts,
     digit_widths,
     node_products,
@@ -72,7 +72,7 @@ def _node_value(
     party: Party, term: tuple[int, ...], u: torch.Tensor, d: torch.Tensor, prod: dict[tuple[int, ...], torch.Tensor]
 ) -> torch.Tensor:
     """XOR share of ``AND_(v in term) x_v`` from the opened ``u = x XOR d``, this party's mask
-    shares ``d`` and mask-product shares ``prod`` (``material.node_products``): the XOR over
+    shares ``d`` and mask-product shares ``prod`` (``cmp_tree.node_products``): the XOR over
     ``S`` subset of ``term`` of ``(AND_(v not in S) u_v) AND d_S`` (``d_{}`` = 1, party 0's term)."""
     out = torch.zeros_like(u[..., 0])
     for r in range(len(term) + 1):
@@ -91,7 +91,7 @@ def _level(
     party: Party, m: dict[str, torch.Tensor], j: int, k: int, lt: torch.Tensor, eq: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One level of the comparison tree (1 round): groups of ``k`` digits (lowest first) become
-    one ``(lt, eq)`` each (``material.node_terms``). Node 0's ``eq`` never reaches the root: it
+    one ``(lt, eq)`` each (``cmp_tree.node_terms``). Node 0's ``eq`` never reaches the root: it
     opens ``2k - 2`` masked bits, the others ``2k - 1``; its ``eq`` is returned as 0."""
     lt, eq = lt.unflatten(-1, (-1, k)), eq.unflatten(-1, (-1, k))
     nodes = lt.shape[-2]
