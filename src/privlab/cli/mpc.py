@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 import typer
 
+from privlab.cli.errors import cli_errors
 from privlab.errors import InvalidParameterError
 from privlab.mpc.config import MPCConfig
 from privlab.mpc.demos import DEMOS, demo_model
@@ -31,6 +32,28 @@ def _load(model: str, weights: Path | None) -> torch.nn.Module:
     return module.eval()
 
 
+def _config(timeout: float, cmp_bits: int, cmp_tree: str) -> MPCConfig:
+    """The run's MPCConfig from the command line; bad values are refused with the option named."""
+    try:
+        tree = tuple(int(k) for k in cmp_tree.split(","))
+    except ValueError:
+        raise typer.BadParameter(
+            f"--cmp-tree must be comma-separated fan-ins such as 2,2,3. Got {cmp_tree!r} instead."
+        ) from None
+    try:
+        return MPCConfig(timeout=timeout, cmp_bits=cmp_bits, cmp_tree=tree)
+    except InvalidParameterError as err:
+        raise typer.BadParameter(str(err)) from None
+
+
+CMP_BITS = typer.Option(MPCConfig.cmp_bits, help="Comparison width: exact for |x| < 2^(cmp_bits-17).")
+CMP_TREE = typer.Option(
+    ",".join(map(str, MPCConfig.cmp_tree)),
+    help="Comparison tree fan-ins, leaves first: 2,2,3 (fewest dealer bytes), 2,2,2 (fewest party bytes), "
+    "3,3 or 3,4 (one round fewer per comparison).",
+)
+
+
 @app.command("run")
 def run(
     model: str = typer.Option("cnn", help="Demo model (mlp, cnn, transformer) or 'pkg.mod:factory'."),
@@ -39,12 +62,8 @@ def run(
     batch: int = typer.Option(8, min=1, help="Batch size of the random input."),
     transport: str = typer.Option("gloo", help="'gloo' (3 processes) or 'local' (threads)."),
     timeout: float = typer.Option(60.0, help="Seconds before a silent peer is an error."),
-    cmp_bits: int = typer.Option(MPCConfig.cmp_bits, help="Comparison width: exact for |x| < 2^(cmp_bits-17)."),
-    cmp_tree: str = typer.Option(
-        ",".join(map(str, MPCConfig.cmp_tree)),
-        help="Comparison tree fan-ins, leaves first: 2,2,3 (fewest dealer bytes), 2,2,2 (fewest party bytes), "
-        "3,3 or 3,4 (one round fewer per comparison).",
-    ),
+    cmp_bits: int = CMP_BITS,
+    cmp_tree: str = CMP_TREE,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Launch both parties and the dealer on this host and run one private inference."""
@@ -53,23 +72,14 @@ def run(
     module = _load(model, weights)
     shape = (batch, *(int(s) for s in input_shape.split(",")))
     x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
-    try:
-        tree = tuple(int(k) for k in cmp_tree.split(","))
-    except ValueError:
-        raise typer.BadParameter(
-            f"--cmp-tree must be comma-separated fan-ins such as 2,2,3. Got {cmp_tree!r} instead."
-        ) from None
-    try:
-        config = MPCConfig(timeout=timeout, cmp_bits=cmp_bits, cmp_tree=tree)
-    except InvalidParameterError as err:
-        raise typer.BadParameter(str(err)) from None
+    config = _config(timeout, cmp_bits, cmp_tree)
     res = private_inference(module, x, config, transport, reimport_main=False)
     row = {
         "model": model,
         "transport": transport,
         "batch": batch,
         "cmp_bits": cmp_bits,
-        "cmp_tree": list(tree),
+        "cmp_tree": list(config.cmp_tree),
         "seconds": round(res.seconds, 3),
         "rounds": res.stats.rounds,
         "bytes": res.stats.bytes,
@@ -92,18 +102,27 @@ def party(
     model: str = typer.Option("cnn", help="Demo model or 'pkg.mod:factory' (same on all hosts)."),
     batch: int = typer.Option(8, min=1, help="Batch size of the data owner's random input."),
     timeout: float = typer.Option(60.0, help="Seconds before a silent peer is an error."),
+    cmp_bits: int = CMP_BITS,
+    cmp_tree: str = CMP_TREE,
 ) -> None:
-    """Run one role of a multi-host run (start one per host: ranks 0, 1 and 2)."""
+    """Run one role of a multi-host run (start one per host: ranks 0, 1 and 2). The hosts first
+    check that they agree on the privlab version, the comparison options and the model, and stop
+    at once, naming what differs, if they do not."""
+    import hashlib
     import os
 
     from privlab.mpc.distributed import run_party
     from privlab.mpc.inference import infer_task
 
     rank = int(os.environ["RANK"]) if rank is None else rank
+    config = _config(timeout, cmp_bits, cmp_tree)
     module = _load(model, None)
     shape = (batch, 1, 28, 28)
     x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
-    res = run_party(rank, infer_task, (module, shape, x if rank == 1 else None), MPCConfig(timeout=timeout), addr, port)
+    architecture = hashlib.sha256(repr(module).encode()).hexdigest()[:16]  # public: both hold it
+    public = {"model": model, "input_shape": list(shape), "architecture": architecture}
+    with cli_errors():  # a refused handshake or a dead peer: "error: ..." and exit status 2
+        res = run_party(rank, infer_task, (module, shape, x if rank == 1 else None), config, addr, port, public)
     if res is None:
         typer.echo("dealer finished")
         return

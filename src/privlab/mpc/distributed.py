@@ -28,6 +28,7 @@ from privlab.errors import MPCError
 from privlab.mpc.config import MPCConfig
 from privlab.mpc.dealer.core import DealerCore, Provider
 from privlab.mpc.dealer.remote import GlooDealerLink, serve_dealer
+from privlab.mpc.handshake import handshake, statement
 from privlab.mpc.launch import RunResult
 from privlab.mpc.party import Party
 from privlab.mpc.stats import CommCounter, CommStats
@@ -86,6 +87,7 @@ def run_party(
     config: MPCConfig | None = None,
     addr: str | None = None,
     port: int | None = None,
+    public: dict[str, Any] | None = None,
 ) -> tuple[Any, CommStats, float] | None:
     """Run one role of a gloo run in this process; the dealer (rank 2) returns ``None``.
 
@@ -94,6 +96,11 @@ def run_party(
 
     Missing ``rank``/``addr``/``port`` come from ``RANK``/``MASTER_ADDR``/``MASTER_PORT``;
     ``WORLD_SIZE``, if set, must be 3.
+
+    The run opens with :func:`~privlab.mpc.handshake.handshake`: the ranks compare their privlab
+    version, the message-shaping ``config`` fields, the task's name and the caller's ``public``
+    facts (JSON values, e.g. the model and input shape), and all stop at once with an
+    ``MPCError`` naming the fields on which they differ.
     """
     config = config or MPCConfig()
     rank = check_int(int(os.environ["RANK"]) if rank is None else rank, "rank", "run_party", low=0, high=2)
@@ -115,6 +122,9 @@ def run_party(
     except Exception as exc:
         raise MPCError(f"rank {rank} could not join the rendezvous at {addr}:{port}: {exc}") from exc
     try:
+        task = None if fn is None else f"{fn.__module__}:{fn.__qualname__}"
+        peers = [r for r in range(WORLD_SIZE) if r != rank]
+        handshake(rank, peers, statement(config, task, public), Limits(config.timeout), hb)
         seed, pair = _seed_exchange(rank, config.timeout, hb)
         limits = Limits.start(config.timeout, config.deadline)  # the run's deadline starts here
         if rank == DEALER_RANK:

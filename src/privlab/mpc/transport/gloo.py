@@ -25,7 +25,7 @@ class Heartbeat:
         self.last = time.monotonic()
 
 
-def _wait(work: dist.Work, limits: Limits, who: str, peer: int, hb: Heartbeat) -> None:
+def wait_work(work: dist.Work, limits: Limits, who: str, peer: int, hb: Heartbeat) -> None:
     wait, deadline_binds = limits.wait(who)
     hb.busy = True
     try:
@@ -66,15 +66,15 @@ class GlooTransport:
             work = dist.irecv(out, src)
             if work is None:  # pragma: no cover
                 raise MPCError("gloo irecv returned no handle")
-            _wait(work, self.limits, f"rank {self.rank}", src, self.hb)
+            wait_work(work, self.limits, f"rank {self.rank}", src, self.hb)
         for w, dst in self._pending:
-            _wait(w, self.limits, f"rank {self.rank} (sending)", dst, self.hb)
+            wait_work(w, self.limits, f"rank {self.rank} (sending)", dst, self.hb)
         self._pending.clear()
         self._keep.clear()
         return out
 
     def close(self) -> None:
         for w, dst in self._pending:
-            _wait(w, self.limits, f"rank {self.rank} (sending)", dst, self.hb)
+            wait_work(w, self.limits, f"rank {self.rank} (sending)", dst, self.hb)
         self._pending.clear()
         self._keep.clear()
