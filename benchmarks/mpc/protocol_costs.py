@@ -1,20 +1,29 @@
 """Per-element traffic of each privlab.mpc protocol (the table of docs/mpc.md), from the counters.
 
     PYTHONPATH=src .venv/bin/python benchmarks/mpc/protocol_costs.py [--n 1024]
+    PYTHONPATH=src .venv/bin/python benchmarks/mpc/protocol_costs.py --trees [--cmp-bits 40]
 
 Runs each protocol once on ``n`` elements with the in-process transport and dealer
 (``MPCConfig(range_checks=False)``: the protocols' own cost) and writes
 ``results/protocol_costs.json``: rounds, bytes between the parties (both directions) and bytes
 exchanged with the dealer (requests included), per element (softmax and LayerNorm: per element
 of rows of 16).
+
+``--trees`` instead sweeps every comparison tree (``MPCConfig.cmp_tree``) of 2 or 3 levels with
+fan-ins 2 to 4 and at most ``cmp_bits - 1`` digits: a ReLU's rounds, party and dealer bytes per
+element under each (checked against the plaintext ReLU), sorted by rounds and then by total bytes,
+written to ``results/cmp_trees.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -58,19 +67,53 @@ def _cases(n: int) -> dict[str, tuple[Callable[..., torch.Tensor], list[torch.Te
     }
 
 
+def _per_element(fn: Callable[..., torch.Tensor], xs: list[torch.Tensor], cfg: MPCConfig, n: int) -> dict[str, Any]:
+    task = (fn, xs, 1, True)
+    res = run_local(eval_task, (task, task), cfg)
+    op = res.stats.per_op["op"]
+    return {"rounds": op.rounds, "bytes": op.bytes / n, "dealer_bytes": op.dealer_bytes / n, "out": res.outputs[0]}
+
+
+def sweep_trees(n: int, cmp_bits: int) -> None:
+    """A ReLU's cost under every tree of 2-3 levels (fan-ins 2-4); writes results/cmp_trees.json."""
+    x = _x(n, -100, 100)
+    rows = []
+    for levels in (2, 3):
+        for tree in itertools.product((2, 3, 4), repeat=levels):
+            if math.prod(tree) > cmp_bits - 1:
+                continue
+            row = _per_element(compare.relu, [x], MPCConfig(cmp_bits=cmp_bits, cmp_tree=tree, range_checks=False), n)
+            err = float((row.pop("out") - x.relu()).abs().max())
+            if err > 1e-3:
+                raise SystemExit(f"cmp_tree {tree}: ReLU off by {err}")
+            rows.append({"cmp_tree": list(tree), **row, "total": row["bytes"] + row["dealer_bytes"]})
+    rows.sort(key=lambda r: (r["rounds"], r["total"]))
+    for r in rows:
+        print(f"{tuple(r['cmp_tree'])!s:10s} rounds {r['rounds']}  party {r['bytes']:6.2f}  "
+              f"dealer {r['dealer_bytes']:6.2f}  both {r['total']:6.2f}")
+    doc = {"schema_version": 1, "suite": "mpc_cmp_trees", "n": n, "cmp_bits": cmp_bits, "op": "relu",
+           "per_element": rows}
+    path = HERE / "results" / "cmp_trees.json"
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--n", type=int, default=1024)
+    ap.add_argument("--trees", action="store_true", help="sweep the comparison trees instead (results/cmp_trees.json)")
+    ap.add_argument("--cmp-bits", type=int, default=MPCConfig.cmp_bits, help="comparison width of the --trees sweep")
     args = ap.parse_args()
+    if args.trees:
+        sweep_trees(args.n, args.cmp_bits)
+        return
     cfg = MPCConfig(range_checks=False)
     out: dict[str, dict[str, float]] = {}
     for name, (fn, xs) in _cases(args.n).items():
-        task = (fn, xs, 1, True)
-        res = run_local(eval_task, (task, task), cfg)
-        op = res.stats.per_op["op"]
-        out[name] = {"rounds": op.rounds, "bytes": op.bytes / args.n, "dealer_bytes": op.dealer_bytes / args.n}
-        row = out[name]
-        print(f"{name:28s} rounds {op.rounds:3d}  bytes {row['bytes']:8.2f}  dealer {row['dealer_bytes']:8.2f}")
+        row = _per_element(fn, xs, cfg, args.n)
+        del row["out"]
+        out[name] = row
+        print(f"{name:28s} rounds {row['rounds']:3d}  bytes {row['bytes']:8.2f}  dealer {row['dealer_bytes']:8.2f}")
     doc = {"schema_version": 1, "suite": "mpc_protocol_costs", "n": args.n,
            "config": {"frac_bits": cfg.frac_bits, "cmp_bits": cfg.cmp_bits, "cmp_tree": list(cfg.cmp_tree),
                       "cmp_digits": cfg.cmp_digits},
