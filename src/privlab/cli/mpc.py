@@ -28,7 +28,12 @@ def _load(model: str, weights: Path | None) -> torch.nn.Module:
             )
         module = getattr(importlib.import_module(mod_name), attr)()
     if weights is not None:
-        module.load_state_dict(torch.load(weights, weights_only=True))
+        try:
+            module.load_state_dict(torch.load(weights, weights_only=True))
+        except Exception as exc:  # missing or corrupted file, or another model's state_dict
+            raise typer.BadParameter(
+                f"--weights {str(weights)!r} is not a state_dict of --model {model!r}: {exc}"
+            ) from None
     return module.eval()
 
 
@@ -70,7 +75,7 @@ def run(
     from privlab.mpc.inference import private_inference
 
     module = _load(model, weights)
-    shape = (batch, *(int(s) for s in input_shape.split(",")))
+    shape = (batch, *_shape(input_shape))
     x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
     config = _config(timeout, cmp_bits, cmp_tree)
     res = private_inference(module, x, config, transport, reimport_main=False)
@@ -100,14 +105,22 @@ def party(
     addr: str | None = typer.Option(None, help="Rendezvous address (env MASTER_ADDR)."),
     port: int | None = typer.Option(None, help="Rendezvous port (env MASTER_PORT)."),
     model: str = typer.Option("cnn", help="Demo model or 'pkg.mod:factory' (same on all hosts)."),
-    batch: int = typer.Option(8, min=1, help="Batch size of the data owner's random input."),
+    weights: Path | None = typer.Option(None, help="Model owner (rank 0): a state_dict file (torch.save) to load."),
+    input_shape: str = typer.Option("1,28,28", help="Per-example input shape (same on all hosts)."),
+    batch: int = typer.Option(8, min=1, help="Batch size (same on all hosts)."),
+    input_file: Path | None = typer.Option(
+        None, "--input", help="Data owner (rank 1): a tensor file (torch.save) of shape (batch, *input-shape); "
+        "random inputs without it."
+    ),
+    output: Path | None = typer.Option(None, help="Data owner (rank 1): save the revealed logits here (torch.save)."),
     timeout: float = typer.Option(60.0, help="Seconds before a silent peer is an error."),
     cmp_bits: int = CMP_BITS,
     cmp_tree: str = CMP_TREE,
 ) -> None:
     """Run one role of a multi-host run (start one per host: ranks 0, 1 and 2). The hosts first
-    check that they agree on the privlab version, the comparison options and the model, and stop
-    at once, naming what differs, if they do not."""
+    check that they agree on the privlab version, the comparison options, the model and the input
+    shape, and stop at once, naming what differs, if they do not. Only the model owner reads
+    ``--weights`` and only the data owner reads ``--input`` and writes ``--output``."""
     import hashlib
     import os
 
@@ -116,17 +129,19 @@ def party(
 
     rank = int(os.environ["RANK"]) if rank is None else rank
     config = _config(timeout, cmp_bits, cmp_tree)
-    module = _load(model, None)
-    shape = (batch, 1, 28, 28)
-    x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    module = _load(model, weights if rank == 0 else None)
+    shape = (batch, *_shape(input_shape))
+    x = _party_input(input_file, shape) if rank == 1 else None
     architecture = hashlib.sha256(repr(module).encode()).hexdigest()[:16]  # public: both hold it
     public = {"model": model, "input_shape": list(shape), "architecture": architecture}
     with cli_errors():  # a refused handshake or a dead peer: "error: ..." and exit status 2
-        res = run_party(rank, infer_task, (module, shape, x if rank == 1 else None), config, addr, port, public)
+        res = run_party(rank, infer_task, (module, shape, x), config, addr, port, public)
     if res is None:
         typer.echo("dealer finished")
         return
     out, stats, seconds = res
+    if out is not None and output is not None:
+        torch.save(out, output)
     typer.echo(
         json.dumps(
             {
@@ -136,9 +151,36 @@ def party(
                 "bytes_sent": stats.bytes,
                 "dealer_bytes": stats.dealer_bytes,
                 "prediction": None if out is None else out.argmax(-1).tolist(),
+                "output": None if out is None or output is None else str(output),
             }
         )
     )
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        dims = ()
+    if not dims or any(d < 1 for d in dims):
+        raise typer.BadParameter(f"--input-shape must be comma-separated positive sizes such as 1,28,28. Got {text!r}.")
+    return dims
+
+
+def _party_input(path: Path | None, shape: tuple[int, ...]) -> torch.Tensor:
+    """The data owner's input: the tensor in ``path`` (checked against the agreed shape), or random."""
+    if path is None:
+        return torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    try:
+        x = torch.load(path, weights_only=True)
+    except Exception as exc:  # missing, truncated or not a torch file
+        raise typer.BadParameter(f"--input {str(path)!r} is not a readable tensor file ({exc})") from None
+    if not isinstance(x, torch.Tensor) or tuple(x.shape) != shape or not x.is_floating_point():
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise typer.BadParameter(
+            f"--input must hold one floating-point tensor of shape {shape} (--batch, --input-shape). Got {got}."
+        )
+    return x
 
 
 @app.command("train")

@@ -41,3 +41,24 @@ def test_mpc_train_reaches_good_accuracy() -> None:
     assert result.exit_code == 0, result.output
     row = json.loads(result.output.strip().splitlines()[-1])
     assert row["accuracy"] > 0.85 and row["rounds"] > 0
+
+
+def test_mpc_party_refuses_bad_files_before_the_rendezvous(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Each check fires before any network step (no peers are running): exit status 2, flag named."""
+    import torch
+
+    torch.save(torch.rand(3, 1, 28, 28), tmp_path / "x3.pt")
+    torch.save({"w": torch.zeros(2)}, tmp_path / "junk.pt")
+    (tmp_path / "broken.pt").write_bytes(b"not a torch file")
+    base = ["mpc", "party", "--model", "mlp", "--batch", "2", "--port", "1"]
+    cases = [
+        (["--rank", "1", "--input", str(tmp_path / "x3.pt")], "of shape (2, 1, 28, 28)"),
+        (["--rank", "1", "--input", str(tmp_path / "broken.pt")], "is not a readable tensor file"),
+        (["--rank", "0", "--weights", str(tmp_path / "junk.pt")], "is not a state_dict of --model 'mlp'"),
+        (["--rank", "0", "--weights", str(tmp_path / "missing.pt")], "is not a state_dict"),
+        (["--rank", "0", "--input-shape", "1,x"], "--input-shape must be comma-separated"),
+    ]
+    for extra, what in cases:
+        result = CliRunner().invoke(app, [*base, *extra])
+        text = " ".join(result.output.replace("\u2502", " ").split())  # unwrap the error box
+        assert result.exit_code == 2 and what in text, (extra, result.output)

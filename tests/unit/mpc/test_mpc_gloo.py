@@ -62,20 +62,30 @@ def test_killed_party_or_dealer_makes_the_others_fail_within_the_timeout(victim:
     assert "rank 1" in str(err.value)  # the surviving party 1 reported its own failure
 
 
-def test_per_host_launch_from_environment_variables() -> None:
-    """`privlab mpc party` as it runs on three hosts: rank and rendezvous from RANK/MASTER_*."""
+def test_per_host_launch_from_environment_variables(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`privlab mpc party` as it runs on three hosts: rank and rendezvous from RANK/MASTER_*, the
+    model owner's weights and the data owner's input from files, the logits saved by the data owner."""
     import json
     import os
     import subprocess
     import sys
 
+    model = demo_model("mlp")
+    with torch.no_grad():
+        for prm in model.parameters():
+            prm.mul_(-1.5)  # weights no freshly built demo model has
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    x = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(5))
+    torch.save(x, tmp_path / "x.pt")
+    files = {0: ["--weights", str(tmp_path / "w.pt")],
+             1: ["--input", str(tmp_path / "x.pt"), "--output", str(tmp_path / "y.pt")], 2: []}
     port = free_port()
     procs = []
     for rank in (0, 1, 2):
         env = {**os.environ, "RANK": str(rank), "MASTER_ADDR": "127.0.0.1",
                "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
         cmd = [sys.executable, "-m", "privlab.cli.main", "mpc", "party", "--model", "mlp",
-               "--batch", "2", "--timeout", "60"]
+               "--batch", "2", "--timeout", "60", *files[rank]]
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True))
     outs = [p.communicate(timeout=180)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], outs
@@ -83,3 +93,8 @@ def test_per_host_launch_from_environment_variables() -> None:
     assert r0["prediction"] is None  # the model owner learns nothing
     assert len(r1["prediction"]) == 2 and r1["rounds"] == r0["rounds"] == 17
     assert outs[2].strip().endswith("dealer finished")
+    y = torch.load(tmp_path / "y.pt", weights_only=True)
+    with torch.no_grad():
+        want, fresh = model(x), demo_model("mlp")(x)
+    assert torch.allclose(y.to(want.dtype), want, atol=1e-2), (y, want)
+    assert not torch.allclose(want, fresh, atol=1e-1)  # control: the file's weights were the ones used
