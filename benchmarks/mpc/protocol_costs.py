@@ -67,11 +67,14 @@ def _cases(n: int) -> dict[str, tuple[Callable[..., torch.Tensor], list[torch.Te
     }
 
 
-def _per_element(fn: Callable[..., torch.Tensor], xs: list[torch.Tensor], cfg: MPCConfig, n: int) -> dict[str, Any]:
+def _per_element(
+    fn: Callable[..., torch.Tensor], xs: list[torch.Tensor], cfg: MPCConfig, n: int
+) -> tuple[dict[str, Any], torch.Tensor]:
+    """One run of ``fn`` on shares: its rounds and bytes per element, and the revealed output."""
     task = (fn, xs, 1, True)
     res = run_local(eval_task, (task, task), cfg)
     op = res.stats.per_op["op"]
-    return {"rounds": op.rounds, "bytes": op.bytes / n, "dealer_bytes": op.dealer_bytes / n, "out": res.outputs[0]}
+    return {"rounds": op.rounds, "bytes": op.bytes / n, "dealer_bytes": op.dealer_bytes / n}, res.outputs[0]
 
 
 def sweep_trees(n: int, cmp_bits: int) -> None:
@@ -82,8 +85,9 @@ def sweep_trees(n: int, cmp_bits: int) -> None:
         for tree in itertools.product((2, 3, 4), repeat=levels):
             if math.prod(tree) > cmp_bits - 1:
                 continue
-            row = _per_element(compare.relu, [x], MPCConfig(cmp_bits=cmp_bits, cmp_tree=tree, range_checks=False), n)
-            err = float((row.pop("out") - x.relu()).abs().max())
+            cfg = MPCConfig(cmp_bits=cmp_bits, cmp_tree=tree, range_checks=False)
+            row, out = _per_element(compare.relu, [x], cfg, n)
+            err = float((out - x.relu()).abs().max())
             if err > 1e-3:
                 raise SystemExit(f"cmp_tree {tree}: ReLU off by {err}")
             rows.append({"cmp_tree": list(tree), **row, "total": row["bytes"] + row["dealer_bytes"]})
@@ -110,8 +114,7 @@ def main() -> None:
     cfg = MPCConfig(range_checks=False)
     out: dict[str, dict[str, float]] = {}
     for name, (fn, xs) in _cases(args.n).items():
-        row = _per_element(fn, xs, cfg, args.n)
-        del row["out"]
+        row, _ = _per_element(fn, xs, cfg, args.n)
         out[name] = row
         print(f"{name:28s} rounds {row['rounds']:3d}  bytes {row['bytes']:8.2f}  dealer {row['dealer_bytes']:8.2f}")
     doc = {"schema_version": 1, "suite": "mpc_protocol_costs", "n": args.n,

@@ -75,12 +75,11 @@ def quick_train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) 
 
 
 def run_privlab(
-    model: nn.Module, x: torch.Tensor, cmp_bits: int = 40, cmp_tree: tuple[int, ...] | None = None
+    model: nn.Module, x: torch.Tensor, cmp_bits: int = 40, cmp_tree: tuple[int, ...] = MPCConfig.cmp_tree
 ) -> dict[str, object]:
     args = ((model, tuple(x.shape), None), (model, tuple(x.shape), x))
     t0 = time.perf_counter()
-    tree = {} if cmp_tree is None else {"cmp_tree": cmp_tree}
-    res = run_processes(infer_task, args, MPCConfig(timeout=120, cmp_bits=cmp_bits, **tree))
+    res = run_processes(infer_task, args, MPCConfig(timeout=120, cmp_bits=cmp_bits, cmp_tree=cmp_tree))
     launch = time.perf_counter() - t0
     out = res.outputs[1]
     with torch.no_grad():

@@ -45,7 +45,7 @@ class MPCConfig:
             raise InvalidParameterError(
                 f"The 'cmp_tree' parameter of {owner} must be a non-empty tuple of ints. Got {tree!r} instead."
             )
-        if any(k < 2 or k > 4 for k in tree) or math.prod(tree) > self.cmp_bits - 1:
+        if any(k < 2 or k > 4 for k in tree) or self.cmp_digits > self.cmp_bits - 1:
             raise InvalidParameterError(
                 f"The 'cmp_tree' parameter of {owner} must hold fan-ins from 2 to 4 whose product (the digits) "
                 f"is at most cmp_bits - 1 = {self.cmp_bits - 1}. Got {tree!r} instead."

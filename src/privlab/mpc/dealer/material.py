@@ -24,13 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from privlab.errors import InvalidParameterError
-from privlab.mpc.cmp_tree import (
-    digit_shifts,
-    digit_widths,
-    mask_products,
-    node_products,
-    tree_digits,
-)
+from privlab.mpc.cmp_tree import digit_widths, mask_products, node_products, split_digits, tree_digits
 from privlab.mpc.prg import high_nbytes
 
 
@@ -240,10 +234,7 @@ def cmp_spec(shape: list[int], bits: int, tree: list[int], relu: bool = True) ->
     def derive(v: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         r = v["r"]
         low_r = torch.bitwise_and(r, (1 << (bits - 1)) - 1)
-        dig = torch.bitwise_and(
-            torch.bitwise_right_shift(low_r.unsqueeze(-1), digit_shifts(widths)),
-            torch.tensor([(1 << w) - 1 for w in widths], dtype=torch.int64),
-        )
+        dig = split_digits(low_r, widths)
         flat = torch.empty(tab.shape, dtype=torch.uint8)  # digit i's table at [start_i, start_i + 2^w_i - 1)
         i = pos = 0
         while i < digits:  # runs of digits of equal width, each run one comparison against a grid

@@ -41,14 +41,7 @@ import itertools
 import torch
 
 from privlab.mpc.checks import require_abs
-from privlab.mpc.cmp_tree import (
-    digit_shifts,
-    digit_widths,
-    node_products,
-    node_terms,
-    table_starts,
-    tree_digits,
-)
+from privlab.mpc.cmp_tree import digit_widths, node_products, node_terms, split_digits, table_starts, tree_digits
 from privlab.mpc.party import Party
 from privlab.mpc.protocols.arith import beaver
 from privlab.mpc.stats import counted
@@ -142,7 +135,7 @@ def _sign_bit(
     low = torch.bitwise_and(c, half - 1)
     widths = digit_widths(l, tree_digits(tree))
     sizes = torch.tensor([(1 << w) - 1 for w in widths], dtype=torch.int64)
-    dig = torch.bitwise_and(torch.bitwise_right_shift(low.unsqueeze(-1), digit_shifts(widths)), sizes)
+    dig = split_digits(low, widths)
     pos = dig + table_starts(widths)  # digit i, value v -> entry of the flat tables
     tab = m["tab"]
     top_entry = dig == sizes  # T[2^w - 1] = 0, public: not sent
