@@ -35,6 +35,10 @@ class MPCError(PrivlabError, RuntimeError):
     """A multi-party computation failed (a party or the dealer died, timed out, or misbehaved)."""
 
 
+class DistributedTrainingError(PrivlabError, RuntimeError):
+    """A rank of a data-parallel DP-SGD training failed or left; the others stop instead of waiting."""
+
+
 class PrivacyViolationError(PrivlabError, RuntimeError):
     """A private mechanism was used in a way that would break its guarantee (e.g. a parameter that
     would be updated with a raw, unclipped gradient); the message says what happened and how to fix it."""

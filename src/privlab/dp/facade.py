@@ -14,6 +14,7 @@ sampled unit gives one example (:class:`privlab.dp.sampling.UnitPoissonSampler`)
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -22,15 +23,20 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from privlab import __version__
 from privlab._validation import check_choice, check_int, check_real
 from privlab.accounting import ACCOUNTANTS, PrivacyLedger, resolve_noise_multiplier
 from privlab.accounting.fixed_size import FixedSizeLedger, calibrate_fixed_size_noise
+from privlab.dp import distributed
+from privlab.dp.distributed import DataParallel
 from privlab.dp.optimizer import DPOptimizer
 from privlab.dp.sampling import (
     PER_UNIT,
     FixedSizeSampler,
     PoissonSampler,
     PrivateDataLoader,
+    Sampler,
+    ShardSampler,
     UnitPoissonSampler,
     loader_options,
     unit_codes,
@@ -72,6 +78,7 @@ class PrivateTraining:
     delta: float
     clipping: str
     privacy_unit: str = "example"
+    data_parallel: DataParallel | None = None
 
     def epsilon(self, delta: float | None = None) -> float:
         """Epsilon spent so far (``delta`` defaults to the training's delta)."""
@@ -164,6 +171,9 @@ def make_private(
     check_choice(loss_reduction, "loss_reduction", owner, LOSS_REDUCTIONS)
     if physical_batch_size is not None:
         check_int(physical_batch_size, "physical_batch_size", owner, low=1)
+    wrapped = model
+    model, par = distributed.unwrap(model, owner)
+    world = 1 if par is None else par.world_size
     validate_module(model)
 
     dataset = data_loader.dataset
@@ -173,10 +183,18 @@ def make_private(
         raise InvalidParameterError(
             f"The 'data_loader' parameter of {owner} must have a batch_size (not a batch_sampler). Got None instead."
         )
-    if n == 0 or batch_size > n:  # q = batch_size / n must be a probability; say it in the loader's terms
+    if n == 0 or batch_size * world > n:  # q = batch_size / n must be a probability; say it in the loader's terms
+        per_rank = f" divided by the {world} ranks ({n // world})" if world > 1 else ""
         raise InvalidParameterError(
-            f"The 'data_loader' parameter of {owner} must have a batch_size of at most its dataset's size ({n}), "
-            f"the expected Poisson batch size. Got batch_size={batch_size} instead."
+            f"The 'data_loader' parameter of {owner} must have a batch_size of at most its dataset's size ({n})"
+            f"{per_rank}, the expected Poisson batch size{' per rank' if world > 1 else ''}. "
+            f"Got batch_size={batch_size} instead."
+        )
+    if par is not None and not poisson_sampling:
+        raise InvalidParameterError(
+            f"The 'poisson_sampling' parameter of {owner} must be True with a DistributedDataParallel model: each "
+            "rank Poisson-samples its own shard, which adds up to Poisson sampling of the whole dataset; "
+            "fixed-size batches would need one draw shared by every rank. Got False instead."
         )
     check_choice(per_unit, "per_unit", owner, PER_UNIT)
     if per_unit == "all" and (unit_ids is None or clipping != "flat" or physical_batch_size is not None):
@@ -202,10 +220,11 @@ def make_private(
                 "Poisson-sampled). Got False instead."
             )
         n_units = int(unit_of.max()) + 1
-        if batch_size > n_units:
+        if batch_size * world > n_units:
+            per_rank = f" divided by the {world} ranks ({n_units // world})" if world > 1 else ""
             raise InvalidParameterError(
                 f"The 'data_loader' parameter of {owner} must have a batch_size of at most the number of units "
-                f"({n_units}), the expected number of units per batch. Got batch_size={batch_size} instead."
+                f"({n_units}){per_rank}, the expected number of units per batch. Got batch_size={batch_size} instead."
             )
         unit = "unit" if privacy_unit is None else privacy_unit
     elif privacy_unit not in (None, "example"):
@@ -217,7 +236,7 @@ def make_private(
         raise InvalidParameterError(
             f"The 'privacy_unit' parameter of {owner} must be a non-empty string. Got {unit!r} instead."
         )
-    q = batch_size / n_units
+    q = batch_size * world / n_units  # batch_size is per rank, as with DDP's DistributedSampler
     per_epoch = round(1 / q)
     if steps is not None:
         total = check_int(steps, "steps", owner, low=1)
@@ -238,12 +257,23 @@ def make_private(
     )
 
     gen = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little") if seed is None else seed)
+    sampling_gen = gen  # data-parallel: each rank draws its own coins (the noise is drawn on rank 0 only)
+    if par is not None:
+        own = int.from_bytes(os.urandom(8), "little") if seed is None else distributed.rank_seed(seed, par.rank)
+        sampling_gen = torch.Generator().manual_seed(own)
     if ledger is None:
         ledger = (
             PrivacyLedger(d, accountant, privacy_unit=unit) if poisson_sampling else FixedSizeLedger(d, n, batch_size)
         )
     else:
         _check_resumed_ledger(ledger, poisson_sampling, d, accountant, n, batch_size, unit)
+    if par is not None:
+        distributed.agree(
+            _mechanism_statement(model, sigma, C, q, d, accountant, clipping, loss_reduction, n, batch_size, total,
+                                 unit, per_unit, unit_of, ledger.steps, world),
+            par,
+            owner,
+        )
     dp_opt = DPOptimizer(
         optimizer,
         model,
@@ -256,9 +286,18 @@ def make_private(
         loss_reduction=loss_reduction,
         generator=gen,
         secure_rng=secure_rng,
+        data_parallel=par,
     )
-    sampler: PoissonSampler | FixedSizeSampler | UnitPoissonSampler
-    if unit_of is not None:
+    sampler: Sampler
+    if par is not None:
+        shard = distributed.shard_indices(n, par.rank, world, unit_of)
+        if unit_of is not None:
+            local = unit_codes(unit_of[shard], owner)
+            sampler = UnitPoissonSampler(local, q, per_epoch, sampling_gen, secure_rng, per_unit)
+        else:
+            sampler = PoissonSampler(len(shard), q, per_epoch, sampling_gen, secure_rng)
+        sampler = ShardSampler(sampler, shard, unit_of)
+    elif unit_of is not None:
         sampler = UnitPoissonSampler(unit_of, q, per_epoch, gen, secure_rng, per_unit)
     elif poisson_sampling:
         sampler = PoissonSampler(n, q, per_epoch, gen, secure_rng)
@@ -269,4 +308,21 @@ def make_private(
     loader.on_logical_batch = dp_opt.begin_logical_batch
     if per_unit == "all":
         loader.on_groups = dp_opt.set_groups
-    return PrivateTraining(model, dp_opt, loader, Accountant(ledger), sigma, C, q, total, d, clipping, unit)
+    return PrivateTraining(wrapped, dp_opt, loader, Accountant(ledger), sigma, C, q, total, d, clipping, unit, par)
+
+
+def _mechanism_statement(
+    model: nn.Module, sigma: float, C: float, q: float, delta: float, accountant: str, clipping: str,
+    loss_reduction: str, n: int, batch_size: int, steps: int, unit: str, per_unit: str,
+    unit_of: torch.Tensor | None, ledger_steps: int, world: int,
+) -> dict[str, Any]:
+    """What every rank of a data-parallel training must agree on (:func:`distributed.agree`)."""
+    params = [[k, list(p.shape), str(p.dtype)] for k, p in model.named_parameters() if p.requires_grad]
+    units = None if unit_of is None else hashlib.sha256(unit_of.numpy().tobytes()).hexdigest()
+    return {
+        "privlab": __version__, "world_size": world, "noise_multiplier": sigma, "max_grad_norm": C,
+        "sample_rate": q, "delta": delta, "accountant": accountant, "clipping": clipping,
+        "loss_reduction": loss_reduction, "dataset_size": n, "batch_size": batch_size, "steps": steps,
+        "privacy_unit": unit, "per_unit": per_unit, "unit_ids": units, "ledger_steps": ledger_steps,
+        "trainable_parameters": params,
+    }

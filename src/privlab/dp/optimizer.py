@@ -7,7 +7,10 @@ One logical step (Abadi et al. 2016, Alg. 1), the mechanism of :mod:`privlab.dp.
 
 ``q N`` is the *expected* batch size: dividing by the realised Poisson batch size would make the
 normaliser data dependent. With virtual batches the clipped sums of every physical chunk are added up
-and noise is drawn once, when the last chunk of the logical batch is stepped.
+and noise is drawn once, when the last chunk of the logical batch is stepped. With ``data_parallel``
+(a ``DistributedDataParallel`` model, :mod:`privlab.dp.distributed`) the ranks' clipped sums are then
+added up in one all-reduce and rank 0 alone draws the noise, so the noise is drawn once per logical
+batch over all ranks.
 
 Clipping modes: ``flat`` and ``per_layer`` materialise per-example gradients from captured
 activations (one ``(B, *shape)`` tensor per parameter); ``ghost`` computes per-example norms with the
@@ -26,7 +29,8 @@ from torch import nn
 
 from privlab.accounting import PrivacyLedger
 from privlab.accounting.fixed_size import FixedSizeLedger
-from privlab.dp import ghost, layers, mechanism
+from privlab.dp import distributed, ghost, layers, mechanism
+from privlab.dp.distributed import DataParallel
 from privlab.dp.hooks import GradCapture
 from privlab.errors import InvalidParameterError, PrivacyViolationError, UnsupportedModuleError
 
@@ -52,6 +56,7 @@ class DPOptimizer:
         loss_reduction: str = "mean",
         generator: torch.Generator | None = None,
         secure_rng: bool = False,
+        data_parallel: DataParallel | None = None,
     ) -> None:
         self.original_optimizer = optimizer
         self._model = model
@@ -64,6 +69,7 @@ class DPOptimizer:
         self.loss_reduction = loss_reduction
         self.generator = generator
         self.secure_rng = secure_rng
+        self.data_parallel = data_parallel
         self.add_noise_enabled = True
         self.clipping_enabled = True
         self.capture = GradCapture(
@@ -323,10 +329,14 @@ class DPOptimizer:
             n: torch.zeros_like(p) if n not in self._summed else self._summed[n].to(p.dtype)
             for n, p in self.params.items()
         }
-        if std > 0:  # fresh tensors, scaled in place below
+        par = self.data_parallel
+        if std > 0 and (par is None or par.rank == 0):  # fresh tensors, scaled in place below
             summed = mechanism.add_noise(summed, std, self.generator, self.secure_rng)
+        if par is not None:  # every rank's clipped sums (and rank 0's noise) added up: fresh tensors
+            summed = distributed.all_reduce_sum(summed, par)
+        fresh = std > 0 or par is not None
         for name, p in self.params.items():
-            p.grad = summed[name].mul_(scale) if std > 0 else summed[name] * scale
+            p.grad = summed[name].mul_(scale) if fresh else summed[name] * scale
         self._summed = {}
         self.original_optimizer.step()
         self.ledger.record(self.noise_multiplier, self.sample_rate)

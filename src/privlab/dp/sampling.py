@@ -197,6 +197,34 @@ class FixedSizeSampler:
             yield order[: self.batch_size].tolist()
 
 
+class ShardSampler:
+    """A sampler over one rank's shard of the dataset: the inner sampler's local indices mapped to the
+    dataset's (data-parallel DP-SGD, :mod:`privlab.dp.distributed`).
+
+    ``indices[j]`` is the dataset index of local example j. ``unit_of`` (the dataset's unit codes)
+    is kept for a unit sampler, so a loader can still tell the unit of each example of a chunk.
+    """
+
+    def __init__(
+        self, inner: PoissonSampler | UnitPoissonSampler, indices: torch.Tensor, unit_of: torch.Tensor | None = None
+    ) -> None:
+        self.inner = inner
+        self.indices = indices
+        self.unit_of = unit_of
+        self.sample_rate = inner.sample_rate
+        self.steps = inner.steps
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.inner:
+            yield self.indices[torch.as_tensor(batch, dtype=torch.long)].tolist()
+
+
+Sampler = PoissonSampler | FixedSizeSampler | UnitPoissonSampler | ShardSampler
+
+
 def _cut_to_empty(batch: Any) -> Any:
     """The same structure as a collated ``batch`` (of one example) with every tensor cut to length 0
     along dim 0 and every per-example list of plain values (e.g. the strings of a text batch) emptied."""
@@ -259,7 +287,7 @@ class PrivateDataLoader:
     def __init__(
         self,
         dataset: Dataset[Any],
-        sampler: PoissonSampler | FixedSizeSampler | UnitPoissonSampler,
+        sampler: Sampler,
         physical_batch_size: int | None = None,
         collate: Callable[[Dataset[Any], list[int]], Any] = collate_indices,
         loader_options: dict[str, Any] | None = None,
@@ -293,8 +321,9 @@ class PrivateDataLoader:
             self.on_logical_batch()
         if self.on_chunk is not None:
             self.on_chunk(last)
-        if self.on_groups is not None and isinstance(self.sampler, UnitPoissonSampler):
-            self.on_groups(self.sampler.unit_of[torch.as_tensor(chunk, dtype=torch.long)])
+        unit_of = getattr(self.sampler, "unit_of", None)  # a unit sampler's codes, by dataset index
+        if self.on_groups is not None and unit_of is not None:
+            self.on_groups(unit_of[torch.as_tensor(chunk, dtype=torch.long)])
 
     def __iter__(self) -> Iterator[Any]:
         if self.loader_options is None:

@@ -1,0 +1,152 @@
+"""Data-parallel DP-SGD on PyTorch's ``DistributedDataParallel``: noise once per logical batch.
+
+Give :func:`privlab.dp.make_private` a ``DistributedDataParallel``-wrapped model in every process of
+a ``torch.distributed`` group. Each of the W ranks clips its own examples' gradients as one process
+would; at the end of a logical batch the clipped sums are added up across the ranks in one
+all-reduce, and the Gaussian noise is drawn once, by rank 0, before it:
+
+    g~ = (sum_r sum_{i in B_r} clip_C(g_i) + N(0, sigma^2 C^2 I)) / (q N)
+
+which is, number for number, the one-process mechanism on the union of the ranks' batches
+(Abadi et al. 2016, Alg. 1). Every rank then applies the same update, so the replicas stay equal.
+Noise drawn on every rank would add W times the variance (sqrt(W) times the accountant's sigma, the
+utility cost the design avoids); noise drawn on every rank with sigma / sqrt(W) would also be correct,
+but the sum would then depend on W random sources where one suffices.
+
+Sampling: example ``i`` of the (full, identical on every rank) dataset lives on rank ``i mod W``
+(with ``unit_ids``: every example of unit ``u`` on rank ``u mod W``), and each rank Poisson-samples
+its own shard at rate ``q = W b / N`` with its own coins, where ``b`` is the loader's (per-rank)
+``batch_size``. So every example (unit) enters the global batch independently with probability q,
+the subsampled Gaussian's assumption, and the expected global batch is ``W b`` as in plain DDP.
+
+DDP's own gradient all-reduce is switched off (``require_backward_grad_sync = False``): it would
+average raw, unclipped gradients, and privlab's capture leaves most ``.grad`` unset during the
+backward pass. At ``make_private`` the ranks exchange a statement of everything that shapes the
+mechanism (sigma, C, q, delta, clipping, parameter shapes, ...); any difference stops every rank
+with an error naming the field, before a step is taken.
+
+Trust model (as in Opacus' DPDDP): the ranks are one party's workers. Rank 0 knows the noise it
+drew, so it could subtract it from the released sum; the guarantee is about what the training
+releases (the model and its updates), not about what one rank learns of another's gradients.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from privlab.errors import DistributedTrainingError, InvalidParameterError
+
+
+@dataclass(frozen=True)
+class DataParallel:
+    """The ``torch.distributed`` group of a data-parallel DP-SGD training and this process's place in it."""
+
+    group: Any  # a torch.distributed ProcessGroup (None: the default group)
+    rank: int
+    world_size: int
+
+
+def unwrap(model: nn.Module, owner: str) -> tuple[nn.Module, DataParallel | None]:
+    """``(module, DataParallel)`` of a ``DistributedDataParallel`` model, ``(model, None)`` otherwise.
+
+    DDP's gradient synchronisation is switched off for good (see the module docstring).
+    """
+    if isinstance(model, nn.DataParallel):
+        raise InvalidParameterError(
+            f"The 'model' parameter of {owner} must not be an nn.DataParallel: its replicas would each see a "
+            "slice of the batch that the capture cannot split per example. Use DistributedDataParallel "
+            "(one process per device), or the bare module."
+        )
+    if not isinstance(model, nn.parallel.DistributedDataParallel):
+        return model, None
+    group = model.process_group
+    try:
+        rank, world = dist.get_rank(group), dist.get_world_size(group)
+    except (RuntimeError, ValueError) as exc:  # pragma: no cover - DDP cannot be built without a group
+        raise InvalidParameterError(
+            f"The 'model' parameter of {owner} is a DistributedDataParallel whose process group is not usable "
+            f"({exc}). Call torch.distributed.init_process_group first."
+        ) from None
+    model.require_backward_grad_sync = False
+    return model.module, DataParallel(group, rank, world)
+
+
+def shard_indices(n: int, rank: int, world_size: int, units: torch.Tensor | None = None) -> torch.Tensor:
+    """The indices of the examples rank ``rank`` owns: ``i mod W == rank``, or ``units[i] mod W == rank``."""
+    key = torch.arange(n) if units is None else units
+    return (key % world_size == rank).nonzero().flatten()
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """A seed for rank ``rank``'s sampling coins, distinct across ranks, from the training's ``seed``."""
+    digest = hashlib.sha256(f"privlab-dp-sampling/{seed}/{rank}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def _collective_error(what: str, par: DataParallel, exc: BaseException) -> DistributedTrainingError:
+    return DistributedTrainingError(
+        f"Data-parallel DP-SGD failed while {what} on rank {par.rank} of {par.world_size}: {exc}. Another rank "
+        "has probably stopped (crashed, was killed, or left the training loop early). No update was applied "
+        "on this rank for this step; restart every rank from the last checkpoint."
+    )
+
+
+def _all_gather_bytes(payload: bytes, par: DataParallel) -> list[bytes]:
+    size = torch.tensor([len(payload)], dtype=torch.int64)
+    sizes = [torch.zeros(1, dtype=torch.int64) for _ in range(par.world_size)]
+    dist.all_gather(sizes, size, group=par.group)
+    width = int(max(s.item() for s in sizes))
+    buf = torch.zeros(width, dtype=torch.uint8)
+    buf[: len(payload)] = torch.frombuffer(bytearray(payload), dtype=torch.uint8)
+    bufs = [torch.zeros(width, dtype=torch.uint8) for _ in range(par.world_size)]
+    dist.all_gather(bufs, buf, group=par.group)
+    return [bytes(b[: int(s.item())].tolist()) for b, s in zip(bufs, sizes, strict=True)]
+
+
+def agree(statement: dict[str, Any], par: DataParallel, owner: str) -> None:
+    """Check that every rank states the same mechanism; raise on every rank, naming the fields, if not.
+
+    ``statement`` is JSON-serialisable; long values are compared by their SHA-256.
+    """
+    try:
+        texts = _all_gather_bytes(json.dumps(statement, sort_keys=True).encode(), par)
+    except (RuntimeError, dist.DistBackendError) as exc:
+        raise _collective_error("comparing the ranks' settings", par, exc) from exc
+    states = [json.loads(t) for t in texts]
+    diffs = []
+    for key in sorted(set().union(*states)):
+        values = [s.get(key) for s in states]
+        if any(v != values[0] for v in values):
+            shown = ", ".join(f"rank {r} has {_short(v)}" for r, v in enumerate(values))
+            diffs.append(f"{key}: {shown}")
+    if diffs:
+        raise InvalidParameterError(
+            f"The parameters of {owner} must be the same on every rank of a data-parallel training (they fix the "
+            f"mechanism the accountant bounds). The ranks disagree on {'; '.join(diffs)}."
+        )
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 80 else f"sha256:{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+def all_reduce_sum(tensors: dict[str, torch.Tensor], par: DataParallel) -> dict[str, torch.Tensor]:
+    """``{name: sum over ranks}`` in one all-reduce of a flat buffer (fresh tensors; ranks get equal values)."""
+    names = list(tensors)
+    if not names:
+        return {}
+    flat = torch.cat([tensors[k].reshape(-1) for k in names])
+    try:
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=par.group)
+    except (RuntimeError, dist.DistBackendError) as exc:
+        raise _collective_error("adding up the clipped gradients", par, exc) from exc
+    parts = flat.split([tensors[k].numel() for k in names])
+    return {k: v.view_as(tensors[k]).to(tensors[k].dtype) for k, v in zip(names, parts, strict=True)}

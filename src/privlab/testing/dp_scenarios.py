@@ -1,0 +1,124 @@
+"""Data-parallel DP-SGD scenarios run in real ranks by the tests (``run_ranks`` needs importable functions).
+
+Each takes ``(rank, world_size, ...)`` inside an initialised gloo group and returns plain tensors.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from privlab.dp import make_private
+
+N_TOY = 64
+
+
+def toy_data() -> tuple[torch.Tensor, torch.Tensor]:
+    """64 fixed examples of 6 features, 3 classes."""
+    g = torch.Generator().manual_seed(7)
+    return torch.randn(N_TOY, 6, generator=g), torch.randint(0, 3, (N_TOY,), generator=g)
+
+
+def toy_model() -> nn.Module:
+    """An MLP with a LayerNorm (Linear, LayerNorm and bias rules all used), same weights every call."""
+    torch.manual_seed(11)
+    return nn.Sequential(nn.Linear(6, 16), nn.LayerNorm(16), nn.Tanh(), nn.Linear(16, 3))
+
+
+def one_step(model: nn.Module, clipping: str, batch_size: int, indices: list[int]) -> dict[str, torch.Tensor]:
+    """One noiseless DP-SGD step (SGD, lr 1, C = 0.5) of ``model`` on the toy examples ``indices``."""
+    x, y = toy_data()
+    loader = DataLoader(TensorDataset(x, y), batch_size=batch_size)
+    pt = make_private(model, torch.optim.SGD(model.parameters(), lr=1.0), loader, noise_multiplier=1.0,
+                      max_grad_norm=0.5, clipping=clipping, seed=0)
+    pt.optimizer.add_noise_enabled = False
+    pt.optimizer.zero_grad()
+    F.cross_entropy(pt.model(x[indices]), y[indices]).backward()
+    pt.optimizer.step()
+    inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    return {k: v.detach().clone() for k, v in inner.state_dict().items()}
+
+
+def ddp_one_step(
+    rank: int, world: int, clippings: list[str], per_rank_batch: int, indices: list[int]
+) -> dict[str, Any]:
+    """:func:`one_step` with a DDP model for each clipping mode: this rank takes ``indices[rank::world]``."""
+    out = {}
+    for clipping in clippings:
+        ddp = nn.parallel.DistributedDataParallel(toy_model())
+        out[clipping] = one_step(ddp, clipping, per_rank_batch, indices[rank::world])
+    return out
+
+
+def noise_steps(rank: int, world: int, steps: int, every_rank_adds_noise: bool = False) -> dict[str, Any]:
+    """``steps`` DP-SGD steps through the private loader on zero inputs, so each update is pure noise.
+
+    Linear(50, 40) without bias, N = 160, per-rank batch 8, sigma = 1, C = 1: the global expected
+    batch is 8 W and ``.grad = N(0, 1) / (8 W)`` per entry if the noise is drawn once.
+    ``every_rank_adds_noise`` (a negative control) makes every rank believe it is rank 0.
+    Returns the gradients of each step, the dataset indices each step sampled, and the final weight.
+    """
+    torch.manual_seed(3)
+    model = nn.Linear(50, 40, bias=False)
+    ddp = nn.parallel.DistributedDataParallel(model)
+    n = 160
+    data = TensorDataset(torch.zeros(n, 50), torch.arange(n))
+    pt = make_private(ddp, torch.optim.SGD(ddp.parameters(), lr=0.1), DataLoader(data, batch_size=8),
+                      noise_multiplier=1.0, max_grad_norm=1.0, steps=steps, seed=5)
+    if every_rank_adds_noise:
+        assert pt.optimizer.data_parallel is not None
+        pt.optimizer.data_parallel = replace(pt.optimizer.data_parallel, rank=0)
+    grads, seen = [], []
+    batches = iter(pt.data_loader)
+    for _ in range(steps):
+        x, idx = next(batches)
+        pt.optimizer.zero_grad()
+        pt.model(x).sum().backward()
+        pt.optimizer.step()
+        assert model.weight.grad is not None
+        grads.append(model.weight.grad.detach().clone())
+        seen.append(idx.tolist())
+    return {"grads": torch.stack(grads), "indices": seen, "weight": model.weight.detach().clone(),
+            "sample_rate": pt.sample_rate, "epsilon": pt.epsilon()}
+
+
+def disagreeing_clip(rank: int, world: int) -> None:
+    """Rank 1 asks for another clipping norm: ``make_private`` must refuse on every rank."""
+    x, y = toy_data()
+    ddp = nn.parallel.DistributedDataParallel(toy_model())
+    make_private(ddp, torch.optim.SGD(ddp.parameters(), lr=1.0), DataLoader(TensorDataset(x, y), batch_size=8),
+                 noise_multiplier=1.0, max_grad_norm=1.0 if rank == 0 else 2.0)
+
+
+def rank_dies_before_step(rank: int, world: int) -> None:
+    """The last rank exits abruptly after its backward pass; the others must fail at ``step()``, not hang."""
+    x, y = toy_data()
+    ddp = nn.parallel.DistributedDataParallel(toy_model())
+    pt = make_private(ddp, torch.optim.SGD(ddp.parameters(), lr=1.0), DataLoader(TensorDataset(x, y), batch_size=8),
+                      noise_multiplier=1.0, max_grad_norm=1.0)
+    F.cross_entropy(pt.model(x[:4]), y[:4]).backward()
+    if rank == world - 1:
+        os._exit(3)
+    pt.optimizer.step()
+
+
+def refusals(rank: int, world: int) -> list[str]:
+    """The messages of the settings ``make_private`` refuses with a DDP model."""
+    x, y = toy_data()
+    msgs = []
+    cases: list[tuple[dict[str, Any], int]] = [({"poisson_sampling": False}, 8), ({}, N_TOY)]
+    for kwargs, batch in cases:
+        ddp = nn.parallel.DistributedDataParallel(toy_model())
+        try:
+            make_private(ddp, torch.optim.SGD(ddp.parameters(), lr=1.0),
+                         DataLoader(TensorDataset(x, y), batch_size=batch), noise_multiplier=1.0, **kwargs)
+            msgs.append("accepted")
+        except Exception as exc:
+            msgs.append(f"{type(exc).__name__}: {exc}")
+    return msgs

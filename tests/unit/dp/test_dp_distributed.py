@@ -1,0 +1,155 @@
+"""Data-parallel DP-SGD on DistributedDataParallel: the same mechanism as one process, noise drawn once.
+
+Real gloo ranks (``privlab.testing.data_parallel.run_ranks``) for the collectives; the shard sampler
+in-process. The noise test has a negative control (every rank adding noise is rejected by the same
+test), the equivalence test a control that one rank's examples alone give another update.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from scipy import stats
+from torch import nn
+
+from privlab.dp import distributed
+from privlab.dp.sampling import PoissonSampler, PrivateDataLoader, ShardSampler, UnitPoissonSampler
+from privlab.errors import InvalidParameterError
+from privlab.testing import dp_scenarios as S
+from privlab.testing.data_parallel import run_ranks
+
+pytestmark = pytest.mark.timeout(300)
+WORLD = 2
+MODES = ["flat", "per_layer", "ghost"]
+
+
+def _values(outcomes: list) -> list:
+    for o in outcomes:
+        assert o.error is None, f"rank {o.rank} failed: {o.error_type}: {o.error}"
+    return [o.value for o in outcomes]
+
+
+@pytest.mark.multiprocess
+def test_ddp_step_equals_one_process_on_the_union_of_the_ranks_batches() -> None:
+    indices = list(range(16))
+    ranks = _values(run_ranks(S.ddp_one_step, WORLD, (MODES, 8, indices)))
+    for mode in MODES:
+        union = S.one_step(S.toy_model(), mode, 8 * WORLD, indices)
+        rank0_alone = S.one_step(S.toy_model(), mode, 8 * WORLD, indices[0::WORLD])  # control
+        for r, got in enumerate(ranks):
+            for k, v in union.items():
+                assert torch.allclose(got[mode][k], v, atol=1e-6), f"{mode}: rank {r} differs on {k}"
+        assert any(not torch.allclose(rank0_alone[k], v, atol=1e-4) for k, v in union.items())
+        assert all(torch.equal(ranks[0][mode][k], ranks[1][mode][k]) for k in union), f"{mode}: replicas differ"
+
+
+def _noise_rejected(grads: torch.Tensor, std: float) -> bool:
+    """Two-sided chi-square test (alpha 1e-6) of 'the entries are i.i.d. N(0, std^2)'."""
+    x = grads.flatten().double()
+    stat = float((x / std).pow(2).sum())
+    p = stats.chi2.cdf(stat, x.numel())
+    return bool(min(p, 1 - p) < 0.5e-6)
+
+
+@pytest.mark.multiprocess
+def test_noise_is_drawn_once_per_logical_batch_and_the_replicas_stay_equal() -> None:
+    steps = 6
+    ranks = _values(run_ranks(S.noise_steps, WORLD, (steps,)))
+    std = 1.0 / (8 * WORLD)  # sigma C / (expected global batch)
+    assert ranks[0]["sample_rate"] == pytest.approx(8 * WORLD / 160)
+    assert torch.equal(ranks[0]["grads"], ranks[1]["grads"]) and torch.equal(ranks[0]["weight"], ranks[1]["weight"])
+    assert not _noise_rejected(ranks[0]["grads"], std)
+    assert not torch.equal(ranks[0]["grads"][0], ranks[0]["grads"][1])  # fresh noise each step
+    assert ranks[0]["epsilon"] == ranks[1]["epsilon"] > 0
+    # the ranks sample disjoint shards (example i on rank i mod W)
+    for r, out in enumerate(ranks):
+        assert all(i % WORLD == r for batch in out["indices"] for i in batch)
+    # negative control: every rank adding noise is rejected by the same test
+    doubled = _values(run_ranks(S.noise_steps, WORLD, (steps, True)))
+    assert _noise_rejected(doubled[0]["grads"], std)
+
+
+@pytest.mark.multiprocess
+def test_ranks_that_disagree_on_the_mechanism_are_refused_on_every_rank() -> None:
+    outcomes = run_ranks(S.disagreeing_clip, WORLD)
+    for o in outcomes:
+        assert o.error_type == "InvalidParameterError"
+        assert "max_grad_norm: rank 0 has 1.0, rank 1 has 2.0" in (o.error or "")
+
+
+@pytest.mark.multiprocess
+def test_a_rank_that_dies_ends_the_others_with_an_error_not_a_hang() -> None:
+    outcomes = run_ranks(S.rank_dies_before_step, WORLD, timeout=60.0, pg_timeout=600.0)
+    assert outcomes[-1].exit_code == 3
+    assert outcomes[0].error_type == "DistributedTrainingError", outcomes[0]
+    assert "adding up the clipped gradients on rank 0 of 2" in (outcomes[0].error or "")
+
+
+@pytest.mark.multiprocess
+def test_settings_that_cannot_be_data_parallel_are_refused() -> None:
+    msgs = _values(run_ranks(S.refusals, WORLD))[0]
+    assert "'poisson_sampling' parameter of make_private must be True with a DistributedDataParallel" in msgs[0]
+    assert "divided by the 2 ranks (32)" in msgs[1]
+
+
+def test_nn_data_parallel_is_refused() -> None:
+    with pytest.raises(InvalidParameterError, match=r"must not be an nn\.DataParallel"):
+        distributed.unwrap(nn.DataParallel(nn.Linear(2, 2)), "make_private")
+    m = nn.Linear(2, 2)
+    assert distributed.unwrap(m, "make_private") == (m, None)
+
+
+def test_shards_partition_the_dataset_and_keep_each_unit_on_one_rank() -> None:
+    n, w = 103, 3
+    shards = [distributed.shard_indices(n, r, w) for r in range(w)]
+    assert sorted(torch.cat(shards).tolist()) == list(range(n))
+    units = torch.randint(0, 17, (n,), generator=torch.Generator().manual_seed(0))
+    ushards = [distributed.shard_indices(n, r, w, units) for r in range(w)]
+    assert sorted(torch.cat(ushards).tolist()) == list(range(n))
+    owner = {}
+    for r, s in enumerate(ushards):
+        for u in units[s].tolist():
+            assert owner.setdefault(u, r) == r
+
+
+def test_sharded_poisson_includes_every_example_at_rate_q() -> None:
+    """Positive control: the W shard samplers together include each example w.p. q; negative: q/2 rejected."""
+    n, w, q, steps = 60, 3, 0.2, 3000
+
+    def counts(rate: float) -> torch.Tensor:
+        c = torch.zeros(n)
+        for r in range(w):
+            shard = distributed.shard_indices(n, r, w)
+            gen = torch.Generator().manual_seed(distributed.rank_seed(1, r))
+            for batch in ShardSampler(PoissonSampler(len(shard), rate, steps, gen), shard):
+                c[batch] += 1
+        return c
+
+    def rejected(c: torch.Tensor) -> bool:
+        p = [stats.binomtest(int(k), steps, q).pvalue for k in c]
+        return min(p) < 1e-3 / n
+
+    assert not rejected(counts(q))
+    assert rejected(counts(q / 2))
+
+
+def test_rank_seeds_differ_across_ranks_and_repeat_for_a_seed() -> None:
+    seeds = [distributed.rank_seed(42, r) for r in range(8)]
+    assert len(set(seeds)) == 8 and seeds == [distributed.rank_seed(42, r) for r in range(8)]
+    assert distributed.rank_seed(43, 0) != seeds[0]
+
+
+def test_a_sharded_unit_sampler_reports_the_dataset_units_of_each_chunk() -> None:
+    """per_unit='all' clips by unit: the loader must hand the optimizer the global unit codes."""
+    unit_of = torch.tensor([0, 0, 1, 2, 2, 2, 3, 4, 4, 5])
+    shard = distributed.shard_indices(10, 1, 2, unit_of)  # units 1, 3, 5
+    local = UnitPoissonSampler(unit_of[shard], 1.0, 2, torch.Generator().manual_seed(0), per_unit="all")
+    loader = PrivateDataLoader(torch.arange(10).float().unsqueeze(1), ShardSampler(local, shard, unit_of))
+    groups = []
+    loader.on_groups = groups.append
+    batches = [b for b in loader]
+    assert [g.tolist() for g in groups] == [[1, 3, 5], [1, 3, 5]]
+    assert batches[0].flatten().tolist() == [2.0, 6.0, 9.0]
+    assert math.isclose(loader.sample_rate, 1.0)
