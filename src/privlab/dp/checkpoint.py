@@ -34,6 +34,10 @@ class Checkpoint:
     path: Path
 
 
+def _bare(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -44,7 +48,11 @@ def save_checkpoint(
     ledger: PrivacyLedger | FixedSizeLedger,
     config: dict[str, Any] | None = None,
 ) -> Path:
-    """Write weights, ledger and config to ``directory`` (created if needed); return the directory."""
+    """Write weights, ledger and config to ``directory`` (created if needed); return the directory.
+
+    A ``DistributedDataParallel`` model is saved as its module (the same keys as the bare model).
+    """
+    model = _bare(model)
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}  # tied weights -> copies
@@ -63,7 +71,8 @@ def save_checkpoint(
 
 
 def load_checkpoint(directory: str | Path, model: nn.Module) -> Checkpoint:
-    """Load weights into ``model`` (strict) and return the verified ledger and config."""
+    """Load weights into ``model`` (strict; a DDP model's module) and return the verified ledger and config."""
+    model = _bare(model)
     d = Path(directory)
     try:
         meta = json.loads((d / CONFIG_FILE).read_text())

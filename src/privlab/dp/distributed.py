@@ -3,15 +3,15 @@
 Give :func:`privlab.dp.make_private` a ``DistributedDataParallel``-wrapped model in every process of
 a ``torch.distributed`` group. Each of the W ranks clips its own examples' gradients as one process
 would; at the end of a logical batch the clipped sums are added up across the ranks in one
-all-reduce, and the Gaussian noise is drawn once, by rank 0, before it:
+all-reduce, and the Gaussian noise is drawn once for every coordinate before it (rank r draws the
+noise of its slice r of the flattened parameters, :func:`noisy_sum`):
 
     g~ = (sum_r sum_{i in B_r} clip_C(g_i) + N(0, sigma^2 C^2 I)) / (q N)
 
 which is, number for number, the one-process mechanism on the union of the ranks' batches
 (Abadi et al. 2016, Alg. 1). Every rank then applies the same update, so the replicas stay equal.
-Noise drawn on every rank would add W times the variance (sqrt(W) times the accountant's sigma, the
-utility cost the design avoids); noise drawn on every rank with sigma / sqrt(W) would also be correct,
-but the sum would then depend on W random sources where one suffices.
+Noise drawn in full on every rank would add W times the variance (sqrt(W) times the accountant's
+sigma); drawing one slice per rank also splits the sampling work W ways.
 
 Sampling: example ``i`` of the (full, identical on every rank) dataset lives on rank ``i mod W``
 (with ``unit_ids``: every example of unit ``u`` on rank ``u mod W``), and each rank Poisson-samples
@@ -25,8 +25,8 @@ backward pass. At ``make_private`` the ranks exchange a statement of everything 
 mechanism (sigma, C, q, delta, clipping, parameter shapes, ...); any difference stops every rank
 with an error naming the field, before a step is taken.
 
-Trust model (as in Opacus' DPDDP): the ranks are one party's workers. Rank 0 knows the noise it
-drew, so it could subtract it from the released sum; the guarantee is about what the training
+Trust model (as in Opacus' DPDDP): the ranks are one party's workers. A rank knows the noise it drew,
+so it could subtract it from its slice of the released sum; the guarantee is about what the training
 releases (the model and its updates), not about what one rank learns of another's gradients.
 """
 
@@ -41,6 +41,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from privlab.dp import mechanism
 from privlab.errors import DistributedTrainingError, InvalidParameterError
 
 
@@ -84,9 +85,9 @@ def shard_indices(n: int, rank: int, world_size: int, units: torch.Tensor | None
     return (key % world_size == rank).nonzero().flatten()
 
 
-def rank_seed(seed: int, rank: int) -> int:
-    """A seed for rank ``rank``'s sampling coins, distinct across ranks, from the training's ``seed``."""
-    digest = hashlib.sha256(f"privlab-dp-sampling/{seed}/{rank}".encode()).digest()
+def rank_seed(seed: int, rank: int, stream: str) -> int:
+    """A seed for rank ``rank``'s ``stream`` ("sampling" coins, "noise"), distinct across ranks and streams."""
+    digest = hashlib.sha256(f"privlab-dp-{stream}/{seed}/{rank}".encode()).digest()
     return int.from_bytes(digest[:8], "little")
 
 
@@ -138,12 +139,30 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else f"sha256:{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
-def all_reduce_sum(tensors: dict[str, torch.Tensor], par: DataParallel) -> dict[str, torch.Tensor]:
-    """``{name: sum over ranks}`` in one all-reduce of a flat buffer (fresh tensors; ranks get equal values)."""
+def slice_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
+    """``[lo, hi)``: the coordinates of an ``n``-vector whose noise rank ``rank`` draws (near-equal slices)."""
+    return rank * n // world_size, (rank + 1) * n // world_size
+
+
+def noisy_sum(
+    tensors: dict[str, torch.Tensor], par: DataParallel, std: float, generator: torch.Generator | None = None,
+    secure: bool = False,
+) -> dict[str, torch.Tensor]:
+    """``{name: sum over ranks + N(0, std^2 I)}``, equal on every rank, in one all-reduce of a flat buffer.
+
+    Each coordinate gets noise exactly once: rank r adds ``N(0, std^2)`` to its slice
+    (:func:`slice_bounds`) of its own flattened sum before the all-reduce. The ranks share the
+    sampling work, and no rank knows the noise of the coordinates outside its slice. Returns fresh
+    tensors, in ``tensors``' shapes and dtypes.
+    """
     names = list(tensors)
     if not names:
         return {}
     flat = torch.cat([tensors[k].reshape(-1) for k in names])
+    if std > 0:
+        lo, hi = slice_bounds(flat.numel(), par.rank, par.world_size)
+        part = flat[lo:hi]
+        part.add_(mechanism.gaussian_noise(part, std, generator, secure))
     try:
         dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=par.group)
     except (RuntimeError, dist.DistBackendError) as exc:

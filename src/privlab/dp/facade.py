@@ -257,10 +257,14 @@ def make_private(
     )
 
     gen = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little") if seed is None else seed)
-    sampling_gen = gen  # data-parallel: each rank draws its own coins (the noise is drawn on rank 0 only)
-    if par is not None:
-        own = int.from_bytes(os.urandom(8), "little") if seed is None else distributed.rank_seed(seed, par.rank)
-        sampling_gen = torch.Generator().manual_seed(own)
+    sampling_gen = gen
+    if par is not None:  # data-parallel: each rank its own coins and its own slice of the noise
+        gen, sampling_gen = (
+            torch.Generator().manual_seed(
+                int.from_bytes(os.urandom(8), "little") if seed is None else distributed.rank_seed(seed, par.rank, s)
+            )
+            for s in ("noise", "sampling")
+        )
     if ledger is None:
         ledger = (
             PrivacyLedger(d, accountant, privacy_unit=unit) if poisson_sampling else FixedSizeLedger(d, n, batch_size)

@@ -9,8 +9,8 @@ One logical step (Abadi et al. 2016, Alg. 1), the mechanism of :mod:`privlab.dp.
 normaliser data dependent. With virtual batches the clipped sums of every physical chunk are added up
 and noise is drawn once, when the last chunk of the logical batch is stepped. With ``data_parallel``
 (a ``DistributedDataParallel`` model, :mod:`privlab.dp.distributed`) the ranks' clipped sums are then
-added up in one all-reduce and rank 0 alone draws the noise, so the noise is drawn once per logical
-batch over all ranks.
+added up in one all-reduce, each rank having noised its slice of the coordinates, so every
+coordinate is noised once per logical batch over all ranks.
 
 Clipping modes: ``flat`` and ``per_layer`` materialise per-example gradients from captured
 activations (one ``(B, *shape)`` tensor per parameter); ``ghost`` computes per-example norms with the
@@ -330,10 +330,10 @@ class DPOptimizer:
             for n, p in self.params.items()
         }
         par = self.data_parallel
-        if std > 0 and (par is None or par.rank == 0):  # fresh tensors, scaled in place below
+        if par is not None:  # every rank's clipped sums added up, each coordinate noised once: fresh tensors
+            summed = distributed.noisy_sum(summed, par, std, self.generator, self.secure_rng)
+        elif std > 0:  # fresh tensors, scaled in place below
             summed = mechanism.add_noise(summed, std, self.generator, self.secure_rng)
-        if par is not None:  # every rank's clipped sums (and rank 0's noise) added up: fresh tensors
-            summed = distributed.all_reduce_sum(summed, par)
         fresh = std > 0 or par is not None
         for name, p in self.params.items():
             p.grad = summed[name].mul_(scale) if fresh else summed[name] * scale

@@ -15,6 +15,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from privlab.dp import make_private
+from privlab.dp.checkpoint import save_checkpoint
 
 N_TOY = 64
 
@@ -56,13 +57,17 @@ def ddp_one_step(
     return out
 
 
-def noise_steps(rank: int, world: int, steps: int, every_rank_adds_noise: bool = False) -> dict[str, Any]:
-    """``steps`` DP-SGD steps through the private loader on zero inputs, so each update is pure noise.
+def noise_steps(
+    rank: int, world: int, steps: int, every_rank_adds_noise: bool = False, checkpoint: str | None = None
+) -> dict[str, Any]:
+    """``steps`` DP-SGD steps through the private loader (virtual batches of 3) on zero inputs, so each
+    update is pure noise.
 
     Linear(50, 40) without bias, N = 160, per-rank batch 8, sigma = 1, C = 1: the global expected
     batch is 8 W and ``.grad = N(0, 1) / (8 W)`` per entry if the noise is drawn once.
-    ``every_rank_adds_noise`` (a negative control) makes every rank believe it is rank 0.
-    Returns the gradients of each step, the dataset indices each step sampled, and the final weight.
+    ``every_rank_adds_noise`` (a negative control) makes every rank noise every coordinate.
+    Returns the gradients of each step, the dataset indices each step sampled, and the final weight;
+    rank 0 saves the DDP model to ``checkpoint`` if given.
     """
     torch.manual_seed(3)
     model = nn.Linear(50, 40, bias=False)
@@ -70,20 +75,26 @@ def noise_steps(rank: int, world: int, steps: int, every_rank_adds_noise: bool =
     n = 160
     data = TensorDataset(torch.zeros(n, 50), torch.arange(n))
     pt = make_private(ddp, torch.optim.SGD(ddp.parameters(), lr=0.1), DataLoader(data, batch_size=8),
-                      noise_multiplier=1.0, max_grad_norm=1.0, steps=steps, seed=5)
+                      noise_multiplier=1.0, max_grad_norm=1.0, steps=steps, seed=5, physical_batch_size=3)
     if every_rank_adds_noise:
         assert pt.optimizer.data_parallel is not None
-        pt.optimizer.data_parallel = replace(pt.optimizer.data_parallel, rank=0)
-    grads, seen = [], []
-    batches = iter(pt.data_loader)
-    for _ in range(steps):
-        x, idx = next(batches)
+        pt.optimizer.data_parallel = replace(pt.optimizer.data_parallel, rank=0, world_size=1)
+    grads: list[torch.Tensor] = []
+    seen: list[list[int]] = [[]]
+    for x, idx in pt.data_loader:  # virtual batches of at most 3 examples
+        closing = pt.optimizer.closes_logical_batch
         pt.optimizer.zero_grad()
         pt.model(x).sum().backward()
         pt.optimizer.step()
-        assert model.weight.grad is not None
-        grads.append(model.weight.grad.detach().clone())
-        seen.append(idx.tolist())
+        seen[-1] += idx.tolist()
+        if closing:
+            assert model.weight.grad is not None
+            grads.append(model.weight.grad.detach().clone())
+            if len(grads) == steps:
+                break
+            seen.append([])
+    if checkpoint is not None and rank == 0:
+        save_checkpoint(checkpoint, ddp, pt.accountant.ledger)
     return {"grads": torch.stack(grads), "indices": seen, "weight": model.weight.detach().clone(),
             "sample_rate": pt.sample_rate, "epsilon": pt.epsilon()}
 

@@ -7,7 +7,9 @@ test), the equivalence test a control that one rank's examples alone give anothe
 
 from __future__ import annotations
 
+import itertools
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +17,7 @@ from scipy import stats
 from torch import nn
 
 from privlab.dp import distributed
+from privlab.dp.checkpoint import load_checkpoint
 from privlab.dp.sampling import PoissonSampler, PrivateDataLoader, ShardSampler, UnitPoissonSampler
 from privlab.errors import InvalidParameterError
 from privlab.testing import dp_scenarios as S
@@ -54,9 +57,9 @@ def _noise_rejected(grads: torch.Tensor, std: float) -> bool:
 
 
 @pytest.mark.multiprocess
-def test_noise_is_drawn_once_per_logical_batch_and_the_replicas_stay_equal() -> None:
+def test_noise_is_drawn_once_per_logical_batch_and_the_replicas_stay_equal(tmp_path: Path) -> None:
     steps = 6
-    ranks = _values(run_ranks(S.noise_steps, WORLD, (steps,)))
+    ranks = _values(run_ranks(S.noise_steps, WORLD, (steps, False, str(tmp_path / "ckpt"))))
     std = 1.0 / (8 * WORLD)  # sigma C / (expected global batch)
     assert ranks[0]["sample_rate"] == pytest.approx(8 * WORLD / 160)
     assert torch.equal(ranks[0]["grads"], ranks[1]["grads"]) and torch.equal(ranks[0]["weight"], ranks[1]["weight"])
@@ -66,7 +69,11 @@ def test_noise_is_drawn_once_per_logical_batch_and_the_replicas_stay_equal() -> 
     # the ranks sample disjoint shards (example i on rank i mod W)
     for r, out in enumerate(ranks):
         assert all(i % WORLD == r for batch in out["indices"] for i in batch)
-    # negative control: every rank adding noise is rejected by the same test
+    # the DDP model's checkpoint loads into the bare model, with the whole training's ledger
+    bare = nn.Linear(50, 40, bias=False)
+    ckpt = load_checkpoint(tmp_path / "ckpt", bare)
+    assert torch.equal(bare.weight, ranks[0]["weight"]) and ckpt.ledger.steps == steps
+    # negative control: every rank noising every coordinate is rejected by the same test
     doubled = _values(run_ranks(S.noise_steps, WORLD, (steps, True)))
     assert _noise_rejected(doubled[0]["grads"], std)
 
@@ -122,7 +129,7 @@ def test_sharded_poisson_includes_every_example_at_rate_q() -> None:
         c = torch.zeros(n)
         for r in range(w):
             shard = distributed.shard_indices(n, r, w)
-            gen = torch.Generator().manual_seed(distributed.rank_seed(1, r))
+            gen = torch.Generator().manual_seed(distributed.rank_seed(1, r, "sampling"))
             for batch in ShardSampler(PoissonSampler(len(shard), rate, steps, gen), shard):
                 c[batch] += 1
         return c
@@ -135,10 +142,19 @@ def test_sharded_poisson_includes_every_example_at_rate_q() -> None:
     assert rejected(counts(q / 2))
 
 
-def test_rank_seeds_differ_across_ranks_and_repeat_for_a_seed() -> None:
-    seeds = [distributed.rank_seed(42, r) for r in range(8)]
-    assert len(set(seeds)) == 8 and seeds == [distributed.rank_seed(42, r) for r in range(8)]
-    assert distributed.rank_seed(43, 0) != seeds[0]
+def test_rank_seeds_differ_across_ranks_and_streams_and_repeat_for_a_seed() -> None:
+    seeds = [distributed.rank_seed(42, r, "noise") for r in range(8)]
+    assert len(set(seeds)) == 8 and seeds == [distributed.rank_seed(42, r, "noise") for r in range(8)]
+    assert distributed.rank_seed(43, 0, "noise") != seeds[0] != distributed.rank_seed(42, 0, "sampling")
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 1000, 1001])
+@pytest.mark.parametrize("w", [1, 2, 3, 7])
+def test_noise_slices_cover_every_coordinate_once(n: int, w: int) -> None:
+    bounds = [distributed.slice_bounds(n, r, w) for r in range(w)]
+    assert bounds[0][0] == 0 and bounds[-1][1] == n
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
+    assert max(hi - lo for lo, hi in bounds) - min(hi - lo for lo, hi in bounds) <= 1
 
 
 def test_a_sharded_unit_sampler_reports_the_dataset_units_of_each_chunk() -> None:
