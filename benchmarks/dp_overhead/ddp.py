@@ -23,7 +23,6 @@ import json
 import platform
 import statistics
 import sys
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -80,6 +79,8 @@ def ddp_worker(rank: int, world: int, model_name: str, modes: list[str], warmup:
 
     warnings.filterwarnings("ignore")
     sys.path.insert(0, str(HERE))
+    from run import round_robin  # benchmark-local
+
     out: dict[str, Any] = {}
     fns: dict[str, Callable[[], None]] = {}
     for mode in modes:
@@ -91,14 +92,7 @@ def ddp_worker(rank: int, world: int, model_name: str, modes: list[str], warmup:
             out[mode] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
             fns.pop(mode, None)
         dist.barrier()
-    times: dict[str, list[float]] = {m: [] for m in fns}
-    for _ in range(steps):
-        for mode, fn in fns.items():
-            dist.barrier()
-            t0 = time.perf_counter()
-            fn()
-            times[mode].append(time.perf_counter() - t0)
-    for mode, ts in times.items():
+    for mode, ts in round_robin(fns, steps, dist.barrier).items():
         out[mode] = {"step_s": statistics.median(ts)}
     out["threads"] = torch.get_num_threads()
     return out
@@ -111,20 +105,14 @@ def one_process_worker(rank: int, world: int, model_name: str, modes: list[str],
 
     warnings.filterwarnings("ignore")
     sys.path.insert(0, str(HERE))
-    from run import make_step  # benchmark-local
+    from run import make_step, round_robin  # benchmark-local
 
     torch.set_num_threads(threads)
     fns = {m: make_step(model_name, m) for m in modes}
     for fn in fns.values():
         for _ in range(warmup):
             fn()
-    times: dict[str, list[float]] = {m: [] for m in fns}
-    for _ in range(steps):
-        for mode, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[mode].append(time.perf_counter() - t0)
-    return {m: {"step_s": statistics.median(ts)} for m, ts in times.items()}
+    return {m: {"step_s": statistics.median(ts)} for m, ts in round_robin(fns, steps).items()}
 
 
 def main() -> None:

@@ -153,15 +153,25 @@ def timing_worker(model_name: str, modes: list[str], warmup: int, steps: int, th
         except Exception as exc:  # an anchor that cannot run this model is reported, not fatal
             out[mode] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
             fns.pop(mode, None)
+    for mode, ts in round_robin(fns, steps).items():
+        out[mode] = {"step_s": statistics.median(ts), "step_s_all": ts}
+    return out
+
+
+def round_robin(
+    fns: dict[str, Callable[[], None]], steps: int, before: Callable[[], None] | None = None
+) -> dict[str, list[float]]:
+    """``steps`` rounds in which every step function runs once, in order; each call's seconds.
+    ``before`` (untimed) runs before each call (e.g. a barrier of data-parallel ranks)."""
     times: dict[str, list[float]] = {m: [] for m in fns}
     for _ in range(steps):
         for mode, fn in fns.items():
+            if before is not None:
+                before()
             t0 = time.perf_counter()
             fn()
             times[mode].append(time.perf_counter() - t0)
-    for mode, ts in times.items():
-        out[mode] = {"step_s": statistics.median(ts), "step_s_all": ts}
-    return out
+    return times
 
 
 # glibc malloc settings for the "tuned" timing run, applied to every mode alike: never return freed heap
