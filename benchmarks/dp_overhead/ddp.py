@@ -8,7 +8,8 @@ round-robin, one step per mode per round (as in ``run.py``), the median per mode
 * ``privlab-<clipping>-ddp``: ``make_private`` on the DDP model (clipping on each rank, one
   all-reduce of the clipped sums per step, noise once);
 * ``opacus-<mode>-ddp``: Opacus 1.6.0, ``DifferentiallyPrivateDistributedDataParallel`` + its
-  ``PrivacyEngine`` (its ``DistributedDPOptimizer``).
+  ``PrivacyEngine`` (its distributed optimizers), grad-sample modes ``hooks``, ``functorch`` and
+  ``ghost``; the ratio is to the fastest that runs.
 
 For scale, one process then times non-private and privlab training on the whole batch with 1 and W
 threads. Ratios are within one run.
@@ -30,6 +31,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 BEST = {"cnn": "ghost", "gpt": "per_layer", "encoder": "per_layer"}  # run.py's best privlab mode per model
+OPACUS = ["opacus-hooks-ddp", "opacus-functorch-ddp", "opacus-ghost-ddp"]
 
 
 def _ddp_step(model_name: str, mode: str, rank: int, world: int) -> Callable[[], None]:
@@ -132,7 +134,7 @@ def main() -> None:
                               "python": platform.python_version(), "world_size": w, "models": {}}
     for name in args.models:
         best = BEST[name]
-        modes = ["nonprivate-ddp", f"privlab-{best}-ddp", "opacus-hooks-ddp"]
+        modes = ["nonprivate-ddp", f"privlab-{best}-ddp", *OPACUS]
         outs = run_ranks(ddp_worker, w, (name, modes, args.warmup, args.steps), timeout=3600)
         bad = [o for o in outs if o.error is not None]
         if bad:
@@ -153,8 +155,11 @@ def main() -> None:
                 r["x_nonprivate_ddp"] = r["step_s"] / base
             rows[mode] = r
         priv = rows[f"privlab-{best}-ddp"]
-        if "step_s" in rows["opacus-hooks-ddp"]:
-            priv["opacus_over_privlab"] = rows["opacus-hooks-ddp"]["step_s"] / priv["step_s"]
+        ran = [m for m in OPACUS if "step_s" in rows[m]]
+        if ran:
+            fastest = min(ran, key=lambda m: rows[m]["step_s"])
+            priv["opacus_best"] = fastest
+            priv["opacus_best_over_privlab"] = rows[fastest]["step_s"] / priv["step_s"]
         for key, one in single.items():
             priv[f"speedup_over_one_process_{key}"] = one[f"privlab-{best}"]["step_s"] / priv["step_s"]
         result["models"][name] = {"ddp": rows, "one_process": single}

@@ -2,14 +2,21 @@
 
 Writes ``model.safetensors``, ``ledger.json`` and ``config.json`` (see :mod:`privlab.dp.checkpoint`)
 to ``--out``, showing a progress bar with the running epsilon.
+
+Data-parallel: launched by ``torchrun`` (``WORLD_SIZE`` > 1 in the environment), every rank joins a
+gloo group and trains a ``DistributedDataParallel`` replica (:mod:`privlab.dp.distributed`);
+``--batch-size`` stays the expected *global* batch, split evenly over the ranks, so the mechanism
+and epsilon are those of the one-process run. Rank 0 shows the progress, evaluates and saves.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import typer
 from torch import nn
 from torch.utils.data import DataLoader
@@ -56,11 +63,23 @@ def train(
             net = MLP(in_features=int(train_set.x[0].numel()), num_classes=classes)
         else:
             raise typer.BadParameter(f"--model {model!r} with --dataset {dataset!r}: use cnn (vision) or mlp")
-        opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
+        ranks = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun
+        wrapped: nn.Module = net
+        per_rank = batch_size
+        if ranks > 1:
+            if batch_size % ranks:
+                raise typer.BadParameter(
+                    f"--batch-size {batch_size} must be a multiple of the {ranks} ranks torchrun started (it is the "
+                    "expected global batch, split evenly over the ranks)"
+                )
+            if not dist.is_initialized():
+                dist.init_process_group("gloo")
+            wrapped, per_rank = nn.parallel.DistributedDataParallel(net), batch_size // ranks
+        opt = torch.optim.SGD(wrapped.parameters(), lr=lr, momentum=momentum)
         pt = make_private(
-            net,
+            wrapped,
             opt,
-            DataLoader(train_set, batch_size=batch_size),
+            DataLoader(train_set, batch_size=per_rank),
             noise_multiplier=noise_multiplier,
             target_epsilon=target_epsilon,
             delta=delta,
@@ -91,11 +110,18 @@ def train(
         steps=steps,
         after_step=after_step,
         postfix=postfix,
-        progress=True,
+        progress=pt.data_parallel is None or pt.data_parallel.rank == 0,
         desc="DP-SGD",
     )
-    acc = accuracy(net, test_set)
-    config.update(noise_multiplier=pt.noise_multiplier, sample_rate=pt.sample_rate, test_accuracy=acc)
     pt.optimizer.detach()
+    if pt.data_parallel is not None:
+        dist.barrier(group=pt.data_parallel.group)
+        if pt.data_parallel.rank != 0:  # the replicas are equal: rank 0 evaluates and saves
+            return
+    acc = accuracy(net, test_set)
+    ranks_used = 1 if pt.data_parallel is None else pt.data_parallel.world_size
+    config.update(noise_multiplier=pt.noise_multiplier, sample_rate=pt.sample_rate, test_accuracy=acc,
+                  ranks=ranks_used)
     save_checkpoint(out, net, pt.accountant.ledger, config)
-    typer.echo(json.dumps({"out": str(out), "epsilon": pt.epsilon(), "delta": delta, "test_accuracy": acc}))
+    typer.echo(json.dumps({"out": str(out), "epsilon": pt.epsilon(), "delta": delta, "test_accuracy": acc,
+                           "ranks": ranks_used}))

@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +44,7 @@ import torch.distributed as dist
 from torch import nn
 
 from privlab.dp import mechanism
-from privlab.errors import DistributedTrainingError, InvalidParameterError
+from privlab.errors import DistributedTrainingError, InvalidParameterError, PrivlabError
 
 
 @dataclass(frozen=True)
@@ -99,28 +101,48 @@ def _collective_error(what: str, par: DataParallel, exc: BaseException) -> Distr
     )
 
 
+def _wire_device(par: DataParallel) -> torch.device:
+    """Where the agreement's tensors travel: NCCL groups move CUDA tensors only."""
+    nccl = dist.get_backend(par.group) == "nccl"
+    return torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
+
+
 def _all_gather_bytes(payload: bytes, par: DataParallel) -> list[bytes]:
-    size = torch.tensor([len(payload)], dtype=torch.int64)
-    sizes = [torch.zeros(1, dtype=torch.int64) for _ in range(par.world_size)]
+    dev = _wire_device(par)
+    size = torch.tensor([len(payload)], dtype=torch.int64, device=dev)
+    sizes = [torch.zeros(1, dtype=torch.int64, device=dev) for _ in range(par.world_size)]
     dist.all_gather(sizes, size, group=par.group)
     width = int(max(s.item() for s in sizes))
     buf = torch.zeros(width, dtype=torch.uint8)
     buf[: len(payload)] = torch.frombuffer(bytearray(payload), dtype=torch.uint8)
-    bufs = [torch.zeros(width, dtype=torch.uint8) for _ in range(par.world_size)]
+    buf = buf.to(dev)
+    bufs = [torch.zeros(width, dtype=torch.uint8, device=dev) for _ in range(par.world_size)]
     dist.all_gather(bufs, buf, group=par.group)
-    return [bytes(b[: int(s.item())].tolist()) for b, s in zip(bufs, sizes, strict=True)]
+    return [bytes(b[: int(s.item())].cpu().tolist()) for b, s in zip(bufs, sizes, strict=True)]
+
+
+def _every_rank(message: str) -> InvalidParameterError:
+    """An error every rank raises together (after the agreement round), marked so it is not shared again."""
+    exc = InvalidParameterError(message)
+    exc.raised_by_every_rank = True  # type: ignore[attr-defined]
+    return exc
 
 
 def agree(statement: dict[str, Any], par: DataParallel, owner: str) -> None:
     """Check that every rank states the same mechanism; raise on every rank, naming the fields, if not.
 
-    ``statement`` is JSON-serialisable; long values are compared by their SHA-256.
+    ``statement`` is JSON-serialisable; long values are compared by their SHA-256. A statement
+    ``{"refused": message}`` (see :func:`shared_refusal`) makes every other rank raise with it.
     """
     try:
         texts = _all_gather_bytes(json.dumps(statement, sort_keys=True).encode(), par)
     except (RuntimeError, dist.DistBackendError) as exc:
         raise _collective_error("comparing the ranks' settings", par, exc) from exc
     states = [json.loads(t) for t in texts]
+    refused = [(r, s["refused"]) for r, s in enumerate(states) if "refused" in s]
+    if refused:
+        r, why = refused[0]
+        raise _every_rank(f"{owner} was refused on rank {r} of {par.world_size}, so every rank stops: {why}")
     diffs = []
     for key in sorted(set().union(*states)):
         values = [s.get(key) for s in states]
@@ -128,10 +150,26 @@ def agree(statement: dict[str, Any], par: DataParallel, owner: str) -> None:
             shown = ", ".join(f"rank {r} has {_short(v)}" for r, v in enumerate(values))
             diffs.append(f"{key}: {shown}")
     if diffs:
-        raise InvalidParameterError(
+        raise _every_rank(
             f"The parameters of {owner} must be the same on every rank of a data-parallel training (they fix the "
             f"mechanism the accountant bounds). The ranks disagree on {'; '.join(diffs)}."
         )
+
+
+@contextmanager
+def shared_refusal(par: DataParallel | None, owner: str) -> Iterator[None]:
+    """Run a rank's set-up; if it raises, tell the other ranks (they raise too) before re-raising.
+
+    Without it, a rank refused by a parameter check would leave the others waiting in
+    :func:`agree` until the process group's timeout.
+    """
+    try:
+        yield
+    except Exception as exc:
+        if par is not None and not getattr(exc, "raised_by_every_rank", False):
+            with suppress(PrivlabError, RuntimeError):
+                agree({"refused": f"{type(exc).__name__}: {exc}"}, par, owner)
+        raise
 
 
 def _short(value: Any) -> str:

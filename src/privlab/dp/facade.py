@@ -163,6 +163,55 @@ def make_private(
     takes every example of a sampled unit instead and clips the sum of their gradients to C (flat
     clipping, no ``physical_batch_size``: a unit must not be split across chunks).
     """
+    _, par = distributed.unwrap(model, "make_private")
+    with distributed.shared_refusal(par, "make_private"):
+        return _make_private(
+            model,
+            optimizer,
+            data_loader,
+            noise_multiplier=noise_multiplier,
+            target_epsilon=target_epsilon,
+            delta=delta,
+            epochs=epochs,
+            steps=steps,
+            max_grad_norm=max_grad_norm,
+            clipping=clipping,
+            accountant=accountant,
+            poisson_sampling=poisson_sampling,
+            secure_rng=secure_rng,
+            physical_batch_size=physical_batch_size,
+            seed=seed,
+            loss_reduction=loss_reduction,
+            ledger=ledger,
+            unit_ids=unit_ids,
+            privacy_unit=privacy_unit,
+            per_unit=per_unit,
+        )
+
+
+def _make_private(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data_loader: DataLoader[Any],
+    *,
+    noise_multiplier: float | None,
+    target_epsilon: float | None,
+    delta: float,
+    epochs: int | None,
+    steps: int | None,
+    max_grad_norm: float,
+    clipping: str,
+    accountant: str,
+    poisson_sampling: bool,
+    secure_rng: bool,
+    physical_batch_size: int | None,
+    seed: int | None,
+    loss_reduction: str,
+    ledger: PrivacyLedger | FixedSizeLedger | None,
+    unit_ids: Any,
+    privacy_unit: str | None,
+    per_unit: str,
+) -> PrivateTraining:
     owner = "make_private"
     C = check_real(max_grad_norm, "max_grad_norm", owner, low=0.0, low_open=True)
     d = check_real(delta, "delta", owner, low=0.0, high=1.0, low_open=True, high_open=True)
@@ -271,13 +320,6 @@ def make_private(
         )
     else:
         _check_resumed_ledger(ledger, poisson_sampling, d, accountant, n, batch_size, unit)
-    if par is not None:
-        distributed.agree(
-            _mechanism_statement(model, sigma, C, q, d, accountant, clipping, loss_reduction, n, batch_size, total,
-                                 unit, per_unit, unit_of, ledger.steps, world),
-            par,
-            owner,
-        )
     dp_opt = DPOptimizer(
         optimizer,
         model,
@@ -312,6 +354,14 @@ def make_private(
     loader.on_logical_batch = dp_opt.begin_logical_batch
     if per_unit == "all":
         loader.on_groups = dp_opt.set_groups
+    if par is not None:
+        statement = _mechanism_statement(model, sigma, C, q, d, accountant, clipping, loss_reduction, n, batch_size,
+                                         total, unit, per_unit, unit_of, ledger.steps, world)
+        try:
+            distributed.agree(statement, par, owner)
+        except BaseException:
+            dp_opt.detach()
+            raise
     return PrivateTraining(wrapped, dp_opt, loader, Accountant(ledger), sigma, C, q, total, d, clipping, unit, par)
 
 

@@ -54,6 +54,9 @@ def ddp_one_step(
     for clipping in clippings:
         ddp = nn.parallel.DistributedDataParallel(toy_model())
         out[clipping] = one_step(ddp, clipping, per_rank_batch, indices[rank::world])
+        # one example in all: every rank but rank 0 steps on an empty batch
+        ddp = nn.parallel.DistributedDataParallel(toy_model())
+        out[f"{clipping}, one example"] = one_step(ddp, clipping, per_rank_batch, indices[:1][rank::world])
     return out
 
 
@@ -133,3 +136,11 @@ def refusals(rank: int, world: int) -> list[str]:
         except Exception as exc:
             msgs.append(f"{type(exc).__name__}: {exc}")
     return msgs
+
+
+def one_rank_refused(rank: int, world: int) -> None:
+    """Rank 1 passes a bad ``clipping``: it raises its own error and every other rank stops too."""
+    x, y = toy_data()
+    ddp = nn.parallel.DistributedDataParallel(toy_model())
+    make_private(ddp, torch.optim.SGD(ddp.parameters(), lr=1.0), DataLoader(TensorDataset(x, y), batch_size=8),
+                 noise_multiplier=1.0, clipping="flat" if rank == 0 else "fast")

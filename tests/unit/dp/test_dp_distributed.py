@@ -46,6 +46,9 @@ def test_ddp_step_equals_one_process_on_the_union_of_the_ranks_batches() -> None
                 assert torch.allclose(got[mode][k], v, atol=1e-6), f"{mode}: rank {r} differs on {k}"
         assert any(not torch.allclose(rank0_alone[k], v, atol=1e-4) for k, v in union.items())
         assert all(torch.equal(ranks[0][mode][k], ranks[1][mode][k]) for k in union), f"{mode}: replicas differ"
+        single = S.one_step(S.toy_model(), mode, 8 * WORLD, indices[:1])  # rank 1's batch is empty
+        for got in ranks:
+            assert all(torch.allclose(got[f"{mode}, one example"][k], v, atol=1e-6) for k, v in single.items())
 
 
 def _noise_rejected(grads: torch.Tensor, std: float) -> bool:
@@ -84,6 +87,16 @@ def test_ranks_that_disagree_on_the_mechanism_are_refused_on_every_rank() -> Non
     for o in outcomes:
         assert o.error_type == "InvalidParameterError"
         assert "max_grad_norm: rank 0 has 1.0, rank 1 has 2.0" in (o.error or "")
+
+
+@pytest.mark.multiprocess
+def test_a_rank_refused_by_a_parameter_check_stops_the_others_at_once() -> None:
+    outcomes = run_ranks(S.one_rank_refused, WORLD, timeout=60.0, pg_timeout=600.0)
+    assert outcomes[1].error_type == "InvalidParameterError" and "'clipping' parameter" in (outcomes[1].error or "")
+    assert outcomes[0].error_type == "InvalidParameterError", outcomes[0]
+    assert "make_private was refused on rank 1 of 2, so every rank stops: InvalidParameterError: The 'clipping'" in (
+        outcomes[0].error or ""
+    )
 
 
 @pytest.mark.multiprocess
