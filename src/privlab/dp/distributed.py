@@ -184,7 +184,7 @@ def slice_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
 
 def noisy_sum(
     tensors: dict[str, torch.Tensor], par: DataParallel, std: float, generator: torch.Generator | None = None,
-    secure: bool = False,
+    secure: bool = False, failed: bool = False,
 ) -> dict[str, torch.Tensor]:
     """``{name: sum over ranks + N(0, std^2 I)}``, equal on every rank, in one all-reduce of a flat buffer.
 
@@ -192,18 +192,36 @@ def noisy_sum(
     (:func:`slice_bounds`) of its own flattened sum before the all-reduce. The ranks share the
     sampling work, and no rank knows the noise of the coordinates outside its slice. Returns fresh
     tensors, in ``tensors``' shapes and dtypes.
+
+    The buffer carries one more entry, the number of ranks that failed this step (``failed``: this
+    one did, see :func:`join_failed_step`); if any did, every rank raises instead of updating.
     """
     names = list(tensors)
-    if not names:
-        return {}
-    flat = torch.cat([tensors[k].reshape(-1) for k in names])
-    if std > 0:
-        lo, hi = slice_bounds(flat.numel(), par.rank, par.world_size)
+    flat = torch.cat([*(tensors[k].reshape(-1) for k in names), torch.tensor([float(failed)])])
+    n = flat.numel() - 1
+    if std > 0 and not failed:
+        lo, hi = slice_bounds(n, par.rank, par.world_size)
         part = flat[lo:hi]
         part.add_(mechanism.gaussian_noise(part, std, generator, secure))
     try:
         dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=par.group)
     except (RuntimeError, dist.DistBackendError) as exc:
         raise _collective_error("adding up the clipped gradients", par, exc) from exc
-    parts = flat.split([tensors[k].numel() for k in names])
+    if flat[n] > 0:
+        raise DistributedTrainingError(
+            f"Data-parallel DP-SGD: {int(flat[n])} of the {par.world_size} ranks failed in this step (see that rank's "
+            f"error); no update was applied on any rank (this is rank {par.rank})."
+        )
+    parts = flat[:n].split([tensors[k].numel() for k in names])
     return {k: v.view_as(tensors[k]).to(tensors[k].dtype) for k, v in zip(names, parts, strict=True)}
+
+
+def join_failed_step(like: dict[str, torch.Tensor], par: DataParallel) -> None:
+    """A rank whose step failed still joins the step's all-reduce, flagged, so the others raise at once.
+
+    Without it they would wait in the all-reduce until the process group's timeout. Call it before
+    re-raising the rank's own error; the collective's own errors are ignored here.
+    """
+    zeros = {k: torch.zeros_like(v) for k, v in like.items()}
+    with suppress(PrivlabError, RuntimeError):
+        noisy_sum(zeros, par, 0.0, failed=True)

@@ -172,6 +172,15 @@ class DPOptimizer:
         out = {}
         for k, v in local.items():
             p = getattr(module, k)
+            if p.requires_grad and id(p) not in self._owner:  # unfrozen after the optimizer was wrapped
+                names = {id(q): n for n, q in self._model.named_parameters()}
+                self.capture.clear()
+                raise PrivacyViolationError(
+                    f"Parameter '{names.get(id(p), k)}' requires a gradient but is not privatised by DP-SGD (it was "
+                    "frozen when the optimizer was wrapped), so its private gradient would be dropped. Unfreeze it "
+                    "before calling make_private (or wrap again after unfreezing), or freeze it again "
+                    "(requires_grad_(False))."
+                )
             if p.requires_grad:
                 out[self._owner[id(p)]] = v
         return out
@@ -314,12 +323,19 @@ class DPOptimizer:
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """Accumulate this chunk's clipped sum; at the end of a logical batch add noise, step and record."""
         loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        self._check_foreign_grads()
-        for k, v in self._clipped_sum().items():
-            self._summed[k] = self._summed[k] + v if k in self._summed else v
+        try:
+            if closure is not None:
+                with torch.enable_grad():
+                    loss = closure()
+            self._check_foreign_grads()
+            for k, v in self._clipped_sum().items():
+                self._summed[k] = self._summed[k] + v if k in self._summed else v
+        except Exception:
+            if self.data_parallel is not None:  # the other ranks must not wait for this one: tell them
+                self._summed = {}
+                self.capture.clear()
+                distributed.join_failed_step(dict(self.params), self.data_parallel)
+            raise
         self.capture.clear()
         if not self._closes_logical_batch:
             return loss
@@ -329,6 +345,7 @@ class DPOptimizer:
             n: torch.zeros_like(p) if n not in self._summed else self._summed[n].to(p.dtype)
             for n, p in self.params.items()
         }
+        self._summed = {}  # released (or, if the ranks' all-reduce fails, dropped) with this step
         par = self.data_parallel
         if par is not None:  # every rank's clipped sums added up, each coordinate noised once: fresh tensors
             summed = distributed.noisy_sum(summed, par, std, self.generator, self.secure_rng)
@@ -337,7 +354,6 @@ class DPOptimizer:
         fresh = std > 0 or par is not None
         for name, p in self.params.items():
             p.grad = summed[name].mul_(scale) if fresh else summed[name] * scale
-        self._summed = {}
         self.original_optimizer.step()
         self.ledger.record(self.noise_multiplier, self.sample_rate)
         self._closes_logical_batch = True

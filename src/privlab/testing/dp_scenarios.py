@@ -144,3 +144,25 @@ def one_rank_refused(rank: int, world: int) -> None:
     ddp = nn.parallel.DistributedDataParallel(toy_model())
     make_private(ddp, torch.optim.SGD(ddp.parameters(), lr=1.0), DataLoader(TensorDataset(x, y), batch_size=8),
                  noise_multiplier=1.0, clipping="flat" if rank == 0 else "fast")
+
+
+def one_rank_fails_in_step(rank: int, world: int) -> dict[str, Any]:
+    """The last rank unfreezes a parameter after ``make_private`` (its ``step()`` refuses): every rank must
+    raise at that step, none may wait, and no rank may apply an update."""
+    x, y = toy_data()
+    model = toy_model()
+    assert isinstance(model, nn.Sequential)
+    ddp = nn.parallel.DistributedDataParallel(model)
+    model[3].bias.requires_grad_(False)
+    pt = make_private(ddp, torch.optim.SGD(ddp.parameters(), lr=1.0), DataLoader(TensorDataset(x, y), batch_size=8),
+                      noise_multiplier=1.0)
+    before = model[0].weight.detach().clone()
+    if rank == world - 1:
+        model[3].bias.requires_grad_(True)
+    pt.optimizer.zero_grad()
+    F.cross_entropy(pt.model(x[rank::world][:4]), y[rank::world][:4]).backward()
+    try:
+        pt.optimizer.step()
+    except Exception as exc:  # the test reads the type and message
+        return {"error": f"{type(exc).__name__}: {exc}", "unchanged": bool(torch.equal(before, model[0].weight))}
+    return {"error": None}

@@ -100,6 +100,15 @@ def test_a_rank_refused_by_a_parameter_check_stops_the_others_at_once() -> None:
 
 
 @pytest.mark.multiprocess
+def test_a_rank_whose_step_fails_makes_every_rank_raise_without_updating() -> None:
+    first, last = _values(run_ranks(S.one_rank_fails_in_step, WORLD, timeout=60.0, pg_timeout=600.0))
+    assert last["error"].startswith("PrivacyViolationError: Parameter '3.bias' requires a gradient")
+    assert last["unchanged"]
+    assert first["error"].startswith("DistributedTrainingError: Data-parallel DP-SGD: 1 of the 2 ranks failed")
+    assert first["unchanged"]
+
+
+@pytest.mark.multiprocess
 def test_a_rank_that_dies_ends_the_others_with_an_error_not_a_hang() -> None:
     outcomes = run_ranks(S.rank_dies_before_step, WORLD, timeout=60.0, pg_timeout=600.0)
     assert outcomes[-1].exit_code == 3

@@ -111,6 +111,25 @@ def test_parameter_unfrozen_after_wrapping_is_refused() -> None:
     dp.step()
 
 
+@pytest.mark.parametrize("clipping", ["flat", "per_layer", "ghost"])
+def test_bias_unfrozen_after_wrapping_a_captured_layer_is_refused(clipping: str) -> None:
+    """The layer is captured (its weight trains), so autograd gives the bias no .grad: the capture's
+    per-example bias gradient must not be dropped silently (nor fail with a bare KeyError)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 2))
+    model[2].bias.requires_grad_(False)
+    dp = dp_optimizer(model, clipping)
+    model[2].bias.requires_grad_(True)
+    dp.zero_grad()
+    model(torch.randn(8, 5)).sum().backward()
+    with pytest.raises(PrivacyViolationError, match=r"'2.bias' requires a gradient but is not privatised"):
+        dp.step()
+    model[2].bias.requires_grad_(False)  # frozen again: training goes on
+    dp.zero_grad()
+    model(torch.randn(8, 5)).sum().backward()
+    dp.step()
+
+
 # -- 3. tied weights ------------------------------------------------------------------------------
 class Tied(nn.Module):
     def __init__(self, V: int = 13, d: int = 6, bias: bool = False) -> None:
