@@ -77,8 +77,42 @@ def unwrap(model: nn.Module, owner: str) -> tuple[nn.Module, DataParallel | None
             f"The 'model' parameter of {owner} is a DistributedDataParallel whose process group is not usable "
             f"({exc}). Call torch.distributed.init_process_group first."
         ) from None
+    if getattr(model, "static_graph", False):
+        raise InvalidParameterError(
+            f"The 'model' parameter of {owner} must be a DistributedDataParallel built without static_graph=True: "
+            "privlab switches DDP's own gradient all-reduce off (it adds up clipped gradients itself), which a "
+            "static-graph reducer does not allow. Got static_graph=True instead."
+        )
     model.require_backward_grad_sync = False
     return model.module, DataParallel(group, rank, world)
+
+
+def dataset_fingerprint(dataset: Any, items: int = 64) -> str:
+    """SHA-256 of ``len(dataset)`` and of ``items`` evenly spaced examples (their tensors, numbers, strings).
+
+    The ranks compare it (:func:`agree`): shards are taken by position, so a dataset in a different
+    order on some rank would put examples on two ranks (sensitivity 2C) and others on none.
+    """
+    n = len(dataset)
+    h = hashlib.sha256(str(n).encode())
+
+    def feed(x: Any) -> None:
+        if isinstance(x, torch.Tensor):
+            h.update(str((tuple(x.shape), str(x.dtype))).encode())
+            h.update(x.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(x, tuple | list):
+            for v in x:
+                feed(v)
+        elif isinstance(x, dict):
+            for k in sorted(x, key=str):
+                h.update(str(k).encode())
+                feed(x[k])
+        else:
+            h.update(repr(x).encode())
+
+    for i in sorted({(j * (n - 1)) // max(1, items - 1) for j in range(min(items, n))}):
+        feed(dataset[i])
+    return h.hexdigest()
 
 
 def shard_indices(n: int, rank: int, world_size: int, units: torch.Tensor | None = None) -> torch.Tensor:
@@ -157,11 +191,12 @@ def agree(statement: dict[str, Any], par: DataParallel, owner: str) -> None:
 
 
 @contextmanager
-def shared_refusal(par: DataParallel | None, owner: str) -> Iterator[None]:
+def shared_refusal(par: DataParallel | None, owner: str, model: nn.Module | None = None) -> Iterator[None]:
     """Run a rank's set-up; if it raises, tell the other ranks (they raise too) before re-raising.
 
     Without it, a rank refused by a parameter check would leave the others waiting in
-    :func:`agree` until the process group's timeout.
+    :func:`agree` until the process group's timeout. A refused DDP ``model`` gets its own gradient
+    synchronisation back.
     """
     try:
         yield
@@ -169,6 +204,8 @@ def shared_refusal(par: DataParallel | None, owner: str) -> Iterator[None]:
         if par is not None and not getattr(exc, "raised_by_every_rank", False):
             with suppress(PrivlabError, RuntimeError):
                 agree({"refused": f"{type(exc).__name__}: {exc}"}, par, owner)
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model.require_backward_grad_sync = True
         raise
 
 
@@ -197,7 +234,8 @@ def noisy_sum(
     one did, see :func:`join_failed_step`); if any did, every rank raises instead of updating.
     """
     names = list(tensors)
-    flat = torch.cat([*(tensors[k].reshape(-1) for k in names), torch.tensor([float(failed)])])
+    device = next(iter(tensors.values())).device if tensors else torch.device("cpu")
+    flat = torch.cat([*(tensors[k].reshape(-1) for k in names), torch.tensor([float(failed)], device=device)])
     n = flat.numel() - 1
     if std > 0 and not failed:
         lo, hi = slice_bounds(n, par.rank, par.world_size)

@@ -164,7 +164,7 @@ def make_private(
     clipping, no ``physical_batch_size``: a unit must not be split across chunks).
     """
     _, par = distributed.unwrap(model, "make_private")
-    with distributed.shared_refusal(par, "make_private"):
+    with distributed.shared_refusal(par, "make_private", model):
         return _make_private(
             model,
             optimizer,
@@ -305,6 +305,14 @@ def _make_private(
         steps_name="'epochs' (or 'steps')",
     )
 
+    if ledger is None:
+        ledger = (
+            PrivacyLedger(d, accountant, privacy_unit=unit) if poisson_sampling else FixedSizeLedger(d, n, batch_size)
+        )
+    else:
+        _check_resumed_ledger(ledger, poisson_sampling, d, accountant, n, batch_size, unit)
+    if seed is not None and ledger.steps > 0:  # a resumed training must not replay the first run's noise and coins
+        seed = distributed.rank_seed(seed, ledger.steps, "resumed")
     gen = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little") if seed is None else seed)
     sampling_gen = gen
     if par is not None:  # data-parallel: each rank its own coins and its own slice of the noise
@@ -314,12 +322,6 @@ def _make_private(
             )
             for s in ("noise", "sampling")
         )
-    if ledger is None:
-        ledger = (
-            PrivacyLedger(d, accountant, privacy_unit=unit) if poisson_sampling else FixedSizeLedger(d, n, batch_size)
-        )
-    else:
-        _check_resumed_ledger(ledger, poisson_sampling, d, accountant, n, batch_size, unit)
     dp_opt = DPOptimizer(
         optimizer,
         model,
@@ -356,7 +358,7 @@ def _make_private(
         loader.on_groups = dp_opt.set_groups
     if par is not None:
         statement = _mechanism_statement(model, sigma, C, q, d, accountant, clipping, loss_reduction, n, batch_size,
-                                         total, unit, per_unit, unit_of, ledger.steps, world)
+                                         total, unit, per_unit, unit_of, ledger.steps, world, dataset)
         try:
             distributed.agree(statement, par, owner)
         except BaseException:
@@ -368,7 +370,7 @@ def _make_private(
 def _mechanism_statement(
     model: nn.Module, sigma: float, C: float, q: float, delta: float, accountant: str, clipping: str,
     loss_reduction: str, n: int, batch_size: int, steps: int, unit: str, per_unit: str,
-    unit_of: torch.Tensor | None, ledger_steps: int, world: int,
+    unit_of: torch.Tensor | None, ledger_steps: int, world: int, dataset: Any,
 ) -> dict[str, Any]:
     """What every rank of a data-parallel training must agree on (:func:`distributed.agree`)."""
     params = [[k, list(p.shape), str(p.dtype)] for k, p in model.named_parameters() if p.requires_grad]
@@ -378,5 +380,6 @@ def _mechanism_statement(
         "sample_rate": q, "delta": delta, "accountant": accountant, "clipping": clipping,
         "loss_reduction": loss_reduction, "dataset_size": n, "batch_size": batch_size, "steps": steps,
         "privacy_unit": unit, "per_unit": per_unit, "unit_ids": units, "ledger_steps": ledger_steps,
+        "dataset": distributed.dataset_fingerprint(dataset),
         "trainable_parameters": params,
     }

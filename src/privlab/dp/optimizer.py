@@ -111,6 +111,7 @@ class DPOptimizer:
             self.capture.materialise = lambda m, a, g: id(m) not in tied_ids and ghost.keep_per_example(m, a, g)
         self._summed: dict[str, torch.Tensor] = {}
         self._closes_logical_batch = True
+        self._joined_failed = False  # data-parallel: this logical batch failed here after its collective
         self._groups: torch.Tensor | None = None
 
     # -- torch.optim.Optimizer surface -------------------------------------------------------
@@ -145,6 +146,7 @@ class DPOptimizer:
         activations of a backward pass that was never stepped are dropped too.
         """
         self._summed = {}
+        self._joined_failed = False
         self.capture.clear()
 
     def signal_chunk(self, closes_logical_batch: bool) -> None:
@@ -323,6 +325,10 @@ class DPOptimizer:
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """Accumulate this chunk's clipped sum; at the end of a logical batch add noise, step and record."""
         loss = None
+        if self._joined_failed:  # the rest of a logical batch that failed on this rank: nothing to release
+            self.capture.clear()
+            self._joined_failed = not self._closes_logical_batch
+            return None
         try:
             if closure is not None:
                 with torch.enable_grad():
@@ -331,10 +337,12 @@ class DPOptimizer:
             for k, v in self._clipped_sum().items():
                 self._summed[k] = self._summed[k] + v if k in self._summed else v
         except Exception:
-            if self.data_parallel is not None:  # the other ranks must not wait for this one: tell them
+            if self.data_parallel is not None and not self._joined_failed:  # the others must not wait: tell them
                 self._summed = {}
                 self.capture.clear()
                 distributed.join_failed_step(dict(self.params), self.data_parallel)
+                # this rank has issued the logical batch's one collective: its later chunks must not
+                self._joined_failed = not self._closes_logical_batch
             raise
         self.capture.clear()
         if not self._closes_logical_batch:

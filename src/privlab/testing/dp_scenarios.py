@@ -126,9 +126,9 @@ def refusals(rank: int, world: int) -> list[str]:
     """The messages of the settings ``make_private`` refuses with a DDP model."""
     x, y = toy_data()
     msgs = []
-    cases: list[tuple[dict[str, Any], int]] = [({"poisson_sampling": False}, 8), ({}, N_TOY)]
-    for kwargs, batch in cases:
-        ddp = nn.parallel.DistributedDataParallel(toy_model())
+    cases: list[tuple[dict[str, Any], int]] = [({"poisson_sampling": False}, 8), ({}, N_TOY), ({}, 8)]
+    for i, (kwargs, batch) in enumerate(cases):
+        ddp = nn.parallel.DistributedDataParallel(toy_model(), static_graph=i == 2)
         try:
             make_private(ddp, torch.optim.SGD(ddp.parameters(), lr=1.0),
                          DataLoader(TensorDataset(x, y), batch_size=batch), noise_multiplier=1.0, **kwargs)
@@ -153,16 +153,27 @@ def one_rank_fails_in_step(rank: int, world: int) -> dict[str, Any]:
     model = toy_model()
     assert isinstance(model, nn.Sequential)
     ddp = nn.parallel.DistributedDataParallel(model)
-    model[3].bias.requires_grad_(False)
+    first, last = model[0], model[3]
+    assert isinstance(first, nn.Linear) and isinstance(last, nn.Linear)
+    last.bias.requires_grad_(False)
     pt = make_private(ddp, torch.optim.SGD(ddp.parameters(), lr=1.0), DataLoader(TensorDataset(x, y), batch_size=8),
                       noise_multiplier=1.0)
-    before = model[0].weight.detach().clone()
+    before = first.weight.detach().clone()
     if rank == world - 1:
-        model[3].bias.requires_grad_(True)
+        last.bias.requires_grad_(True)
     pt.optimizer.zero_grad()
     F.cross_entropy(pt.model(x[rank::world][:4]), y[rank::world][:4]).backward()
     try:
         pt.optimizer.step()
     except Exception as exc:  # the test reads the type and message
-        return {"error": f"{type(exc).__name__}: {exc}", "unchanged": bool(torch.equal(before, model[0].weight))}
+        return {"error": f"{type(exc).__name__}: {exc}", "unchanged": bool(torch.equal(before, first.weight))}
     return {"error": None}
+
+
+def rank_ordered_dataset(rank: int, world: int) -> None:
+    """Each rank holds the same examples in another order: shards by position would overlap."""
+    x, y = toy_data()
+    order = torch.randperm(N_TOY, generator=torch.Generator().manual_seed(rank))
+    ddp = nn.parallel.DistributedDataParallel(toy_model())
+    make_private(ddp, torch.optim.SGD(ddp.parameters(), lr=1.0),
+                 DataLoader(TensorDataset(x[order], y[order]), batch_size=8), noise_multiplier=1.0)
