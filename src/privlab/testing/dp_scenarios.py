@@ -177,3 +177,35 @@ def rank_ordered_dataset(rank: int, world: int) -> None:
     ddp = nn.parallel.DistributedDataParallel(toy_model())
     make_private(ddp, torch.optim.SGD(ddp.parameters(), lr=1.0),
                  DataLoader(TensorDataset(x[order], y[order]), batch_size=8), noise_multiplier=1.0)
+
+
+def fails_mid_logical_batch_then_continues(rank: int, world: int) -> dict[str, Any]:
+    """Virtual batches of 2; the last rank's step fails on the first chunk of the first logical batch (a
+    frozen parameter of its optimizer gets a gradient) and the loop catches it and goes on. The ranks'
+    collectives must stay paired: both raise at the first logical batch, finish three, and end equal."""
+    torch.manual_seed(3)
+    model = nn.Linear(6, 3)
+    ddp = nn.parallel.DistributedDataParallel(model)
+    extra = nn.Parameter(torch.zeros(1), requires_grad=False)
+    x, y = toy_data()
+    opt = torch.optim.SGD([*ddp.parameters(), extra], lr=0.5)
+    pt = make_private(ddp, opt, DataLoader(TensorDataset(x, y), batch_size=8), noise_multiplier=1.0,
+                      physical_batch_size=2, seed=1)
+    errors: list[str] = []
+    closed, failed_on_closing = 0, None
+    for chunk, (xb, yb) in enumerate(pt.data_loader):
+        closing = pt.optimizer.closes_logical_batch
+        pt.optimizer.zero_grad()
+        F.cross_entropy(pt.model(xb), yb).backward()
+        extra.grad = torch.ones(1) if rank == world - 1 and chunk == 0 else None
+        if extra.grad is not None:
+            failed_on_closing = closing
+        try:
+            pt.optimizer.step()
+        except Exception as exc:  # the test reads the types
+            errors.append(type(exc).__name__)
+        closed += closing
+        if closed == 3:
+            break
+    return {"errors": errors, "weight": model.weight.detach().clone(), "closed": closed,
+            "failed_on_closing": failed_on_closing, "steps": pt.accountant.steps}

@@ -112,6 +112,15 @@ def test_a_rank_whose_step_fails_makes_every_rank_raise_without_updating() -> No
 
 
 @pytest.mark.multiprocess
+def test_a_failure_before_the_last_chunk_keeps_the_ranks_collectives_paired() -> None:
+    first, last = _values(run_ranks(S.fails_mid_logical_batch_then_continues, WORLD, timeout=90.0, pg_timeout=60.0))
+    assert last["failed_on_closing"] is False  # the failure was on a chunk before the last
+    assert last["errors"] == ["PrivacyViolationError"] and first["errors"] == ["DistributedTrainingError"]
+    assert first["closed"] == last["closed"] == 3 and first["steps"] == last["steps"] == 2
+    assert torch.equal(first["weight"], last["weight"])
+
+
+@pytest.mark.multiprocess
 def test_a_rank_that_dies_ends_the_others_with_an_error_not_a_hang() -> None:
     outcomes = run_ranks(S.rank_dies_before_step, WORLD, timeout=60.0, pg_timeout=600.0)
     assert outcomes[-1].exit_code == 3
