@@ -19,6 +19,7 @@ from torch import nn
 
 from privlab.accounting import PrivacyLedger
 from privlab.accounting.fixed_size import FIXED_SIZE_SCHEMA, FixedSizeLedger
+from privlab.dp.distributed import bare
 from privlab.errors import CorruptArtifactError
 
 CHECKPOINT_SCHEMA_VERSION = 1
@@ -32,10 +33,6 @@ class Checkpoint:
     ledger: PrivacyLedger | FixedSizeLedger
     config: dict[str, Any]
     path: Path
-
-
-def _bare(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def _sha256(path: Path) -> str:
@@ -52,7 +49,7 @@ def save_checkpoint(
 
     A ``DistributedDataParallel`` model is saved as its module (the same keys as the bare model).
     """
-    model = _bare(model)
+    model = bare(model)
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}  # tied weights -> copies
@@ -72,7 +69,7 @@ def save_checkpoint(
 
 def load_checkpoint(directory: str | Path, model: nn.Module) -> Checkpoint:
     """Load weights into ``model`` (strict; a DDP model's module) and return the verified ledger and config."""
-    model = _bare(model)
+    model = bare(model)
     d = Path(directory)
     try:
         meta = json.loads((d / CONFIG_FILE).read_text())

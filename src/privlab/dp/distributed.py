@@ -56,6 +56,11 @@ class DataParallel:
     world_size: int
 
 
+def bare(model: nn.Module) -> nn.Module:
+    """The module inside a ``DistributedDataParallel`` model; any other model itself."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
 def unwrap(model: nn.Module, owner: str) -> tuple[nn.Module, DataParallel | None]:
     """``(module, DataParallel)`` of a ``DistributedDataParallel`` model, ``(model, None)`` otherwise.
 
@@ -77,6 +82,13 @@ def unwrap(model: nn.Module, owner: str) -> tuple[nn.Module, DataParallel | None
             f"The 'model' parameter of {owner} is a DistributedDataParallel whose process group is not usable "
             f"({exc}). Call torch.distributed.init_process_group first."
         ) from None
+    backend = dist.get_backend(group)
+    if backend != "gloo":
+        raise InvalidParameterError(
+            f"The 'model' parameter of {owner} must be a DistributedDataParallel over a gloo process group: "
+            "data-parallel DP-SGD runs on CPU tensors (its noise comes from a CPU generator, as in one process). "
+            f"Got a {backend!r} process group instead."
+        )
     if getattr(model, "static_graph", False):
         raise InvalidParameterError(
             f"The 'model' parameter of {owner} must be a DistributedDataParallel built without static_graph=True: "
@@ -135,24 +147,16 @@ def _collective_error(what: str, par: DataParallel, exc: BaseException) -> Distr
     )
 
 
-def _wire_device(par: DataParallel) -> torch.device:
-    """Where the agreement's tensors travel: NCCL groups move CUDA tensors only."""
-    nccl = dist.get_backend(par.group) == "nccl"
-    return torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
-
-
 def _all_gather_bytes(payload: bytes, par: DataParallel) -> list[bytes]:
-    dev = _wire_device(par)
-    size = torch.tensor([len(payload)], dtype=torch.int64, device=dev)
-    sizes = [torch.zeros(1, dtype=torch.int64, device=dev) for _ in range(par.world_size)]
+    size = torch.tensor([len(payload)], dtype=torch.int64)
+    sizes = [torch.zeros(1, dtype=torch.int64) for _ in range(par.world_size)]
     dist.all_gather(sizes, size, group=par.group)
     width = int(max(s.item() for s in sizes))
     buf = torch.zeros(width, dtype=torch.uint8)
     buf[: len(payload)] = torch.frombuffer(bytearray(payload), dtype=torch.uint8)
-    buf = buf.to(dev)
-    bufs = [torch.zeros(width, dtype=torch.uint8, device=dev) for _ in range(par.world_size)]
+    bufs = [torch.zeros(width, dtype=torch.uint8) for _ in range(par.world_size)]
     dist.all_gather(bufs, buf, group=par.group)
-    return [bytes(b[: int(s.item())].cpu().tolist()) for b, s in zip(bufs, sizes, strict=True)]
+    return [bytes(b[: int(s.item())].tolist()) for b, s in zip(bufs, sizes, strict=True)]
 
 
 def _every_rank(message: str) -> InvalidParameterError:
@@ -204,7 +208,7 @@ def shared_refusal(par: DataParallel | None, owner: str, model: nn.Module | None
         if par is not None and not getattr(exc, "raised_by_every_rank", False):
             with suppress(PrivlabError, RuntimeError):
                 agree({"refused": f"{type(exc).__name__}: {exc}"}, par, owner)
-        if isinstance(model, nn.parallel.DistributedDataParallel):
+        if isinstance(model, nn.parallel.DistributedDataParallel):  # unwrap switched its sync off
             model.require_backward_grad_sync = True
         raise
 
@@ -234,8 +238,7 @@ def noisy_sum(
     one did, see :func:`join_failed_step`); if any did, every rank raises instead of updating.
     """
     names = list(tensors)
-    device = next(iter(tensors.values())).device if tensors else torch.device("cpu")
-    flat = torch.cat([*(tensors[k].reshape(-1) for k in names), torch.tensor([float(failed)], device=device)])
+    flat = torch.cat([*(tensors[k].reshape(-1) for k in names), torch.tensor([float(failed)])])
     n = flat.numel() - 1
     if std > 0 and not failed:
         lo, hi = slice_bounds(n, par.rank, par.world_size)

@@ -163,10 +163,12 @@ def make_private(
     takes every example of a sampled unit instead and clips the sum of their gradients to C (flat
     clipping, no ``physical_batch_size``: a unit must not be split across chunks).
     """
-    _, par = distributed.unwrap(model, "make_private")
+    inner, par = distributed.unwrap(model, "make_private")
     with distributed.shared_refusal(par, "make_private", model):
         return _make_private(
             model,
+            inner,
+            par,
             optimizer,
             data_loader,
             noise_multiplier=noise_multiplier,
@@ -190,7 +192,9 @@ def make_private(
 
 
 def _make_private(
+    wrapped: nn.Module,
     model: nn.Module,
+    par: DataParallel | None,
     optimizer: torch.optim.Optimizer,
     data_loader: DataLoader[Any],
     *,
@@ -220,8 +224,6 @@ def _make_private(
     check_choice(loss_reduction, "loss_reduction", owner, LOSS_REDUCTIONS)
     if physical_batch_size is not None:
         check_int(physical_batch_size, "physical_batch_size", owner, low=1)
-    wrapped = model
-    model, par = distributed.unwrap(model, owner)
     world = 1 if par is None else par.world_size
     validate_module(model)
 

@@ -175,14 +175,7 @@ class DPOptimizer:
         for k, v in local.items():
             p = getattr(module, k)
             if p.requires_grad and id(p) not in self._owner:  # unfrozen after the optimizer was wrapped
-                names = {id(q): n for n, q in self._model.named_parameters()}
-                self.capture.clear()
-                raise PrivacyViolationError(
-                    f"Parameter '{names.get(id(p), k)}' requires a gradient but is not privatised by DP-SGD (it was "
-                    "frozen when the optimizer was wrapped), so its private gradient would be dropped. Unfreeze it "
-                    "before calling make_private (or wrap again after unfreezing), or freeze it again "
-                    "(requires_grad_(False))."
-                )
+                raise self._not_privatised(p, "requires a gradient", "its private gradient would be dropped")
             if p.requires_grad:
                 out[self._owner[id(p)]] = v
         return out
@@ -374,19 +367,24 @@ class DPOptimizer:
         by the wrapped optimizer with autograd's raw, unclipped, un-noised gradient.
         """
         private = {id(p) for p in self.params.values()}
-        names = {id(p): n for n, p in self._model.named_parameters(remove_duplicate=False)}
         for group in self.original_optimizer.param_groups:
             for p in group["params"]:
                 if p.grad is not None and id(p) not in private:
-                    name = names.get(id(p), f"of shape {tuple(p.shape)} (not in the model)")
-                    self.capture.clear()
-                    raise PrivacyViolationError(
-                        f"Parameter '{name}' has a gradient but is not privatised by DP-SGD (it was frozen, "
-                        "or not in the model, when the optimizer was wrapped): the wrapped optimizer would "
-                        "update it with the raw, unclipped, un-noised gradient. Unfreeze it before calling "
-                        "make_private (or wrap again after unfreezing), or freeze it again "
-                        "(requires_grad_(False)) and set its .grad to None."
+                    raise self._not_privatised(
+                        p, "has a gradient", "the wrapped optimizer would update it with the raw, unclipped, "
+                        "un-noised gradient", " and set its .grad to None"
                     )
+
+    def _not_privatised(self, p: torch.Tensor, what: str, why: str, fix: str = "") -> PrivacyViolationError:
+        """The error for a parameter that trains but was not trainable (or not in the model) at wrap time."""
+        names = {id(q): n for n, q in self._model.named_parameters(remove_duplicate=False)}
+        name = names.get(id(p), f"of shape {tuple(p.shape)} (not in the model)")
+        self.capture.clear()
+        return PrivacyViolationError(
+            f"Parameter '{name}' {what} but is not privatised by DP-SGD (it was frozen, or not in the model, when "
+            f"the optimizer was wrapped): {why}. Unfreeze it before calling make_private (or wrap again after "
+            f"unfreezing), or freeze it again (requires_grad_(False)){fix}."
+        )
 
     def detach(self) -> None:
         """Remove the capture hooks from the model."""

@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from privlab.dp import make_private
+from privlab.dp import PrivateTraining, make_private
 from privlab.dp.checkpoint import save_checkpoint
 
 N_TOY = 64
@@ -102,20 +102,26 @@ def noise_steps(
             "sample_rate": pt.sample_rate, "epsilon": pt.epsilon()}
 
 
+def toy_private(
+    batch_size: int = 8, data: tuple[torch.Tensor, torch.Tensor] | None = None, static_graph: bool = False,
+    **kwargs: Any,
+) -> PrivateTraining:
+    """``make_private`` (sigma 1, SGD lr 1) on a DDP toy model and the toy data (or ``data``)."""
+    x, y = toy_data() if data is None else data
+    ddp = nn.parallel.DistributedDataParallel(toy_model(), static_graph=static_graph)
+    return make_private(ddp, torch.optim.SGD(ddp.parameters(), lr=1.0),
+                        DataLoader(TensorDataset(x, y), batch_size=batch_size), **{"noise_multiplier": 1.0, **kwargs})
+
+
 def disagreeing_clip(rank: int, world: int) -> None:
     """Rank 1 asks for another clipping norm: ``make_private`` must refuse on every rank."""
-    x, y = toy_data()
-    ddp = nn.parallel.DistributedDataParallel(toy_model())
-    make_private(ddp, torch.optim.SGD(ddp.parameters(), lr=1.0), DataLoader(TensorDataset(x, y), batch_size=8),
-                 noise_multiplier=1.0, max_grad_norm=1.0 if rank == 0 else 2.0)
+    toy_private(max_grad_norm=1.0 if rank == 0 else 2.0)
 
 
 def rank_dies_before_step(rank: int, world: int) -> None:
     """The last rank exits abruptly after its backward pass; the others must fail at ``step()``, not hang."""
     x, y = toy_data()
-    ddp = nn.parallel.DistributedDataParallel(toy_model())
-    pt = make_private(ddp, torch.optim.SGD(ddp.parameters(), lr=1.0), DataLoader(TensorDataset(x, y), batch_size=8),
-                      noise_multiplier=1.0, max_grad_norm=1.0)
+    pt = toy_private()
     F.cross_entropy(pt.model(x[:4]), y[:4]).backward()
     if rank == world - 1:
         os._exit(3)
@@ -124,14 +130,11 @@ def rank_dies_before_step(rank: int, world: int) -> None:
 
 def refusals(rank: int, world: int) -> list[str]:
     """The messages of the settings ``make_private`` refuses with a DDP model."""
-    x, y = toy_data()
     msgs = []
-    cases: list[tuple[dict[str, Any], int]] = [({"poisson_sampling": False}, 8), ({}, N_TOY), ({}, 8)]
-    for i, (kwargs, batch) in enumerate(cases):
-        ddp = nn.parallel.DistributedDataParallel(toy_model(), static_graph=i == 2)
+    cases: list[dict[str, Any]] = [{"poisson_sampling": False}, {"batch_size": N_TOY}, {"static_graph": True}]
+    for kwargs in cases:
         try:
-            make_private(ddp, torch.optim.SGD(ddp.parameters(), lr=1.0),
-                         DataLoader(TensorDataset(x, y), batch_size=batch), noise_multiplier=1.0, **kwargs)
+            toy_private(**kwargs)
             msgs.append("accepted")
         except Exception as exc:
             msgs.append(f"{type(exc).__name__}: {exc}")
@@ -140,10 +143,7 @@ def refusals(rank: int, world: int) -> list[str]:
 
 def one_rank_refused(rank: int, world: int) -> None:
     """Rank 1 passes a bad ``clipping``: it raises its own error and every other rank stops too."""
-    x, y = toy_data()
-    ddp = nn.parallel.DistributedDataParallel(toy_model())
-    make_private(ddp, torch.optim.SGD(ddp.parameters(), lr=1.0), DataLoader(TensorDataset(x, y), batch_size=8),
-                 noise_multiplier=1.0, clipping="flat" if rank == 0 else "fast")
+    toy_private(clipping="flat" if rank == 0 else "fast")
 
 
 def one_rank_fails_in_step(rank: int, world: int) -> dict[str, Any]:
@@ -174,9 +174,7 @@ def rank_ordered_dataset(rank: int, world: int) -> None:
     """Each rank holds the same examples in another order: shards by position would overlap."""
     x, y = toy_data()
     order = torch.randperm(N_TOY, generator=torch.Generator().manual_seed(rank))
-    ddp = nn.parallel.DistributedDataParallel(toy_model())
-    make_private(ddp, torch.optim.SGD(ddp.parameters(), lr=1.0),
-                 DataLoader(TensorDataset(x[order], y[order]), batch_size=8), noise_multiplier=1.0)
+    toy_private(data=(x[order], y[order]))
 
 
 def fails_mid_logical_batch_then_continues(rank: int, world: int) -> dict[str, Any]:

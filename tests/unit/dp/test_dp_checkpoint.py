@@ -8,10 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from privlab.accounting import PrivacyLedger
+from privlab.dp import make_private
 from privlab.dp.checkpoint import load_checkpoint, save_checkpoint
 from privlab.errors import CorruptArtifactError
+from privlab.testing.dp_scenarios import toy_data, toy_model
 
 
 def ledger() -> PrivacyLedger:
@@ -42,3 +45,25 @@ def test_tampered_weights_or_ledger_are_refused(tmp_path: Path) -> None:
     (tmp_path / "model.safetensors").write_bytes((tmp_path / "other" / "model.safetensors").read_bytes())
     with pytest.raises(CorruptArtifactError, match="checksum"):
         load_checkpoint(tmp_path, nn.Linear(3, 2))
+
+
+def test_a_resumed_training_with_the_same_seed_draws_fresh_noise_and_coins() -> None:
+    x, y = toy_data()
+
+    def first_step(ledger: PrivacyLedger | None = None) -> tuple[torch.Tensor, list[int], PrivacyLedger]:
+        model = toy_model()
+        pt = make_private(model, torch.optim.SGD(model.parameters(), lr=1.0),
+                          DataLoader(TensorDataset(x, torch.arange(len(x))), batch_size=8), noise_multiplier=1.0,
+                          seed=5, ledger=ledger)
+        xb, idx = next(iter(pt.data_loader))
+        pt.optimizer.zero_grad()
+        pt.model(xb).sum().backward()
+        pt.optimizer.step()
+        assert isinstance(pt.accountant.ledger, PrivacyLedger) and model[0].weight.grad is not None
+        return model[0].weight.grad.clone(), idx.tolist(), pt.accountant.ledger
+
+    g1, b1, ledger = first_step()
+    g1_again, b1_again, _ = first_step()
+    assert torch.equal(g1, g1_again) and b1 == b1_again  # control: a fresh run with the seed is reproducible
+    g2, b2, _ = first_step(ledger)
+    assert not torch.allclose(g1, g2) and b1 != b2
