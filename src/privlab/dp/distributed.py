@@ -2,16 +2,19 @@
 
 Give :func:`privlab.dp.make_private` a ``DistributedDataParallel``-wrapped model in every process of
 a ``torch.distributed`` group. Each of the W ranks clips its own examples' gradients as one process
-would; at the end of a logical batch the clipped sums are added up across the ranks in one
-all-reduce, and the Gaussian noise is drawn once for every coordinate before it (rank r draws the
-noise of its slice r of the flattened parameters, :func:`noisy_sum`):
+would; at the end of a logical batch the clipped sums are added up across the ranks by all-reduce,
+and the Gaussian noise is drawn once for every coordinate before it (rank r draws the noise of its
+slice r of each bucket of the parameters, :mod:`privlab.dp.allreduce`):
 
     g~ = (sum_r sum_{i in B_r} clip_C(g_i) + N(0, sigma^2 C^2 I)) / (q N)
 
 which is, number for number, the one-process mechanism on the union of the ranks' batches
 (Abadi et al. 2016, Alg. 1). Every rank then applies the same update, so the replicas stay equal.
 Noise drawn in full on every rank would add W times the variance (sqrt(W) times the accountant's
-sigma); drawing one slice per rank also splits the sampling work W ways.
+sigma); drawing one slice per rank also splits the sampling work W ways. Flat and ghost clipping
+need every layer's norms before any sum is final, so they send one flat buffer after the backward
+pass; per-layer clipping sends buckets of the DDP model's ``bucket_cap_mb`` while the backward pass
+is still running, as DDP does.
 
 Sampling: example ``i`` of the (full, identical on every rank) dataset lives on rank ``i mod W``
 (with ``unit_ids``: every example of unit ``u`` on rank ``u mod W``), and each rank Poisson-samples
@@ -43,7 +46,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from privlab.dp import mechanism
 from privlab.errors import DistributedTrainingError, InvalidParameterError, PrivlabError
 
 
@@ -54,6 +56,7 @@ class DataParallel:
     group: Any  # a torch.distributed ProcessGroup (None: the default group)
     rank: int
     world_size: int
+    bucket_bytes: float = 25 * 2**20  # the DDP model's bucket_cap_mb: the per-layer all-reduce's bucket size
 
 
 def bare(model: nn.Module) -> nn.Module:
@@ -96,7 +99,7 @@ def unwrap(model: nn.Module, owner: str) -> tuple[nn.Module, DataParallel | None
             "static-graph reducer does not allow. Got static_graph=True instead."
         )
     model.require_backward_grad_sync = False
-    return model.module, DataParallel(group, rank, world)
+    return model.module, DataParallel(group, rank, world, float(model.bucket_bytes_cap))
 
 
 def dataset_fingerprint(dataset: Any, items: int = 64) -> str:
@@ -139,7 +142,7 @@ def rank_seed(seed: int, rank: int, stream: str) -> int:
     return int.from_bytes(digest[:8], "little")
 
 
-def _collective_error(what: str, par: DataParallel, exc: BaseException) -> DistributedTrainingError:
+def collective_error(what: str, par: DataParallel, exc: BaseException) -> DistributedTrainingError:
     return DistributedTrainingError(
         f"Data-parallel DP-SGD failed while {what} on rank {par.rank} of {par.world_size}: {exc}. Another rank "
         "has probably stopped (crashed, was killed, or left the training loop early). No update was applied "
@@ -175,7 +178,7 @@ def agree(statement: dict[str, Any], par: DataParallel, owner: str) -> None:
     try:
         texts = _all_gather_bytes(json.dumps(statement, sort_keys=True).encode(), par)
     except (RuntimeError, dist.DistBackendError) as exc:
-        raise _collective_error("comparing the ranks' settings", par, exc) from exc
+        raise collective_error("comparing the ranks' settings", par, exc) from exc
     states = [json.loads(t) for t in texts]
     refused = [(r, s["refused"]) for r, s in enumerate(states) if "refused" in s]
     if refused:
@@ -216,53 +219,3 @@ def shared_refusal(par: DataParallel | None, owner: str, model: nn.Module | None
 def _short(value: Any) -> str:
     text = json.dumps(value)
     return text if len(text) <= 80 else f"sha256:{hashlib.sha256(text.encode()).hexdigest()[:12]}"
-
-
-def slice_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
-    """``[lo, hi)``: the coordinates of an ``n``-vector whose noise rank ``rank`` draws (near-equal slices)."""
-    return rank * n // world_size, (rank + 1) * n // world_size
-
-
-def noisy_sum(
-    tensors: dict[str, torch.Tensor], par: DataParallel, std: float, generator: torch.Generator | None = None,
-    secure: bool = False, failed: bool = False,
-) -> dict[str, torch.Tensor]:
-    """``{name: sum over ranks + N(0, std^2 I)}``, equal on every rank, in one all-reduce of a flat buffer.
-
-    Each coordinate gets noise exactly once: rank r adds ``N(0, std^2)`` to its slice
-    (:func:`slice_bounds`) of its own flattened sum before the all-reduce. The ranks share the
-    sampling work, and no rank knows the noise of the coordinates outside its slice. Returns fresh
-    tensors, in ``tensors``' shapes and dtypes.
-
-    The buffer carries one more entry, the number of ranks that failed this step (``failed``: this
-    one did, see :func:`join_failed_step`); if any did, every rank raises instead of updating.
-    """
-    names = list(tensors)
-    flat = torch.cat([*(tensors[k].reshape(-1) for k in names), torch.tensor([float(failed)])])
-    n = flat.numel() - 1
-    if std > 0 and not failed:
-        lo, hi = slice_bounds(n, par.rank, par.world_size)
-        part = flat[lo:hi]
-        part.add_(mechanism.gaussian_noise(part, std, generator, secure))
-    try:
-        dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=par.group)
-    except (RuntimeError, dist.DistBackendError) as exc:
-        raise _collective_error("adding up the clipped gradients", par, exc) from exc
-    if flat[n] > 0:
-        raise DistributedTrainingError(
-            f"Data-parallel DP-SGD: {int(flat[n])} of the {par.world_size} ranks failed in this step (see that rank's "
-            f"error); no update was applied on any rank (this is rank {par.rank})."
-        )
-    parts = flat[:n].split([tensors[k].numel() for k in names])
-    return {k: v.view_as(tensors[k]).to(tensors[k].dtype) for k, v in zip(names, parts, strict=True)}
-
-
-def join_failed_step(like: dict[str, torch.Tensor], par: DataParallel) -> None:
-    """A rank whose step failed still joins the step's all-reduce, flagged, so the others raise at once.
-
-    Without it they would wait in the all-reduce until the process group's timeout. Call it before
-    re-raising the rank's own error; the collective's own errors are ignored here.
-    """
-    zeros = {k: torch.zeros_like(v) for k, v in like.items()}
-    with suppress(PrivlabError, RuntimeError):
-        noisy_sum(zeros, par, 0.0, failed=True)

@@ -360,7 +360,7 @@ def _make_private(
         loader.on_groups = dp_opt.set_groups
     if par is not None:
         statement = _mechanism_statement(model, sigma, C, q, d, accountant, clipping, loss_reduction, n, batch_size,
-                                         total, unit, per_unit, unit_of, ledger.steps, world, dataset)
+                                         total, unit, per_unit, unit_of, ledger.steps, world, dataset, dp_opt)
         try:
             distributed.agree(statement, par, owner)
         except BaseException:
@@ -372,7 +372,7 @@ def _make_private(
 def _mechanism_statement(
     model: nn.Module, sigma: float, C: float, q: float, delta: float, accountant: str, clipping: str,
     loss_reduction: str, n: int, batch_size: int, steps: int, unit: str, per_unit: str,
-    unit_of: torch.Tensor | None, ledger_steps: int, world: int, dataset: Any,
+    unit_of: torch.Tensor | None, ledger_steps: int, world: int, dataset: Any, dp_opt: DPOptimizer,
 ) -> dict[str, Any]:
     """What every rank of a data-parallel training must agree on (:func:`distributed.agree`)."""
     params = [[k, list(p.shape), str(p.dtype)] for k, p in model.named_parameters() if p.requires_grad]
@@ -384,4 +384,5 @@ def _mechanism_statement(
         "privacy_unit": unit, "per_unit": per_unit, "unit_ids": units, "ledger_steps": ledger_steps,
         "dataset": distributed.dataset_fingerprint(dataset),
         "trainable_parameters": params,
+        "allreduce_buckets": None if dp_opt.allreduce is None else dp_opt.allreduce.buckets,
     }

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 import torch
@@ -29,10 +30,10 @@ from torch import nn
 
 from privlab.accounting import PrivacyLedger
 from privlab.accounting.fixed_size import FixedSizeLedger
-from privlab.dp import distributed, ghost, layers, mechanism
+from privlab.dp import allreduce, ghost, layers, mechanism
 from privlab.dp.distributed import DataParallel
 from privlab.dp.hooks import GradCapture
-from privlab.errors import InvalidParameterError, PrivacyViolationError, UnsupportedModuleError
+from privlab.errors import InvalidParameterError, PrivacyViolationError, PrivlabError, UnsupportedModuleError
 
 
 class DPOptimizer:
@@ -111,8 +112,13 @@ class DPOptimizer:
             self.capture.materialise = lambda m, a, g: id(m) not in tied_ids and ghost.keep_per_example(m, a, g)
         self._summed: dict[str, torch.Tensor] = {}
         self._closes_logical_batch = True
-        self._joined_failed = False  # data-parallel: this logical batch failed here after its collective
+        self._joined_failed = False  # data-parallel: this logical batch failed here after its collectives
         self._groups: torch.Tensor | None = None
+        # data-parallel: the ranks' noisy sum; per-layer clipping offers each layer's sum during backward
+        self.allreduce: allreduce.NoisySum | None = None
+        if data_parallel is not None:
+            cap = data_parallel.bucket_bytes if clipping == "per_layer" else math.inf
+            self.allreduce = allreduce.NoisySum(dict(self.params), data_parallel, cap)
 
     # -- torch.optim.Optimizer surface -------------------------------------------------------
     @property
@@ -148,6 +154,8 @@ class DPOptimizer:
         self._summed = {}
         self._joined_failed = False
         self.capture.clear()
+        if self.allreduce is not None:
+            self.allreduce.reset()
 
     def signal_chunk(self, closes_logical_batch: bool) -> None:
         """Called by the private data loader: does the next ``step()`` end a logical batch?"""
@@ -205,12 +213,36 @@ class DPOptimizer:
         """
         c = self._layer_threshold if self.clipping_enabled else math.inf
         if type(module) is nn.Linear and module.weight.requires_grad:
-            return layers.clipped_linear_sum(module, act, g, scale, c)
-        if type(module) is nn.Embedding and module.weight.requires_grad and not ghost.keep_per_example(module, act, g):
+            sums = layers.clipped_linear_sum(module, act, g, scale, c)
+        elif type(module) is nn.Embedding and module.weight.requires_grad and not ghost.keep_per_example(
+            module, act, g
+        ):
             sq, plan = ghost.norms(module, [(act, g)], {})  # the weight's (B,) squared norms, before scale
             factors = mechanism.clip_factors(sq["weight"].sqrt_().mul_(abs(scale)), c)
-            return ghost.clipped_sum(plan, factors.mul_(scale))
-        return self._clip_tensors(layers.per_example_grads(module, [(act, g)], scale, stats=stats))
+            sums = ghost.clipped_sum(plan, factors.mul_(scale))
+        else:
+            sums = self._clip_tensors(layers.per_example_grads(module, [(act, g)], scale, stats=stats))
+        return self._offer(module, sums)
+
+    def _offer(self, module: nn.Module, sums: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Data-parallel, last chunk of a logical batch: hand a layer's final sums to the all-reduce at once.
+
+        Returns what is left for ``step()`` (nothing if handed over). The layer's sums are final here
+        (it is called once per pass and shares no parameter): its earlier chunks' sums are added in.
+        """
+        if self.allreduce is None or not self._closes_logical_batch or self._joined_failed:
+            return sums
+        try:
+            found = self._local_to_global(module, sums)
+        except PrivacyViolationError:  # step() raises it, and tells the other ranks
+            return sums
+        final = {k: v if k not in self._summed else self._summed.pop(k) + v for k, v in found.items()}
+        self.allreduce.offer(final, self._noise())
+        return {}
+
+    def _noise(self) -> allreduce.Noise | None:
+        std = self.noise_multiplier * self.max_grad_norm if self.add_noise_enabled else 0.0
+        return allreduce.gaussian(std, self.generator, self.secure_rng)
 
     def _clip_tensors(self, per_example: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Each tensor clipped to ``C / sqrt(K)`` (K = all trainable tensors of the model), summed."""
@@ -308,6 +340,13 @@ class DPOptimizer:
                 "The 'per_example' parameter of DPOptimizer.add_per_example_gradients must name trainable "
                 f"parameters of the model ({sorted(self.params)}). Got {unknown} instead."
             )
+        sent = sorted(k for k in per_example if self.allreduce is not None and self.allreduce.offered(k))
+        if sent:
+            raise InvalidParameterError(
+                "The 'per_example' parameter of DPOptimizer.add_per_example_gradients names parameters whose sums "
+                f"this data-parallel step has already sent to the other ranks during the backward pass ({sent}). "
+                "Add extra gradients before the backward pass of the logical batch's last chunk."
+            )
         if self.clipping == "per_layer":
             sums = self._clip_tensors(per_example)
         else:
@@ -330,11 +369,12 @@ class DPOptimizer:
             for k, v in self._clipped_sum().items():
                 self._summed[k] = self._summed[k] + v if k in self._summed else v
         except Exception:
-            if self.data_parallel is not None and not self._joined_failed:  # the others must not wait: tell them
+            if self.allreduce is not None and not self._joined_failed:  # the others must not wait: tell them
                 self._summed = {}
                 self.capture.clear()
-                distributed.join_failed_step(dict(self.params), self.data_parallel)
-                # this rank has issued the logical batch's one collective: its later chunks must not
+                with suppress(PrivlabError):  # the flagged all-reduce raises on every rank; this one re-raises its own
+                    self.allreduce.finish({}, None, failed=True)
+                # this rank has issued the logical batch's collectives: its later chunks must not
                 self._joined_failed = not self._closes_logical_batch
             raise
         self.capture.clear()
@@ -347,12 +387,11 @@ class DPOptimizer:
             for n, p in self.params.items()
         }
         self._summed = {}  # released (or, if the ranks' all-reduce fails, dropped) with this step
-        par = self.data_parallel
-        if par is not None:  # every rank's clipped sums added up, each coordinate noised once: fresh tensors
-            summed = distributed.noisy_sum(summed, par, std, self.generator, self.secure_rng)
+        if self.allreduce is not None:  # every rank's clipped sums added up, each coordinate noised once: fresh
+            summed = self.allreduce.finish(summed, self._noise())
         elif std > 0:  # fresh tensors, scaled in place below
             summed = mechanism.add_noise(summed, std, self.generator, self.secure_rng)
-        fresh = std > 0 or par is not None
+        fresh = std > 0 or self.allreduce is not None
         for name, p in self.params.items():
             p.grad = summed[name].mul_(scale) if fresh else summed[name] * scale
         self.original_optimizer.step()

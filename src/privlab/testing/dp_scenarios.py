@@ -18,6 +18,7 @@ from privlab.dp import PrivateTraining, make_private
 from privlab.dp.checkpoint import save_checkpoint
 
 N_TOY = 64
+TINY_BUCKETS = 1e-6  # bucket_cap_mb of about one byte: every parameter in a bucket of its own
 
 
 def toy_data() -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,70 +47,121 @@ def one_step(model: nn.Module, clipping: str, batch_size: int, indices: list[int
     return {k: v.detach().clone() for k, v in inner.state_dict().items()}
 
 
+def ddp(model: nn.Module, bucket_cap_mb: float | None = None, **kwargs: Any) -> nn.parallel.DistributedDataParallel:
+    """``model`` in DistributedDataParallel, with DDP's default buckets or ``bucket_cap_mb``."""
+    if bucket_cap_mb is not None:
+        kwargs["bucket_cap_mb"] = bucket_cap_mb
+    return nn.parallel.DistributedDataParallel(model, **kwargs)
+
+
 def ddp_one_step(
-    rank: int, world: int, clippings: list[str], per_rank_batch: int, indices: list[int]
+    rank: int, world: int, clippings: list[str], per_rank_batch: int, indices: list[int],
+    bucket_cap_mb: float | None = None,
 ) -> dict[str, Any]:
     """:func:`one_step` with a DDP model for each clipping mode: this rank takes ``indices[rank::world]``."""
     out = {}
     for clipping in clippings:
-        ddp = nn.parallel.DistributedDataParallel(toy_model())
-        out[clipping] = one_step(ddp, clipping, per_rank_batch, indices[rank::world])
+        out[clipping] = one_step(ddp(toy_model(), bucket_cap_mb), clipping, per_rank_batch, indices[rank::world])
         # one example in all: every rank but rank 0 steps on an empty batch
-        ddp = nn.parallel.DistributedDataParallel(toy_model())
-        out[f"{clipping}, one example"] = one_step(ddp, clipping, per_rank_batch, indices[:1][rank::world])
+        out[f"{clipping}, one example"] = one_step(
+            ddp(toy_model(), bucket_cap_mb), clipping, per_rank_batch, indices[:1][rank::world]
+        )
     return out
 
 
+class TwiceMLP(nn.Module):
+    """Linear, LayerNorm, a hidden Linear called twice (its sum is final only at ``step()``), Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(11)
+        self.inp, self.norm = nn.Linear(6, 16), nn.LayerNorm(16)
+        self.mid, self.out = nn.Linear(16, 16), nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.norm(self.inp(x)))
+        return self.out(torch.tanh(self.mid(torch.tanh(self.mid(h)))))  # type: ignore[no-any-return]
+
+
+def overlapped_training(rank: int, world: int, bucket_cap_mb: float | None) -> dict[str, Any]:
+    """Three noiseless per-layer logical batches (virtual batches of 3) of :class:`TwiceMLP` on DDP.
+
+    Returns the final weights and, per closing chunk, how many of the step's all-reduces were already
+    launched when the backward pass returned (per-layer clipping hands finished layers over early).
+    """
+    model = TwiceMLP()
+    net = ddp(model, bucket_cap_mb)
+    x, y = toy_data()
+    pt = make_private(net, torch.optim.SGD(net.parameters(), lr=0.5), DataLoader(TensorDataset(x, y), batch_size=8),
+                      noise_multiplier=1.0, clipping="per_layer", physical_batch_size=3, steps=3, seed=2)
+    pt.optimizer.add_noise_enabled = False
+    assert pt.optimizer.allreduce is not None
+    early: list[int] = []
+    for xb, yb in pt.data_loader:
+        closing = pt.optimizer.closes_logical_batch
+        pt.optimizer.zero_grad()
+        F.cross_entropy(pt.model(xb), yb).backward()
+        if closing:
+            early.append(len(pt.optimizer.allreduce.works))
+        pt.optimizer.step()
+        if len(early) == 3 and closing:
+            break
+    return {"state": {k: v.detach().clone() for k, v in model.state_dict().items()}, "early": early,
+            "buckets": len(pt.optimizer.allreduce.buckets)}
+
+
 def noise_steps(
-    rank: int, world: int, steps: int, every_rank_adds_noise: bool = False, checkpoint: str | None = None
+    rank: int, world: int, steps: int, every_rank_adds_noise: bool = False, checkpoint: str | None = None,
+    clipping: str = "flat", bucket_cap_mb: float | None = None,
 ) -> dict[str, Any]:
-    """``steps`` DP-SGD steps through the private loader (virtual batches of 3) on zero inputs, so each
+    """``steps`` DP-SGD steps through the private loader (virtual batches of 3) with a zero loss, so each
     update is pure noise.
 
-    Linear(50, 40) without bias, N = 160, per-rank batch 8, sigma = 1, C = 1: the global expected
+    Linear(50, 40) without bias (with one with ``bucket_cap_mb``, so that per-layer clipping sends the
+    bias during the backward pass), N = 160, per-rank batch 8, sigma = 1, C = 1: the global expected
     batch is 8 W and ``.grad = N(0, 1) / (8 W)`` per entry if the noise is drawn once.
     ``every_rank_adds_noise`` (a negative control) makes every rank noise every coordinate.
-    Returns the gradients of each step, the dataset indices each step sampled, and the final weight;
-    rank 0 saves the DDP model to ``checkpoint`` if given.
+    Returns the gradients of each step (weight, then bias, flattened), the dataset indices each step
+    sampled, and the final weight; rank 0 saves the DDP model to ``checkpoint`` if given.
     """
     torch.manual_seed(3)
-    model = nn.Linear(50, 40, bias=False)
-    ddp = nn.parallel.DistributedDataParallel(model)
+    model = nn.Linear(50, 40, bias=bucket_cap_mb is not None)
+    net = ddp(model, bucket_cap_mb)
     n = 160
     data = TensorDataset(torch.zeros(n, 50), torch.arange(n))
-    pt = make_private(ddp, torch.optim.SGD(ddp.parameters(), lr=0.1), DataLoader(data, batch_size=8),
-                      noise_multiplier=1.0, max_grad_norm=1.0, steps=steps, seed=5, physical_batch_size=3)
+    pt = make_private(net, torch.optim.SGD(net.parameters(), lr=0.1), DataLoader(data, batch_size=8),
+                      noise_multiplier=1.0, max_grad_norm=1.0, steps=steps, seed=5, physical_batch_size=3,
+                      clipping=clipping)
     if every_rank_adds_noise:
-        assert pt.optimizer.data_parallel is not None
-        pt.optimizer.data_parallel = replace(pt.optimizer.data_parallel, rank=0, world_size=1)
+        assert pt.optimizer.allreduce is not None
+        pt.optimizer.allreduce.par = replace(pt.optimizer.allreduce.par, rank=0, world_size=1)
     grads: list[torch.Tensor] = []
     seen: list[list[int]] = [[]]
     for x, idx in pt.data_loader:  # virtual batches of at most 3 examples
         closing = pt.optimizer.closes_logical_batch
         pt.optimizer.zero_grad()
-        pt.model(x).sum().backward()
+        (pt.model(x) * 0.0).sum().backward()
         pt.optimizer.step()
         seen[-1] += idx.tolist()
         if closing:
-            assert model.weight.grad is not None
-            grads.append(model.weight.grad.detach().clone())
+            grads.append(torch.cat([p.grad.detach().flatten() for p in model.parameters() if p.grad is not None]))
             if len(grads) == steps:
                 break
             seen.append([])
     if checkpoint is not None and rank == 0:
-        save_checkpoint(checkpoint, ddp, pt.accountant.ledger)
+        save_checkpoint(checkpoint, net, pt.accountant.ledger)
     return {"grads": torch.stack(grads), "indices": seen, "weight": model.weight.detach().clone(),
             "sample_rate": pt.sample_rate, "epsilon": pt.epsilon()}
 
 
 def toy_private(
     batch_size: int = 8, data: tuple[torch.Tensor, torch.Tensor] | None = None, static_graph: bool = False,
-    **kwargs: Any,
+    bucket_cap_mb: float | None = None, **kwargs: Any,
 ) -> PrivateTraining:
     """``make_private`` (sigma 1, SGD lr 1) on a DDP toy model and the toy data (or ``data``)."""
     x, y = toy_data() if data is None else data
-    ddp = nn.parallel.DistributedDataParallel(toy_model(), static_graph=static_graph)
-    return make_private(ddp, torch.optim.SGD(ddp.parameters(), lr=1.0),
+    net = ddp(toy_model(), bucket_cap_mb, static_graph=static_graph)
+    return make_private(net, torch.optim.SGD(net.parameters(), lr=1.0),
                         DataLoader(TensorDataset(x, y), batch_size=batch_size), **{"noise_multiplier": 1.0, **kwargs})
 
 
@@ -118,10 +170,10 @@ def disagreeing_clip(rank: int, world: int) -> None:
     toy_private(max_grad_norm=1.0 if rank == 0 else 2.0)
 
 
-def rank_dies_before_step(rank: int, world: int) -> None:
+def rank_dies_before_step(rank: int, world: int, clipping: str = "flat", bucket_cap_mb: float | None = None) -> None:
     """The last rank exits abruptly after its backward pass; the others must fail at ``step()``, not hang."""
     x, y = toy_data()
-    pt = toy_private()
+    pt = toy_private(clipping=clipping, bucket_cap_mb=bucket_cap_mb)
     F.cross_entropy(pt.model(x[:4]), y[:4]).backward()
     if rank == world - 1:
         os._exit(3)
@@ -146,18 +198,20 @@ def one_rank_refused(rank: int, world: int) -> None:
     toy_private(clipping="flat" if rank == 0 else "fast")
 
 
-def one_rank_fails_in_step(rank: int, world: int) -> dict[str, Any]:
+def one_rank_fails_in_step(
+    rank: int, world: int, clipping: str = "flat", bucket_cap_mb: float | None = None
+) -> dict[str, Any]:
     """The last rank unfreezes a parameter after ``make_private`` (its ``step()`` refuses): every rank must
     raise at that step, none may wait, and no rank may apply an update."""
     x, y = toy_data()
     model = toy_model()
     assert isinstance(model, nn.Sequential)
-    ddp = nn.parallel.DistributedDataParallel(model)
+    net = ddp(model, bucket_cap_mb)
     first, last = model[0], model[3]
     assert isinstance(first, nn.Linear) and isinstance(last, nn.Linear)
     last.bias.requires_grad_(False)
-    pt = make_private(ddp, torch.optim.SGD(ddp.parameters(), lr=1.0), DataLoader(TensorDataset(x, y), batch_size=8),
-                      noise_multiplier=1.0)
+    pt = make_private(net, torch.optim.SGD(net.parameters(), lr=1.0), DataLoader(TensorDataset(x, y), batch_size=8),
+                      noise_multiplier=1.0, clipping=clipping)
     before = first.weight.detach().clone()
     if rank == world - 1:
         last.bias.requires_grad_(True)
@@ -177,18 +231,20 @@ def rank_ordered_dataset(rank: int, world: int) -> None:
     toy_private(data=(x[order], y[order]))
 
 
-def fails_mid_logical_batch_then_continues(rank: int, world: int) -> dict[str, Any]:
+def fails_mid_logical_batch_then_continues(
+    rank: int, world: int, clipping: str = "flat", bucket_cap_mb: float | None = None
+) -> dict[str, Any]:
     """Virtual batches of 2; the last rank's step fails on the first chunk of the first logical batch (a
     frozen parameter of its optimizer gets a gradient) and the loop catches it and goes on. The ranks'
     collectives must stay paired: both raise at the first logical batch, finish three, and end equal."""
     torch.manual_seed(3)
     model = nn.Linear(6, 3)
-    ddp = nn.parallel.DistributedDataParallel(model)
+    net = ddp(model, bucket_cap_mb)
     extra = nn.Parameter(torch.zeros(1), requires_grad=False)
     x, y = toy_data()
-    opt = torch.optim.SGD([*ddp.parameters(), extra], lr=0.5)
-    pt = make_private(ddp, opt, DataLoader(TensorDataset(x, y), batch_size=8), noise_multiplier=1.0,
-                      physical_batch_size=2, seed=1)
+    opt = torch.optim.SGD([*net.parameters(), extra], lr=0.5)
+    pt = make_private(net, opt, DataLoader(TensorDataset(x, y), batch_size=8), noise_multiplier=1.0,
+                      physical_batch_size=2, seed=1, clipping=clipping)
     errors: list[str] = []
     closed, failed_on_closing = 0, None
     for chunk, (xb, yb) in enumerate(pt.data_loader):

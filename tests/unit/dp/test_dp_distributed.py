@@ -17,7 +17,7 @@ from scipy import stats
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from privlab.dp import distributed
+from privlab.dp import allreduce, distributed
 from privlab.dp.checkpoint import load_checkpoint
 from privlab.dp.sampling import PoissonSampler, PrivateDataLoader, ShardSampler, UnitPoissonSampler
 from privlab.errors import InvalidParameterError
@@ -50,6 +50,34 @@ def test_ddp_step_equals_one_process_on_the_union_of_the_ranks_batches() -> None
         single = S.one_step(S.toy_model(), mode, 8 * WORLD, indices[:1])  # rank 1's batch is empty
         for got in ranks:
             assert all(torch.allclose(got[f"{mode}, one example"][k], v, atol=1e-6) for k, v in single.items())
+
+
+@pytest.mark.multiprocess
+def test_per_layer_buckets_sent_during_the_backward_pass_give_the_one_process_update() -> None:
+    """Every parameter in its own bucket: rank 1's empty batch sends everything at step(), rank 0's
+    buckets start during its backward pass; the pairing must hold and the update equal one process's."""
+    indices = list(range(16))
+    ranks = _values(run_ranks(S.ddp_one_step, WORLD, (["per_layer"], 8, indices, S.TINY_BUCKETS)))
+    for key, idx in (("per_layer", indices), ("per_layer, one example", indices[:1])):
+        union = S.one_step(S.toy_model(), "per_layer", 8 * WORLD, idx)
+        for got in ranks:
+            assert all(torch.allclose(got[key][k], v, atol=1e-6) for k, v in union.items()), key
+
+
+@pytest.mark.multiprocess
+def test_overlapped_per_layer_all_reduce_equals_the_one_buffer_all_reduce_with_virtual_batches() -> None:
+    """Three logical batches of chunks of 3 through a model with a layer called twice (its sum is final
+    only at step(), so the buckets after it wait): the same weights with tiny buckets as with one
+    buffer. Control: with DDP's default buckets (the whole model is one) nothing is sent early."""
+    tiny, one = (_values(run_ranks(S.overlapped_training, WORLD, (cap,))) for cap in (S.TINY_BUCKETS, None))
+    assert tiny[0]["buckets"] == 8 and one[0]["buckets"] == 1
+    assert all(n > 0 for r in tiny for n in r["early"]), [r["early"] for r in tiny]
+    assert all(n == 0 for r in one for n in r["early"])
+    for r in (*tiny, one[1]):
+        for k, v in one[0]["state"].items():
+            assert torch.allclose(r["state"][k], v, atol=1e-6), k
+    start = S.TwiceMLP().state_dict()
+    assert any(not torch.allclose(start[k], v) for k, v in one[0]["state"].items())
 
 
 def _noise_rejected(grads: torch.Tensor, std: float) -> bool:
@@ -86,6 +114,17 @@ def test_noise_is_drawn_once_per_logical_batch_and_the_replicas_stay_equal(tmp_p
 
 
 @pytest.mark.multiprocess
+def test_noise_is_drawn_once_when_per_layer_buckets_are_sent_during_the_backward_pass() -> None:
+    args = (8, False, None, "per_layer", S.TINY_BUCKETS)  # the bias's bucket leaves during the backward pass
+    ranks = _values(run_ranks(S.noise_steps, WORLD, args))
+    assert ranks[0]["grads"].shape == (8, 40 * 50 + 40)
+    assert torch.equal(ranks[0]["grads"], ranks[1]["grads"])
+    assert not _noise_rejected(ranks[0]["grads"], 1.0 / (8 * WORLD))
+    doubled = _values(run_ranks(S.noise_steps, WORLD, (8, True, None, "per_layer", S.TINY_BUCKETS)))
+    assert _noise_rejected(doubled[0]["grads"], 1.0 / (8 * WORLD))
+
+
+@pytest.mark.multiprocess
 def test_ranks_that_disagree_on_the_mechanism_are_refused_on_every_rank() -> None:
     outcomes = run_ranks(S.disagreeing_clip, WORLD)
     for o in outcomes:
@@ -103,9 +142,14 @@ def test_a_rank_refused_by_a_parameter_check_stops_the_others_at_once() -> None:
     )
 
 
+BUCKETED = [("flat", None), ("per_layer", S.TINY_BUCKETS)]
+
+
 @pytest.mark.multiprocess
-def test_a_rank_whose_step_fails_makes_every_rank_raise_without_updating() -> None:
-    first, last = _values(run_ranks(S.one_rank_fails_in_step, WORLD, timeout=60.0, pg_timeout=600.0))
+@pytest.mark.parametrize(("clipping", "cap"), BUCKETED)
+def test_a_rank_whose_step_fails_makes_every_rank_raise_without_updating(clipping: str, cap: float | None) -> None:
+    args = (clipping, cap)
+    first, last = _values(run_ranks(S.one_rank_fails_in_step, WORLD, args, timeout=60.0, pg_timeout=600.0))
     assert last["error"].startswith("PrivacyViolationError: Parameter '3.bias' requires a gradient")
     assert last["unchanged"]
     assert first["error"].startswith("DistributedTrainingError: Data-parallel DP-SGD: 1 of the 2 ranks failed")
@@ -113,8 +157,12 @@ def test_a_rank_whose_step_fails_makes_every_rank_raise_without_updating() -> No
 
 
 @pytest.mark.multiprocess
-def test_a_failure_before_the_last_chunk_keeps_the_ranks_collectives_paired() -> None:
-    first, last = _values(run_ranks(S.fails_mid_logical_batch_then_continues, WORLD, timeout=90.0, pg_timeout=60.0))
+@pytest.mark.parametrize(("clipping", "cap"), BUCKETED)
+def test_a_failure_before_the_last_chunk_keeps_the_ranks_collectives_paired(clipping: str, cap: float | None) -> None:
+    args = (clipping, cap)
+    first, last = _values(
+        run_ranks(S.fails_mid_logical_batch_then_continues, WORLD, args, timeout=90.0, pg_timeout=60.0)
+    )
     assert last["failed_on_closing"] is False  # the failure was on a chunk before the last
     assert last["errors"] == ["PrivacyViolationError"] and first["errors"] == ["DistributedTrainingError"]
     assert first["closed"] == last["closed"] == 3 and first["steps"] == last["steps"] == 2
@@ -122,11 +170,12 @@ def test_a_failure_before_the_last_chunk_keeps_the_ranks_collectives_paired() ->
 
 
 @pytest.mark.multiprocess
-def test_a_rank_that_dies_ends_the_others_with_an_error_not_a_hang() -> None:
-    outcomes = run_ranks(S.rank_dies_before_step, WORLD, timeout=60.0, pg_timeout=600.0)
+@pytest.mark.parametrize(("clipping", "cap"), BUCKETED)
+def test_a_rank_that_dies_ends_the_others_with_an_error_not_a_hang(clipping: str, cap: float | None) -> None:
+    outcomes = run_ranks(S.rank_dies_before_step, WORLD, (clipping, cap), timeout=60.0, pg_timeout=600.0)
     assert outcomes[-1].exit_code == 3
     assert outcomes[0].error_type == "DistributedTrainingError", outcomes[0]
-    assert "adding up the clipped gradients on rank 0 of 2" in (outcomes[0].error or "")
+    assert "clipped gradients" in (outcomes[0].error or "") and "on rank 0 of 2" in (outcomes[0].error or "")
 
 
 @pytest.mark.multiprocess
@@ -203,7 +252,7 @@ def test_rank_seeds_differ_across_ranks_and_streams_and_repeat_for_a_seed() -> N
 @pytest.mark.parametrize("n", [0, 1, 5, 1000, 1001])
 @pytest.mark.parametrize("w", [1, 2, 3, 7])
 def test_noise_slices_cover_every_coordinate_once(n: int, w: int) -> None:
-    bounds = [distributed.slice_bounds(n, r, w) for r in range(w)]
+    bounds = [allreduce.slice_bounds(n, r, w) for r in range(w)]
     assert bounds[0][0] == 0 and bounds[-1][1] == n
     assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
     assert max(hi - lo for lo, hi in bounds) - min(hi - lo for lo, hi in bounds) <= 1
