@@ -2,9 +2,11 @@
 
 ``unlearn(model, forget, retain, config) -> UnlearnResult``: ``model`` was trained on
 ``forget + retain`` (use :func:`forget_split` to build the two from a training set and the rows a
-person asked to remove); the result carries the unlearned model (a new module; the input is not
-modified), the wall time and the work done. Each method is one module registered here with
-:func:`register`; :func:`get_method` looks it up, and a contract test runs over :data:`METHODS`.
+person asked to remove); the result carries the unlearned model (a new module; the input's
+parameters are not modified -- but SISA's removal moves its checkpoint directory on and deletes
+the superseded checkpoints, so the input ensemble is stale afterwards and refused), the wall time
+and the work done. Each method is one module registered here with :func:`register`;
+:func:`get_method` looks it up, and a contract test runs over :data:`METHODS`.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from privlab._validation import check_choice, check_int, check_real
 from privlab.data import ArrayDataset
-from privlab.errors import InvalidParameterError
-from privlab.train import TrainConfig, train_model
+from privlab.errors import InvalidParameterError, UnsupportedModuleError
+from privlab.train import TrainConfig, init_model, train_model
 
 KINDS = ("exact", "approximate", "certified")
 OPTIMIZERS = ("sgd", "adam")
@@ -63,6 +65,9 @@ class UnlearnConfig:
     epsilon: float = 1.0
     delta: float = 1e-4
     newton_iters: int = 30
+    # draw certified removal's noise b from the OS CSPRNG (as DP-SGD's secure_rng); False: from the seed
+    # (reproducible, and not private against anyone who knows the seed)
+    secure_rng: bool = False
     # SISA (Bourtoule et al. 2021)
     shards: int = 4
     slices: int = 2
@@ -93,6 +98,10 @@ class UnlearnConfig:
         check_real(self.epsilon, "epsilon", o, low=0.0, low_open=True)
         check_real(self.delta, "delta", o, low=0.0, high=1.0, low_open=True, high_open=True)
         check_int(self.newton_iters, "newton_iters", o, low=1)
+        if not isinstance(self.secure_rng, bool):
+            raise InvalidParameterError(
+                f"The 'secure_rng' parameter of {o} must be a bool. Got {self.secure_rng!r} instead."
+            )
         check_int(self.shards, "shards", o, low=1)
         check_int(self.slices, "slices", o, low=1)
 
@@ -227,18 +236,26 @@ def row_keys(data: ArrayDataset) -> list[bytes]:
 
 
 def match_rows(forget: ArrayDataset, train: ArrayDataset, owner: str = "forget_split") -> np.ndarray:
-    """Index in ``train`` of each row of ``forget``; raises if a row is not in ``train``."""
+    """Index in ``train`` of each row of ``forget``; raises if a row is not in ``train``, or is repeated
+    in ``forget`` more often than in ``train`` (identical rows are matched to distinct positions)."""
     where: dict[bytes, list[int]] = {}
     for i, k in enumerate(row_keys(train)):
         where.setdefault(k, []).append(i)
     out = []
-    missing = 0
+    missing = repeated = 0
     for k in row_keys(forget):
         lst = where.get(k)
-        if not lst:
+        if lst is None:
             missing += 1
-            continue
-        out.append(lst.pop(0))
+        elif not lst:  # in train, but forget holds it more often than train does
+            repeated += 1
+        else:
+            out.append(lst.pop(0))
+    if repeated:
+        raise InvalidParameterError(
+            f"The 'forget' parameter of {owner} must not repeat a row more often than the training set holds it. "
+            f"Got {repeated} of {len(forget)} rows that are extra copies instead."
+        )
     if missing:
         raise InvalidParameterError(
             f"The 'forget' parameter of {owner} must be a subset of the training set. Got {missing} of "
@@ -306,8 +323,66 @@ def forget_split(train: Any, forget: Any) -> ForgetSplit:
     return ForgetSplit(tr.subset(t(np.sort(idx))), tr.subset(t(keep)), np.sort(idx), n)
 
 
-def reinit(model: nn.Module, seed: int) -> nn.Module:
-    """A copy of ``model`` with every submodule's ``reset_parameters`` called under ``torch.manual_seed(seed)``."""
+FACTORY_ATTR = "privlab_factory"
+
+
+def attach_factory(model: nn.Module, factory: Callable[[], nn.Module]) -> nn.Module:
+    """Record on ``model`` (in place) the zero-argument ``factory`` that builds its architecture.
+
+    :func:`reinit` (hence ``retrain`` and the models :mod:`privlab.unlearn.evaluation` trains) then
+    rebuilds the model with ``factory()`` under the seed, which re-draws every parameter.
+    """
+    if not callable(factory):
+        raise InvalidParameterError(
+            f"The 'factory' parameter of attach_factory must be a zero-argument callable returning the model. "
+            f"Got {type(factory).__name__} instead."
+        )
+    setattr(model, FACTORY_ATTR, factory)
+    return model
+
+
+def uncovered_parameters(model: nn.Module) -> list[str]:
+    """Names of ``model``'s parameters owned by a module without ``reset_parameters`` (e.g. a raw
+    ``nn.Parameter`` on a custom module, ``nn.MultiheadAttention.in_proj_weight``)."""
+    out = []
+    for name, mod in model.named_modules():
+        if not callable(getattr(mod, "reset_parameters", None)):
+            out += [f"{name}.{p}" if name else p for p, _ in mod.named_parameters(recurse=False)]
+    return out
+
+
+def reinit(
+    model: nn.Module, seed: int, *, factory: Callable[[], nn.Module] | None = None, strict: bool = True
+) -> nn.Module:
+    """A freshly initialised model of ``model``'s architecture, seed ``seed``.
+
+    With a factory (``factory``, or one recorded by :func:`attach_factory`): ``factory()`` under
+    ``torch.manual_seed(seed)`` (:func:`privlab.train.init_model`), checked to have ``model``'s
+    parameter names and shapes. Otherwise a copy of ``model`` with every submodule's
+    ``reset_parameters`` called under the seed; parameters no ``reset_parameters`` covers would keep
+    ``model``'s (trained) values, so ``strict`` refuses them (UnsupportedModuleError). ``strict=False``
+    is for callers that load a full state dict next, or whose template was never trained (SISA).
+    """
+    fac = factory if factory is not None else getattr(model, FACTORY_ATTR, None)
+    if fac is not None:
+        m = init_model(fac, seed)
+        want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        got = {k: tuple(v.shape) for k, v in m.state_dict().items()}
+        if want != got:
+            raise InvalidParameterError(
+                "The 'factory' parameter of reinit must build the model's architecture. Got a model whose parameter "
+                f"names or shapes differ (e.g. {sorted(set(want.items()) ^ set(got.items()))[:3]}) instead."
+            )
+        return attach_factory(m, fac)
+    if strict:
+        left = uncovered_parameters(model)
+        if left:
+            raise UnsupportedModuleError(
+                "The 'model' parameter of retraining from scratch must be re-initialisable: every parameter owned by "
+                f"a module with reset_parameters. Got {left}, which would keep the trained values (that saw the "
+                "forget set), instead. Record the architecture's factory with "
+                "privlab.unlearn.attach_factory(model, factory) so the model is rebuilt."
+            )
     m = copy.deepcopy(model)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -322,7 +397,9 @@ def unlearn(model: nn.Module, forget: Any, retain: Any, config: UnlearnConfig) -
     """Remove ``forget`` from ``model`` (trained on forget + retain) with ``config.method``.
 
     ``forget`` and ``retain`` may be ArrayDatasets, map-style datasets or DataLoaders (as with
-    ``make_private``). The input model is not modified.
+    ``make_private``). The input model's parameters are not modified; SISA's removal deletes the
+    input ensemble's superseded checkpoints (they saw the removed rows), after which the input is
+    stale and refused -- use the returned ensemble.
     """
     if not isinstance(config, UnlearnConfig):
         raise InvalidParameterError(

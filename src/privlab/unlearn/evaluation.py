@@ -34,7 +34,7 @@ from privlab.attacks import AttackMetrics, evaluate_scores
 from privlab.data import ArrayDataset
 from privlab.errors import InvalidParameterError
 from privlab.train import init_model
-from privlab.unlearn.base import UnlearnConfig, forget_split, get_method, train_plain, unlearn
+from privlab.unlearn.base import UnlearnConfig, attach_factory, forget_split, get_method, train_plain, unlearn
 from privlab.unlearn.ulira import ULiRAConfig, ULiRAResult, ulira
 
 FORGET_KINDS = ("random", "class")
@@ -195,8 +195,8 @@ Factory = Callable[[], nn.Module]
 
 def _timed_train(method: str, factory: Factory, data: ArrayDataset, config: UnlearnConfig) -> tuple[nn.Module, float]:
     t = time.perf_counter()
-    m = get_method(method).train(init_model(factory, config.train.seed), data, config)
-    return m, time.perf_counter() - t
+    m = get_method(method).train(attach_factory(init_model(factory, config.train.seed), factory), data, config)
+    return attach_factory(m, factory), time.perf_counter() - t
 
 
 def evaluate(
@@ -273,6 +273,28 @@ class SequenceStep:
         return dict(vars(self))
 
 
+def _check_request(chunk: np.ndarray, current: np.ndarray, n: int, request: int) -> None:
+    """Refuse a request that repeats a row, leaves ``0..n-1``, or names a row an earlier request removed."""
+    bad = chunk[(chunk < 0) | (chunk >= n)]
+    if len(bad):
+        raise InvalidParameterError(
+            f"The 'forget_index' parameter of sequence must index rows of train (0..{n - 1}). "
+            f"Got {int(bad[0])} in request {request} instead."
+        )
+    vals, counts = np.unique(chunk, return_counts=True)
+    if (counts > 1).any():
+        raise InvalidParameterError(
+            f"The 'forget_index' parameter of sequence must not repeat a row. Got row {int(vals[counts > 1][0])} "
+            f"twice in request {request} instead."
+        )
+    gone = chunk[~np.isin(chunk, current)]
+    if len(gone):
+        raise InvalidParameterError(
+            f"The 'forget_index' parameter of sequence must not repeat a row across requests. Got row {int(gone[0])} "
+            f"in request {request}, already removed by an earlier request, instead."
+        )
+
+
 def sequence(
     method: str,
     factory: Factory,
@@ -285,7 +307,11 @@ def sequence(
     progress: bool = False,
 ) -> list[SequenceStep]:
     """Remove ``forget_index`` in ``requests`` successive requests (equal chunks), each applied to the
-    previous result; after each, compare with a model retrained without everything removed so far."""
+    previous result; after each, compare with a model retrained without everything removed so far.
+
+    Raises InvalidParameterError naming 'forget_index' when a request holds a row out of range,
+    twice, or already removed by an earlier request (each request is then cut with :func:`forget_split`).
+    """
     check_int(requests, "requests", "sequence", low=1)
     idx = np.asarray(forget_index, dtype=np.int64)
     if len(idx) < requests:
@@ -299,6 +325,7 @@ def sequence(
     steps = []
     current = np.arange(len(train))  # rows of train still in the model
     for r, chunk in enumerate(tqdm(chunks, disable=not progress, desc=f"requests {method}"), start=1):
+        _check_request(chunk, current, len(train), r)
         data = train.subset(torch.from_numpy(current))
         pos = np.searchsorted(current, chunk)
         split = forget_split(data, pos)

@@ -1,6 +1,9 @@
 """Exact unlearning by retraining from scratch on the retain set (the gold standard every other
-method is measured against). The initialisation is re-drawn with ``config.train.seed`` and the
-training is :func:`privlab.train.train_model` with ``config.train``: the same recipe as the original.
+method is measured against). The initialisation is re-drawn with ``config.train.seed`` -- by the
+model's factory if one is recorded (:func:`privlab.unlearn.attach_factory`; the evaluation does),
+else by every module's ``reset_parameters``, refusing parameters none covers (they would keep their
+trained values) -- and the training is :func:`privlab.train.train_model` with ``config.train``: the
+same recipe as the original.
 """
 
 from __future__ import annotations
@@ -13,7 +16,11 @@ from privlab.unlearn.base import UnlearnConfig, UnlearnResult, register, reinit,
 
 
 def retrain_from_scratch(model: nn.Module, retain: ArrayDataset, config: UnlearnConfig) -> nn.Module:
-    """A fresh copy of ``model``'s architecture (seed ``config.train.seed``) trained on ``retain``."""
+    """A fresh copy of ``model``'s architecture (seed ``config.train.seed``, :func:`reinit`) trained on ``retain``.
+
+    Raises UnsupportedModuleError naming 'model' if no factory is recorded and some parameter is
+    not re-drawn by a ``reset_parameters``.
+    """
     return train_plain(reinit(model, config.train.seed), retain, config)
 
 

@@ -102,9 +102,9 @@ def _train_shard(
     """Train stages ``start..slices-1`` of ``shard``; write their checkpoints; return the model and examples seen."""
     seed = config.train.seed
     if start == 0:
-        m = reinit(template, stage_seed(seed, shard, 0))
+        m = reinit(template, stage_seed(seed, shard, 0), strict=False)  # template never trained
     else:
-        m = reinit(template, 0)
+        m = reinit(template, 0, strict=False)
         m.load_state_dict(load_file(str(root / manifest["checkpoints"][shard][start - 1])))
     seen = 0
     for r in range(start, config.slices):
@@ -130,7 +130,7 @@ def _ensemble(
 ) -> SISAEnsemble:
     members = []
     for s in range(manifest["shards"]):
-        m = reinit(template, 0)
+        m = reinit(template, 0, strict=False)
         m.load_state_dict(load_file(str(root / manifest["checkpoints"][s][-1])))
         members.append(m.eval())
     ens = SISAEnsemble(members).eval()

@@ -4,8 +4,9 @@ Careful Evaluations to Avoid a False Sense of Privacy"): a per-example likelihoo
 
 Layout (all K shadow models share one population, the training set; F = the forget candidates):
 shadow k trains on ``R_k + F_k`` (``R_k``: each non-candidate row with probability 1/2; ``F_k``: a
-random half of the candidates, with shadows ``2i`` and ``2i + 1`` complementary on F, so every
-candidate is in exactly K/2 of them) and then unlearns ``F_k`` with the method under test. For
+random half of the candidates -- ``floor(|F|/2)`` of them, by a random permutation -- with shadows
+``2i`` and ``2i + 1`` complementary on F, so every candidate is in exactly K/2 of them and no half
+is empty) and then unlearns ``F_k`` with the method under test. For
 each candidate x, the shadows with ``x in F_k`` give the "unlearned" distribution of x's scaled
 logit ``phi`` and the others the "retrained" one (they never saw x). Each shadow is attacked in
 turn with the K - 2 shadows outside its pair as references -- K/2 - 1 on each side for every
@@ -82,12 +83,21 @@ class ULiRAResult:
 
 
 def shadow_masks(n: int, forget_index: np.ndarray, shadows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(K, n) training masks ``R_k + F_k`` and (K, n) forget masks ``F_k`` (pairs ``2i, 2i+1`` complementary on F)."""
+    """(K, n) training masks ``R_k + F_k`` and (K, n) forget masks ``F_k`` (pairs ``2i, 2i+1`` complementary on F).
+
+    Each pair splits the m candidates by a fresh random permutation into ``floor(m/2)`` (shadow
+    ``2i``) and ``ceil(m/2)`` (shadow ``2i + 1``), so no forget half is empty when m >= 2 (an
+    independent coin per candidate leaves one empty with probability ``2^(1-m)`` per pair).
+    """
     cand = np.zeros(n, dtype=bool)
     cand[forget_index] = True
     train = membership_mask(shadows, n, seed=seed) & ~cand
-    half = membership_mask(shadows // 2, len(forget_index), seed=seed + 1)
-    f_half = np.empty((shadows, len(forget_index)), dtype=bool)
+    m = len(forget_index)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
+    half = np.zeros((shadows // 2, m), dtype=bool)
+    for i in range(shadows // 2):
+        half[i, rng.permutation(m)[: m // 2]] = True
+    f_half = np.empty((shadows, m), dtype=bool)
     f_half[0::2], f_half[1::2] = half, ~half
     forget = np.zeros((shadows, n), dtype=bool)
     forget[:, forget_index] = f_half

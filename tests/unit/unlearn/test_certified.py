@@ -81,10 +81,11 @@ def _loss_exceeds(data: ArrayDataset, cfg: UnlearnConfig, seeds: range, newton: 
 def test_certified_guarantee_statistically(adult_small: ArrayDataset) -> None:
     data = adult_small.head(250)
     delta, eps = 0.05, 1.0
-    # sigma = 3 puts the budget eps' = sigma eps / c (1.15) above the 3-row removal's bound (0.4-0.7 here)
-    # but within a factor of ~2 of it: the guarantee is tested near where it is tight
+    # sigma = 3, l2 = 0.02 put the budget eps' = sigma eps / c (1.15) above the 3-row removal's bound
+    # (0.15-0.42 over these 60 seeds, with the max-row-norm factor R = sqrt 2 of the constant feature) but
+    # within a factor of ~3 of it: the guarantee is tested near where it is tight
     sigma = 3.0
-    cfg = replace(CFG, sigma=sigma, epsilon=eps, delta=delta)
+    cfg = replace(CFG, sigma=sigma, epsilon=eps, delta=delta, l2=2e-2)
     frac, worst = _loss_exceeds(data, cfg, range(60), newton=True)
     assert worst <= C.budget(sigma, eps, delta) and worst > C.budget(sigma, eps, delta) / 4
     assert frac <= delta + 3 * math.sqrt(delta * (1 - delta) / 60)  # within the guarantee (0 seen in practice)
