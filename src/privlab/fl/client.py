@@ -8,6 +8,7 @@ so nothing but the config travels to Ray's actors.
 from __future__ import annotations
 
 import json
+import math
 from functools import lru_cache
 from typing import Any
 
@@ -15,8 +16,10 @@ import torch
 from torch import nn
 
 from privlab.data import ArrayDataset, load_dataset
-from privlab.fl.config import FedConfig
+from privlab.errors import InvalidParameterError
+from privlab.fl.config import SECAGG_THRESHOLD, FedConfig
 from privlab.fl.partition import partition, user_partition
+from privlab.fl.randomness import derive_seed
 from privlab.models import build_model
 from privlab.train import TrainConfig, train_model
 
@@ -94,12 +97,55 @@ def local_update(
 
 
 def clip_and_noise(
-    update: dict[str, torch.Tensor], clip_norm: float, std: float, gen: torch.Generator
+    update: dict[str, torch.Tensor],
+    clip_norm: float,
+    std: float,
+    gen: torch.Generator | None,
+    *,
+    secure: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """``u * min(1, C / ||u||_2) + N(0, std^2 I)``: one client's share of distributed DP noise."""
+    """``u * min(1, C / ||u||_2) + N(0, std^2 I)``: one client's share of distributed DP noise.
+
+    The noise comes from ``gen``, or from the OS CSPRNG (:func:`privlab.dp.noise.secure_standard_normal`)
+    when ``secure`` (``gen`` is then ignored and may be None).
+    """
+    from privlab.dp.noise import secure_standard_normal
+
+    if not secure and gen is None:
+        raise InvalidParameterError("The 'gen' parameter of clip_and_noise must be a torch.Generator unless "
+                                    "secure=True. Got None instead.")
     norm = torch.sqrt(sum((u.double() ** 2).sum() for u in update.values()))  # type: ignore[arg-type]
     scale = min(1.0, clip_norm / max(float(norm), 1e-12))
-    return {k: u * scale + std * torch.randn(u.shape, generator=gen, dtype=u.dtype) for k, u in update.items()}
+
+    def noise(u: torch.Tensor) -> torch.Tensor:
+        if secure:
+            return std * secure_standard_normal(u.shape, dtype=u.dtype)
+        return std * torch.randn(u.shape, generator=gen, dtype=u.dtype)
+
+    return {k: u * scale + noise(u) for k, u in update.items()}
+
+
+def distributed_noise_std(cfg: FedConfig) -> float:
+    """Per-coordinate std of each client's share of distributed DP noise: ``z C / sqrt(k)``.
+
+    ``k`` is the fewest clients whose noisy updates a round may sum, so the noise of the sum has std
+    at least ``z C`` (the sum of k independent N(0, z^2 C^2 / k)) and the accounted z is a lower bound
+    on the realised one. Without SecAgg+ every sampled client must answer (``StrictGrid``), k = m;
+    with SecAgg+ a round survives dropouts down to ``k = max(2, ceil(SECAGG_THRESHOLD * m))``
+    clients (:func:`secagg_min_summed`; fewer are refused), so every client adds ``sqrt(m / k)``
+    times the noise of the no-dropout calibration (about 1.41 x at the default threshold 1/2).
+    """
+    from privlab.fl.privacy import noise_multiplier_of
+
+    if cfg.dp is None:
+        raise InvalidParameterError("The 'dp' parameter of FedConfig is None: the run adds no noise.")
+    k = secagg_min_summed(cfg) if cfg.secagg else cfg.clients_per_round
+    return noise_multiplier_of(cfg) * cfg.dp.clip_norm / math.sqrt(k)
+
+
+def secagg_min_summed(cfg: FedConfig) -> int:
+    """The fewest masked vectors a SecAgg+ round may sum: ``max(2, ceil(SECAGG_THRESHOLD * m))``."""
+    return max(2, math.ceil(SECAGG_THRESHOLD * cfg.clients_per_round))
 
 
 def train_client(
@@ -108,22 +154,26 @@ def train_client(
     """One client's reply in round ``server_round``: its new model, with distributed DP noise if configured.
 
     With ``cfg.dp.noise == "distributed"`` the update ``w_local - w_global`` is clipped to C and
-    N(0, z^2 C^2 / m) is added per coordinate before it leaves the client (m = clients per round).
+    N(0, :func:`distributed_noise_std` ^2) is added per coordinate before it leaves the client: from
+    the OS CSPRNG with ``cfg.secure_rng``, else from a seed derived from (seed, round, client).
     """
     model = build_fl_model(cfg)
     model.load_state_dict(state)
-    seed = cfg.seed * 1_000_003 + server_round * 10_007 + client
-    new = local_update(model, client_data(cfg, client), cfg, seed)
+    new = local_update(model, client_data(cfg, client), cfg, client_seed(cfg, server_round, client))
     dp = cfg.dp
     if dp is None or dp.noise != "distributed":
         return new
-    from privlab.fl.privacy import noise_multiplier_of
-
-    z = noise_multiplier_of(cfg)
-    std = z * dp.clip_norm / cfg.clients_per_round**0.5
-    gen = torch.Generator().manual_seed(seed + 7)
-    noisy = clip_and_noise({k: new[k] - state[k] for k in new}, dp.clip_norm, std, gen)
+    std = distributed_noise_std(cfg)
+    gen = None
+    if not cfg.secure_rng:
+        gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "noise", server_round, client))
+    noisy = clip_and_noise({k: new[k] - state[k] for k in new}, dp.clip_norm, std, gen, secure=cfg.secure_rng)
     return {k: state[k] + noisy[k] for k in new}
+
+
+def client_seed(cfg: FedConfig, server_round: int, client: int) -> int:
+    """The seed of client ``client``'s local training in round ``server_round`` (SHA-256 derived, no collisions)."""
+    return derive_seed(cfg.seed, "train", server_round, client)
 
 
 def make_client_app(cfg: FedConfig | None) -> Any:

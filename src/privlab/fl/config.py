@@ -20,6 +20,18 @@ FL_DATASETS = ("mnist", "fashion_mnist", "shakespeare")
 FL_MODELS = ("mlp", "cnn", "char")
 FL_PARTITIONS = ("iid", "dirichlet", "user")
 
+# SecAgg+ arithmetic (Flower's SecAggPlusWorkflow): each client's model is clipped to
+# [-SECAGG_CLIPPING_RANGE, SECAGG_CLIPPING_RANGE] and quantised to [0, SECAGG_QUANTIZATION_RANGE];
+# the masked vectors are summed modulo SECAGG_MODULUS, so the sum of m clients is exact only while
+# m * SECAGG_QUANTIZATION_RANGE < SECAGG_MODULUS (m = 1024 at 2^22 levels wraps to garbage).
+SECAGG_CLIPPING_RANGE = 8.0
+SECAGG_QUANTIZATION_RANGE = 2**22
+SECAGG_MODULUS = 2**32
+# Fraction of the sampled clients whose shares reconstruct a secret; with distributed DP it is also
+# the fewest masked vectors a round may sum (the clients' noise is calibrated to it, see
+# privlab.fl.client.distributed_noise_std).
+SECAGG_THRESHOLD = 0.5
+
 
 @dataclass(frozen=True)
 class UserDPConfig:
@@ -92,7 +104,15 @@ class FedConfig:
     ``clients_per_round`` of them uniformly without replacement, each runs ``local_epochs`` of plain
     SGD (``lr``, ``batch_size``) from the global model and sends back its model, and the server
     averages them with equal weights. ``local_epochs=0`` is FedSGD-like: one step of one batch.
-    ``secagg`` aggregates with Flower's SecAgg+ protocol instead of in the clear.
+    ``secagg`` aggregates with Flower's SecAgg+ protocol instead of in the clear (at most
+    ``SECAGG_MODULUS / SECAGG_QUANTIZATION_RANGE - 1`` = 1023 clients per round, beyond which the
+    modular sum wraps).
+
+    ``secure_rng`` (same name and meaning as DP-SGD's ``make_private(..., secure_rng=True)``): the DP
+    noise and the client sampling come from the OS CSPRNG instead of ``seed``. With the default
+    False a run is reproducible and its noise can be regenerated, hence removed, by anyone who knows
+    the seed (which the report publishes): seeded runs are for experiments, not for private
+    releases (:mod:`privlab.fl.randomness`).
     """
 
     dataset: str = "mnist"
@@ -111,6 +131,7 @@ class FedConfig:
     secagg: bool = False
     seed: int = 0
     dp: UserDPConfig | None = None
+    secure_rng: bool = False
 
     def __post_init__(self) -> None:
         owner = "FedConfig"
@@ -136,6 +157,18 @@ class FedConfig:
         check_int(self.train_size, "train_size", owner, low=n)
         check_int(self.eval_size, "eval_size", owner, low=1)
         check_int(self.seed, "seed", owner, low=0)
+        if not isinstance(self.secure_rng, bool):
+            raise InvalidParameterError(
+                f"The 'secure_rng' parameter of {owner} must be a bool. Got {self.secure_rng!r} instead."
+            )
+        if self.secagg and self.clients_per_round * SECAGG_QUANTIZATION_RANGE >= SECAGG_MODULUS:
+            most = (SECAGG_MODULUS - 1) // SECAGG_QUANTIZATION_RANGE
+            raise InvalidParameterError(
+                f"The 'clients_per_round' parameter of {owner} must be an int in the range [2, {most}] with "
+                f"secagg=True: SecAgg+ sums {SECAGG_QUANTIZATION_RANGE} quantisation levels per client modulo "
+                f"2^{SECAGG_MODULUS.bit_length() - 1}, so more clients wrap the sum. "
+                f"Got {self.clients_per_round} instead."
+            )
         if self.secagg and self.dp is not None and self.dp.noise == "central":
             raise InvalidParameterError(
                 "The 'secagg' parameter of FedConfig hides individual updates from the server, so central DP "

@@ -38,6 +38,7 @@ from typing import Any
 import torch
 
 from privlab._validation import check_real
+from privlab.errors import InvalidParameterError
 from privlab.fl.config import FedConfig
 from privlab.fl.flower_app import ERROR_FILE
 from privlab.fl.server import FederatedRunError, RoundRecord
@@ -76,6 +77,13 @@ class FlowerDeployment:
     ) -> None:
         require_flwr()
         owner = "FlowerDeployment"
+        if cfg.secagg:
+            # flower_app's ServerApp is run_server (FedAvg in the clear): SecAgg+ is not wired for
+            # deployment, and running anyway would hand the server every model while reporting SecAgg+.
+            raise InvalidParameterError(
+                f"The 'secagg' parameter of the FedConfig given to {owner} must be False: the deployed app "
+                "aggregates in the clear (SecAgg+ runs only in simulation, privlab.fl.run_federated). Got secagg=True."
+            )
         self.cfg = cfg
         self.round_timeout = check_real(round_timeout, "round_timeout", owner, low=0.0, low_open=True)
         self.timeout = check_real(timeout, "timeout", owner, low=0.0, low_open=True)

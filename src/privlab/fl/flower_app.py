@@ -11,6 +11,8 @@ simulation does. They read it from the run config instead:
 
 The server's body is :func:`privlab.fl.server.run_server`, the same as in simulation, and the
 client's is :func:`privlab.fl.client.train_client` through :func:`~privlab.fl.client.make_client_app`.
+A config with ``secagg=True`` is refused (``run_server`` raises; the failure lands in ``error.json``):
+this app aggregates in the clear, and SecAgg+ runs only in simulation.
 """
 
 from __future__ import annotations

@@ -16,7 +16,16 @@ composition. It is accounted exactly like DP-SGD with examples replaced by users
 With adaptive clipping, z is the noise multiplier of the whole round: the update noise
 ``z_Delta = (z^-2 - (2 sigma_b)^-2)^-1/2`` and the clipped-count noise ``sigma_b`` compose to a
 Gaussian mechanism with multiplier z (Andrew et al. 2021, Theorem 1), which is how Flower's wrapper
-calibrates them.
+calibrates them. The theorem needs the count released *centred*, ``sum_i (b_i - 1/2)`` with
+sensitivity 1/2 under add/remove, normalised by the expected (public) m; an uncentred count has
+sensitivity 1 and would compose to ``(z_Delta^-2 + sigma_b^-2)^-1/2 < z``. privlab's wrapper
+(:mod:`privlab.fl.central_dp`) releases the centred form, which equals the uncentred count when all
+m sampled clients reply (always, :class:`~privlab.fl.server.StrictGrid`); under replace-one
+adjacency both the count's and the update sum's sensitivity double, so the same z holds.
+
+Distributed DP with SecAgg+ calibrates each client's noise to the fewest vectors a round may sum
+(:func:`privlab.fl.client.distributed_noise_std`), so the z recorded here is a lower bound on every
+round's realised noise multiplier.
 """
 
 from __future__ import annotations

@@ -68,7 +68,10 @@ def fl_section(
             f"FedAvg on {cfg.dataset}, {cfg.num_clients} clients ({cfg.partition} split), {cfg.clients_per_round} "
             f"per round, {cfg.rounds} rounds; aggregation {'SecAgg+' if cfg.secagg else 'in the clear'}; "
             + ("no DP." if dp is None else f"user-level DP-FedAvg ({dp.clipping} clipping, {dp.noise} noise, "
-               f"z={result.noise_multiplier:.4g}).")
+               f"z={result.noise_multiplier:.4g}); "
+               + ("noise and client sampling from the OS CSPRNG." if cfg.secure_rng else
+                  "noise and client sampling seeded (reproducible, hence not private against anyone who knows "
+                  "the seed)."))
         ),
     )
     sec.tables.append(

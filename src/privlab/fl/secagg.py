@@ -10,7 +10,19 @@ client mod (``flwr.client.mod.secaggplus_mod``); this module wires them to privl
 Dropouts: every stage waits at most ``timeout`` seconds. A client that drops after the key
 sharing is removed from the sum (the result is the mean of the survivors); when fewer than the
 reconstruction threshold remain, Flower halts the round and :func:`run_secagg_server` raises
-:class:`~privlab.fl.simulation.FederatedRunError`, never hangs.
+:class:`SecAggError`, never hangs.
+
+Distributed DP under dropouts: the sum of the k survivors' noise has std ``sqrt(k) s`` for a
+per-client std s, so calibrating s to all m clients would leave ``z sqrt(k / m)`` after dropouts
+while the accountant records z. Clients therefore calibrate to the fewest vectors a round may sum,
+``k_min = max(2, ceil(SECAGG_THRESHOLD m))`` (:func:`privlab.fl.client.distributed_noise_std`),
+and a round that summed fewer than k_min masked vectors is refused with :class:`SecAggError`, so
+the accounted z is a lower bound on every round's realised noise multiplier.
+
+Quantisation: Flower clips each value to [-SECAGG_CLIPPING_RANGE, SECAGG_CLIPPING_RANGE] before
+quantising; a client whose model has a value outside it refuses to send (:class:`SecAggError`,
+surfaced by the server) instead of being clipped silently, and ``FedConfig`` refuses a
+``clients_per_round`` whose quantised sum can wrap the modulus.
 """
 
 from __future__ import annotations
@@ -25,14 +37,22 @@ import torch
 from tqdm.auto import tqdm
 
 from privlab.errors import PrivlabError
-from privlab.fl.client import build_fl_model, fl_test_data, train_client
-from privlab.fl.config import FedConfig
+from privlab.fl.client import build_fl_model, fl_test_data, secagg_min_summed, train_client
+from privlab.fl.config import (
+    SECAGG_CLIPPING_RANGE,
+    SECAGG_MODULUS,
+    SECAGG_QUANTIZATION_RANGE,
+    SECAGG_THRESHOLD,
+    FedConfig,
+)
 from privlab.fl.privacy import UserLevelAccountant, noise_multiplier_of
+from privlab.fl.randomness import secure_shuffled
 from privlab.fl.server import RoundRecord, evaluate
 
 # Model parameters are clipped to [-8, 8] and quantised to 2^22 levels before masking (Flower's defaults).
-CLIPPING_RANGE = 8.0
-QUANTIZATION_RANGE = 2**22
+CLIPPING_RANGE = SECAGG_CLIPPING_RANGE
+QUANTIZATION_RANGE = SECAGG_QUANTIZATION_RANGE
+OUT_OF_RANGE = "outside SecAgg+'s quantisation range"  # marks a client's refusal in its error reply
 
 
 class SecAggError(PrivlabError, RuntimeError):
@@ -59,12 +79,77 @@ def make_secagg_client_app(cfg: FedConfig, fail: Callable[[int, int], bool] | No
             keys = list(build_fl_model(cfg).state_dict().keys())
             state = {k: torch.from_numpy(np.array(v)) for k, v in zip(keys, parameters, strict=True)}
             new = train_client(cfg, self.client, rnd, state)
+            check_quantisable(new, self.client, rnd)
             return [new[k].numpy() for k in keys], 1, {}
 
     def client_fn(context: Any) -> Any:
         return Client(int(context.node_config["partition-id"])).to_client()
 
     return ClientApp(client_fn=client_fn, mods=[secaggplus_mod])
+
+
+def check_quantisable(state: dict[str, torch.Tensor], client: int, server_round: int) -> None:
+    """Raise :class:`SecAggError` if a value of ``state`` lies outside [-CLIPPING_RANGE, CLIPPING_RANGE].
+
+    Flower's quantiser clips such a value silently, so the aggregate would be wrong without notice.
+    """
+    worst = max((float(v.abs().max()) for v in state.values() if v.numel()), default=0.0)
+    if not worst <= CLIPPING_RANGE:  # also catches NaN
+        raise SecAggError(
+            f"client {client}'s model in round {server_round} has a value of magnitude {worst:.4g}, {OUT_OF_RANGE} "
+            f"[-{CLIPPING_RANGE:g}, {CLIPPING_RANGE:g}]; SecAgg+ would clip it silently. Lower lr or the model's "
+            "scale, or aggregate in the clear."
+        )
+
+
+class _GuardedGrid:
+    """A grid that turns a client's out-of-range refusal (an error reply) into a :class:`SecAggError` here.
+
+    SecAgg+ treats an error reply as a dropout; without this the refusal would only shrink the sum.
+    """
+
+    def __init__(self, grid: Any) -> None:
+        self._grid = grid
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._grid, name)
+
+    def send_and_receive(self, messages: Any, *, timeout: float | None = None) -> Any:
+        replies = list(self._grid.send_and_receive(messages, timeout=timeout))
+        for r in replies:
+            if r.has_error() and OUT_OF_RANGE in str(r.error.reason):
+                raise SecAggError(f"A SecAgg+ client refused to send its masked vector: {r.error.reason}")
+        return replies
+
+
+def _secure_client_manager() -> Any:
+    """A legacy ``SimpleClientManager`` that samples over a fresh CSPRNG order of the clients (``secure_rng``)."""
+    from flwr.server import SimpleClientManager
+
+    class SecureSampling(SimpleClientManager):  # type: ignore[misc]
+        def sample(self, num_clients: int, min_num_clients: int | None = None, criterion: Any = None) -> list[Any]:
+            with self._cv:
+                self.clients = dict(secure_shuffled(list(self.clients.items())))
+            return list(super().sample(num_clients, min_num_clients, criterion))
+
+    return SecureSampling()
+
+
+def _floor_fedavg(min_summed: int | None, **kwargs: Any) -> Any:
+    """Flower's legacy FedAvg that refuses a round which summed fewer than ``min_summed`` masked vectors."""
+    from flwr.server.strategy import FedAvg
+
+    class FloorFedAvg(FedAvg):  # type: ignore[misc]
+        def aggregate_fit(self, server_round: int, results: Any, failures: Any) -> Any:
+            if min_summed is not None and len(results) < min_summed:
+                raise SecAggError(
+                    f"SecAgg+ round {server_round} summed {len(results)} masked vectors, fewer than the "
+                    f"{min_summed} the clients' distributed DP noise is calibrated to: its noise multiplier would "
+                    "be below the accounted z, so the round is refused."
+                )
+            return super().aggregate_fit(server_round, results, failures)
+
+    return FloorFedAvg(**kwargs)
 
 
 def run_secagg_server(
@@ -75,16 +160,17 @@ def run_secagg_server(
     progress: bool = False,
     timeout: float = 120.0,
     num_shares: float = 1.0,
-    reconstruction_threshold: float = 0.5,
+    reconstruction_threshold: float = SECAGG_THRESHOLD,
 ) -> tuple[list[RoundRecord], dict[str, torch.Tensor]]:
     """FedAvg rounds whose aggregation is SecAgg+ (the server only ever sees masked vectors).
 
     ``num_shares`` and ``reconstruction_threshold`` are fractions of the sampled clients; every
-    protocol stage times out after ``timeout`` seconds.
+    protocol stage times out after ``timeout`` seconds. With distributed DP a round that summed
+    fewer than :func:`privlab.fl.client.secagg_min_summed` vectors raises :class:`SecAggError`
+    (module doc). With ``cfg.secure_rng`` the clients are sampled over a CSPRNG order.
     """
     from flwr.common import ndarrays_to_parameters
     from flwr.server import LegacyContext, ServerConfig
-    from flwr.server.strategy import FedAvg
     from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 
     random.seed(cfg.seed)
@@ -125,7 +211,8 @@ def run_secagg_server(
         return loss, {"accuracy": acc}
 
     m, n = cfg.clients_per_round, cfg.num_clients
-    strategy = FedAvg(
+    strategy = _floor_fedavg(
+        secagg_min_summed(cfg) if cfg.dp is not None else None,
         fraction_fit=m / n,
         fraction_evaluate=0.0,
         min_fit_clients=m,
@@ -136,18 +223,22 @@ def run_secagg_server(
     )
 
     def main() -> None:
-        legacy = LegacyContext(context=context, config=ServerConfig(num_rounds=cfg.rounds), strategy=strategy)
+        legacy = LegacyContext(
+            context=context, config=ServerConfig(num_rounds=cfg.rounds), strategy=strategy,
+            client_manager=_secure_client_manager() if cfg.secure_rng else None,
+        )
         workflow = DefaultWorkflow(
             fit_workflow=SecAggPlusWorkflow(
                 num_shares=num_shares,
                 reconstruction_threshold=reconstruction_threshold,
                 clipping_range=CLIPPING_RANGE,
                 quantization_range=QUANTIZATION_RANGE,
+                modulus_range=SECAGG_MODULUS,
                 max_weight=1.0,  # every client weighs 1; a larger max_weight costs quantisation precision
                 timeout=timeout,
             )
         )
-        workflow(grid, legacy)
+        workflow(_GuardedGrid(grid), legacy)  # type: ignore[arg-type]  # duck-typed Grid
 
     try:
         main()

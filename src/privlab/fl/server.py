@@ -2,7 +2,8 @@
 
 The strategy is Flower's own (``flwr.serverapp.strategy.FedAvg``, Message API) with equal client
 weights (DP needs them: the sensitivity of a weighted mean is not C/m). Central DP wraps it in
-Flower's ``DifferentialPrivacyServerSideFixedClipping`` or ``...AdaptiveClipping``; privlab adds
+subclasses of Flower's ``DifferentialPrivacyServerSideFixedClipping`` or ``...AdaptiveClipping``
+(:mod:`privlab.fl.central_dp`: privlab's noise source, Andrew et al.'s norm update); privlab adds
 what Flower lacks: the user-level (epsilon, delta) after every round from
 :class:`privlab.fl.privacy.UserLevelAccountant` (Flower's optional accountant does not amplify by
 sampling), reported in the logs, the progress bar and the result.
@@ -17,7 +18,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -25,9 +25,11 @@ from tqdm.auto import tqdm
 
 from privlab.data import ArrayDataset
 from privlab.errors import InvalidParameterError, PrivlabError
+from privlab.fl.central_dp import adaptive_clipping, fixed_clipping
 from privlab.fl.client import build_fl_model, fl_test_data
 from privlab.fl.config import FedConfig
 from privlab.fl.privacy import UserLevelAccountant, noise_multiplier_of
+from privlab.fl.randomness import NoiseSource, derive_seed, secure_shuffled
 
 log = logging.getLogger("privlab.fl")
 
@@ -43,10 +45,18 @@ class StrictGrid:
     log line; either way the round's privacy and accuracy would be computed for clients who never
     took part. Here a missing or failed reply ends the run with :class:`FederatedRunError` naming
     the round's shortfall, after at most the strategy's reply ``timeout``.
+
+    ``secure_sampling``: :meth:`get_node_ids` returns the nodes in a fresh CSPRNG order on every
+    call, so the clients Flower's ``random.sample`` picks by position are unpredictable from its seed.
     """
 
-    def __init__(self, grid: Any) -> None:
+    def __init__(self, grid: Any, *, secure_sampling: bool = False) -> None:
         self._grid = grid
+        self._secure_sampling = secure_sampling
+
+    def get_node_ids(self) -> Any:
+        ids = self._grid.get_node_ids()
+        return secure_shuffled(list(ids)) if self._secure_sampling else ids
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._grid, name)
@@ -91,13 +101,13 @@ def evaluate(model: nn.Module, data: ArrayDataset, batch: int = 2000) -> tuple[f
     return correct / len(data), loss / len(data)
 
 
-def build_strategy(cfg: FedConfig) -> Any:
-    """Flower's FedAvg with m of N clients per round and equal weights, DP-wrapped for central noise."""
-    from flwr.serverapp.strategy import (
-        DifferentialPrivacyServerSideAdaptiveClipping,
-        DifferentialPrivacyServerSideFixedClipping,
-        FedAvg,
-    )
+def build_strategy(cfg: FedConfig, source: NoiseSource | None = None) -> Any:
+    """Flower's FedAvg with m of N clients per round and equal weights, DP-wrapped for central noise.
+
+    ``source`` draws the central noise (default: from ``cfg.secure_rng`` and ``cfg.seed``, see
+    :func:`noise_source`); the wrappers are in :mod:`privlab.fl.central_dp`.
+    """
+    from flwr.serverapp.strategy import FedAvg
 
     m, n = cfg.clients_per_round, cfg.num_clients
     base = FedAvg(
@@ -110,30 +120,10 @@ def build_strategy(cfg: FedConfig) -> Any:
     dp = cfg.dp
     if dp is None or dp.noise == "distributed":
         return base
+    source = noise_source(cfg) if source is None else source
     z = noise_multiplier_of(cfg)
     if dp.clipping == "fixed":
-        return DifferentialPrivacyServerSideFixedClipping(base, z, dp.clip_norm, m)
-
-    class AdaptiveClipping(DifferentialPrivacyServerSideAdaptiveClipping):  # type: ignore[misc]
-        """Flower's wrapper, with the noise scaled by the norm this round's updates were clipped to.
-
-        Flower's ``aggregate_train`` updates the clip norm before adding noise, so the noise std is
-        ``z C_{t+1} / m`` while the sensitivity is ``C_t / m``; when the norm shrinks (most updates
-        clipped) the effective noise multiplier drops below z. Here the noise uses ``C_t``.
-        """
-
-        def aggregate_train(self, server_round: int, replies: Any) -> Any:
-            self._round_clip = self.clipping_norm
-            return super().aggregate_train(server_round, list(replies))
-
-        def _add_noise_to_aggregated_arrays(self, aggregated: Any) -> Any:
-            after = self.clipping_norm
-            self.clipping_norm = self._round_clip
-            try:
-                return super()._add_noise_to_aggregated_arrays(aggregated)
-            finally:
-                self.clipping_norm = after
-
+        return fixed_clipping(base, z, dp.clip_norm, m, source)
     sigma_b = dp.clipped_count_stddev if dp.clipped_count_stddev is not None else m / 20
     if z >= 2 * sigma_b:
         raise InvalidParameterError(
@@ -141,25 +131,35 @@ def build_strategy(cfg: FedConfig) -> Any:
             f"{z / 2:.4g} for adaptive clipping (Andrew et al. 2021: z_update = (z^-2 - (2 sigma_b)^-2)^-1/2). "
             f"Got {sigma_b:.4g} instead (default: clients_per_round / 20)."
         )
-    return AdaptiveClipping(
-        base,
-        z,
-        m,
-        initial_clipping_norm=dp.clip_norm,
-        target_clipped_quantile=dp.target_quantile,
-        clip_norm_lr=dp.clip_lr,
-        clipped_count_stddev=dp.clipped_count_stddev,
+    return adaptive_clipping(
+        base, z, m, clip_norm=dp.clip_norm, target_quantile=dp.target_quantile, clip_lr=dp.clip_lr,
+        clipped_count_stddev=dp.clipped_count_stddev, source=source,
     )
+
+
+def noise_source(cfg: FedConfig) -> NoiseSource:
+    """The server's DP noise: the OS CSPRNG with ``cfg.secure_rng``, else seeded from ``cfg.seed``."""
+    return NoiseSource(cfg.secure_rng, None if cfg.secure_rng else derive_seed(cfg.seed, "central-noise"))
 
 
 def run_server(grid: Any, cfg: FedConfig, *, progress: bool = False, timeout: float = 600.0) -> tuple[
     list[RoundRecord], dict[str, torch.Tensor]
 ]:
-    """The ServerApp's body: ``cfg.rounds`` rounds of (DP-)FedAvg; returns per-round records and the final state."""
+    """The ServerApp's body: ``cfg.rounds`` rounds of (DP-)FedAvg; returns per-round records and the final state.
+
+    Not for ``cfg.secagg`` (that is :func:`privlab.fl.secagg.run_secagg_server`): this body receives
+    every model in the clear. Client sampling: Flower's ``random.sample``, seeded by ``cfg.seed``,
+    or over a CSPRNG permutation of the nodes with ``cfg.secure_rng`` (:class:`StrictGrid`).
+    """
     from flwr.app import ArrayRecord, MetricRecord
 
-    random.seed(cfg.seed)  # Flower samples clients with the random module
-    np.random.seed(cfg.seed)  # and draws its DP noise with numpy's global generator
+    if cfg.secagg:
+        raise InvalidParameterError(
+            "The 'secagg' parameter of FedConfig is True, but run_server aggregates in the clear (the server "
+            "would receive every model); run SecAgg+ with privlab.fl.secagg.run_secagg_server or "
+            "run_federated. Got secagg=True."
+        )
+    random.seed(cfg.seed)  # Flower samples clients with the random module (see StrictGrid for secure_rng)
     model = build_fl_model(cfg)
     test = fl_test_data(cfg)
     strategy = build_strategy(cfg)
@@ -178,7 +178,8 @@ def run_server(grid: Any, cfg: FedConfig, *, progress: bool = False, timeout: fl
         if server_round > 0:
             eps = acct.step() if acct is not None else None
             eps_fixed = acct.epsilon_fixed_size() if acct is not None else None
-            clip = None if cfg.dp is None else float(getattr(strategy, "clipping_norm", cfg.dp.clip_norm))
+            # the norm this round's updates were clipped to (Flower's clipping_norm is already next round's)
+            clip = None if cfg.dp is None else float(getattr(strategy, "round_clip_norm", cfg.dp.clip_norm))
             now = time.perf_counter()
             records.append(RoundRecord(server_round, acc, loss, eps, eps_fixed, clip, now - clock[0]))
             clock[0] = now
@@ -190,7 +191,7 @@ def run_server(grid: Any, cfg: FedConfig, *, progress: bool = False, timeout: fl
 
     try:
         result = strategy.start(
-            StrictGrid(grid),
+            StrictGrid(grid, secure_sampling=cfg.secure_rng),
             ArrayRecord(model.state_dict()),
             num_rounds=cfg.rounds,
             timeout=timeout,

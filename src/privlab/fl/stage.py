@@ -58,7 +58,7 @@ def _inversions(cfg: FedConfig, res: Any, targets: int) -> list[Any]:
     test = load_dataset(cfg.dataset, "test")
     model.load_state_dict(res.state)  # the final global model doubles as the recognisability classifier
     attacked = build_fl_model(cfg, seed=cfg.seed + 1)
-    z = res.noise_multiplier or 1.0
+    z = 1.0 if res.noise_multiplier is None else res.noise_multiplier  # z = 0 is a run without noise
     clip = cfg.dp.clip_norm if cfg.dp is not None else 1.0
     return [
         inversion_experiment(

@@ -71,3 +71,34 @@ def test_federated_stage_is_cached_and_returns_a_section(tmp_path, mnist_test):
     assert sec["kind"] == "federated" and len(sec["data"]["inversion"]) == 3
     assert sec["data"]["subject_mia"]["n_members"] == 10 and 0.0 <= sec["data"]["subject_mia"]["auc"] <= 1.0
     assert any(t["title"].startswith("Subject-level membership") for t in sec["tables"])
+
+
+def test_secagg_configs_are_refused_where_aggregation_is_in_the_clear():
+    from privlab.errors import InvalidParameterError
+    from privlab.fl.deploy import FlowerDeployment
+
+    cfg = FedConfig(num_clients=4, clients_per_round=4, rounds=1, train_size=400, eval_size=100, hidden=(8,),
+                    secagg=True, dp=UserDPConfig(noise_multiplier=1.0, clip_norm=0.1, noise="distributed"))
+    with pytest.raises(InvalidParameterError, match="'secagg' parameter of the FedConfig given to FlowerDeployment"):
+        FlowerDeployment(cfg)
+    with pytest.raises(InvalidParameterError, match="'secagg' parameter of FedConfig is True, but run_server"):
+        run_server(make_in_process_grid(make_client_app(cfg), 4), cfg)
+    # positive control: the same config in the clear is accepted (no process is started by __init__)
+    import dataclasses
+
+    FlowerDeployment(dataclasses.replace(cfg, secagg=False)).close()
+
+
+@pytest.mark.parametrize(("z", "expected"), [(0.0, 0.0), (0.5, 0.5), (None, 1.0)])
+def test_inversions_use_the_runs_noise_multiplier_even_when_it_is_zero(monkeypatch, mnist_test, z, expected):
+    import types
+
+    import privlab.fl.leakage as leakage
+    from privlab.fl.client import build_fl_model
+    from privlab.fl.stage import _inversions
+
+    seen = []
+    monkeypatch.setattr(leakage, "inversion_experiment", lambda *a, **kw: seen.append(kw["noise_multiplier"]))
+    cfg = FedConfig(num_clients=10, clients_per_round=5, train_size=1000, eval_size=200, hidden=(8,))
+    _inversions(cfg, types.SimpleNamespace(noise_multiplier=z, state=build_fl_model(cfg).state_dict()), 2)
+    assert seen == [expected] * 3  # one per defence; None (no DP) falls back to z = 1
