@@ -13,6 +13,8 @@ Gaussian)::
 
     exposure(s) ~= -log2 F(Px(s))
 
+clipped to ``log2 |R|`` (a fitted tail can claim a rank below 1; the result says when it was clipped).
+
 With a reference model (one that never saw the canary), candidates are ranked by the calibrated
 log-perplexity ``Px(r) - Px_ref(r)`` instead (the reference-model ratio of Carlini et al. 2021,
 Sec. 6.2, applied to the candidate space): what the reference also finds likely (a round number,
@@ -55,9 +57,18 @@ def rank_of(secret_logppl: float, logppl: np.ndarray) -> int:
     return int(np.sum(np.asarray(logppl) <= secret_logppl + 1e-9 * max(1.0, abs(secret_logppl))))
 
 
-def extrapolated_exposure(secret_logppl: float, sample_logppl: np.ndarray, fit: str = "skewnorm") -> float:
-    """``-log2 F(Px(s))`` with F fitted to uniformly sampled candidates' log-perplexities (Sec. 4.3)."""
+def extrapolated_exposure(
+    secret_logppl: float, sample_logppl: np.ndarray, fit: str = "skewnorm", space: int | None = None
+) -> float:
+    """``-log2 F(Px(s))`` with F fitted to uniformly sampled candidates' log-perplexities (Sec. 4.3).
+
+    The fitted tail can put less than 1/|R| of its mass below the secret, i.e. claim a rank under 1;
+    with ``space`` = |R| the estimate is clipped to the largest possible exposure, ``log2 |R|``
+    (rank 1, Def. 4.2). :func:`canary_exposure` flags when that happens.
+    """
     check_choice(fit, "fit", "extrapolated_exposure", FITS)
+    if space is not None:
+        check_int(space, "space", "extrapolated_exposure", low=1)
     x = np.asarray(sample_logppl, dtype=np.float64)
     if x.ndim != 1 or len(x) < 10 or not np.isfinite(x).all():
         raise InvalidParameterError(
@@ -69,12 +80,17 @@ def extrapolated_exposure(secret_logppl: float, sample_logppl: np.ndarray, fit: 
     else:
         a, loc, scale = stats.skewnorm.fit(x)
         logcdf = stats.skewnorm.logcdf(secret_logppl, a, loc=loc, scale=scale)
-    return float(max(0.0, -logcdf / math.log(2)))
+    est = float(max(0.0, -logcdf / math.log(2)))
+    return est if space is None else min(est, math.log2(space))
 
 
 @dataclass(frozen=True)
 class ExposureResult:
-    """Exposure of one canary: ``method`` is "exact" (``rank`` over all of R) or "extrapolated"."""
+    """Exposure of one canary: ``method`` is "exact" (``rank`` over all of R) or "extrapolated".
+
+    ``clipped`` is True when the extrapolated estimate exceeded ``max_exposure = log2 |R|`` and was
+    set to it (the fitted distribution put the secret above the most likely candidate).
+    """
 
     exposure: float
     max_exposure: float
@@ -82,6 +98,7 @@ class ExposureResult:
     secret_logppl: float
     rank: int | None
     space: int
+    clipped: bool = False
 
 
 def canary_exposure(
@@ -132,9 +149,9 @@ def canary_exposure(
     lps = [continuation_logprob(m, pre, enc).numpy().astype(np.float64) for m in models]
     px_all = -lps[0] if reference is None else lps[1] - lps[0]
     s, px = float(px_all[0]), px_all[1:]
-    return ExposureResult(
-        extrapolated_exposure(s, px.astype(np.float64), fit), math.log2(space), "extrapolated", s, None, space
-    )
+    raw = extrapolated_exposure(s, px.astype(np.float64), fit)
+    top = math.log2(space)
+    return ExposureResult(min(raw, top), top, "extrapolated", s, None, space, clipped=raw > top)
 
 
 def exposure_curve(results: dict[int, list[ExposureResult]]) -> dict[int, dict[str, float]]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from privlab.llm.canaries import Canary
 from privlab.llm.generation import beam, greedy, sample
 from privlab.llm.models import LanguageModel
+from privlab.llm.tokenization import format_probe, prefix_context
 
 
 @dataclass(frozen=True)
@@ -28,19 +29,25 @@ class ExtractionResult:
 def extract_canary(
     lm: LanguageModel, canary: Canary, *, beams: int = 5, n_samples: int = 16, temperature: float = 1.0, seed: int = 0
 ) -> ExtractionResult:
-    """Decode ``len(secret)`` tokens (plus slack) from the canary's prefix with greedy, beam and sampling."""
+    """Decode ``len(secret)`` tokens (plus slack) from the canary's prefix with greedy, beam and sampling.
+
+    Decoding starts at the prefix's last complete token as the training sentence tokenises it
+    (:func:`~privlab.llm.tokenization.prefix_context`; a trailing space merged into the secret's first
+    token is generated, not fed), and a continuation must reproduce the prefix's leftover + secret.
+    """
     tok = lm.tokenizer
-    pre = tok.encode(canary.prefix)
-    n_new = len(tok.encode(canary.secret)) + 1
+    pre, left = prefix_context(tok, canary.prefix, format_probe(canary.secret) + canary.suffix)
+    target = left + canary.secret
+    n_new = len(tok.encode(target)) + 1
     g = tok.decode(greedy(lm, pre, n_new))
     b = tok.decode(beam(lm, pre, n_new, beams))
     ss = [tok.decode(s) for s in sample(lm, pre, n_new, n_samples, temperature, 0, seed)]
-    hits = [s.startswith(canary.secret) for s in ss]
+    hits = [s.startswith(target) for s in ss]
     return ExtractionResult(
         canary,
-        {"greedy": g.startswith(canary.secret), "beam": b.startswith(canary.secret), "sample": any(hits)},
+        {"greedy": g.startswith(target), "beam": b.startswith(target), "sample": any(hits)},
         sum(hits) / len(hits),
-        g,
+        g[len(left) :] if g.startswith(left) else g,
     )
 
 

@@ -12,6 +12,7 @@ Information in Language Models", Sec. 3):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,14 +25,44 @@ from privlab.llm.generation import sample
 from privlab.llm.models import LanguageModel
 from privlab.llm.pii import PII_KINDS, distractors, find_pii
 from privlab.llm.scoring import continuation_logprob
+from privlab.llm.tokenization import format_probe, prefix_context, split_filled
+
+TIE_RTOL = 1e-6  # relative gap below which two float32 sentence log-probs count as a tie
 
 
 def filled_logprob(lm: LanguageModel, canary: Canary, candidates: Sequence[str]) -> np.ndarray:
-    """(K,) ``log p(candidate + suffix | prefix)`` of each candidate filling of the canary's slot."""
-    tok = lm.tokenizer
-    suf = tok.encode(canary.suffix) if canary.suffix else []
-    conts = [tok.encode(c) + suf for c in candidates]
-    return continuation_logprob(lm, tok.encode(canary.prefix), conts).numpy().astype(np.float64)
+    """(K,) ``log p(candidate + suffix | prefix)`` of each candidate filling of the canary's slot.
+
+    Each filled sentence is tokenised whole, as in training, and the ids after the prefix's last
+    complete token are scored (:func:`~privlab.llm.tokenization.split_filled`): the ranking is the
+    ranking of the whole sentences' likelihoods.
+    """
+    ctx, conts = split_filled(lm.tokenizer, canary.prefix, [c + canary.suffix for c in candidates])
+    return continuation_logprob(lm, ctx, conts).numpy().astype(np.float64)
+
+
+def tie_credit(scores: np.ndarray, truth: int = 0) -> float:
+    """1 / #ties if ``scores[truth]`` is (within :data:`TIE_RTOL`) the maximum, else 0.
+
+    The expected accuracy of breaking ties uniformly at random: a model that cannot tell the
+    candidates apart scores chance, whatever the candidates' order.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    top = s.max()
+    tied = s >= top - TIE_RTOL * max(1.0, abs(top))
+    return float(tied[truth]) / float(tied.sum())
+
+
+def cut_at_suffix(text: str, suffix: str) -> str:
+    """``text`` up to the first ``suffix`` that ends it or is followed by whitespace (all of it if none).
+
+    A sentence-final ``"."`` is found after an email's inner dots (``a.b@c.com.`` -> ``a.b@c.com``).
+    """
+    if suffix:
+        for m in re.finditer(re.escape(suffix), text):
+            if m.end() == len(text) or text[m.end()].isspace():
+                return text[: m.start()]
+    return text
 
 
 @dataclass(frozen=True)
@@ -79,14 +110,14 @@ def inference_game(
 ) -> dict[int, float]:
     """Accuracy per repetition count of choosing the true PII among it and ``n_candidates - 1`` fresh values.
 
-    Chance is ``1 / n_candidates``.
+    Chance is ``1 / n_candidates``; a tie at the top among t candidates that include the truth
+    scores 1/t (:func:`tie_credit`).
     """
     check_int(n_candidates, "n_candidates", "inference_game", low=2)
-    hits: dict[int, list[bool]] = {}
+    hits: dict[int, list[float]] = {}
     for i, c in enumerate(canaries):
         cands = [c.secret, *distractors(c.kind, n_candidates - 1, seed + i, exclude=[c.secret])]
-        lp = filled_logprob(lm, c, cands)
-        hits.setdefault(c.repetitions, []).append(int(np.argmax(lp)) == 0)
+        hits.setdefault(c.repetitions, []).append(tie_credit(filled_logprob(lm, c, cands), truth=0))
     return {r: float(np.mean(h)) for r, h in sorted(hits.items())}
 
 
@@ -95,17 +126,24 @@ def reconstruction_game(
 ) -> dict[int, float]:
     """Accuracy per repetition count of reconstructing the masked PII from model-sampled candidates.
 
-    Candidates are ``n_candidates`` sampled continuations of the prefix, cut at the suffix's first
-    character (or at the secret's token length); the best-scoring filled sentence wins.
+    Candidates are ``n_candidates`` sampled continuations of the prefix (from its last complete
+    token, :func:`~privlab.llm.tokenization.prefix_context`), cut at the suffix that ends the sentence
+    (:func:`cut_at_suffix`) or at the secret's token length plus two; the best-scoring filled
+    sentence wins (ties credited 1/#ties).
     """
     check_int(n_candidates, "n_candidates", "reconstruction_game", low=1)
     tok = lm.tokenizer
-    hits: dict[int, list[bool]] = {}
+    hits: dict[int, list[float]] = {}
     for i, c in enumerate(canaries):
+        ctx, left = prefix_context(tok, c.prefix, format_probe(c.secret) + c.suffix)
         n_new = len(tok.encode(c.secret)) + 2
-        raw = [tok.decode(s) for s in sample(lm, tok.encode(c.prefix), n_new, n_candidates, 1.0, 0, seed + i)]
-        stop = c.suffix[:1]
-        cands = sorted({(r.split(stop)[0] if stop else r).strip() or r for r in raw})
-        best = cands[int(np.argmax(filled_logprob(lm, c, cands)))]
-        hits.setdefault(c.repetitions, []).append(best == c.secret)
+        raw = [tok.decode(s) for s in sample(lm, ctx, n_new, n_candidates, 1.0, 0, seed + i)]
+        raw = [r[len(left) :] if r.startswith(left) else r for r in raw]
+        cands = sorted({x for x in (cut_at_suffix(r, c.suffix).strip() for r in raw) if x})
+        if not cands:
+            hits.setdefault(c.repetitions, []).append(0.0)
+            continue
+        scores = filled_logprob(lm, c, cands)
+        truth = cands.index(c.secret) if c.secret in cands else -1
+        hits.setdefault(c.repetitions, []).append(tie_credit(scores, truth) if truth >= 0 else 0.0)
     return {r: float(np.mean(h)) for r, h in sorted(hits.items())}

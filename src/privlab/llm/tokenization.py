@@ -4,8 +4,10 @@
   Shakespeare); built from the texts it must cover, so canaries and PII characters are included.
 * :class:`HFTokenizer`: a Hugging Face tokeniser (e.g. SmolLM2's BPE), without special tokens.
 
-Sequences that are scored piecewise (a canary prefix, then each candidate secret) are encoded piece
-by piece and concatenated (:func:`encode_pieces`), so every candidate shares the exact prefix ids.
+A filled sentence ``prefix + value + suffix`` is scored as it is trained: encoded as one string, then
+split at the prefix's last complete token (:func:`split_filled`). Encoding the pieces separately would
+give a different id sequence on BPE tokenisers that merge a space into the next token (SmolLM2:
+``"is "`` + ``"john"`` -> ``[" is", " ", "john"]``, trained as ``[" is", " john"]``).
 """
 
 from __future__ import annotations
@@ -94,6 +96,55 @@ def encode_pieces(tokenizer: Tokenizer, pieces: Sequence[str]) -> list[int]:
     for p in pieces:
         out.extend(tokenizer.encode(p))
     return out
+
+
+def prefix_boundary(tokenizer: Tokenizer, prefix: str, ids: Sequence[int]) -> int:
+    """Number of leading tokens of ``ids`` that lie entirely inside ``prefix`` (decode to a prefix of it)."""
+    k = 0
+    while k < len(ids) and prefix.startswith(tokenizer.decode(list(ids[: k + 1]))):
+        k += 1
+    return k
+
+
+def split_filled(
+    tokenizer: Tokenizer, prefix: str, fillings: Sequence[str]
+) -> tuple[list[int], list[list[int]]]:
+    """Shared context ids and per-filling continuation ids of the sentences ``prefix + filling``.
+
+    Each sentence is encoded whole (as in training); the context is the longest run of leading tokens
+    that every sentence shares and that lies inside ``prefix``; the continuation is the rest of that
+    sentence's ids, which covers the prefix's leftover characters (e.g. a trailing space merged into
+    the value's first token), the filling, and anything after it. ``log p(continuation | context)``
+    then ranks fillings as the whole sentences' likelihoods do.
+    """
+    if not fillings:
+        raise InvalidParameterError("The 'fillings' parameter of split_filled must be non-empty. Got [] instead.")
+    wholes = [tokenizer.encode(prefix + f) for f in fillings]
+    k = min(prefix_boundary(tokenizer, prefix, w) for w in wholes)
+    while k > 0 and any(w[:k] != wholes[0][:k] for w in wholes):
+        k -= 1
+    if k == 0 or any(len(w) == k for w in wholes):
+        raise InvalidParameterError(
+            f"The 'prefix' parameter of split_filled must end on a token boundary before each filling and "
+            f"keep at least one whole token. Got {prefix!r}, which the tokeniser merges into the filling."
+        )
+    return list(wholes[0][:k]), [list(w[k:]) for w in wholes]
+
+
+def format_probe(value: str) -> str:
+    """``value`` with its content replaced, its form kept (digits -> 0, letters -> x / X): a filling that
+    tokenises at the same boundaries without being the secret."""
+    return "".join("0" if ch.isdigit() else ("X" if ch.isupper() else "x") if ch.isalpha() else ch for ch in value)
+
+
+def prefix_context(tokenizer: Tokenizer, prefix: str, probe: str) -> tuple[list[int], str]:
+    """Ids to condition generation on, and the prefix characters the model must still produce.
+
+    ``probe`` is any filling of the right form (it only decides where the tokeniser splits): the
+    context is :func:`split_filled`'s, so generation starts from token ids seen in training.
+    """
+    ctx, _ = split_filled(tokenizer, prefix, [probe])
+    return ctx, prefix[len(tokenizer.decode(ctx)) :]
 
 
 def token_windows(ids: torch.Tensor, length: int, stride: int | None = None) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """Adult (census income) as a synthesis table: a declared domain and rows without missing values.
 
 Numeric columns use public bounds (age 17-90, hours-per-week 1-99, from the UCI documentation) cut
-into equal-width bins; categorical columns use the category lists of the UCI training file. Rows with
+into equal-width bins; categorical columns use the category lists of UCI's ``adult.names`` (public
+documentation, hard-coded below in sorted order), never the private training rows. Rows with
 a missing value (``?``) in a selected column are dropped (about 7% of rows, in workclass and
 occupation); ``income`` is ">50K" / "<=50K".
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from privlab._validation import check_choice, check_int
-from privlab.data.adult import load_adult_raw
+from privlab.data.adult import COLUMNS, load_adult_raw
 from privlab.errors import InvalidParameterError
 from privlab.synth.table import Column, Domain, Table
 
@@ -32,14 +33,45 @@ DEFAULT_COLUMNS = (
     "income",
 )
 LABEL = "income"
+# UCI adult.names, each list sorted (the order codes are assigned in)
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    "workclass": (
+        "Federal-gov", "Local-gov", "Never-worked", "Private", "Self-emp-inc", "Self-emp-not-inc", "State-gov",
+        "Without-pay",
+    ),
+    "education": (
+        "10th", "11th", "12th", "1st-4th", "5th-6th", "7th-8th", "9th", "Assoc-acdm", "Assoc-voc", "Bachelors",
+        "Doctorate", "HS-grad", "Masters", "Preschool", "Prof-school", "Some-college",
+    ),
+    "marital-status": (
+        "Divorced", "Married-AF-spouse", "Married-civ-spouse", "Married-spouse-absent", "Never-married",
+        "Separated", "Widowed",
+    ),
+    "occupation": (
+        "Adm-clerical", "Armed-Forces", "Craft-repair", "Exec-managerial", "Farming-fishing", "Handlers-cleaners",
+        "Machine-op-inspct", "Other-service", "Priv-house-serv", "Prof-specialty", "Protective-serv", "Sales",
+        "Tech-support", "Transport-moving",
+    ),
+    "relationship": ("Husband", "Not-in-family", "Other-relative", "Own-child", "Unmarried", "Wife"),
+    "race": ("Amer-Indian-Eskimo", "Asian-Pac-Islander", "Black", "Other", "White"),
+    "sex": ("Female", "Male"),
+    "native-country": (
+        "Cambodia", "Canada", "China", "Columbia", "Cuba", "Dominican-Republic", "Ecuador", "El-Salvador",
+        "England", "France", "Germany", "Greece", "Guatemala", "Haiti", "Holand-Netherlands", "Honduras", "Hong",
+        "Hungary", "India", "Iran", "Ireland", "Italy", "Jamaica", "Japan", "Laos", "Mexico", "Nicaragua",
+        "Outlying-US(Guam-USVI-etc)", "Peru", "Philippines", "Poland", "Portugal", "Puerto-Rico", "Scotland",
+        "South", "Taiwan", "Thailand", "Trinadad&Tobago", "United-States", "Vietnam", "Yugoslavia",
+    ),
+    "income": ("<=50K", ">50K"),
+}
 
 
 def adult_domain(columns: Sequence[str] = DEFAULT_COLUMNS, data_dir: str | Path | None = None) -> Domain:
-    """The declared domain of the selected Adult columns."""
-    raw = load_adult_raw("train", data_dir)
+    """The declared domain of the selected Adult columns (public bounds and :data:`CATEGORIES`; no data
+    is read, ``data_dir`` is accepted for symmetry with :func:`load_adult_table`)."""
     cols = []
     for name in columns:
-        if name not in raw:
+        if name not in COLUMNS:
             raise InvalidParameterError(f"The 'columns' parameter of adult_domain has unknown column {name!r}.")
         if name in NUMERIC_BOUNDS:
             lo, hi, bins = NUMERIC_BOUNDS[name]
@@ -47,7 +79,7 @@ def adult_domain(columns: Sequence[str] = DEFAULT_COLUMNS, data_dir: str | Path 
         elif name in ("fnlwgt", "capital-gain", "capital-loss"):
             raise InvalidParameterError(f"Column {name!r} has no declared bounds in privlab.synth.adult; drop it.")
         else:
-            cols.append(Column(name, "categorical", tuple(sorted(set(raw[name]) - {"?"}))))
+            cols.append(Column(name, "categorical", CATEGORIES[name]))
     return Domain(tuple(cols))
 
 

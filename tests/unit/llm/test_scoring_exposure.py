@@ -116,3 +116,30 @@ def test_extrapolated_exposure_controls():
     assert extrapolated_exposure(10 - 2 * 3.719, x, "gaussian") == pytest.approx(-math.log2(1e-4), abs=0.4)
     with pytest.raises(InvalidParameterError, match="'fit' parameter"):
         extrapolated_exposure(1.0, x, "cauchy")
+
+
+def test_extrapolated_exposure_is_capped_at_log2_space():
+    idx = {c: i for i, c in enumerate(VOCAB)}
+    B = torch.zeros(len(VOCAB), len(VOCAB))
+    for a, b in zip(" 1234", "12345", strict=True):
+        B[idx[a], idx[b]] = 8.0  # strongly prefers the next digit of the secret
+    lm = bigram_lm(B)
+    exact = canary_exposure(lm, "my key is ", "12345", exact_limit=10**5)
+    assert exact.rank == 1 and exact.exposure == pytest.approx(math.log2(1e5))
+    est = canary_exposure(lm, "my key is ", "12345", exact_limit=10, n_samples=2000)
+    # the fitted tail puts the secret far beyond the most likely candidate: clipped at rank 1
+    assert est.method == "extrapolated" and est.clipped
+    assert est.exposure == est.max_exposure == pytest.approx(math.log2(1e5))
+    # control: a secret in the middle of the distribution is not clipped
+    mid = canary_exposure(table_lm(seed=2), "my key is ", "12345", exact_limit=10, n_samples=2000)
+    assert not mid.clipped and 0.0 <= mid.exposure < mid.max_exposure
+
+
+def test_extrapolated_exposure_space_argument():
+    x = np.random.default_rng(0).normal(10, 2, 5000)
+    far = extrapolated_exposure(-40.0, x, "gaussian")  # 25 sd below the mean: ~ 450 bits unclipped
+    assert far > 100
+    assert extrapolated_exposure(-40.0, x, "gaussian", space=1000) == pytest.approx(math.log2(1000))
+    assert extrapolated_exposure(10.0, x, "gaussian", space=1000) == pytest.approx(1.0, abs=0.05)
+    with pytest.raises(InvalidParameterError, match="'space' parameter"):
+        extrapolated_exposure(1.0, x, "gaussian", space=0)

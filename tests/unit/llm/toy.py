@@ -3,6 +3,8 @@ tiny corpus and canary-experiment config for the wiring tests."""
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
@@ -63,3 +65,42 @@ def table_lm(seed: int = 0, T: int = 64, scale: float = 1.0) -> LanguageModel:
 
 def bigram_lm(bigram: torch.Tensor, T: int = 64) -> LanguageModel:
     return LanguageModel(LastTokenLM(bigram), tokenizer(), "bigram", T)
+
+
+class SpaceMergingTokenizer:
+    """Character tokens, except that a space before a non-space character is merged into it (``" j"``
+    is one token), the way GPT-2-style BPE (SmolLM2) attach a space to the next word. Encoding
+    ``"is "`` alone ends in a lone ``" "`` token that never occurs before a word in whole-sentence
+    encodings."""
+
+    def __init__(self, chars: str) -> None:
+        base = sorted(set(chars) | {" "})
+        self.vocab = tuple(base) + tuple(" " + c for c in base if c != " ")
+        self._pos = {t: i for i, t in enumerate(self.vocab)}
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    def encode(self, text: str) -> list[int]:
+        out, i = [], 0
+        while i < len(text):
+            step = 2 if text[i] == " " and i + 1 < len(text) and text[i + 1] != " " else 1
+            out.append(self._pos[text[i : i + step]])
+            i += step
+        return out
+
+    def decode(self, ids: list[int]) -> str:
+        return "".join(self.vocab[int(i)] for i in ids)
+
+
+def memorising_bigram(tok: object, texts: list[str], boost: float = 8.0, seed: int | None = None) -> LanguageModel:
+    """A bigram LM whose logit for each transition of ``tok.encode(text)`` is raised by ``boost``
+    (zero or, with ``seed``, standard-normal logits elsewhere)."""
+    V = tok.vocab_size  # type: ignore[attr-defined]
+    B = torch.zeros(V, V) if seed is None else torch.randn(V, V, generator=torch.Generator().manual_seed(seed))
+    for t in texts:
+        ids = tok.encode(t)  # type: ignore[attr-defined]
+        for a, b in itertools.pairwise(ids):
+            B[a, b] += boost
+    return LanguageModel(LastTokenLM(B), tok, "bigram", 256)  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ import pytest
 
 from privlab.synth import GENERATORS, Column, Domain, Table, get_generator
 
-OPTIONS = {"aim": {"rounds": 3}, "dpvae": {"epochs": 2, "accountant": "rdp"}}
+OPTIONS = {"aim": {"rounds": 6}, "dpvae": {"epochs": 2, "accountant": "rdp"}}
 # AIM and MST compile their JAX graphical-model inference on every fit (20-60 s on a shared 2-core
 # machine): their contract runs with the slow tests.
 SLOW = {"aim", "mst"}
