@@ -5,8 +5,10 @@ W ranks (one thread each, gloo, this host) hold the same global batch and each s
 round-robin, one step per mode per round (as in ``run.py``), the median per mode kept:
 
 * ``nonprivate-ddp``: plain DDP (its gradient all-reduce during the backward pass);
-* ``privlab-<clipping>-ddp``: ``make_private`` on the DDP model (clipping on each rank, one
-  all-reduce of the clipped sums per step, noise once);
+* ``privlab-<clipping>-ddp``: ``make_private`` on the DDP model (clipping on each rank, the clipped
+  sums added up by all-reduce, noise once). Per-layer clipping sends 1 MiB buckets during the
+  backward pass; ``-b0.25`` builds the DDP model with ``bucket_cap_mb=0.25`` and ``-b1000`` (one
+  buffer after the backward pass, as flat and ghost clipping do) with ``bucket_cap_mb=1000``;
 * ``opacus-<mode>-ddp``: Opacus 1.6.0, ``DifferentiallyPrivateDistributedDataParallel`` + its
   ``PrivacyEngine`` (its distributed optimizers), grad-sample modes ``hooks``, ``functorch`` and
   ``ghost``; the ratio is to the fastest that runs.
@@ -49,7 +51,9 @@ def _ddp_step(model_name: str, mode: str, rank: int, world: int) -> Callable[[],
         net: Any = nn.parallel.DistributedDataParallel(model)
         opt: Any = torch.optim.SGD(net.parameters(), lr=0.01)
     elif mode.startswith("privlab"):
-        ddp = nn.parallel.DistributedDataParallel(model)
+        variant = mode.split("-ddp")[1]  # "": privlab's default buckets; "-b<MB>": bucket_cap_mb
+        caps = {"bucket_cap_mb": float(variant[2:])} if variant.startswith("-b") else {}
+        ddp = nn.parallel.DistributedDataParallel(model, **caps)
         pt = make_private(ddp, torch.optim.SGD(ddp.parameters(), lr=0.01), loader, noise_multiplier=1.0,
                           clipping=mode.split("-")[1], seed=0)
         net, opt = pt.model, pt.optimizer
@@ -134,7 +138,10 @@ def main() -> None:
                               "python": platform.python_version(), "world_size": w, "models": {}}
     for name in args.models:
         best = BEST[name]
-        modes = ["nonprivate-ddp", f"privlab-{best}-ddp", *OPACUS]
+        # per-layer clipping sends 1 MiB buckets during the backward pass; 0.25 MB buckets, and one buffer
+        # after the backward pass (bucket_cap_mb=1000: the whole model in the last bucket) for comparison
+        variants = [f"privlab-{best}-ddp-b0.25", f"privlab-{best}-ddp-b1000"] if best == "per_layer" else []
+        modes = ["nonprivate-ddp", *variants, f"privlab-{best}-ddp", *OPACUS]
         outs = run_ranks(ddp_worker, w, (name, modes, args.warmup, args.steps), timeout=3600)
         bad = [o for o in outs if o.error is not None]
         if bad:

@@ -11,6 +11,7 @@ generators ignore epsilon and run once (epsilon = inf). Run from the repository 
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/synth/run.py            # ~15 min on 2 shared cores
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/synth/run.py --quick    # smoke run (~2 min)
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/synth/run.py --generators aim --epsilons 1 4  # a subset
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--generators", nargs="*", default=None, help="re-run only these (others' results are kept)")
     ap.add_argument("--summary-only", action="store_true", help="rebuild summary.json and frontier.svg only")
+    ap.add_argument(
+        "--epsilons", nargs="*", type=float, default=None, help="re-run only these of the epsilons (e.g. 1 inf)"
+    )
     args = ap.parse_args()
     if args.quick:
         cfg = SynthRunConfig(
@@ -48,11 +52,14 @@ def main() -> None:
         cfg = SynthRunConfig(
             epsilons=(0.5, 1.0, 4.0, 16.0, math.inf), train_size=3000, shadow_generators=tuple(args.shadow)
         )
+    wanted = set(cfg.epsilons) if args.epsilons is None else set(args.epsilons)
+    if not wanted <= set(cfg.epsilons):
+        ap.error(f"--epsilons must be among {list(cfg.epsilons)}; got {sorted(wanted)}")
     args.out.mkdir(parents=True, exist_ok=True)
     data = None if args.summary_only else load_data(cfg)
     machine = environment()
     for name in [] if args.summary_only else (args.generators or cfg.generators):
-        for eps in cfg.epsilons if GENERATORS[name].private else (math.inf,):
+        for eps in [e for e in cfg.epsilons if e in wanted] if GENERATORS[name].private else (math.inf,):
             start = time.perf_counter()
             res = evaluate_release(cfg, data, name, eps)
             res["seconds"] = time.perf_counter() - start

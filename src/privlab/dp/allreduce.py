@@ -11,12 +11,17 @@ once and no rank draws the whole noise:
 Per-layer clipping knows a layer's clipped sum as soon as the backward pass has reached the layer,
 so :meth:`NoisySum.offer` hands it over then, and a bucket whose parameters are all known starts
 its all-reduce while the backward pass goes on (as DistributedDataParallel overlaps its own).
+Buckets are 1 MiB unless the DDP model was built with its own ``bucket_cap_mb``. On the measured host
+(GPT, two ranks of one thread on two vCPUs, loopback gloo; ``benchmarks/dp_overhead/ddp.py``, six
+runs in ``results/ddp_gpt_buckets_20261207.json``) 1 MB buckets gave a median 1.09x non-private DDP
+(1.08-1.20x), one buffer after the backward pass 1.17x (1.15-1.26x), 0.25 MB buckets 1.15x; DDP's
+own layout (a first bucket of 1 MiB, then 25 MB) was slower than one buffer in three earlier runs.
 
 Pairing. Gloo pairs collectives by their order, so every rank must issue the same all-reduces in
 the same order whatever its data: buckets are fixed at set-up (parameters in reverse order, the
-order a backward pass reaches them, cut at ``bucket_bytes``, the first at 1 MiB as in DDP) and are
-always launched in that order. A bucket waits for the buckets before it; whatever was not offered
-(an empty batch, a layer called twice, a shared weight) is launched by :meth:`NoisySum.finish`.
+order a backward pass reaches them, cut at ``bucket_bytes``) and are always launched in that order.
+A bucket waits for the buckets before it; whatever was not offered (an empty batch, a layer called
+twice, a shared weight) is launched by :meth:`NoisySum.finish`.
 The last bucket is launched only by ``finish`` and carries one more entry, the number of ranks
 whose step failed: if any did, every rank raises and none updates.
 """
@@ -32,7 +37,6 @@ from privlab.dp import mechanism
 from privlab.dp.distributed import DataParallel, collective_error
 from privlab.errors import DistributedTrainingError
 
-FIRST_BUCKET_BYTES = 1 << 20  # DistributedDataParallel's first bucket (its _DEFAULT_FIRST_BUCKET_BYTES)
 Noise = Callable[[torch.Tensor], None]  # adds N(0, std^2) to a tensor in place
 
 
@@ -42,13 +46,13 @@ def slice_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
 
 
 def buckets(params: dict[str, torch.Tensor], bucket_bytes: float) -> list[list[str]]:
-    """The parameter names, last first, cut into buckets of at least ``bucket_bytes`` (the first 1 MiB)."""
+    """The parameter names, last first, cut into buckets of at least ``bucket_bytes`` each."""
     out: list[list[str]] = [[]]
-    size, cap = 0, min(FIRST_BUCKET_BYTES, bucket_bytes)
+    size = 0
     for name in reversed(params):
-        if out[-1] and size >= cap:
+        if out[-1] and size >= bucket_bytes:
             out.append([])
-            size, cap = 0, bucket_bytes
+            size = 0
         out[-1].append(name)
         size += params[name].numel() * params[name].element_size()
     return out

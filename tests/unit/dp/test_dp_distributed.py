@@ -270,3 +270,10 @@ def test_a_sharded_unit_sampler_reports_the_dataset_units_of_each_chunk() -> Non
     assert [g.tolist() for g in groups] == [[1, 3, 5], [1, 3, 5]]
     assert batches[0].flatten().tolist() == [2.0, 6.0, 9.0]
     assert math.isclose(loader.sample_rate, 1.0)
+
+
+def test_buckets_follow_reverse_parameter_order_and_the_cap() -> None:
+    params = {n: torch.zeros(k) for n, k in (("a", 4), ("b", 2), ("c", 3), ("d", 1))}  # 16, 8, 12, 4 bytes
+    assert allreduce.buckets(params, math.inf) == [["d", "c", "b", "a"]]
+    assert allreduce.buckets(params, 16) == [["d", "c"], ["b", "a"]]
+    assert allreduce.buckets(params, 1) == [["d"], ["c"], ["b"], ["a"]]

@@ -5,6 +5,8 @@
   fit a graphical model with Private-PGM. Budget split rho/3 each. privlab runs these steps itself
   (:mod:`privlab.synth.generators.mst`): smartnoise-synth's ``MST`` hands the exact private row
   count to Private-PGM (``known_total``), an unbudgeted release under add/remove-one adjacency.
+  Rare categories (noisy 1-way count below 3 sigma) are merged after step 1, as in the paper
+  (:mod:`privlab.synth.generators.compress`, post-processing).
 * AIM (McKenna, Mullins, Sheldon & Miklau 2022, "AIM: An Adaptive and Iterative Mechanism"): measure
   1-way marginals, then per round select the worst-approximated workload marginal (exponential
   mechanism, 10% of the round's rho) and measure it (Gaussian, 90%) until rho is spent.
@@ -22,15 +24,17 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
-from privlab._validation import check_int, check_real
+from privlab._validation import check_choice, check_int, check_real
 from privlab.accounting.zcdp import ZCDPLedger
 from privlab.errors import InvalidParameterError
 from privlab.synth.generators.base import FittedGenerator, Generator, register
+from privlab.synth.generators.compress import DECOMPRESS, AttributeCompression
 from privlab.synth.generators.mst import run_mst
 from privlab.synth.table import Table
 
@@ -62,18 +66,25 @@ def _codes(ds: Any, d: int) -> np.ndarray:
     return np.stack([np.asarray(ds.df[f"c{j}"]) for j in range(d)], axis=1)
 
 
+Sampler = Callable[[int, np.random.Generator], Any]
+
+
 class _Fitted(FittedGenerator):
-    def __init__(self, table: Table, epsilon: float, delta: float, ledger: ZCDPLedger, model: Any, undo: Any) -> None:
+    def __init__(
+        self, table: Table, epsilon: float, delta: float, ledger: ZCDPLedger, model: Any, sampler: Sampler | None
+    ) -> None:
         super().__init__(table, epsilon, delta, ledger)
-        self.model, self.undo = model, undo
+        self.model, self.sampler = model, sampler
         self.edges: list[tuple[str, str]] = []  # MST's selected tree (mbi column names c0, c1, ...)
+        self.compression: dict[str, AttributeCompression] = {}  # MST's per-column compression
 
     def _sample(self, n: int, seed: int) -> np.ndarray:
-        np.random.seed(seed)  # the libraries sample (and undo MST's compression) with numpy's global RNG
+        np.random.seed(seed)  # mbi samples with numpy's global RNG
         with contextlib.redirect_stdout(io.StringIO()):
-            ds = self.model.synthetic_data(rows=n)
-            if self.undo is not None:
-                ds = self.undo(ds)
+            if self.sampler is None:
+                ds = self.model.synthetic_data(rows=n)
+            else:  # MST: sample the compressed model, decompress with a seeded generator
+                ds = self.sampler(n, np.random.default_rng(seed))
         return _codes(ds, len(self.domain.columns))
 
 
@@ -86,20 +97,31 @@ def _rho(epsilon: float, delta: float) -> tuple[float, float]:
 class MST(Generator):
     """MST (McKenna, Miklau & Sheldon 2021) run by :func:`privlab.synth.generators.mst.run_mst` on ``mbi``:
     rho/3 on 1-way marginals, rho/3 on tree selection, rho/3 on 2-way marginals; the row count is
-    estimated from the noisy marginals, never read from the data."""
+    estimated from the noisy marginals, never read from the data.
+
+    ``compress`` applies the paper's domain compression (categories with noisy 1-way count below
+    3 sigma merged after step 1; post-processing, no budget); ``decompress`` draws a merged category
+    back ``"uniform"``-ly (paper) or proportionally to the ``"noisy"`` counts clipped at 0."""
 
     name = "mst"
+
+    def __init__(self, compress: bool = True, decompress: str = "uniform") -> None:
+        if not isinstance(compress, bool):
+            raise InvalidParameterError(f"The 'compress' parameter of MST must be a bool. Got {compress!r} instead.")
+        self.compress = compress
+        self.decompress = check_choice(decompress, "decompress", "MST", DECOMPRESS)
 
     def _fit(self, table: Table, epsilon: float, delta: float, seed: int) -> FittedGenerator:
         _eps, rho = _rho(epsilon, delta)
         with contextlib.redirect_stdout(io.StringIO()):
-            model, edges = run_mst(_dataset(table), rho, seed)
+            fit = run_mst(_dataset(table), rho, seed, compress=self.compress, decompress=self.decompress)
         ledger = ZCDPLedger(delta)
         ledger.record("mst.measure_1way", rho / 3, "Gaussian, every 1-way marginal")
         ledger.record("mst.select_tree", rho / 3, "exponential mechanism, d-1 tree edges")
         ledger.record("mst.measure_2way", rho / 3, "Gaussian, the tree's 2-way marginals")
-        fitted = _Fitted(table, epsilon, delta, ledger, model, None)
-        fitted.edges = edges
+        fitted = _Fitted(table, epsilon, delta, ledger, fit.model, fit.synthetic_data)
+        fitted.edges = fit.edges
+        fitted.compression = fit.compression
         return fitted
 
 

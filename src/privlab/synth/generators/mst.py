@@ -21,22 +21,40 @@ Steps, each rho/3-zCDP under add/remove-one adjacency (one row changes one cell 
    and Truncating: Unifying Privacy Loss Composition for Data Analytics"), d-1 rounds rho/3.
 3. *2-way marginals.* The d-1 tree edges with sigma_2 = sqrt(3 (d-1) / (2 rho)) per cell: rho/3.
 
+*Domain compression* (the paper's MST description, :mod:`privlab.synth.generators.compress`, on by default):
+after step 1, each attribute's categories with noisy count below 3 sigma_1 are merged into one; steps
+2 and 3 and the model use the compressed domain, and sampled rows are decompressed (a merged category
+drawn back uniformly, or proportionally to the clipped noisy counts). It reads only step 1's output,
+so it is post-processing and spends nothing; the budget split is unchanged.
+
 Then Private-PGM (``mbi.estimation.mirror_descent``) fits a graphical model to all measurements; its
-samples are post-processing. The paper's optional domain compression is not applied (privlab's
-declared domains are small). The Gaussian noise comes from OpenDP's sampler through
-``snsynth.utils.gaussian_noise`` (not seedable); ``seed`` drives the exponential mechanism only.
+samples are post-processing. The total it is given is the minimum-variance combination of the noisy
+marginals' sums (:func:`~privlab.synth.generators.compress.minimum_variance_total`; ``mbi``'s own
+estimator skips the whitened compressed 1-ways), never the private count. The Gaussian noise comes
+from OpenDP's sampler through ``snsynth.utils.gaussian_noise`` (not seedable); ``seed`` drives the
+exponential mechanism only.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from privlab._validation import check_choice
 from privlab.errors import InvalidParameterError
+from privlab.synth.generators.compress import (
+    DECOMPRESS,
+    AttributeCompression,
+    compress_domain,
+    compressed_oneway,
+    minimum_variance_total,
+)
 
 NoiseFn = Callable[[float, int], np.ndarray]
 ESTIMATION_ITERS = 2000
@@ -88,13 +106,67 @@ def measure(data: Any, cliques: Sequence[tuple[str, ...]], sigma: float, noise: 
     return out
 
 
-def estimate(domain: Any, measurements: list[Any], iters: int = ESTIMATION_ITERS) -> Any:
-    """Private-PGM fit to the measurements; the total is mbi's estimate from the noisy sums (no known total)."""
+def estimate(domain: Any, measurements: list[Any], total: float, iters: int = ESTIMATION_ITERS) -> Any:
+    """Private-PGM fit to the measurements with the row count ``total`` (an estimate from noisy sums)."""
     from mbi import estimation, marginal_oracles
 
     return estimation.mirror_descent(
-        domain, measurements, iters=iters, marginal_oracle=marginal_oracles.message_passing_stable
+        domain, measurements, known_total=total, iters=iters, marginal_oracle=marginal_oracles.message_passing_stable
     )
+
+
+def _weighted(factor: Any, weights: Any) -> Any:
+    return factor.datavector() * weights
+
+
+def oneway_measurement(noisy: np.ndarray, comp: AttributeCompression, attr: str, sigma: float) -> Any:
+    """Step 1's noisy 1-way of ``attr`` as an ``mbi.LinearMeasurement`` on the compressed domain.
+
+    Uncompressed: the identity query. Compressed: the whitened query ``q * marginal`` of
+    :func:`~privlab.synth.generators.compress.compressed_oneway` (std sigma on every cell).
+    """
+    import jax.numpy as jnp
+    from mbi import LinearMeasurement
+
+    if not comp.merged:
+        return LinearMeasurement(np.asarray(noisy, dtype=float), (attr,), sigma)
+    y, q = compressed_oneway(noisy, comp)
+    return LinearMeasurement(y, (attr,), sigma, query=functools.partial(_weighted, weights=jnp.asarray(q)))
+
+
+def compress_dataset(data: Any, comp: dict[str, AttributeCompression]) -> Any:
+    """The ``mbi.Dataset`` with every column mapped to its compressed codes, on the compressed domain."""
+    from mbi import Dataset, Domain
+
+    attrs = list(data.domain.attrs)
+    cols = data.to_dict()
+    dom = Domain(attrs, [comp[a].compressed_size for a in attrs])
+    return Dataset({a: comp[a].compress(cols[a]) for a in attrs}, dom)
+
+
+@dataclass(frozen=True)
+class MSTFit:
+    """What :func:`run_mst` fitted: the model on the compressed domain, the tree, the compression.
+
+    ``domain`` is the original ``mbi.Domain``; :meth:`synthetic_data` samples the model and
+    decompresses into it.
+    """
+
+    model: Any
+    edges: list[tuple[str, str]]
+    compression: dict[str, AttributeCompression]
+    domain: Any
+
+    def synthetic_data(self, rows: int, rng: np.random.Generator) -> Any:
+        """``rows`` sampled rows (``mbi`` samples with numpy's global RNG) in the original domain."""
+        from mbi import Dataset
+
+        cols = self.model.synthetic_data(rows=rows).to_dict()
+        return Dataset({a: c.decompress(cols[a], rng) for a, c in self.compression.items()}, self.domain)
+
+
+def _identity(size: int) -> AttributeCompression:
+    return AttributeCompression(size, tuple(range(size)), (), ())
 
 
 def select_tree(data: Any, model: Any, epsilon: float, rng: np.random.Generator) -> list[tuple[str, str]]:
@@ -115,17 +187,37 @@ def select_tree(data: Any, model: Any, epsilon: float, rng: np.random.Generator)
     return edges
 
 
-def run_mst(data: Any, rho: float, seed: int, noise: NoiseFn = opendp_noise) -> tuple[Any, list[tuple[str, str]]]:
-    """MST (module docstring) on an ``mbi.Dataset``: the fitted ``MarkovRandomField`` and the tree's edges.
+def run_mst(
+    data: Any,
+    rho: float,
+    seed: int,
+    noise: NoiseFn = opendp_noise,
+    compress: bool = True,
+    decompress: str = "uniform",
+) -> MSTFit:
+    """MST (module docstring) on an ``mbi.Dataset``: the fitted model, the tree's edges and the compression.
 
-    Spends rho/3 per step, rho in total (rho-zCDP under add/remove-one adjacency).
+    Spends rho/3 per step, rho in total (rho-zCDP under add/remove-one adjacency); ``compress``
+    (the paper's domain compression) and ``decompress`` (``"uniform"`` or ``"noisy"``) are
+    post-processing of step 1.
     """
+    check_choice(decompress, "decompress", "run_mst", DECOMPRESS)
     rng = np.random.default_rng(seed)
-    d = len(data.domain.attrs)
+    attrs = list(data.domain.attrs)
+    d = len(attrs)
     sigma1, sigma2 = mst_sigmas(rho, d)
-    log1 = measure(data, [(a,) for a in data.domain.attrs], sigma1, noise)
+    ones = {}
+    for a in attrs:  # step 1
+        x = np.asarray(data.project((a,)).datavector(), dtype=float)
+        ones[a] = x + noise(sigma1, x.size)
+    comp = compress_domain(ones, sigma1, decompress) if compress else {a: _identity(ones[a].size) for a in attrs}
+    cdata = compress_dataset(data, comp)
+    log1 = [oneway_measurement(ones[a], comp[a], a, sigma1) for a in attrs]
+    sums = [(float(y.sum()), sigma1**2 * y.size) for y in ones.values()]
     if d == 1:
-        return estimate(data.domain, log1), []
-    edges = select_tree(data, estimate(data.domain, log1, iters=1000), selection_epsilon(rho, d), rng)
-    log2 = measure(data, edges, sigma2, noise)
-    return estimate(data.domain, log1 + log2), edges
+        return MSTFit(estimate(cdata.domain, log1, minimum_variance_total(sums)), [], comp, data.domain)
+    independent = estimate(cdata.domain, log1, minimum_variance_total(sums), iters=1000)
+    edges = select_tree(cdata, independent, selection_epsilon(rho, d), rng)  # step 2
+    log2 = measure(cdata, edges, sigma2, noise)  # step 3
+    sums += [(float(np.sum(m.noisy_measurement)), sigma2**2 * np.size(m.noisy_measurement)) for m in log2]
+    return MSTFit(estimate(cdata.domain, log1 + log2, minimum_variance_total(sums)), edges, comp, data.domain)
