@@ -16,7 +16,7 @@ _FLAGS = {
     "noise_multiplier": "--noise-multiplier", "target_epsilon": "--target-epsilon", "clip_norm": "--clip-norm",
     "clipping": "--clipping", "noise": "--noise", "partition": "--partition", "alpha": "--alpha",
     "local_epochs": "--local-epochs", "lr": "--lr", "dataset": "--dataset", "model": "--model",
-    "secagg": "--secagg", "train_size": "--train-size", "delta": "--delta",
+    "secagg": "--secagg", "train_size": "--train-size", "delta": "--delta", "secure_rng": "--secure-rng",
 }
 
 
@@ -50,7 +50,8 @@ def run_cmd(
         False, help="run as real processes (a Flower SuperLink, one SuperNode per client, `flwr run`) on 127.0.0.1"
     ),
     round_timeout: float = typer.Option(120.0, help="with --deploy: seconds to wait for a round's replies"),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, help="Seed for data, training, sampling and noise (not secure; see --secure-rng)."),
+    secure_rng: bool = typer.Option(False, help="Draw the DP noise and the client sampling from the OS CSPRNG."),
     out: Path | None = typer.Option(None, help="write result.json and section.json here"),
 ) -> None:
     """Run FedAvg (optionally DP-FedAvg, SecAgg+) in Flower's simulation engine (or, with --deploy, as real
@@ -65,7 +66,7 @@ def run_cmd(
                               clipping=clipping, clip_norm=clip_norm, noise=noise)
         cfg = FedConfig(dataset=dataset, model=model, num_clients=num_clients, clients_per_round=clients_per_round,
                         rounds=rounds, local_epochs=local_epochs, lr=lr, partition=partition, alpha=alpha,
-                        train_size=train_size, secagg=secagg, seed=seed, dp=dp)
+                        train_size=train_size, secagg=secagg, seed=seed, dp=dp, secure_rng=secure_rng)
     except InvalidParameterError as exc:
         raise _flag_error(exc) from None
     if deploy:

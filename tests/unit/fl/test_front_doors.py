@@ -102,3 +102,19 @@ def test_inversions_use_the_runs_noise_multiplier_even_when_it_is_zero(monkeypat
     cfg = FedConfig(num_clients=10, clients_per_round=5, train_size=1000, eval_size=200, hidden=(8,))
     _inversions(cfg, types.SimpleNamespace(noise_multiplier=z, state=build_fl_model(cfg).state_dict()), 2)
     assert seen == [expected] * 3  # one per defence; None (no DP) falls back to z = 1
+
+
+def test_cli_secure_rng_reaches_the_config(monkeypatch):
+    import privlab.fl
+
+    seen = []
+
+    def fake_run(cfg, **kwargs):
+        seen.append(cfg)
+        raise RuntimeError("stop after the config")
+
+    monkeypatch.setattr(privlab.fl, "run_federated", fake_run)
+    for flags in (["--secure-rng"], []):
+        out = CliRunner().invoke(app, ["fl", "run", "--num-clients", "10", "--clients-per-round", "2", *flags])
+        assert isinstance(out.exception, RuntimeError), out.output
+    assert [c.secure_rng for c in seen] == [True, False]
