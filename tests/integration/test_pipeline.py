@@ -271,3 +271,19 @@ def test_dp_references_copy_the_targets_training(first_run, monkeypatch, tmp_pat
     assert dp_tc.max_grad_norm == 1.0 and dp_tc.noise_multiplier == sigma and dp_dir == "references-dp"
     assert (dp_tc.batch_size, dp_tc.lr, dp_tc.momentum) == (50, 1.0, 0.0)  # the DP target's own spec
     assert not plain_tc.private and plain_dir == "references" and plain_tc.batch_size == 32
+
+
+def test_claimed_states_the_noise_source_and_dp_config_checks_it() -> None:
+    from privlab.accounting import PrivacyLedger
+    from privlab.errors import InvalidParameterError as Invalid
+    from privlab.pipeline import stages
+    from privlab.pipeline.config import DPConfig
+
+    led = PrivacyLedger(delta=1e-5)
+    led.record(1.0, 0.1, 10)
+    seeded = stages.TrainedTarget("dp", None, {}, led, 1.0, 0.1, 10)  # type: ignore[arg-type]
+    secure = stages.TrainedTarget("dp", None, {}, led, 1.0, 0.1, 10, True)  # type: ignore[arg-type]
+    assert stages.claimed(seeded)["noise"] == "seeded"  # type: ignore[index]
+    assert stages.claimed(secure)["noise"] == "os_csprng"  # type: ignore[index]
+    with pytest.raises(Invalid, match="'secure_rng' parameter of dp"):
+        DPConfig(secure_rng="yes")  # type: ignore[arg-type]

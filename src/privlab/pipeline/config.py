@@ -70,8 +70,15 @@ class DPConfig:
     max_grad_norm: float = 1.0
     clipping: str = "flat"
     accountant: str = "pld"
+    # False: sampling and noise seeded from the run's seed (reproducible; not private against anyone who
+    # knows the seed, which the report publishes); True: from the OS CSPRNG (make_private's secure_rng)
+    secure_rng: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.secure_rng, bool):
+            raise InvalidParameterError(
+                f"The 'secure_rng' parameter of dp must be true or false. Got {self.secure_rng!r} instead."
+            )
         check_real(self.target_epsilon, "target_epsilon", "dp", low=0.0, low_open=True)
         check_real(self.delta, "delta", "dp", low=0.0, high=1.0, low_open=True, high_open=True)
         check_real(self.max_grad_norm, "max_grad_norm", "dp", low=0.0, low_open=True)

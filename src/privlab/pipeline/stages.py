@@ -78,6 +78,7 @@ class TrainedTarget:
     noise_multiplier: float | None
     sample_rate: float | None
     steps: int | None
+    secure_rng: bool = False  # a DP target's sampling and noise came from the OS CSPRNG (else seeded)
 
 
 def train_target(cfg: RunConfig, t: TargetConfig, pop: Population, run_dir: Path, progress: bool) -> TrainedTarget:
@@ -111,6 +112,7 @@ def train_target(cfg: RunConfig, t: TargetConfig, pop: Population, run_dir: Path
             meta.get("noise_multiplier"),
             meta.get("sample_rate"),
             meta.get("steps"),
+            bool(meta.get("secure_rng", False)),
         )
     st.begin()
     torch.manual_seed(cfg.seed)
@@ -135,6 +137,7 @@ def train_target(cfg: RunConfig, t: TargetConfig, pop: Population, run_dir: Path
             clipping=t.dp.clipping,
             accountant=t.dp.accountant,
             seed=cfg.seed,
+            secure_rng=t.dp.secure_rng,
         )
         if not isinstance(pt.accountant.ledger, PrivacyLedger):  # the pipeline always samples Poisson
             raise TypeError(f"expected a Poisson-sampling PrivacyLedger, got {type(pt.accountant.ledger).__name__}")
@@ -147,11 +150,13 @@ def train_target(cfg: RunConfig, t: TargetConfig, pop: Population, run_dir: Path
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(st.path / "model.safetensors"))
     if ledger is not None:
         ledger.to_json(st.path / "ledger.json")
-    meta = {"utility": utility, "noise_multiplier": noise_multiplier, "sample_rate": q, "steps": steps}
+    secure = t.dp is not None and t.dp.secure_rng
+    meta = {"utility": utility, "noise_multiplier": noise_multiplier, "sample_rate": q, "steps": steps,
+            "secure_rng": secure}
     st.write_json("meta.json", meta)
     st.finish({"utility": utility})
     model.eval()
-    return TrainedTarget(t.name, model, utility, ledger, noise_multiplier, q, steps)
+    return TrainedTarget(t.name, model, utility, ledger, noise_multiplier, q, steps, secure)
 
 
 def audit_spec(t: TargetConfig, target: TrainedTarget, pop: Population, seed: int) -> AuditSpec | None:
@@ -220,4 +225,5 @@ def claimed(target: TrainedTarget) -> dict[str, Any] | None:
         "noise_multiplier": target.noise_multiplier,
         "sample_rate": target.sample_rate,
         "steps": target.steps,
+        "noise": "os_csprng" if target.secure_rng else "seeded",
     }

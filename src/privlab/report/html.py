@@ -147,6 +147,11 @@ def _card(rep: dict[str, Any]) -> str:
             interval_notes.add(n)
         util = ", ".join(f"{html.escape(k)} {fmt(v)}" for k, v in (m.get("utility") or {}).items())
         eps_txt = f"{fmt(claimed)} (δ={fmt(delta)})" if claimed is not None else "none (not DP)"
+        if (m.get("claimed") or {}).get("noise") == "seeded":
+            eps_txt += (
+                "<br><span class='muted'>noise seeded from the run's seed: reproducible, and not private "
+                "against anyone who knows the seed (dp.secure_rng: true draws it from the OS CSPRNG)</span>"
+            )
         rows.append(
             f"<tr data-model='{html.escape(name)}'><td><b>{html.escape(name)}</b></td><td>{eps_txt}</td>"
             f"<td>{audit_txt}</td><td>{attack_txt}</td><td>{util}</td><td>{verdict}</td></tr>"

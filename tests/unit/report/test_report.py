@@ -87,3 +87,18 @@ def test_html_renders_in_headless_browser(tmp_path: Path) -> None:
                    capture_output=True, timeout=120, check=True)
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000  # a rendered page, not a blank one
+
+
+@pytest.mark.parametrize("noise", ["seeded", "os_csprng"])
+def test_card_says_when_the_dp_noise_was_seeded(tmp_path: Path, noise: str) -> None:
+    from privlab.report.verify import schema_errors
+
+    rep = _report()
+    rep.models["dp"].claimed = {**(rep.models["dp"].claimed or {}), "noise": noise}
+    path = rep.save(tmp_path / "r.json")
+    assert not list(schema_errors(json.loads(path.read_text())))
+    html = render_html(load_report(path))
+    assert ("not private against anyone who knows the seed" in html) is (noise == "seeded")
+    bad = json.loads(path.read_text())
+    bad["models"]["dp"]["claimed"]["noise"] = "dice"
+    assert list(schema_errors(bad))
