@@ -12,10 +12,11 @@ Per-layer clipping knows a layer's clipped sum as soon as the backward pass has 
 so :meth:`NoisySum.offer` hands it over then, and a bucket whose parameters are all known starts
 its all-reduce while the backward pass goes on (as DistributedDataParallel overlaps its own).
 Buckets are 1 MiB unless the DDP model was built with its own ``bucket_cap_mb``. On the measured host
-(GPT, two ranks of one thread on two vCPUs, loopback gloo; ``benchmarks/dp_overhead/ddp.py``, six
-runs in ``results/ddp_gpt_buckets_20261207.json``) 1 MB buckets gave a median 1.09x non-private DDP
-(1.08-1.20x), one buffer after the backward pass 1.17x (1.15-1.26x), 0.25 MB buckets 1.15x; DDP's
-own layout (a first bucket of 1 MiB, then 25 MB) was slower than one buffer in three earlier runs.
+(GPT, two ranks of one thread on two vCPUs, loopback gloo; ``benchmarks/dp_overhead/ddp.py``, seven
+paired runs in ``results/ddp_gpt_buckets_20261207.json``) 1 MB buckets gave a median 1.10x the
+non-private DDP step (1.08-1.20x) and one buffer after the backward pass 1.16x (1.15-1.26x); the
+buckets were faster in 6 of 7 runs, by 0.7-18%. DDP's own layout (a first bucket of 1 MiB, then
+25 MB) was slower than one buffer in three earlier runs.
 
 Pairing. Gloo pairs collectives by their order, so every rank must issue the same all-reduces in
 the same order whatever its data: buckets are fixed at set-up (parameters in reverse order, the
