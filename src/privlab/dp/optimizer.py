@@ -232,10 +232,9 @@ class DPOptimizer:
         """
         if self.allreduce is None or not self._closes_logical_batch or self._joined_failed:
             return sums
-        try:
-            found = self._local_to_global(module, sums)
-        except PrivacyViolationError:  # step() raises it, and tells the other ranks
-            return sums
+        if any(p.requires_grad and id(p) not in self._owner for p in module.parameters(recurse=False)):
+            return sums  # unfrozen after wrapping: step() refuses it, and tells the other ranks
+        found = self._local_to_global(module, sums)
         final = {k: v if k not in self._summed else self._summed.pop(k) + v for k, v in found.items()}
         self.allreduce.offer(final, self._noise())
         return {}
