@@ -9,7 +9,7 @@ the prior, DCR; the shadow-model attack on an outlier target for the generators 
 the wall time of the release), ``results/summary.json`` and ``results/frontier.svg``. Non-private
 generators ignore epsilon and run once (epsilon = inf). Run from the repository root:
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/synth/run.py            # ~15 min on 2 shared cores
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/synth/run.py            # over 1 h on 2 shared cores
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/synth/run.py --quick    # smoke run (~2 min)
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/synth/run.py --generators aim --epsilons 1 4  # a subset
 """
