@@ -68,7 +68,7 @@ class NoisySum:
 
     def __init__(self, params: dict[str, torch.Tensor], par: DataParallel, bucket_bytes: float = float("inf")) -> None:
         self.par = par
-        self.like = {k: torch.empty(0, dtype=p.dtype) for k, p in params.items()}
+        self.dtypes = {k: p.dtype for k, p in params.items()}
         self.shapes = {k: p.shape for k, p in params.items()}
         self.buckets = buckets(params, bucket_bytes)
         self.reset()
@@ -123,7 +123,7 @@ class NoisySum:
         out: dict[str, torch.Tensor] = {}
         for names, flat in zip(self.buckets, flats, strict=True):
             parts = flat[: sum(self.shapes[k].numel() for k in names)].split([self.shapes[k].numel() for k in names])
-            out.update({k: v.view(self.shapes[k]).to(self.like[k].dtype) for k, v in zip(names, parts, strict=True)})
+            out.update({k: v.view(self.shapes[k]).to(self.dtypes[k]) for k, v in zip(names, parts, strict=True)})
         return out
 
     def _complete(self, b: int) -> bool:
@@ -134,11 +134,10 @@ class NoisySum:
         names = self.buckets[b]
         last = b == len(self.buckets) - 1
         parts = [
-            values[k].reshape(-1) if k in values else torch.zeros(self.shapes[k].numel(), dtype=self.like[k].dtype)
+            values[k].reshape(-1) if k in values and not failed
+            else torch.zeros(self.shapes[k].numel(), dtype=self.dtypes[k])
             for k in names
         ]
-        if failed:
-            parts = [torch.zeros_like(p) for p in parts]
         flat = torch.cat([*parts, torch.tensor([float(failed)])] if last else parts)
         n = flat.numel() - int(last)
         if noise is not None:

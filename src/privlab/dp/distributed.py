@@ -46,6 +46,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from privlab.dp import noise
 from privlab.errors import DistributedTrainingError, InvalidParameterError, PrivlabError
 
 PER_LAYER_BUCKET_BYTES = float(2**20)  # measured faster than DDP's own layout (1 MiB, then 25 MB): allreduce
@@ -143,8 +144,7 @@ def shard_indices(n: int, rank: int, world_size: int, units: torch.Tensor | None
 
 def rank_seed(seed: int, rank: int, stream: str) -> int:
     """A seed for rank ``rank``'s ``stream`` ("sampling" coins, "noise"), distinct across ranks and streams."""
-    digest = hashlib.sha256(f"privlab-dp-{stream}/{seed}/{rank}".encode()).digest()
-    return int.from_bytes(digest[:8], "little")
+    return noise.derive_seed(seed, "privlab-dp", stream, rank)
 
 
 def collective_error(what: str, par: DataParallel, exc: BaseException) -> DistributedTrainingError:

@@ -20,6 +20,7 @@ one of the idealised real-valued mechanism.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 
@@ -43,3 +44,14 @@ def secure_uniform(n: int) -> np.ndarray:
     """``n`` uniforms in [0, 1) from ``os.urandom`` (53-bit resolution)."""
     raw = np.frombuffer(os.urandom(8 * n), dtype=np.uint64)
     return (raw >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+def derive_seed(seed: int, *labels: int | str) -> int:
+    """A 63-bit seed from ``seed`` and ``labels``: ``int(SHA-256("seed/label1/label2/...")[:8]) >> 1``.
+
+    For seeded (reproducible, not secure) streams: distinct label tuples give independent-looking
+    seeds (collisions have probability ~2^-63 per pair), unlike an affine combination of the labels
+    (``seed * a + round * b + client`` repeats once ``client >= b``).
+    """
+    text = "/".join(str(x) for x in (seed, *labels)).encode()
+    return int.from_bytes(hashlib.sha256(text).digest()[:8], "big") >> 1

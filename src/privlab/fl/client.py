@@ -16,10 +16,10 @@ import torch
 from torch import nn
 
 from privlab.data import ArrayDataset, load_dataset
+from privlab.dp.noise import derive_seed
 from privlab.errors import InvalidParameterError
 from privlab.fl.config import SECAGG_THRESHOLD, FedConfig
 from privlab.fl.partition import partition, user_partition
-from privlab.fl.randomness import derive_seed
 from privlab.models import build_model
 from privlab.train import TrainConfig, train_model
 

@@ -10,14 +10,14 @@ With ``secure_rng=True`` the noise is :func:`privlab.dp.noise.secure_standard_no
 and Box-Muller) and the sampled clients are a fresh ``secrets.SystemRandom`` permutation of the
 nodes every round; two runs of the same config then differ.
 
-Derived seeds (local training, seeded noise) are the first 8 bytes of SHA-256 of the seed and the
-labels that name the use, so distinct (seed, round, client, purpose) never collide by arithmetic
-(the former ``seed * 1_000_003 + round * 10_007 + client`` did for >= 10,007 clients).
+Derived seeds (local training, seeded noise) come from :func:`privlab.dp.noise.derive_seed`: the
+first 8 bytes of SHA-256 of the seed and the labels that name the use, so distinct (seed, round,
+client, purpose) never collide by arithmetic (the former ``seed * 1_000_003 + round * 10_007 +
+client`` did for >= 10,007 clients).
 """
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Sequence
 from typing import TypeVar
@@ -29,16 +29,6 @@ from privlab.dp.noise import secure_standard_normal
 from privlab.errors import InvalidParameterError
 
 T = TypeVar("T")
-
-
-def derive_seed(seed: int, *labels: int | str) -> int:
-    """A 63-bit seed from ``seed`` and ``labels``: ``int(SHA-256("seed/label1/label2/...")[:8]) >> 1``.
-
-    Distinct label tuples give independent-looking seeds (collisions have probability ~2^-63 per
-    pair), unlike an affine combination of the labels.
-    """
-    text = "/".join(str(x) for x in (seed, *labels)).encode()
-    return int.from_bytes(hashlib.sha256(text).digest()[:8], "big") >> 1
 
 
 class NoiseSource:

@@ -24,12 +24,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from privlab.data import ArrayDataset
+from privlab.dp.noise import derive_seed
 from privlab.errors import InvalidParameterError, PrivlabError
 from privlab.fl.central_dp import adaptive_clipping, fixed_clipping
 from privlab.fl.client import build_fl_model, fl_test_data
 from privlab.fl.config import FedConfig
 from privlab.fl.privacy import UserLevelAccountant, noise_multiplier_of
-from privlab.fl.randomness import NoiseSource, derive_seed, secure_shuffled
+from privlab.fl.randomness import NoiseSource, secure_shuffled
 
 log = logging.getLogger("privlab.fl")
 

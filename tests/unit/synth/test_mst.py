@@ -110,9 +110,8 @@ def test_compressed_total_uses_the_unwhitened_sums(known_totals: list[tuple[list
     assert float(fit.model.total) == pytest.approx(total)
 
 
-def test_mst_spends_rho_thirds(monkeypatch: pytest.MonkeyPatch) -> None:
-    d, rho = 4, 0.05
-    calls: list[tuple[float, int]] = []
+def _spy_selection(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Record the epsilon of every exponential-mechanism draw MST makes."""
     eps_used: list[float] = []
     real_em = mst.exponential_mechanism
 
@@ -121,17 +120,31 @@ def test_mst_spends_rho_thirds(monkeypatch: pytest.MonkeyPatch) -> None:
         return real_em(q, epsilon, rng)
 
     monkeypatch.setattr(mst, "exponential_mechanism", em)
+    return eps_used
+
+
+def _spent(calls: list[tuple[float, int]], eps_used: list[float], d: int) -> tuple[float, float, float]:
+    """zCDP of the 1-way measurements, the 2-way measurements and the selection.
+
+    Each noise call is one marginal (sensitivity 1): 1/(2 sigma^2)-zCDP (Bun & Steinke 2016); an
+    exponential-mechanism draw at epsilon is epsilon^2/8-zCDP (Cesar & Rogers 2021).
+    """
+    return (sum(0.5 / s**2 for s, _ in calls[:d]), sum(0.5 / s**2 for s, _ in calls[d:]),
+            sum(e**2 / 8 for e in eps_used))
+
+
+def test_mst_spends_rho_thirds(monkeypatch: pytest.MonkeyPatch) -> None:
+    d, rho = 4, 0.05
+    calls: list[tuple[float, int]] = []
+    eps_used = _spy_selection(monkeypatch)
     fit = mst.run_mst(_dataset(_table(200, d)), rho, seed=1, noise=_seeded_noise(1, calls))
     assert not any(c.merged for c in fit.compression.values())  # ~67 per category, 3 sigma_1 ~ 33
-    # each noise call is one marginal (sensitivity 1): 1/(2 sigma^2)-zCDP (Bun & Steinke 2016)
-    one_way = sum(0.5 / s**2 for s, size in calls[:d])
-    two_way = sum(0.5 / s**2 for s, size in calls[d:])
-    select = sum(e**2 / 8 for e in eps_used)  # exponential mechanism: eps^2/8-zCDP
     assert len(calls) == d + (d - 1) and len(eps_used) == d - 1 == len(fit.edges)
     assert [size for _, size in calls] == [3] * d + [9] * (d - 1)
-    for part in (one_way, two_way, select):
+    parts = _spent(calls, eps_used, d)
+    for part in parts:
         assert part == pytest.approx(rho / 3, rel=1e-12)
-    assert one_way + two_way + select == pytest.approx(rho, rel=1e-12)
+    assert sum(parts) == pytest.approx(rho, rel=1e-12)
 
 
 @pytest.mark.parametrize("compress", [True, False])
@@ -145,23 +158,12 @@ def test_compression_spends_nothing_and_shrinks_the_2way_measurements(
     dom = Domain(tuple(Column(f"a{j}", "categorical", ("w", "x", "y", "z")) for j in range(d)))
     table = Table(dom, rng.choice(4, size=(400, d), p=[0.48, 0.48, 0.02, 0.02]))
     calls: list[tuple[float, int]] = []
-    eps_used: list[float] = []
-    real_em = mst.exponential_mechanism
-
-    def em(q: np.ndarray, epsilon: float, rng: np.random.Generator) -> int:
-        eps_used.append(epsilon)
-        return real_em(q, epsilon, rng)
-
-    monkeypatch.setattr(mst, "exponential_mechanism", em)
+    eps_used = _spy_selection(monkeypatch)
     fit = mst.run_mst(_dataset(table), rho, seed=1, noise=_seeded_noise(4, calls), compress=compress)
     cells = 9 if compress else 16
     assert [size for _, size in calls] == [4] * d + [cells] * (d - 1)  # 1-ways measured on the full domain
     assert all((c.merged == (2, 3)) is compress for c in fit.compression.values())
-    for part in (
-        sum(0.5 / s**2 for s, _ in calls[:d]),
-        sum(0.5 / s**2 for s, _ in calls[d:]),
-        sum(e**2 / 8 for e in eps_used),
-    ):
+    for part in _spent(calls, eps_used, d):
         assert part == pytest.approx(rho / 3, rel=1e-12)
 
 
