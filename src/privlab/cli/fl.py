@@ -17,6 +17,7 @@ _FLAGS = {
     "clipping": "--clipping", "noise": "--noise", "partition": "--partition", "alpha": "--alpha",
     "local_epochs": "--local-epochs", "lr": "--lr", "dataset": "--dataset", "model": "--model",
     "secagg": "--secagg", "train_size": "--train-size", "delta": "--delta", "secure_rng": "--secure-rng",
+    "client_sampling": "--client-sampling",
 }
 
 
@@ -52,6 +53,9 @@ def run_cmd(
     round_timeout: float = typer.Option(120.0, help="with --deploy: seconds to wait for a round's replies"),
     seed: int = typer.Option(0, help="Seed for data, training, sampling and noise (not secure; see --secure-rng)."),
     secure_rng: bool = typer.Option(False, help="Draw the DP noise and the client sampling from the OS CSPRNG."),
+    client_sampling: str = typer.Option(
+        "auto", help="poisson (each client joins with probability m/N; central DP's default), fixed (exactly m), auto"
+    ),
     out: Path | None = typer.Option(None, help="write result.json and section.json here"),
 ) -> None:
     """Run FedAvg (optionally DP-FedAvg, SecAgg+) in Flower's simulation engine (or, with --deploy, as real
@@ -66,7 +70,8 @@ def run_cmd(
                               clipping=clipping, clip_norm=clip_norm, noise=noise)
         cfg = FedConfig(dataset=dataset, model=model, num_clients=num_clients, clients_per_round=clients_per_round,
                         rounds=rounds, local_epochs=local_epochs, lr=lr, partition=partition, alpha=alpha,
-                        train_size=train_size, secagg=secagg, seed=seed, dp=dp, secure_rng=secure_rng)
+                        train_size=train_size, secagg=secagg, seed=seed, dp=dp, secure_rng=secure_rng,
+                        client_sampling=client_sampling)
     except InvalidParameterError as exc:
         raise _flag_error(exc) from None
     if deploy:
@@ -79,7 +84,7 @@ def run_cmd(
     else:
         res = run_federated(cfg, progress=True, num_actors=actors)
     for r in res.rounds:
-        eps = "" if r.epsilon is None else f"  user-level epsilon {r.epsilon:.3f} (delta {delta:g})"
+        eps = "" if r.epsilon is None else f"  user-level epsilon {r.epsilon:.3f} (delta {delta:g}, {cfg.sampling})"
         typer.echo(f"round {r.round:3d}  accuracy {r.accuracy:.4f}{eps}  {r.seconds:.1f}s")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)

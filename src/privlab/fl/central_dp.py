@@ -5,7 +5,11 @@ Both wrappers subclass Flower's (``flwr.serverapp.strategy``) and change only wh
 * the Gaussian noise on the aggregate (std ``z_Delta C_t / m``) and the clipped-count noise come
   from a :class:`privlab.fl.randomness.NoiseSource`: seeded (reproducible) or the OS CSPRNG
   (``FedConfig.secure_rng``); Flower draws both from numpy's global generator;
-* ``round_clip_norm``: the norm this round's updates were clipped to (what the round reports).
+* ``round_clip_norm``: the norm this round's updates were clipped to (what the round reports);
+* Flower's warning that the replies differ in number from ``num_sampled_clients`` is dropped:
+  with Poisson sampling (:mod:`privlab.fl.sampling`) m is the expected number, the mechanism
+  divides by it on purpose, and with fixed sampling :class:`~privlab.fl.server.StrictGrid` ends a
+  round that lost a reply before the wrapper sees it.
 
 Adaptive clipping (Andrew, Thakkar, McMahan & Ramaswamy 2021, "Differentially Private Learning with
 Adaptive Clipping", Alg. 1 and Thm. 1), per round t with m sampled clients:
@@ -23,21 +27,42 @@ releases b~ as above.
 Privacy (Thm. 1): the centred count ``sum_i (b_i - 1/2)`` changes by 1/2 when one user is added or
 removed, the update sum by C_t; releasing both with noise ``z_Delta C_t`` and ``sigma_b`` is the
 Gaussian mechanism with multiplier ``z = (z_Delta^-2 + (2 sigma_b)^-2)^-1/2``, which is how
-Flower calibrates ``z_Delta`` from the requested z. With exactly m replies per round (``StrictGrid``),
-``sum (b_i - 1/2) + m/2 = sum b_i``, so the released value equals the uncentred count; the centring
-is what makes the sensitivity 1/2 in the add/remove (Poisson) model, normalising by the expected,
-public m. Under replace-one adjacency the count moves by 1 and the update sum by 2 C_t, the same
-ratio, hence the same z.
+Flower calibrates ``z_Delta`` from the requested z. With Poisson client sampling the number of
+replies |S| is random and the centring is what makes the sensitivity 1/2 in the add/remove model;
+the sum is normalised by the expected, public m. With exactly m replies (fixed sampling),
+``sum (b_i - 1/2) + m/2 = sum b_i``, the uncentred count; under its replace-one adjacency the count
+moves by 1 and the update sum by 2 C_t, the same ratio, hence the same z.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 
 from privlab.fl.randomness import NoiseSource
+
+
+class _NoCountWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        from flwr.supercore.differential_privacy import CLIENTS_DISCREPANCY_WARNING
+
+        return record.msg != CLIENTS_DISCREPANCY_WARNING
+
+
+@contextlib.contextmanager
+def _no_count_warning() -> Iterator[None]:
+    """Drop Flower's reply-count warning while a wrapper aggregates (module doc)."""
+    flt, logger = _NoCountWarning(), logging.getLogger("flwr")
+    logger.addFilter(flt)
+    try:
+        yield
+    finally:
+        logger.removeFilter(flt)
 
 
 def _noised(source: NoiseSource, aggregated: Any, std: float) -> Any:
@@ -59,6 +84,10 @@ def fixed_clipping(base: Any, z: float, clip_norm: float, m: int, source: NoiseS
         @property
         def round_clip_norm(self) -> float:
             return float(self.clipping_norm)
+
+        def aggregate_train(self, server_round: int, replies: Any) -> Any:
+            with _no_count_warning():
+                return super().aggregate_train(server_round, list(replies))
 
         def _add_noise_to_aggregated_arrays(self, aggregated: Any) -> Any:
             return _noised(source, aggregated, self.noise_multiplier * self.clipping_norm / self.num_sampled_clients)
@@ -93,7 +122,8 @@ def adaptive_clipping(
 
         def aggregate_train(self, server_round: int, replies: Any) -> Any:
             self.round_clip_norm = float(self.clipping_norm)
-            return super().aggregate_train(server_round, list(replies))
+            with _no_count_warning():
+                return super().aggregate_train(server_round, list(replies))
 
         def _noisy_fraction(self, count: int, total: int) -> float:
             # Flower passes the number of *clipped* replies; b~ = (sum (b_i - 1/2) + N(0, sigma_b^2)) / m + 1/2

@@ -19,6 +19,7 @@ NOISE_PLACEMENTS = ("central", "distributed")
 FL_DATASETS = ("mnist", "fashion_mnist", "shakespeare")
 FL_MODELS = ("mlp", "cnn", "char")
 FL_PARTITIONS = ("iid", "dirichlet", "user")
+CLIENT_SAMPLINGS = ("auto", "poisson", "fixed")
 
 # SecAgg+ arithmetic (Flower's SecAggPlusWorkflow): each client's model is clipped to
 # [-SECAGG_CLIPPING_RANGE, SECAGG_CLIPPING_RANGE] and quantised to [0, SECAGG_QUANTIZATION_RANGE];
@@ -101,12 +102,25 @@ class FedConfig:
     LEAF's next-character task with ``partition="user"``: client i is the i-th largest speaking role,
     holding at most ``train_size // num_clients`` of its windows, and ``model="char"``,
     :mod:`privlab.data.speakers`); each round the server samples
-    ``clients_per_round`` of them uniformly without replacement, each runs ``local_epochs`` of plain
+    ``clients_per_round`` of them (exactly, or on average: ``client_sampling``), each runs ``local_epochs`` of plain
     SGD (``lr``, ``batch_size``) from the global model and sends back its model, and the server
     averages them with equal weights. ``local_epochs=0`` is FedSGD-like: one step of one batch.
     ``secagg`` aggregates with Flower's SecAgg+ protocol instead of in the clear (at most
     ``SECAGG_MODULUS / SECAGG_QUANTIZATION_RANGE - 1`` = 1023 clients per round, beyond which the
     modular sum wraps).
+
+    ``client_sampling`` decides who takes part in a round, and so which accountant is exact:
+
+    * ``"poisson"``: every client joins each round independently with probability
+      q = ``clients_per_round / num_clients`` (so m clients on average), the clipped updates are
+      summed and divided by the expected m, and the noise is added even to a round nobody joined.
+      This is the mechanism of McMahan et al. 2018 that the Poisson-subsampled Gaussian accountant
+      bounds (add/remove one user). Central noise only.
+    * ``"fixed"``: exactly m clients, uniformly without replacement (Flower's own sampling). Its
+      exact bound is the fixed-size one (replace one user, :mod:`privlab.accounting.fixed_size`),
+      several times larger at the same z. SecAgg+ and distributed noise need it: clients calibrate
+      their noise share to a known number of summands.
+    * ``"auto"`` (default): ``"poisson"`` with central DP, ``"fixed"`` otherwise (see :attr:`sampling`).
 
     ``secure_rng`` (same name and meaning as DP-SGD's ``make_private(..., secure_rng=True)``): the DP
     noise and the client sampling come from the OS CSPRNG instead of ``seed``. With the default
@@ -132,6 +146,7 @@ class FedConfig:
     seed: int = 0
     dp: UserDPConfig | None = None
     secure_rng: bool = False
+    client_sampling: str = "auto"
 
     def __post_init__(self) -> None:
         owner = "FedConfig"
@@ -169,11 +184,26 @@ class FedConfig:
                 f"2^{SECAGG_MODULUS.bit_length() - 1}, so more clients wrap the sum. "
                 f"Got {self.clients_per_round} instead."
             )
+        check_choice(self.client_sampling, "client_sampling", owner, CLIENT_SAMPLINGS)
+        if self.client_sampling == "poisson" and (self.dp is None or self.dp.noise != "central"):
+            raise InvalidParameterError(
+                f"The 'client_sampling' parameter of {owner} can be 'poisson' only with central DP noise: "
+                "distributed noise and SecAgg+ calibrate each client's share to a known number of summands, which "
+                "Poisson sampling does not fix. Use 'fixed' or 'auto'. Got 'poisson' with "
+                f"{'no DP' if self.dp is None else 'noise=' + repr(self.dp.noise)} instead."
+            )
         if self.secagg and self.dp is not None and self.dp.noise == "central":
             raise InvalidParameterError(
                 "The 'secagg' parameter of FedConfig hides individual updates from the server, so central DP "
                 "(server-side clipping) cannot run; use dp.noise='distributed'. Got secagg=True with central noise."
             )
+
+    @property
+    def sampling(self) -> str:
+        """The client sampling that runs: ``client_sampling``, with "auto" resolved (class doc)."""
+        if self.client_sampling != "auto":
+            return self.client_sampling
+        return "poisson" if self.dp is not None and self.dp.noise == "central" else "fixed"
 
     @property
     def sample_rate(self) -> float:

@@ -18,7 +18,7 @@ from privlab.report.sections import CardRow, Figure, Section, Table, svg_of
 
 
 def epsilon_figure(result: FedResult) -> str:
-    """User-level epsilon (Poisson convention) and test accuracy after each round, as inline SVG."""
+    """User-level epsilon (the bound for the run's client sampling) and test accuracy per round, as SVG."""
     rounds = [r.round for r in result.rounds]
     fig, ax = plt.subplots(figsize=(5.0, 3.2))
     if result.config.dp is not None:
@@ -74,13 +74,19 @@ def fl_section(
                   "the seed)."))
         ),
     )
+    bound = (
+        "Poisson-subsampled Gaussian over users at q = clients per round / clients, add/remove one user "
+        "(privlab.accounting, PLD): each client joined each round with probability q"
+        if cfg.sampling == "poisson" else
+        "exactly m of N clients per round without replacement, replace one user (privlab.accounting.fixed_size, "
+        "RDP); the Poisson bound at the same z would be smaller but does not cover this sampling"
+    )
     sec.tables.append(
         Table(
             "Rounds",
-            ["round", "test accuracy", "user-level epsilon", "epsilon (fixed-size, replace-one)", "clip norm", "s"],
-            [[r.round, r.accuracy, r.epsilon, r.epsilon_fixed_size, r.clip_norm, r.seconds] for r in result.rounds],
-            note="epsilon: Poisson-subsampled Gaussian over users at q = clients per round / clients "
-            "(privlab.accounting, PLD); the second column bounds Flower's exact sampling (m of N without replacement).",
+            ["round", "test accuracy", "user-level epsilon", "clip norm", "s"],
+            [[r.round, r.accuracy, r.epsilon, r.clip_norm, r.seconds] for r in result.rounds],
+            note=f"client sampling: {cfg.sampling}; epsilon: {bound}.",
         )
     )
     sec.figures.append(Figure("Epsilon and accuracy per round", epsilon_figure(result)))

@@ -45,7 +45,7 @@ from privlab.fl.config import (
     SECAGG_THRESHOLD,
     FedConfig,
 )
-from privlab.fl.privacy import UserLevelAccountant, noise_multiplier_of
+from privlab.fl.privacy import accountant_of
 from privlab.fl.randomness import secure_shuffled
 from privlab.fl.server import RoundRecord, evaluate
 
@@ -178,11 +178,7 @@ def run_secagg_server(
     keys = list(model.state_dict().keys())
     dtypes = [v.dtype for v in model.state_dict().values()]
     test = fl_test_data(cfg)
-    acct = None
-    if cfg.dp is not None:
-        acct = UserLevelAccountant(
-            cfg.num_clients, cfg.clients_per_round, noise_multiplier_of(cfg), cfg.dp.delta, cfg.dp.accountant
-        )
+    acct = accountant_of(cfg)
     records: list[RoundRecord] = []
     bar = tqdm(total=cfg.rounds, disable=not progress, desc="federated rounds (SecAgg+)", leave=False)
     clock = [time.perf_counter()]
@@ -202,7 +198,7 @@ def run_secagg_server(
             now = time.perf_counter()
             records.append(
                 RoundRecord(
-                    server_round, acc, loss, eps, acct.epsilon_fixed_size() if acct else None,
+                    server_round, acc, loss, eps,
                     None if cfg.dp is None else cfg.dp.clip_norm, now - clock[0],
                 )
             )

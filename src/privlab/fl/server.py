@@ -29,8 +29,9 @@ from privlab.errors import InvalidParameterError, PrivlabError
 from privlab.fl.central_dp import adaptive_clipping, fixed_clipping
 from privlab.fl.client import build_fl_model, fl_test_data
 from privlab.fl.config import FedConfig
-from privlab.fl.privacy import UserLevelAccountant, noise_multiplier_of
+from privlab.fl.privacy import accountant_of, noise_multiplier_of
 from privlab.fl.randomness import NoiseSource, secure_shuffled
+from privlab.fl.sampling import poisson_fedavg
 
 log = logging.getLogger("privlab.fl")
 
@@ -78,13 +79,16 @@ class StrictGrid:
 
 @dataclass(frozen=True)
 class RoundRecord:
-    """The global model after one round: test accuracy/loss, user-level epsilon so far, clip norm, time."""
+    """The global model after one round: test accuracy/loss, user-level epsilon so far, clip norm, time.
+
+    ``epsilon`` is the bound for the run's client sampling (``FedConfig.sampling``,
+    :meth:`privlab.fl.privacy.UserLevelAccountant.epsilon`).
+    """
 
     round: int
     accuracy: float
     loss: float
     epsilon: float | None
-    epsilon_fixed_size: float | None
     clip_norm: float | None
     seconds: float
 
@@ -105,19 +109,19 @@ def evaluate(model: nn.Module, data: ArrayDataset, batch: int = 2000) -> tuple[f
 def build_strategy(cfg: FedConfig, source: NoiseSource | None = None) -> Any:
     """Flower's FedAvg with m of N clients per round and equal weights, DP-wrapped for central noise.
 
+    ``cfg.sampling == "poisson"``: each client joins with probability m / N and the sum is divided
+    by m (:func:`privlab.fl.sampling.poisson_fedavg`); "fixed": Flower's exactly-m sampling.
+
     ``source`` draws the central noise (default: from ``cfg.secure_rng`` and ``cfg.seed``, see
     :func:`noise_source`); the wrappers are in :mod:`privlab.fl.central_dp`.
     """
     from flwr.serverapp.strategy import FedAvg
 
     m, n = cfg.clients_per_round, cfg.num_clients
-    base = FedAvg(
-        fraction_train=m / n,
-        fraction_evaluate=0.0,
-        min_train_nodes=m,
-        min_available_nodes=n,
-        weighted_by_key="weight",
+    kwargs: dict[str, Any] = dict(
+        fraction_train=m / n, fraction_evaluate=0.0, min_train_nodes=m, min_available_nodes=n, weighted_by_key="weight"
     )
+    base = poisson_fedavg(cfg, **kwargs) if cfg.sampling == "poisson" else FedAvg(**kwargs)
     dp = cfg.dp
     if dp is None or dp.noise == "distributed":
         return base
@@ -149,8 +153,9 @@ def run_server(grid: Any, cfg: FedConfig, *, progress: bool = False, timeout: fl
     """The ServerApp's body: ``cfg.rounds`` rounds of (DP-)FedAvg; returns per-round records and the final state.
 
     Not for ``cfg.secagg`` (that is :func:`privlab.fl.secagg.run_secagg_server`): this body receives
-    every model in the clear. Client sampling: Flower's ``random.sample``, seeded by ``cfg.seed``,
-    or over a CSPRNG permutation of the nodes with ``cfg.secure_rng`` (:class:`StrictGrid`).
+    every model in the clear. Client sampling: Poisson (:mod:`privlab.fl.sampling`) or Flower's
+    ``random.sample``, seeded by ``cfg.seed``, or from the OS CSPRNG with ``cfg.secure_rng``
+    (a CSPRNG permutation of the nodes for Flower's sampling, :class:`StrictGrid`).
     """
     from flwr.app import ArrayRecord, MetricRecord
 
@@ -164,11 +169,7 @@ def run_server(grid: Any, cfg: FedConfig, *, progress: bool = False, timeout: fl
     model = build_fl_model(cfg)
     test = fl_test_data(cfg)
     strategy = build_strategy(cfg)
-    acct = None
-    if cfg.dp is not None:
-        acct = UserLevelAccountant(
-            cfg.num_clients, cfg.clients_per_round, noise_multiplier_of(cfg), cfg.dp.delta, cfg.dp.accountant
-        )
+    acct = accountant_of(cfg)
     records: list[RoundRecord] = []
     bar = tqdm(total=cfg.rounds, disable=not progress, desc="federated rounds", leave=False)
     clock = [time.perf_counter()]
@@ -178,11 +179,10 @@ def run_server(grid: Any, cfg: FedConfig, *, progress: bool = False, timeout: fl
         acc, loss = evaluate(model, test)
         if server_round > 0:
             eps = acct.step() if acct is not None else None
-            eps_fixed = acct.epsilon_fixed_size() if acct is not None else None
             # the norm this round's updates were clipped to (Flower's clipping_norm is already next round's)
             clip = None if cfg.dp is None else float(getattr(strategy, "round_clip_norm", cfg.dp.clip_norm))
             now = time.perf_counter()
-            records.append(RoundRecord(server_round, acc, loss, eps, eps_fixed, clip, now - clock[0]))
+            records.append(RoundRecord(server_round, acc, loss, eps, clip, now - clock[0]))
             clock[0] = now
             eps_txt = "" if eps is None else f" user-level epsilon={eps:.3f} (delta={cfg.dp.delta:g})"  # type: ignore[union-attr]
             log.info("round %d: accuracy=%.4f loss=%.4f%s", server_round, acc, loss, eps_txt)

@@ -47,6 +47,7 @@ class FedResult:
         out: dict[str, Any] = jsonable(
             {
                 "config": self.config.to_dict(),
+                "client_sampling": self.config.sampling,
                 "noise_multiplier": self.noise_multiplier,
                 "seconds": self.seconds,
                 "final_accuracy": self.accuracy,
