@@ -28,6 +28,7 @@ from privlab.unlearn import (  # noqa: F401  (register the methods)
 from privlab.unlearn.base import (
     KINDS,
     METHODS,
+    ForgetRetainOverlapWarning,
     ForgetSplit,
     Method,
     UnlearnConfig,
@@ -45,6 +46,7 @@ from privlab.unlearn.sisa import SISAEnsemble, load_sisa, train_sisa
 __all__ = [
     "KINDS",
     "METHODS",
+    "ForgetRetainOverlapWarning",
     "ForgetSplit",
     "Method",
     "SISAEnsemble",

@@ -12,7 +12,9 @@ and the work done. Each method is one module registered here with :func:`registe
 from __future__ import annotations
 
 import copy
+import hashlib
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -393,6 +395,26 @@ def reinit(
     return m
 
 
+class ForgetRetainOverlapWarning(UserWarning):
+    """Rows of the forget set also appear, identical (features and label), in the retain set."""
+
+
+def rows_in(rows: ArrayDataset, pool: ArrayDataset) -> int:
+    """How many rows of ``rows`` have an identical row (same features and label) in ``pool``.
+
+    Rows are compared by a 64-bit BLAKE2b digest of their bytes (a collision, ~n^2 / 2^64, would
+    only over-count).
+    """
+    def keys(d: ArrayDataset) -> list[bytes]:
+        x = d.x.detach().cpu().contiguous().reshape(len(d), -1).numpy()
+        y = d.y.detach().cpu().reshape(len(d), -1).numpy()
+        return [hashlib.blake2b(a.tobytes() + b"|" + b.tobytes(), digest_size=8).digest()
+                for a, b in zip(x, y, strict=True)]
+
+    seen = set(keys(pool))
+    return sum(k in seen for k in keys(rows))
+
+
 def unlearn(model: nn.Module, forget: Any, retain: Any, config: UnlearnConfig) -> UnlearnResult:
     """Remove ``forget`` from ``model`` (trained on forget + retain) with ``config.method``.
 
@@ -400,6 +422,11 @@ def unlearn(model: nn.Module, forget: Any, retain: Any, config: UnlearnConfig) -
     ``make_private``). The input model's parameters are not modified; SISA's removal deletes the
     input ensemble's superseded checkpoints (they saw the removed rows), after which the input is
     stale and refused -- use the returned ensemble.
+
+    A forget row with an identical twin in ``retain`` raises :class:`ForgetRetainOverlapWarning`
+    and is counted in ``details["forget_rows_in_retain"]``: if the two are one record (a bad
+    split), retain keeps teaching it and nothing is forgotten; if they are two people's identical
+    records (Adult has such duplicates), keeping the retained one is correct.
     """
     if not isinstance(config, UnlearnConfig):
         raise InvalidParameterError(
@@ -418,5 +445,13 @@ def unlearn(model: nn.Module, forget: Any, retain: Any, config: UnlearnConfig) -
             f"Got {tuple(f.x.shape[1:])} instead."
         )
     start = time.perf_counter()
+    overlap = rows_in(f, r)
+    if overlap:
+        warnings.warn(
+            f"{overlap} of the {len(f)} rows of 'forget' have an identical row in 'retain': if they are the same "
+            "records, retain keeps teaching them and they are not forgotten (check the split).",
+            ForgetRetainOverlapWarning,
+            stacklevel=2,
+        )
     res = method.unlearn(model, f, r, config)
-    return replace(res, seconds=time.perf_counter() - start)
+    return replace(res, seconds=time.perf_counter() - start, details={**res.details, "forget_rows_in_retain": overlap})

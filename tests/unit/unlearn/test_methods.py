@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -132,3 +133,23 @@ def test_config_errors_name_the_field() -> None:
         UnlearnConfig(shards=0)
     with pytest.raises(InvalidParameterError, match=r"'train'"):
         UnlearnConfig(train={"epochs": 1})  # type: ignore[arg-type]
+
+
+def test_a_forget_row_also_in_retain_is_warned_and_counted(mnist_small: ArrayDataset) -> None:
+    from privlab.unlearn import ForgetRetainOverlapWarning
+
+    cfg = _cfg("finetune")
+    model = _model("finetune", mnist_small)
+    split = forget_split(mnist_small, np.arange(0, 400, 20))
+    x, y = torch.cat([split.retain.x, split.forget.x[:3]]), torch.cat([split.retain.y, split.forget.y[:3]])
+    leaky = ArrayDataset(x, y, split.retain.name, split.retain.classes)
+    with pytest.warns(ForgetRetainOverlapWarning, match="3 of the 20 rows of 'forget'"):
+        res = unlearn(model, split.forget, leaky, cfg)
+    assert res.details["forget_rows_in_retain"] == 3
+    # control: a disjoint split is silent; the same features under another label are not the same row
+    relabelled = ArrayDataset(split.forget.x[:3], (split.forget.y[:3] + 1) % 10, "x", split.retain.classes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ForgetRetainOverlapWarning)
+        res = unlearn(model, split.forget, split.retain, cfg)
+        assert res.details["forget_rows_in_retain"] == 0
+        assert unlearn(model, relabelled, leaky, cfg).details["forget_rows_in_retain"] == 0
