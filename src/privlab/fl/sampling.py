@@ -60,7 +60,6 @@ def poisson_fedavg(cfg: FedConfig, **fedavg_kwargs: Any) -> Any:
         """FedAvg with Poisson client sampling and the fixed denominator m (module doc)."""
 
         current_arrays: Any = None
-        last_sample_size: int = 0
 
         def configure_train(self, server_round: int, arrays: Any, config: Any, grid: Any) -> Any:
             self.current_arrays = arrays
@@ -68,7 +67,6 @@ def poisson_fedavg(cfg: FedConfig, **fedavg_kwargs: Any) -> Any:
             seed = derive_seed(cfg.seed, "client-sampling", server_round)
             rng = None if cfg.secure_rng else np.random.default_rng(seed)
             chosen = poisson_draw(nodes, q, rng)
-            self.last_sample_size = len(chosen)
             config["server-round"] = server_round  # as FedAvg.configure_train does
             record = RecordDict({self.arrayrecord_key: arrays, self.configrecord_key: config})
             return self._construct_messages(record, chosen, MessageType.TRAIN)
