@@ -11,11 +11,15 @@ from privlab.fl.client import build_fl_model
 from privlab.fl.inversion import InversionConfig
 from privlab.fl.leakage import DEFENCES, inversion_experiment
 
+# Central DP: each client joins a round with probability 10/100 (Poisson sampling), the epsilon the
+# accountant reports is for exactly that. noise="distributed" (clients add the noise; with secagg=True
+# the server sees only the sum) samples exactly 10 per round and reports that sampling's larger bound.
 cfg = FedConfig(num_clients=100, clients_per_round=10, rounds=5, train_size=20000,
-                dp=UserDPConfig(noise_multiplier=1.0, clip_norm=0.1, noise="distributed"))
+                dp=UserDPConfig(noise_multiplier=1.0, clip_norm=0.1))
 res = run_federated(cfg, progress=True)  # Flower's simulation engine, 2 Ray actors
 for r in res.rounds:
-    print(f"round {r.round}: accuracy {r.accuracy:.4f}, user-level epsilon {r.epsilon:.3f} (delta 1e-5)")
+    print(f"round {r.round}: accuracy {r.accuracy:.4f}, user-level epsilon {r.epsilon:.3f} "
+          f"(delta 1e-5, {cfg.sampling} client sampling)")
 
 test = load_mnist("test")
 model = build_fl_model(cfg, seed=1)  # the global model a client receives
