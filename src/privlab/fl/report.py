@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from privlab.attacks import AttackMetrics
+from privlab.fl.config import FedConfig
 from privlab.fl.leakage import InversionResult
 from privlab.fl.simulation import FedResult
 from privlab.report.sections import CardRow, Figure, Section, Table, svg_of
@@ -52,6 +53,19 @@ def reconstruction_grid(results: Sequence[InversionResult], per_row: int = 6) ->
             if j == 0:
                 ax.set_ylabel(name, fontsize=7)
     return svg_of(fig)
+
+
+def inversion_note(cfg: FedConfig) -> str:
+    """What the inversion table's "dp" row means for this run's noise placement."""
+    dp_row = ("'dp': the update clipped and noised on the client (distributed DP, "
+              "privlab.fl.client.clip_and_noise) before the server sees it")
+    if cfg.dp is None:
+        return f"{dp_row}, at z = 1 (this run had no DP): what client-side noise would leave the server."
+    if cfg.dp.noise == "central":
+        return (f"This run's noise is central: the server clips and noises updates it has seen in the clear, so the "
+                f"'none' row is what this run's server can reconstruct. {dp_row}, at this run's z: what the same "
+                "noise placed on the clients would leave it.")
+    return f"{dp_row}: what this run's clients send."
 
 
 def fl_section(
@@ -101,6 +115,7 @@ def fl_section(
                      d["recognisability"], d["baseline_psnr_mean_image"]]
                     for d in (r.to_dict() for r in inversions)
                 ],
+                note=inversion_note(cfg),
             )
         )
         sec.figures.append(Figure("Reconstructions", reconstruction_grid(inversions),

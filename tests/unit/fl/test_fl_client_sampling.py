@@ -125,3 +125,13 @@ def test_the_report_names_the_sampling_and_its_bound():
     note = fl_section(FedResult(fixed, tuple(records), 1.0, 0.0, state)).tables[0].note
     assert "client sampling: fixed" in note and "replace one user" in note
     assert records[0].epsilon == pytest.approx(fixed_size_epsilon(1.0, 10, 2, 1, 1e-5))
+
+
+def test_the_inversion_note_says_whom_the_dp_row_protects_against():
+    from privlab.fl.report import inversion_note
+
+    central = inversion_note(FedConfig(dp=UserDPConfig(noise_multiplier=1.0), **SMALL))
+    assert "'none' row is what this run's server can reconstruct" in central
+    distributed = inversion_note(FedConfig(dp=UserDPConfig(noise_multiplier=1.0, noise="distributed"), **SMALL))
+    assert "what this run's clients send" in distributed and "'none' row" not in distributed
+    assert "this run had no DP" in inversion_note(FedConfig(**SMALL))
