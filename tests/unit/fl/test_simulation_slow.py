@@ -7,11 +7,14 @@ from privlab.fl import FedConfig, UserDPConfig, UserLevelAccountant, run_federat
 pytestmark = pytest.mark.slow
 
 
-def test_simulation_with_dp_reports_the_accountants_epsilon_each_round(mnist_test):
+@pytest.mark.parametrize(("noise", "sampling"), [("central", "poisson"), ("distributed", "fixed")])
+def test_simulation_with_dp_reports_the_accountants_epsilon_each_round(mnist_test, noise, sampling):
     cfg = FedConfig(num_clients=20, clients_per_round=5, rounds=3, train_size=2000, eval_size=1000, hidden=(32,),
-                    dp=UserDPConfig(noise_multiplier=1.0, clip_norm=0.5, noise="distributed"))
+                    dp=UserDPConfig(noise_multiplier=1.0, clip_norm=0.5, noise=noise))
+    assert cfg.sampling == sampling
     res = run_federated(cfg)
-    acct = UserLevelAccountant(20, 5, 1.0, 1e-5)
+    assert res.to_dict()["client_sampling"] == sampling
+    acct = UserLevelAccountant(20, 5, 1.0, 1e-5, sampling=sampling)
     for r in res.rounds:
         acct.record_round()
         assert r.epsilon == pytest.approx(acct.epsilon())
