@@ -75,3 +75,18 @@ def test_negative_controls() -> None:
     # A broken Gaussian mechanism (noise almost off) is flagged with a handful of guesses.
     _, broken = _one_run(GaussianMechanism(0.05), 1000, 100, 20, claimed=2.0)
     assert broken.all()
+
+
+def test_tied_scores_stay_valid_when_the_audit_reuses_the_inclusion_seed() -> None:
+    """Randomized response scores are 0/1, so most guesses fall among ties. The tie-break used to be
+    ``default_rng(seed)``: with the same seed as the inclusion draw, tied canaries were ordered by
+    membership and every abstaining guess was right (bound 5.3 at eps 2 in 200/200 runs)."""
+    rr = RandomizedResponse(2.0)
+    same = [audit_one_run(*rr.sample_one_run(2000, np.random.default_rng(s)), k_plus=300, k_minus=300,
+                          alpha=ALPHA, seed=s).epsilon_lower_bound for s in range(N_SEEDS)]
+    assert_exceedances_consistent(np.array(same), 2.0)
+    # negative control: a tie-break that is the inclusion stream itself (the former default_rng(seed)) inflates it
+    scores, inc = rr.sample_one_run(2000, np.random.default_rng(0))
+    order = np.lexsort((np.random.default_rng(0).random(2000), -scores))
+    v = int(inc[order[:300]].sum() + (~inc[order[-300:]]).sum())
+    assert one_run_epsilon(2000, 600, v, alpha=ALPHA) > 2.0

@@ -96,7 +96,7 @@ def test_grid_pays_bonferroni() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"k_plus": 3, "k_minus": 2}, r"'k_plus \+ k_minus' parameters of count_correct_guesses .* \[1, m=4\]"),
+        ({"k_plus": 3, "k_minus": 2}, r"'k_plus \+ k_minus' parameters of audit_one_run .* \[1, m=4\]"),
         ({"k_plus": 0, "k_minus": 0}, r"'k_plus \+ k_minus'"),
         ({"k_plus": -1, "k_minus": 1}, "'k_plus' parameter"),
         ({"k_plus": 1, "k_minus": 1, "alpha": 1.0}, "'alpha' parameter of audit_one_run"),
@@ -131,3 +131,8 @@ def test_p_value_matches_direct_summation_large(m: int, r: int, v: int, eps: flo
 def test_epsilon_nondecreasing_in_correct_guesses() -> None:
     eps = [one_run_epsilon(2000, 400, v, delta=1e-5, alpha=0.05) for v in range(200, 401, 20)]
     assert all(a <= b + 1e-6 for a, b in itertools.pairwise(eps)) and eps[0] == 0.0 and eps[-1] > 2.0
+
+
+def test_a_malformed_grid_pair_is_named() -> None:
+    with pytest.raises(InvalidParameterError, match=r"'grid' parameter of audit_one_run_grid must hold .* Got \(1,\)"):
+        audit_one_run_grid([0.1, 0.2, 0.3, 0.4], [True, False, True, False], grid=[(1, 1), (1,)])

@@ -118,13 +118,30 @@ def _as_membership(included: Any, m: int, owner: str) -> npt.NDArray[np.bool_]:
     return arr.astype(bool)
 
 
+# The tie-break stream's label: its generator is seeded by SeedSequence([seed, TIEBREAK_STREAM]), never by
+# ``seed`` alone, so it cannot repeat the stream of ``np.random.default_rng(seed)``, the natural generator
+# for drawing the inclusion bits (whose first values below 1/2 would then order tied canaries by membership).
+TIEBREAK_STREAM = 0x7E1B
+
+
+def tiebreak_keys(seed: int, m: int) -> npt.NDArray[np.float64]:
+    """Uniform keys ordering tied scores: from ``SeedSequence([seed, TIEBREAK_STREAM])`` (see above)."""
+    return np.random.default_rng(np.random.SeedSequence([seed, TIEBREAK_STREAM])).random(m)
+
+
 def count_correct_guesses(
-    scores: npt.ArrayLike, included: npt.ArrayLike, k_plus: int, k_minus: int, *, seed: int = 0
+    scores: npt.ArrayLike, included: npt.ArrayLike, k_plus: int, k_minus: int, *, seed: int = 0,
+    owner: str = "count_correct_guesses",
 ) -> tuple[int, int]:
     """``(r, v)``: guesses made and correct guesses when guessing IN on the ``k_plus`` highest scores and
-    OUT on the ``k_minus`` lowest. Ties in the score are broken uniformly at random (``seed``) so that the
-    order canaries are listed in cannot leak their membership."""
-    owner = "count_correct_guesses"
+    OUT on the ``k_minus`` lowest.
+
+    Ties in the score are broken uniformly at random (:func:`tiebreak_keys` of ``seed``) so that the order
+    canaries are listed in cannot leak their membership. The bound is valid only if the tie-break is
+    independent of the inclusion bits: its stream is derived from ``seed`` with a label, so it differs from
+    ``np.random.default_rng(seed)`` even when the same ``seed`` drew the bits. ``owner`` names the
+    function in error messages.
+    """
     s = as_scores(scores, "scores", owner)
     inc = _as_membership(included, s.size, owner)
     k_plus = check_int(k_plus, "k_plus", owner, low=0, high=s.size)
@@ -134,7 +151,7 @@ def count_correct_guesses(
             f"The 'k_plus + k_minus' parameters of {owner} must be an int in the range [1, m={s.size}]. "
             f"Got {k_plus} + {k_minus} = {k_plus + k_minus} instead."
         )
-    tiebreak = np.random.default_rng(seed).random(s.size)
+    tiebreak = tiebreak_keys(seed, s.size)
     order = np.lexsort((tiebreak, -s))  # highest score first
     v = int(np.sum(inc[order[:k_plus]])) + int(np.sum(~inc[order[s.size - k_minus :]]))
     return k_plus + k_minus, v
@@ -160,7 +177,7 @@ def _audit(
     per_guess_alpha = alpha / len(grid)
     rows: list[dict[str, Any]] = []
     for k_plus, k_minus in grid:
-        r, v = count_correct_guesses(s, included, k_plus, k_minus, seed=seed)
+        r, v = count_correct_guesses(s, included, k_plus, k_minus, seed=seed, owner=owner)
         eps = one_run_epsilon(m, r, v, delta=delta, alpha=per_guess_alpha)
         rows.append({"k_plus": int(k_plus), "k_minus": int(k_minus), "guesses": r, "correct": v, "epsilon": eps})
     best = max(rows, key=lambda row: row["epsilon"])
@@ -236,6 +253,11 @@ def audit_one_run_grid(
             f"The 'grid' parameter of {owner} must be a sequence of 1 to 1000 (k_plus, k_minus) pairs. "
             f"Got {len(pairs)} pair(s) instead."
         )
+    for pair in pairs:
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise InvalidParameterError(
+                f"The 'grid' parameter of {owner} must hold (k_plus, k_minus) pairs of ints. Got {pair!r} instead."
+            )
     return _audit(scores, included, pairs, delta, alpha, seed, claimed_epsilon, owner)
 
 
