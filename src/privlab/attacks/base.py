@@ -62,6 +62,15 @@ def target_row(target: Signals, owner: str) -> int:
     return 0
 
 
+def check_same_examples(n_target: int, n_reference: int, owner: str) -> None:
+    """Refuse target signals over a different number of examples than the references were fitted on."""
+    if n_target != n_reference:
+        raise InvalidParameterError(
+            f"The 'target' parameter of {owner}.score must hold signals on the {n_reference} examples the "
+            f"reference models were fitted on, in the same order. Got {n_target} examples instead."
+        )
+
+
 def check_reference(reference: Signals | None, mask: np.ndarray | None, owner: str, min_models: int = 1) -> np.ndarray:
     """Validate reference signals and their (K, N) bool mask; return the mask as an array."""
     if reference is None or mask is None:

@@ -12,7 +12,11 @@ Variance: per example, or one global variance per group pooled over all examples
 example variance, ``sum_n sum_k (phi_kn - mu_n)^2 / (#obs - #examples)``). The paper finds the
 global variance better with few reference models (below about 64, Sec. VI-A), which is what
 ``variance="auto"`` picks. Examples with fewer than two observations in a group use the global
-variance; examples with none use the other group's mean shifted by the average IN-OUT gap.
+variance. Online, an example with no observation in a group uses the other group's mean shifted by
+the average IN-OUT gap; offline, an example no reference left out uses the OUT observations of all
+examples (mean and pooled std), so offline scores never depend on IN references. Online LiRA needs
+IN observations: a mask with no example IN at least two references is refused (it would fall back
+to an arbitrary IN variance and silently score near chance).
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from __future__ import annotations
 import numpy as np
 
 from privlab._validation import check_choice, check_real
-from privlab.attacks.base import check_reference, fitted, register, target_row
+from privlab.attacks.base import check_reference, check_same_examples, fitted, register, target_row
 from privlab.attacks.signals import Signals
+from privlab.errors import InvalidParameterError
 
 GLOBAL_VARIANCE_BELOW = 64  # Carlini et al. 2022, Sec. VI-A
 
@@ -59,10 +64,21 @@ class LiRA:
         phi = np.asarray(reference.confidence, dtype=np.float64)  # type: ignore[union-attr]  # (K, N)
         mu_out, sd_out, n_out, g_out = _group_stats(phi, ~m)
         mu_in, sd_in, n_in, g_in = _group_stats(phi, m)
-        both = (n_in > 0) & (n_out > 0)
-        gap = float(np.mean(mu_in[both] - mu_out[both])) if both.any() else 0.0
-        mu_in = np.where(n_in > 0, mu_in, mu_out + gap)
-        mu_out = np.where(n_out > 0, mu_out, mu_in - gap)
+        for group, n, name in ((~m, n_out, "OUT"), (m, n_in, "IN")):
+            if (self.online or name == "OUT") and not (n > 1).any():
+                raise InvalidParameterError(
+                    f"The 'mask' parameter of {self.name}.fit must leave some example {name} at least two "
+                    f"reference models (to fit the {name} variance). Got {int(group.sum())} {name} entries, "
+                    f"at most {int(n.max())} per example, instead."
+                )
+        if self.online:
+            both = (n_in > 0) & (n_out > 0)
+            gap = float(np.mean(mu_in[both] - mu_out[both])) if both.any() else 0.0
+            mu_in = np.where(n_in > 0, mu_in, mu_out + gap)
+            mu_out = np.where(n_out > 0, mu_out, mu_in - gap)
+        else:  # OUT observations only: an example nobody left out gets every example's OUT distribution
+            mu_out = np.where(n_out > 0, mu_out, float(phi[~m].mean()))
+            sd_out = np.where(n_out > 0, sd_out, g_out)
         use_global = self.variance == "global" or (self.variance == "auto" and m.shape[0] < GLOBAL_VARIANCE_BELOW)
         self.variance_used = "global" if use_global else "per_example"
         if use_global:
@@ -80,6 +96,7 @@ class LiRA:
     def score(self, target: Signals, population: Signals | None = None) -> np.ndarray:
         f = fitted(self._fit, "LiRA")
         phi = np.asarray(target.confidence[target_row(target, "LiRA")], dtype=np.float64)
+        check_same_examples(phi.shape[0], f["mu_out"].shape[0], self.name)
         if self.online:
             return _logpdf(phi, f["mu_in"], f["sd_in"]) - _logpdf(phi, f["mu_out"], f["sd_out"])
         return np.asarray((phi - f["mu_out"]) / f["sd_out"], dtype=np.float64)

@@ -80,16 +80,25 @@ class MIAResult:
         return cls.from_dict(data)
 
     def table(self) -> str:
-        """A plain-text table: AUC, balanced accuracy and TPR at each FPR (with intervals)."""
+        """A plain-text table: AUC, balanced accuracy and TPR at each FPR (with intervals).
+
+        With N non-members an FPR below 1 / N cannot be told from 0 (the smallest non-zero empirical
+        FPR is 1 / N), so TPR there is shown as "unresolved" (as in the report,
+        :mod:`privlab.report.attack_view`); the last column is N.
+        """
         fprs = sorted(next(iter(self.metrics.values())).tpr_at_fpr, reverse=True) if self.metrics else list(FPRS)
-        head = f"{'attack':<24}{'AUC':>22}{'bal.acc':>9}" + "".join(f"{'TPR@' + f'{f:g}':>24}" for f in fprs)
+        head = (f"{'attack':<24}{'AUC':>22}{'bal.acc':>9}" + "".join(f"{'TPR@' + f'{f:g}':>24}" for f in fprs)
+                + f"{'non-members':>13}")
         lines = [head]
         for n, m in self.metrics.items():
             row = f"{n:<24}{m.auc:>7.4f} [{m.auc_ci[0]:.3f},{m.auc_ci[1]:.3f}]{m.balanced_accuracy:>9.4f}"
             for f in fprs:
+                if m.n_nonmembers and f * m.n_nonmembers < 1 - 1e-9:
+                    row += f"{'unresolved':>24}"
+                    continue
                 lo, hi = m.tpr_at_fpr_ci[f]
                 row += f"{m.tpr_at_fpr[f]:>8.4f} [{lo:.4f},{hi:.4f}]"
-            lines.append(row)
+            lines.append(row + f"{m.n_nonmembers:>13}")
         return "\n".join(lines)
 
 

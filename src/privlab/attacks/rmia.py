@@ -25,7 +25,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from privlab._validation import check_real
-from privlab.attacks.base import check_reference, fitted, register, target_row
+from privlab.attacks.base import check_reference, check_same_examples, fitted, register, target_row
 from privlab.attacks.metrics import auc
 from privlab.attacks.signals import Signals
 from privlab.errors import InvalidParameterError
@@ -105,6 +105,7 @@ class RMIA:
     def score(self, target: Signals, population: Signals | None = None) -> np.ndarray:
         pr_x, pr_z = fitted(self._fit, "RMIA")
         p_x = np.asarray(target.prob[target_row(target, "RMIA")], dtype=np.float64)
+        check_same_examples(p_x.shape[0], pr_x.shape[0], "RMIA")
         if len(pr_z) == 0:
             return rmia_scores(p_x, pr_x, p_x, pr_x, self.gamma)
         if population is None or population.n_models != 1 or population.n_examples != len(pr_z):

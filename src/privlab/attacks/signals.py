@@ -167,6 +167,12 @@ def compute_signals(
     a list of names selects views.
     """
     views = _views(augment)
+    if views != ["identity"] and dataset.x.dim() < 3:
+        raise InvalidParameterError(
+            "The 'augment' parameter of compute_signals flips and shifts images along their last two axes "
+            f"(..., H, W), so it needs image-shaped inputs. Got inputs of shape {tuple(dataset.x.shape)} "
+            "(flat rows would be shifted across examples); use augment=False or reshape the data."
+        )
     state = getattr(model_or_models, "state", None)
     if isinstance(state, dict):  # an EnsembleResult: one vmapped pass over its stacked weights
         factory = getattr(model_or_models, "model_factory")  # noqa: B009

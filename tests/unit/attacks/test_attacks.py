@@ -55,7 +55,7 @@ def test_attack_r_against_naive_loop(leaky):
     for n in range(0, tgt.n_examples, 41):
         out = ref.loss[~mask[:, n], n]
         frac = ((out > tgt.loss[0, n]).sum() + 0.5 * (out == tgt.loss[0, n]).sum()) / len(out)
-        assert frac <= s[n] < frac + 1 / (4 * len(out)) + 1e-12
+        assert frac <= s[n] < frac + 1 / (4 * (~mask).sum(0).max() ** 2) + 1e-12
 
 
 def test_rmia_against_naive_pairs(leaky):
@@ -85,3 +85,51 @@ def test_rmia_population_and_a_tuning(leaky):
         attack.score(tgt)
     with pytest.raises(InvalidParameterError, match="'a' parameter of RMIA"):
         RMIA(a=1.5)
+
+
+def test_online_lira_refuses_a_mask_without_in_references(leaky):
+    ref, mask, tgt, member = leaky
+    none_in = np.zeros_like(mask)
+    with pytest.raises(InvalidParameterError, match=r"'mask' parameter of lira_online\.fit must leave some example IN"):
+        LiRA(online=True).fit(ref, none_in)
+    with pytest.raises(InvalidParameterError, match="example OUT"):
+        LiRA(online=False).fit(ref, ~none_in)
+    # offline needs no IN reference (control: it runs and still separates members)
+    s = LiRA(online=False).fit(ref, none_in).score(tgt)
+    assert s[member].mean() > s[~member].mean()
+
+
+def test_offline_lira_never_reads_in_references(leaky):
+    ref, mask, tgt, _ = leaky
+    mask = mask.copy()
+    mask[:, :5] = True  # five examples IN every reference: no OUT observation of them
+    base = LiRA(online=False).fit(ref, mask).score(tgt)
+    moved = ref.confidence.copy()
+    moved[mask] += 3.0  # change only the IN signals
+    shifted = Signals(ref.logits, ref.labels, ref.loss, ref.prob, moved)
+    np.testing.assert_array_equal(LiRA(online=False).fit(shifted, mask).score(tgt), base)
+    # control: online LiRA does read them
+    assert not np.array_equal(LiRA(online=True).fit(shifted, mask).score(tgt),
+                              LiRA(online=True).fit(ref, mask).score(tgt))
+
+
+@pytest.mark.parametrize("name", ["lira_online", "lira_offline", "attack_r", "rmia_offline"])
+def test_target_over_other_examples_is_refused(name, leaky):
+    ref, mask, tgt, _ = leaky
+    attack = get_attack(name).fit(ref, mask)
+    fewer = Signals.from_logits(tgt.logits[:, :-1], tgt.labels[:-1])
+    with pytest.raises(InvalidParameterError, match=r"'target' parameter of .*score must hold signals on the 400"):
+        attack.score(fewer)
+
+
+def test_attack_r_tie_break_only_orders_equal_fractions(leaky):
+    ref, mask, tgt, _ = leaky
+    s = get_attack("attack_r").fit(ref, mask).score(tgt)
+    out = ~mask
+    n_out = out.sum(0)
+    assert n_out.min() != n_out.max()  # the OUT count varies per example: the case that went wrong
+    above = ((ref.loss > tgt.loss[0]) & out).sum(0) + 0.5 * ((ref.loss == tgt.loss[0]) & out).sum(0)
+    frac = above / n_out
+    i, j = np.triu_indices(len(s), 1)
+    distinct = frac[i] != frac[j]
+    assert np.all(np.sign(s[i] - s[j])[distinct] == np.sign(frac[i] - frac[j])[distinct])

@@ -26,7 +26,12 @@ def test_run_attacks_roundtrip_and_plot(leaky, tmp_path):
     np.testing.assert_array_equal(back.membership, member)
     for n in res.scores:
         np.testing.assert_array_equal(back.scores[n], res.scores[n])
-    assert "lira_online" in res.table()
+    table = res.table()
+    assert "lira_online" in table
+    # ~200 non-members: TPR at 0.1% and 0.01% FPR cannot be resolved (1/N = 0.5%); at 1% it can
+    n_neg = res.metrics["lira_online"].n_nonmembers
+    assert 100 < n_neg < 1000 and table.splitlines()[1].count("unresolved") == 2
+    assert table.splitlines()[1].rstrip().endswith(str(n_neg))
     png, svg = plot_roc(res, tmp_path / "roc.png")
     assert png.stat().st_size > 1000 and svg.read_text().lstrip().startswith("<?xml")
 

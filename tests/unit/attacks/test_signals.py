@@ -77,3 +77,17 @@ def test_save_load_roundtrip(tmp_path):
     np.savez(tmp_path / "other.npz", x=np.zeros(2))
     with pytest.raises(CorruptArtifactError):
         Signals.load(tmp_path / "other.npz")
+
+
+def test_augmentation_refuses_flat_inputs():
+    import torch
+
+    from privlab.attacks.signals import compute_signals
+    from privlab.data import ArrayDataset
+    from privlab.errors import InvalidParameterError
+
+    model = torch.nn.Linear(12, 3)
+    flat = ArrayDataset(torch.randn(8, 12), torch.randint(0, 3, (8,)), "flat", ("a", "b", "c"))
+    with pytest.raises(InvalidParameterError, match=r"'augment' parameter of compute_signals .* image-shaped"):
+        compute_signals(model, flat, augment=True)
+    assert compute_signals(model, flat, augment=False).n_examples == 8  # control: no views, no refusal
