@@ -67,3 +67,28 @@ def test_a_resumed_training_with_the_same_seed_draws_fresh_noise_and_coins() -> 
     assert torch.equal(g1, g1_again) and b1 == b1_again  # control: a fresh run with the seed is reproducible
     g2, b2, _ = first_step(ledger)
     assert not torch.allclose(g1, g2) and b1 != b2
+
+
+def test_a_ledger_from_another_checkpoint_is_refused(tmp_path: Path) -> None:
+    import shutil
+
+    older, newer = tmp_path / "a", tmp_path / "b"
+    short = PrivacyLedger(1e-5)
+    short.record(1.1, 0.01, steps=10)
+    save_checkpoint(older, nn.Linear(3, 2), short)
+    save_checkpoint(newer, nn.Linear(3, 2), ledger())
+    load_checkpoint(newer, nn.Linear(3, 2))  # control: the checkpoint as saved loads
+    shutil.copy(older / "ledger.json", newer / "ledger.json")  # a valid, self-consistent ledger of 10 steps
+    with pytest.raises(CorruptArtifactError, match="ledger.json does not match the checksum"):
+        load_checkpoint(newer, nn.Linear(3, 2))
+    # a version-1 checkpoint (no ledger checksum) is still checked against its recorded steps
+    meta = json.loads((newer / "config.json").read_text())
+    meta["schema_version"] = 1
+    del meta["ledger_sha256"]
+    (newer / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CorruptArtifactError, match="records 10 steps .* says 100 steps"):
+        load_checkpoint(newer, nn.Linear(3, 2))
+    shutil.copy(older / "ledger.json", tmp_path / "keep.json")
+    (newer / "ledger.json").unlink()
+    with pytest.raises(CorruptArtifactError, match="has no ledger.json"):
+        load_checkpoint(newer, nn.Linear(3, 2))
