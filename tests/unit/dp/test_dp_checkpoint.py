@@ -79,16 +79,15 @@ def test_a_ledger_from_another_checkpoint_is_refused(tmp_path: Path) -> None:
     save_checkpoint(newer, nn.Linear(3, 2), ledger())
     load_checkpoint(newer, nn.Linear(3, 2))  # control: the checkpoint as saved loads
     shutil.copy(older / "ledger.json", newer / "ledger.json")  # a valid, self-consistent ledger of 10 steps
-    with pytest.raises(CorruptArtifactError, match="ledger.json does not match the checksum"):
+    with pytest.raises(CorruptArtifactError, match=r"ledger\.json does not match the checksum"):
         load_checkpoint(newer, nn.Linear(3, 2))
     # a version-1 checkpoint (no ledger checksum) is still checked against its recorded steps
     meta = json.loads((newer / "config.json").read_text())
     meta["schema_version"] = 1
     del meta["ledger_sha256"]
     (newer / "config.json").write_text(json.dumps(meta))
-    with pytest.raises(CorruptArtifactError, match="records 10 steps .* says 100 steps"):
+    with pytest.raises(CorruptArtifactError, match=r"records 10 steps .* says 100 steps"):
         load_checkpoint(newer, nn.Linear(3, 2))
-    shutil.copy(older / "ledger.json", tmp_path / "keep.json")
     (newer / "ledger.json").unlink()
-    with pytest.raises(CorruptArtifactError, match="has no ledger.json"):
+    with pytest.raises(CorruptArtifactError, match=r"has no ledger\.json"):
         load_checkpoint(newer, nn.Linear(3, 2))
