@@ -122,3 +122,19 @@ def test_poisson_produces_empty_batches_at_small_rate() -> None:
     gen = torch.Generator().manual_seed(0)
     sizes = np.array([len(b) for b in PoissonSampler(50, 0.01, steps=2000, generator=gen)])
     assert abs((sizes == 0).mean() - 0.99**50) < 0.04  # P(empty) = (1 - q)^N
+
+
+def test_poisson_coins_are_not_on_the_float32_grid() -> None:
+    """float32 uniforms are multiples of 2^-24, so ``rand() < q`` includes with probability ceil(q 2^24) / 2^24:
+    19% above q at q = 1e-7. The coins are float64; the control shows the float32 draw would differ."""
+    from privlab.dp.sampling import PoissonSampler
+
+    q = 0.3  # the sampler's coins are the generator's float64 stream (a float32 stream gives other batches)
+    batches = list(PoissonSampler(1000, q, steps=3, generator=torch.Generator().manual_seed(5)))
+    ref = torch.Generator().manual_seed(5)
+    expect = [(torch.rand(1000, generator=ref, dtype=torch.float64) < q).nonzero().flatten().tolist() for _ in range(3)]
+    assert batches == expect
+    ref32 = torch.Generator().manual_seed(5)
+    assert batches[0] != (torch.rand(1000, generator=ref32) < q).nonzero().flatten().tolist()
+    u32 = torch.rand(10**6, generator=torch.Generator().manual_seed(0))
+    assert torch.all((u32 * 2**24) == torch.round(u32 * 2**24))  # control: float32 coins sit on the 2^-24 grid

@@ -224,6 +224,13 @@ def _make_private(
     check_choice(loss_reduction, "loss_reduction", owner, LOSS_REDUCTIONS)
     if physical_batch_size is not None:
         check_int(physical_batch_size, "physical_batch_size", owner, low=1)
+    if seed is not None:
+        check_int(seed, "seed", owner, low=0)
+    for flag, value in (("poisson_sampling", poisson_sampling), ("secure_rng", secure_rng)):
+        if not isinstance(value, bool):
+            raise InvalidParameterError(
+                f"The '{flag}' parameter of {owner} must be a bool. Got {value!r} instead."
+            )
     world = 1 if par is None else par.world_size
     validate_module(model)
 
@@ -313,6 +320,13 @@ def _make_private(
         )
     else:
         _check_resumed_ledger(ledger, poisson_sampling, d, accountant, n, batch_size, unit)
+        held = getattr(ledger, "noise_multiplier", None)  # a fixed-size ledger accounts one sigma only
+        if not poisson_sampling and held is not None and held != sigma:
+            raise InvalidParameterError(
+                f"The 'ledger' parameter of {owner} accounts fixed-size steps at noise multiplier {held}; this call "
+                f"would add steps at {sigma:.6g}, which it cannot compose. Resume with noise_multiplier={held} "
+                "(not target_epsilon, which recalibrates). Got a FixedSizeLedger at a different noise multiplier."
+            )
     if seed is not None and ledger.steps > 0:  # a resumed training must not replay the first run's noise and coins
         seed = distributed.rank_seed(seed, ledger.steps, "resumed")
     gen = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little") if seed is None else seed)

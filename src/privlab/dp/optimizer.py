@@ -393,8 +393,9 @@ class DPOptimizer:
         fresh = std > 0 or self.allreduce is not None
         for name, p in self.params.items():
             p.grad = summed[name].mul_(scale) if fresh else summed[name] * scale
-        self.original_optimizer.step()
+        # recorded before it is applied: a ledger that refuses the step leaves the weights untouched
         self.ledger.record(self.noise_multiplier, self.sample_rate)
+        self.original_optimizer.step()
         self._closes_logical_batch = True
         return loss
 

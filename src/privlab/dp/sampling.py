@@ -62,7 +62,8 @@ class PoissonSampler:
             if self.secure:
                 mask = torch.from_numpy(secure_uniform(self.num_samples) < self.sample_rate)
             else:
-                mask = torch.rand(self.num_samples, generator=self.generator) < self.sample_rate
+                # float64: float32 coins are multiples of 2^-24, so the rate would be ceil(q 2^24) / 2^24 > q
+                mask = torch.rand(self.num_samples, generator=self.generator, dtype=torch.float64) < self.sample_rate
             yield mask.nonzero().flatten().tolist()
 
 

@@ -56,6 +56,12 @@ def module_problems(model: nn.Module) -> list[str]:
                 "privlab's per-example rule supports groups=1 with numeric zero padding. Fix: use integer "
                 "padding and groups=1, or freeze this layer."
             )
+        elif isinstance(m, nn.Embedding) and m.scale_grad_by_freq:
+            problems.append(
+                f"{where} (Embedding) uses scale_grad_by_freq=True: it divides each row's gradient by the row's "
+                "count in the whole batch, which mixes examples, and privlab's per-example rule would silently "
+                "ignore it. Fix: construct it with scale_grad_by_freq=False."
+            )
     return problems
 
 

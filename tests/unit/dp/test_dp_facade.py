@@ -176,6 +176,25 @@ def test_fixed_size_batches_have_their_own_accounting(tmp_path) -> None:
     assert load_checkpoint(tmp_path, model).ledger.epsilon() == pytest.approx(pt.epsilon())
     _, calibrated = setup(poisson_sampling=False, noise_multiplier=None, target_epsilon=4.0, epochs=2)
     assert fixed_size_epsilon(calibrated.noise_multiplier, 64, 16, 8, 1e-5) <= 4.0
+    # resuming it at another sigma is refused up front (it used to apply one step and then refuse to record it)
+    with pytest.raises(InvalidParameterError, match=r"'ledger' parameter of make_private accounts fixed-size steps"):
+        setup(poisson_sampling=False, noise_multiplier=2.0, ledger=pt.accountant.ledger)
+    model2, resumed = setup(poisson_sampling=False, noise_multiplier=1.0, ledger=pt.accountant.ledger)
+    run_epoch(resumed)  # control: the same sigma resumes
+    assert resumed.accountant.ledger.steps == 8
+
+
+def test_a_step_the_ledger_refuses_leaves_the_weights_untouched() -> None:
+    model, pt = setup(poisson_sampling=False)
+    before = [p.detach().clone() for p in model.parameters()]
+    pt.optimizer.noise_multiplier = 3.0  # a step the fixed-size ledger (at 1.0 after one step) cannot compose
+    pt.accountant.ledger.record(1.0, 0.25)
+    x, y = next(iter(pt.data_loader))
+    pt.optimizer.zero_grad()
+    nn.CrossEntropyLoss()(pt.model(x), y).backward()
+    with pytest.raises(InvalidParameterError, match=r"must stay 1\.0"):
+        pt.optimizer.step()
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
 def test_generic_dataset_batches_and_empty_batches_keep_shapes() -> None:
@@ -210,3 +229,22 @@ def test_too_large_batch_is_named_as_the_loaders_batch_size() -> None:
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(InvalidParameterError, match=r"batch_size of at most its dataset's size \(10\).*batch_size=11"):
         make_private(model, opt, DataLoader(data, batch_size=11), noise_multiplier=1.0)
+
+
+def test_embedding_scale_grad_by_freq_and_bad_flags_are_refused() -> None:
+    from privlab.errors import UnsupportedModuleError
+
+    ds = ArrayDataset(torch.randint(0, 10, (32, 4)), torch.randint(0, 3, (32,)))
+
+    def call(emb: nn.Embedding, **kw):
+        model = nn.Sequential(emb, nn.Flatten(), nn.Linear(4 * 6, 3))
+        return make_private(model, torch.optim.SGD(model.parameters(), lr=0.1), DataLoader(ds, batch_size=8),
+                            noise_multiplier=1.0, **kw)
+
+    with pytest.raises(UnsupportedModuleError, match="scale_grad_by_freq=True"):
+        call(nn.Embedding(10, 6, scale_grad_by_freq=True))
+    call(nn.Embedding(10, 6))  # control
+    for kw, name in (({"seed": "7"}, "'seed'"), ({"secure_rng": "no"}, "'secure_rng'"),
+                     ({"poisson_sampling": "yes"}, "'poisson_sampling'")):
+        with pytest.raises(InvalidParameterError, match=f"{name} parameter of make_private"):
+            call(nn.Embedding(10, 6), **kw)
