@@ -85,7 +85,8 @@ def run_cmd(
         res = run_federated(cfg, progress=True, num_actors=actors)
     for r in res.rounds:
         eps = "" if r.epsilon is None else f"  user-level epsilon {r.epsilon:.3f} (delta {delta:g}, {cfg.sampling})"
-        typer.echo(f"round {r.round:3d}  accuracy {r.accuracy:.4f}{eps}  {r.seconds:.1f}s")
+        took = "" if cfg.sampling == "poisson" else f"  {r.seconds:.1f}s"  # Poisson: time would reveal |S|
+        typer.echo(f"round {r.round:3d}  accuracy {r.accuracy:.4f}{eps}{took}")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "result.json").write_text(json.dumps(res.to_dict(), indent=2) + "\n")

@@ -40,8 +40,10 @@ class UserDPConfig:
 
     Each sampled client's model update is clipped to L2 norm ``clip_norm`` (C) and Gaussian noise
     of standard deviation ``z * C`` is added to the sum of updates, which is divided by the number of
-    clients per round. ``noise_multiplier`` is z; give ``target_epsilon`` instead to calibrate z with
-    :func:`privlab.accounting.calibrate_noise` for the run's rounds and client sampling rate.
+    clients per round. ``noise_multiplier`` is z; give ``target_epsilon`` instead to calibrate z for
+    the run's rounds against the bound of its client sampling (``FedConfig.sampling``):
+    :func:`privlab.accounting.calibrate_noise` at rate q for Poisson, or
+    :func:`privlab.accounting.fixed_size.calibrate_fixed_size_noise` for exactly m.
 
     * ``clipping="fixed"``: C stays ``clip_norm``.
     * ``clipping="adaptive"``: C starts at ``clip_norm`` and follows the ``target_quantile`` of the

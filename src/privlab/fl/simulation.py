@@ -43,6 +43,16 @@ class FedResult:
     def epsilon(self) -> float | None:
         return self.rounds[-1].epsilon
 
+    def published_rounds(self) -> list[dict[str, Any]]:
+        """The per-round records as published (result JSON, report).
+
+        Under Poisson client sampling a round's wall time grows with the number of clients that
+        joined, which the fixed denominator keeps out of the released model (and out of the
+        accountant's bound), so per-round ``seconds`` are left out (None); the run's total stays.
+        """
+        hide = self.config.sampling == "poisson"
+        return [{**vars(r), "seconds": None} if hide else dict(vars(r)) for r in self.rounds]
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = jsonable(
             {
@@ -52,7 +62,7 @@ class FedResult:
                 "seconds": self.seconds,
                 "final_accuracy": self.accuracy,
                 "final_epsilon": self.epsilon,
-                "rounds": [vars(r) for r in self.rounds],
+                "rounds": self.published_rounds(),
             }
         )
         return out

@@ -117,12 +117,18 @@ def test_client_sampling_is_checked_and_resolved():
 def test_the_report_names_the_sampling_and_its_bound():
     cfg = _cfg(0, 2, 1.0)
     records, state = run_server(make_in_process_grid(make_client_app(cfg), 10), cfg, timeout=5)
-    note = fl_section(FedResult(cfg, tuple(records), 1.0, 0.0, state)).tables[0].note
-    assert "client sampling: poisson" in note and "add/remove" in note
+    res = FedResult(cfg, tuple(records), 1.0, 0.0, state)
+    table = fl_section(res).tables[0]
+    assert "client sampling: poisson" in table.note and "add/remove" in table.note
+    # a Poisson round's time grows with how many joined: per-round times are not published
+    assert records[0].seconds > 0 and all(row[-1] is None for row in table.rows)
+    assert all(r["seconds"] is None for r in res.to_dict()["rounds"]) and "Per-round times are left out" in table.note
     fixed = FedConfig(rounds=1, clients_per_round=2, dp=UserDPConfig(noise_multiplier=1.0), client_sampling="fixed",
                       **SMALL)
     records, state = run_server(make_in_process_grid(make_client_app(fixed), 10), fixed, timeout=5)
-    note = fl_section(FedResult(fixed, tuple(records), 1.0, 0.0, state)).tables[0].note
+    table = fl_section(FedResult(fixed, tuple(records), 1.0, 0.0, state)).tables[0]
+    note = table.note
+    assert table.rows[0][-1] > 0  # control: exactly-m rounds keep their times
     assert "client sampling: fixed" in note and "replace one user" in note
     assert records[0].epsilon == pytest.approx(fixed_size_epsilon(1.0, 10, 2, 1, 1e-5))
 
