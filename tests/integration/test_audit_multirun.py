@@ -79,9 +79,13 @@ def test_real_runs_match_closed_form(correct: DPTrainingAudit) -> None:
     sim_in, sim_out = _model(correct, 20_000, None, 1)
     assert stats.ks_2samp(correct.scores[correct.included], sim_in).pvalue > 1e-3
     assert stats.ks_2samp(correct.scores[~correct.included], sim_out).pvalue > 1e-3
-    # and the two populations really differ: the canary moves its coordinate by lr T C / N on average
+    # the canary moves its coordinate by lr T C / N on average; with RUNS runs the observed gap between the
+    # means has sd sqrt(var_in / (R/2) + var_out / (R/2)) ~ 0.02 against a gap of 0.039, so it is checked to
+    # 4 sd of the closed form (a relative tolerance of 0.5 was one sd: it held only for some seeds)
     gap = correct.scores[correct.included].mean() - correct.scores[~correct.included].mean()
-    assert gap == pytest.approx(LR * STEPS / N, rel=0.5)
+    assert sim_in.mean() - sim_out.mean() == pytest.approx(LR * STEPS / N, rel=0.1)
+    sd = np.sqrt((sim_in.var() + sim_out.var()) / (RUNS // 2))
+    assert abs(gap - LR * STEPS / N) < 4 * sd
 
 
 @pytest.mark.parametrize("fault", ["no_noise", "no_clipping"])
