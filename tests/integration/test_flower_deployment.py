@@ -16,7 +16,8 @@ from privlab.fl.deploy import FlowerDeployment
 from privlab.fl.inprocess import make_in_process_grid
 from privlab.fl.server import run_server
 
-pytestmark = pytest.mark.multiprocess
+# slow (about 110 s of real SuperLink and SuperNode processes on 2 cores): `make test-slow` runs it
+pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
 
 # every client takes part in every round: which node ids Flower samples depends on the ids the
 # SuperLink hands out, and the comparison with the in-process run must not
