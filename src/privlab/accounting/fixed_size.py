@@ -75,8 +75,10 @@ def calibrate_fixed_size_noise(
                 f"The 'target_epsilon' parameter of calibrate_fixed_size_noise is unreachable with noise "
                 f"multiplier below 1e4. Got {eps!r} instead."
             )
-    if gap(lo) <= 0:
-        return lo
+    while gap(lo) <= 0:  # even lo meets the budget: search lower, so the result is the smallest sigma
+        if lo < 1e-3:
+            return lo
+        lo, hi = lo / 2, lo
     sigma = float(brentq(gap, lo, hi, xtol=tol))
     while gap(sigma) > 0:  # never overshoot the budget
         sigma += tol

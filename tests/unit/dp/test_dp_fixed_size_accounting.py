@@ -47,3 +47,11 @@ def test_ledger_round_trip_and_tamper_refusal(tmp_path) -> None:
     path.write_text(json.dumps(data))
     with pytest.raises(CorruptArtifactError):
         FixedSizeLedger.from_json(path)
+
+
+def test_calibration_finds_the_smallest_sigma_also_below_the_search_start() -> None:
+    from privlab.accounting.fixed_size import calibrate_fixed_size_noise, fixed_size_epsilon
+
+    z = calibrate_fixed_size_noise(3000.0, 100, 10, 20, 1e-5)
+    assert z < 0.2  # the search used to start at 0.2 and return it for any budget 0.2 already met
+    assert fixed_size_epsilon(z, 100, 10, 20, 1e-5) <= 3000.0 < fixed_size_epsilon(0.9 * z, 100, 10, 20, 1e-5)
