@@ -16,8 +16,7 @@ from privlab.fl.deploy import FlowerDeployment
 from privlab.fl.inprocess import make_in_process_grid
 from privlab.fl.server import run_server
 
-# slow (about 110 s of real SuperLink and SuperNode processes on 2 cores): `make test-slow` runs it
-pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
+pytestmark = pytest.mark.multiprocess
 
 # every client takes part in every round: which node ids Flower samples depends on the ids the
 # SuperLink hands out, and the comparison with the in-process run must not

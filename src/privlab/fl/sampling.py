@@ -21,13 +21,17 @@ ids in sorted order (the same nodes give the same sample, whatever order the gri
 
 from __future__ import annotations
 
+import logging
 import secrets
+import time
 from typing import Any
 
 import numpy as np
 
 from privlab.dp.noise import derive_seed
 from privlab.fl.config import FedConfig
+
+log = logging.getLogger("privlab.fl")
 
 
 def poisson_draw(node_ids: list[int], q: float, rng: np.random.Generator | None) -> list[int]:
@@ -64,6 +68,10 @@ def poisson_fedavg(cfg: FedConfig, **fedavg_kwargs: Any) -> Any:
         def configure_train(self, server_round: int, arrays: Any, config: Any, grid: Any) -> Any:
             self.current_arrays = arrays
             nodes = list(grid.get_node_ids())
+            while len(nodes) < self.min_available_nodes:  # as Flower's sample_nodes: q is over all N clients
+                log.info("waiting for clients: %d of %d connected", len(nodes), self.min_available_nodes)
+                time.sleep(1.0)
+                nodes = list(grid.get_node_ids())
             seed = derive_seed(cfg.seed, "client-sampling", server_round)
             rng = None if cfg.secure_rng else np.random.default_rng(seed)
             chosen = poisson_draw(nodes, q, rng)
