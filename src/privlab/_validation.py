@@ -64,6 +64,13 @@ def check_int(value: Any, name: str, owner: str, *, low: int | None = None, high
     return v
 
 
+def check_bool(value: Any, name: str, owner: str) -> bool:
+    """Return ``value`` if it is a bool (not merely truthy: "no" is truthy); raise a named error otherwise."""
+    if not isinstance(value, bool):
+        raise _fail(name, owner, "a bool", value)
+    return value
+
+
 def check_choice(value: Any, name: str, owner: str, choices: Iterable[str]) -> str:
     """Return ``value`` if it is one of ``choices``; raise a named error otherwise."""
     options = list(choices)

@@ -83,10 +83,11 @@ def run_cmd(
             res = dep.run()
     else:
         res = run_federated(cfg, progress=True, num_actors=actors)
-    for r in res.rounds:
-        eps = "" if r.epsilon is None else f"  user-level epsilon {r.epsilon:.3f} (delta {delta:g}, {cfg.sampling})"
-        took = "" if cfg.sampling == "poisson" else f"  {r.seconds:.1f}s"  # Poisson: time would reveal |S|
-        typer.echo(f"round {r.round:3d}  accuracy {r.accuracy:.4f}{eps}{took}")
+    for r in res.published_rounds():  # without per-round times under Poisson sampling (FedResult)
+        eps = r["epsilon"]
+        eps = "" if eps is None else f"  user-level epsilon {eps:.3f} (delta {delta:g}, {cfg.sampling})"
+        took = "" if r["seconds"] is None else f"  {r['seconds']:.1f}s"
+        typer.echo(f"round {r['round']:3d}  accuracy {r['accuracy']:.4f}{eps}{took}")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "result.json").write_text(json.dumps(res.to_dict(), indent=2) + "\n")

@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from privlab import __version__
-from privlab._validation import check_choice, check_int, check_real
+from privlab._validation import check_bool, check_choice, check_int, check_real
 from privlab.accounting import ACCOUNTANTS, PrivacyLedger, resolve_noise_multiplier
 from privlab.accounting.fixed_size import FixedSizeLedger, calibrate_fixed_size_noise
 from privlab.dp import distributed
@@ -86,7 +86,7 @@ class PrivateTraining:
 
 
 def _check_resumed_ledger(
-    ledger: object, poisson: bool, delta: float, accountant: str, n: int, batch_size: int, unit: str = "example"
+    ledger: object, poisson: bool, delta: float, accountant: str, n: int, batch_size: int, unit: str, sigma: float
 ) -> None:
     owner = "make_private"
     if poisson:
@@ -112,6 +112,13 @@ def _check_resumed_ledger(
         raise InvalidParameterError(
             f"The 'ledger' parameter of {owner} must be {want} (the training it resumes). "
             f"Got {type(ledger).__name__}({got}) instead."
+        )
+    held = getattr(ledger, "noise_multiplier", None)  # a fixed-size ledger composes one sigma only
+    if not poisson and held is not None and held != sigma:
+        raise InvalidParameterError(
+            f"The 'ledger' parameter of {owner} accounts fixed-size steps at noise multiplier {held}; this call "
+            f"would add steps at {sigma:.6g}, which it cannot compose. Resume with noise_multiplier={held} "
+            "(not target_epsilon, which recalibrates). Got a FixedSizeLedger at a different noise multiplier."
         )
 
 
@@ -226,11 +233,8 @@ def _make_private(
         check_int(physical_batch_size, "physical_batch_size", owner, low=1)
     if seed is not None:
         check_int(seed, "seed", owner, low=0)
-    for flag, value in (("poisson_sampling", poisson_sampling), ("secure_rng", secure_rng)):
-        if not isinstance(value, bool):
-            raise InvalidParameterError(
-                f"The '{flag}' parameter of {owner} must be a bool. Got {value!r} instead."
-            )
+    check_bool(poisson_sampling, "poisson_sampling", owner)
+    check_bool(secure_rng, "secure_rng", owner)
     world = 1 if par is None else par.world_size
     validate_module(model)
 
@@ -319,14 +323,7 @@ def _make_private(
             PrivacyLedger(d, accountant, privacy_unit=unit) if poisson_sampling else FixedSizeLedger(d, n, batch_size)
         )
     else:
-        _check_resumed_ledger(ledger, poisson_sampling, d, accountant, n, batch_size, unit)
-        held = getattr(ledger, "noise_multiplier", None)  # a fixed-size ledger accounts one sigma only
-        if not poisson_sampling and held is not None and held != sigma:
-            raise InvalidParameterError(
-                f"The 'ledger' parameter of {owner} accounts fixed-size steps at noise multiplier {held}; this call "
-                f"would add steps at {sigma:.6g}, which it cannot compose. Resume with noise_multiplier={held} "
-                "(not target_epsilon, which recalibrates). Got a FixedSizeLedger at a different noise multiplier."
-            )
+        _check_resumed_ledger(ledger, poisson_sampling, d, accountant, n, batch_size, unit, sigma)
     if seed is not None and ledger.steps > 0:  # a resumed training must not replay the first run's noise and coins
         seed = distributed.rank_seed(seed, ledger.steps, "resumed")
     gen = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little") if seed is None else seed)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from privlab._validation import check_choice, check_int, check_real
+from privlab._validation import check_bool, check_choice, check_int, check_real
 from privlab.accounting import ACCOUNTANTS
 from privlab.errors import InvalidParameterError
 
@@ -174,10 +174,7 @@ class FedConfig:
         check_int(self.train_size, "train_size", owner, low=n)
         check_int(self.eval_size, "eval_size", owner, low=1)
         check_int(self.seed, "seed", owner, low=0)
-        if not isinstance(self.secure_rng, bool):
-            raise InvalidParameterError(
-                f"The 'secure_rng' parameter of {owner} must be a bool. Got {self.secure_rng!r} instead."
-            )
+        check_bool(self.secure_rng, "secure_rng", owner)
         if self.secagg and self.clients_per_round * SECAGG_QUANTIZATION_RANGE >= SECAGG_MODULUS:
             most = (SECAGG_MODULUS - 1) // SECAGG_QUANTIZATION_RANGE
             raise InvalidParameterError(

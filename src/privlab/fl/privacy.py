@@ -37,6 +37,7 @@ import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from privlab._validation import check_choice
 from privlab.accounting import PrivacyLedger, calibrate_noise
 from privlab.accounting.fixed_size import calibrate_fixed_size_noise, fixed_size_epsilon
 from privlab.errors import InvalidParameterError
@@ -94,11 +95,7 @@ class UserLevelAccountant:
     ledger: PrivacyLedger = field(init=False)
 
     def __post_init__(self) -> None:
-        if self.sampling not in ("poisson", "fixed"):
-            raise InvalidParameterError(
-                "The 'sampling' parameter of UserLevelAccountant must be 'poisson' or 'fixed'. "
-                f"Got {self.sampling!r} instead."
-            )
+        check_choice(self.sampling, "sampling", "UserLevelAccountant", ("poisson", "fixed"))
         if not 2 <= self.clients_per_round <= self.num_clients:
             raise InvalidParameterError(
                 "The 'clients_per_round' parameter of UserLevelAccountant must be in [2, num_clients="

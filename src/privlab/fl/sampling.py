@@ -22,13 +22,12 @@ ids in sorted order (the same nodes give the same sample, whatever order the gri
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from typing import Any
 
 import numpy as np
 
-from privlab.dp.noise import derive_seed
+from privlab.dp.noise import derive_seed, secure_uniform
 from privlab.fl.config import FedConfig
 
 log = logging.getLogger("privlab.fl")
@@ -37,14 +36,10 @@ log = logging.getLogger("privlab.fl")
 def poisson_draw(node_ids: list[int], q: float, rng: np.random.Generator | None) -> list[int]:
     """The nodes of ``node_ids`` (sorted) that join: each independently with probability ``q``.
 
-    ``rng=None`` draws from the OS CSPRNG (``secrets.SystemRandom``).
+    ``rng=None`` draws from the OS CSPRNG (:func:`privlab.dp.noise.secure_uniform`, as DP-SGD's sampler).
     """
     nodes = sorted(node_ids)
-    if rng is None:
-        sysrand = secrets.SystemRandom()
-        u = np.array([sysrand.random() for _ in nodes])
-    else:
-        u = rng.random(len(nodes))
+    u = secure_uniform(len(nodes)) if rng is None else rng.random(len(nodes))
     return [n for n, ui in zip(nodes, u, strict=True) if ui < q]
 
 
@@ -55,7 +50,7 @@ def poisson_fedavg(cfg: FedConfig, **fedavg_kwargs: Any) -> Any:
     ``min_train_nodes`` are unused: the sample size is random). Client weights must be equal
     (``weighted_by_key`` names them): then FedAvg's weighted mean times ``|S| / m`` is the sum / m.
     """
-    from flwr.app import MessageType, RecordDict
+    from flwr.app import Array, ArrayRecord, MessageType, RecordDict
     from flwr.serverapp.strategy import FedAvg
 
     q, m = cfg.sample_rate, cfg.clients_per_round
@@ -83,20 +78,13 @@ def poisson_fedavg(cfg: FedConfig, **fedavg_kwargs: Any) -> Any:
             replies = list(replies)
             current = self.current_arrays
             if not replies:  # nobody joined: w_t, to which the DP wrapper still adds the round's noise
-                return _record(current.keys(), current.to_numpy_ndarrays()), None
+                return current, None
             mean, metrics = super().aggregate_train(server_round, replies)
             if mean is None:
                 return None, metrics
             scale = len(replies) / m  # mean of the |S| clipped models -> w_t + sum of clipped updates / m
             pairs = zip(mean.to_numpy_ndarrays(), current.to_numpy_ndarrays(), strict=True)
             out = [(c + scale * (a - c)).astype(a.dtype, copy=False) for a, c in pairs]
-            return _record(mean.keys(), out), metrics
+            return ArrayRecord({k: Array(np.asarray(v)) for k, v in zip(mean.keys(), out, strict=True)}), metrics
 
     return PoissonFedAvg(**fedavg_kwargs)
-
-
-def _record(keys: Any, arrays: list[np.ndarray]) -> Any:
-    """A new ``flwr.app.ArrayRecord`` of ``arrays`` under ``keys``."""
-    from flwr.app import Array, ArrayRecord
-
-    return ArrayRecord({k: Array(np.asarray(v)) for k, v in zip(keys, arrays, strict=True)})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from privlab._validation import check_int, check_real
+from privlab._validation import check_bool, check_int, check_real
 from privlab.errors import InvalidParameterError
 
 
@@ -53,10 +53,7 @@ class MPCConfig:
         check_real(self.timeout, "timeout", owner, low=0.0, low_open=True)
         if self.deadline is not None:
             check_real(self.deadline, "deadline", owner, low=0.0, low_open=True)
-        if not isinstance(self.range_checks, bool):
-            raise InvalidParameterError(
-                f"The 'range_checks' parameter of {owner} must be a bool. Got {self.range_checks!r} instead."
-            )
+        check_bool(self.range_checks, "range_checks", owner)
 
     @property
     def cmp_digits(self) -> int:

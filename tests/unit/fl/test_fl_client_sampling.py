@@ -1,8 +1,6 @@
 """Client sampling: Poisson for central DP (the mechanism the headline accountant bounds), exactly m
 otherwise, each with its own bound."""
 
-import random
-
 import numpy as np
 import pytest
 import torch
@@ -30,9 +28,7 @@ def test_poisson_draws_are_independent_per_client_with_rate_q():
     # Binomial(100, 0.1): mean 10, variance 9; the standard error of the sample variance is ~0.24
     assert sizes.mean() == pytest.approx(10, abs=0.2) and sizes.var() == pytest.approx(9, abs=1.0)
     assert np.abs(picks.mean(0) - q).max() < 0.025  # every client at rate q (sd 0.0055 each)
-    # negative control: Flower's exactly-m sampling has the same mean but no spread
-    fixed = [len(random.Random(t).sample(range(n), 10)) for t in range(200)]
-    assert np.var(fixed) != pytest.approx(9, abs=1.0)  # the variance check tells the two apart
+    # (exactly-m sampling, Flower's, has the same mean and variance 0: the variance check is what fails it)
     # the draw does not depend on the order the grid lists the nodes in
     ids = [5, 3, 9, 1, 7]
     assert poisson_draw(ids, 0.5, np.random.default_rng(4)) == poisson_draw(sorted(ids), 0.5, np.random.default_rng(4))
