@@ -44,6 +44,11 @@ class PrivacyViolationError(PrivlabError, RuntimeError):
     would be updated with a raw, unclipped gradient); the message says what happened and how to fix it."""
 
 
+class NonFiniteGradientError(PrivlabError, FloatingPointError):
+    """A DP-SGD step's noisy gradient sum is NaN or infinite (an example's loss or gradient was not finite,
+    or the weights diverged); the step was refused before it was recorded or applied."""
+
+
 class MPCRangeError(InvalidParameterError):
     """A value of a multi-party computation would leave the fixed-point ring or an operation's
     valid domain (a product past ``2^(62 - 2f)``, a comparison past ``2^(cmp_bits - 1 - f)``, a

@@ -33,7 +33,13 @@ from privlab.accounting.fixed_size import FixedSizeLedger
 from privlab.dp import allreduce, ghost, layers, mechanism
 from privlab.dp.distributed import DataParallel
 from privlab.dp.hooks import GradCapture
-from privlab.errors import InvalidParameterError, PrivacyViolationError, PrivlabError, UnsupportedModuleError
+from privlab.errors import (
+    InvalidParameterError,
+    NonFiniteGradientError,
+    PrivacyViolationError,
+    PrivlabError,
+    UnsupportedModuleError,
+)
 
 
 class DPOptimizer:
@@ -390,6 +396,7 @@ class DPOptimizer:
             summed = self.allreduce.finish(summed, self._noise())
         elif std > 0:  # fresh tensors, scaled in place below
             summed = mechanism.add_noise(summed, std, self.generator, self.secure_rng)
+        self._check_finite(summed)
         fresh = std > 0 or self.allreduce is not None
         for name, p in self.params.items():
             p.grad = summed[name].mul_(scale) if fresh else summed[name] * scale
@@ -398,6 +405,24 @@ class DPOptimizer:
         self.original_optimizer.step()
         self._closes_logical_batch = True
         return loss
+
+    def _check_finite(self, summed: dict[str, torch.Tensor]) -> None:
+        """Refuse a logical step whose noisy sum is NaN or infinite, before it is recorded or applied.
+
+        One example with a NaN loss or gradient makes its norm NaN, hence its clip factor and the whole
+        sum (NaN * 0 is NaN); without this check the weights would silently become NaN. After a
+        data-parallel all-reduce every rank holds the same sum, so every rank refuses the same step.
+        """
+        bad = [n for n, v in summed.items() if not bool(torch.isfinite(v).all())]
+        if bad:
+            self.capture.clear()
+            raise NonFiniteGradientError(
+                f"DP-SGD step {self.ledger.steps + 1} got a noisy gradient sum that is NaN or infinite in "
+                f"{bad[:3]}{' and others' if len(bad) > 3 else ''}: an example of this logical batch has a loss or "
+                "gradient that is not finite (NaN or inf in the inputs, a log of 0 in the loss), or the weights "
+                "diverged (a learning rate too large). The step was not recorded nor applied. Note that this "
+                "error depends on the batch's data and is not covered by the privacy guarantee: keep it private."
+            )
 
     def _check_foreign_grads(self) -> None:
         """Refuse to step a parameter of the wrapped optimizer that is not privatised but has a gradient.

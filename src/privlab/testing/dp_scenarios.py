@@ -224,6 +224,36 @@ def one_rank_fails_in_step(
     return {"error": None}
 
 
+def one_rank_has_a_nan_example(
+    rank: int, world: int, clipping: str = "flat", bucket_cap_mb: float | None = None
+) -> dict[str, Any]:
+    """The last rank's batch holds one NaN input: every rank must refuse that step (the all-reduced sum is
+    NaN on all of them) without recording or applying it, then take the next, finite step together."""
+    x, y = toy_data()
+    model = toy_model()
+    net = ddp(model, bucket_cap_mb)
+    pt = make_private(net, torch.optim.SGD(net.parameters(), lr=1.0), DataLoader(TensorDataset(x, y), batch_size=8),
+                      noise_multiplier=1.0, clipping=clipping, seed=0)
+    before = [p.detach().clone() for p in model.parameters()]
+    xb, yb = x[rank::world][:4].clone(), y[rank::world][:4]
+    if rank == world - 1:
+        xb[2, 0] = float("nan")
+    error = None
+    pt.optimizer.zero_grad()
+    F.cross_entropy(pt.model(xb), yb).backward()
+    try:
+        pt.optimizer.step()
+    except Exception as exc:  # the test reads the type
+        error = type(exc).__name__
+    unchanged = all(torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
+    refused_steps = pt.accountant.steps
+    pt.optimizer.zero_grad()
+    F.cross_entropy(pt.model(x[rank::world][:4]), y[rank::world][:4]).backward()
+    pt.optimizer.step()
+    return {"error": error, "unchanged": unchanged, "refused_steps": refused_steps, "steps": pt.accountant.steps,
+            "weight": model[0].weight.detach().clone()}
+
+
 def rank_ordered_dataset(rank: int, world: int) -> None:
     """Each rank holds the same examples in another order: shards by position would overlap."""
     x, y = toy_data()

@@ -157,6 +157,15 @@ def test_a_rank_whose_step_fails_makes_every_rank_raise_without_updating(clippin
 
 
 @pytest.mark.multiprocess
+def test_a_nan_example_on_one_rank_is_refused_on_every_rank_and_the_next_step_is_taken_together() -> None:
+    first, last = _values(run_ranks(S.one_rank_has_a_nan_example, WORLD, ("per_layer", S.TINY_BUCKETS), timeout=60.0))
+    for out in (first, last):
+        assert out["error"] == "NonFiniteGradientError" and out["unchanged"] and out["refused_steps"] == 0
+        assert out["steps"] == 1 and torch.isfinite(out["weight"]).all()
+    assert torch.equal(first["weight"], last["weight"])
+
+
+@pytest.mark.multiprocess
 @pytest.mark.parametrize(("clipping", "cap"), BUCKETED)
 def test_a_failure_before_the_last_chunk_keeps_the_ranks_collectives_paired(clipping: str, cap: float | None) -> None:
     args = (clipping, cap)

@@ -11,7 +11,12 @@ from privlab.accounting import PrivacyLedger
 from privlab.data import ArrayDataset
 from privlab.dp import DPOptimizer, make_private, per_sample_gradients
 from privlab.dp.checkpoint import load_checkpoint, save_checkpoint
-from privlab.errors import InvalidParameterError, PrivacyViolationError, UnsupportedModuleError
+from privlab.errors import (
+    InvalidParameterError,
+    NonFiniteGradientError,
+    PrivacyViolationError,
+    UnsupportedModuleError,
+)
 from privlab.models import GPT
 from privlab.models.gpt import GPTConfig
 
@@ -273,3 +278,31 @@ def test_resume_continues_the_ledger(tmp_path) -> None:
         train(nn.Sequential(nn.Linear(5, 3)), ledger=PrivacyLedger(1e-6))
     with pytest.raises(InvalidParameterError, match="'ledger'"):
         train(nn.Sequential(nn.Linear(5, 3)), ledger=PrivacyLedger(1e-5, "rdp"))
+
+
+# -- a NaN or inf example: refused before the step is recorded or applied --------------------------
+@pytest.mark.parametrize("clipping", MODES)
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_non_finite_example_is_refused_and_a_finite_batch_steps(clipping: str, bad: float) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 2))
+    opt = DPOptimizer(
+        torch.optim.SGD(model.parameters(), lr=0.5), model, noise_multiplier=1.0, max_grad_norm=1.0,
+        expected_batch_size=8, sample_rate=0.1, ledger=PrivacyLedger(1e-5), clipping=clipping,
+    )
+    x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
+    x_bad = x.clone()
+    x_bad[3, 1] = bad  # one example of eight
+    before = [p.detach().clone() for p in model.parameters()]
+    nn.functional.cross_entropy(model(x_bad), y).backward()
+    with pytest.raises(NonFiniteGradientError, match="not recorded nor applied"):
+        opt.step()
+    assert opt.ledger.steps == 0
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    # control: the same optimizer steps on the finite batch, and the weights stay finite
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
+    assert opt.ledger.steps == 1
+    after = list(model.parameters())
+    assert all(torch.isfinite(p).all() and not torch.equal(a, p) for a, p in zip(before, after, strict=True))
