@@ -251,7 +251,7 @@ def one_rank_has_a_nan_example(
     F.cross_entropy(pt.model(x[rank::world][:4]), y[rank::world][:4]).backward()
     pt.optimizer.step()
     return {"error": error, "unchanged": unchanged, "refused_steps": refused_steps, "steps": pt.accountant.steps,
-            "weight": model[0].weight.detach().clone()}
+            "weight": next(model.parameters()).detach().clone()}
 
 
 def rank_ordered_dataset(rank: int, world: int) -> None:
