@@ -15,7 +15,8 @@ that the protocols' own approximation errors cannot carry a proven value out:
   ``c``: ``|x c| <= 2^(62 - 2f - e) / 2`` with its ``e`` extra fractional bits;
 * a comparison input (ReLU, GELU, sigmoid, max-pool window spreads, softmax row spreads, ``2x``
   for tanh): ``|x| <= 2^(cmp_bits - 1 - f) / 2`` (``2^22``);
-* LayerNorm's variance: ``var + eps < 2^15`` (the inverse square root's octaves end there).
+* LayerNorm's variance: ``var + eps < 2^15`` (the inverse square root's octaves end there);
+* every value, sums included: ``|x| <= 2^(62 - f) / 2`` (``2^45``; the ring holds ``2^(63 - f)``).
 
 This reveals nothing: it uses only what the model owner already has and the public range.
 The first violation raises :class:`~privlab.errors.MPCRangeError` naming the layer.
@@ -102,6 +103,7 @@ class _Prover:
         self.cfg = config
         self.f = config.frac_bits
         self.product = 2.0 ** (62 - 2 * self.f) / 2
+        self.value = 2.0 ** (62 - self.f) / 2
         self.cmp = 2.0 ** (config.cmp_bits - 1 - self.f) / 2
         self.range = input_range
         self.checks: list[LayerBound] = []
@@ -125,6 +127,8 @@ class _Prover:
         f, l = self.f, self.cfg.cmp_bits
         if "product" in quantity:
             return f"half of 2^(62 - 2*frac_bits) = 2^{62 - 2 * f}: the fixed-point ring Z/2^64 would wrap"
+        if quantity == "value":
+            return f"half of 2^(62 - frac_bits) = 2^{62 - f}: the fixed-point ring Z/2^64 holds reals below 2^{63 - f}"
         if "variance" in quantity:
             return "0.98 * 2^15, where the octaves of LayerNorm's inverse square root end"
         return f"half of the comparison range 2^(cmp_bits - 1 - frac_bits) = 2^{l - 1 - f}"
@@ -370,6 +374,10 @@ class _Prover:
                 env[node] = self.function(node.target, tuple(args), dict(kwargs))
             elif node.op == "call_method":
                 env[node] = self.method(str(node.target), tuple(args), dict(kwargs))
+            if node.op in ("call_module", "call_function", "call_method"):  # sums too: every value must fit the ring
+                for box in env[node] if isinstance(env[node], tuple) else (env[node],):
+                    if isinstance(box, Box):
+                        self.check("value", box.mag, self.value, "its output")
 
 
 def _exact(v: Any) -> Box:

@@ -22,8 +22,6 @@ from typing import Any
 
 import torch
 
-from privlab.mpc.encoding import encode
-
 # products are flagged from 3/4 of the ring's limit 2^(62 - 2f) on (a shadow product at low
 # precision is compared, see verify.py): below 1/2 of it they are never flagged
 PRODUCT_FLAG = 0.75
@@ -63,8 +61,9 @@ def require_range(party: Any, op: str, x: torch.Tensor, lo: float | None, hi: fl
     if not _active(party) or x.numel() == 0:
         return
     f = party.f
-    lo_t = None if lo is None else encode(lo, f)
-    hi_t = None if hi is None else encode(hi, f)
+    # rounded inwards to ring units: a positive lo below one ulp must not admit 0 (a reciprocal's pole)
+    lo_t = None if lo is None else torch.ceil(torch.as_tensor(lo, dtype=torch.float64) * 2.0**f).to(torch.int64)
+    hi_t = None if hi is None else torch.floor(torch.as_tensor(hi, dtype=torch.float64) * 2.0**f).to(torch.int64)
     party.pending.append(Domain(op, text, x, lo_t, hi_t))
 
 

@@ -29,10 +29,13 @@ def share(
     z = party.pair_prg.ring(tuple(shape))
     if party.rank != src:
         return z
-    if x is None:
+    if not isinstance(x, torch.Tensor):
         raise InvalidParameterError(
-            "The 'x' parameter of share must be a tensor on the source party. Got None instead."
+            f"The 'x' parameter of share must be a tensor on the source party. Got {type(x).__name__} instead."
         )
+    if x.is_complex() or (encoded and x.is_floating_point()):
+        what = "an integer tensor of ring elements (encoded=True)" if encoded else "a real tensor"
+        raise InvalidParameterError(f"The 'x' parameter of share must be {what}. Got dtype {x.dtype} instead.")
     if tuple(x.shape) != tuple(shape):
         raise InvalidParameterError(
             f"The 'x' parameter of share must have shape {tuple(shape)}. Got shape {tuple(x.shape)} instead."

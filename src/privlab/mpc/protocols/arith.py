@@ -11,6 +11,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from privlab._validation import check_int
 from privlab.errors import InvalidParameterError
 from privlab.mpc.checks import require_abs, require_product
 from privlab.mpc.dealer.material import bilinear
@@ -83,6 +84,7 @@ def div_public(party: Party, x: torch.Tensor, d: int) -> torch.Tensor:
     opposite sign). Rounds 1; bytes 16; dealer 16 per element (``u = floor((r mod 2^63) / d)``
     and ``r_63``). Perfectly hiding, like :func:`trunc`.
     """
+    d = check_int(d, "d", "div_public", low=1)
     if d == 1:
         return x
     if d & (d - 1) == 0:  # a power of two: the truncation itself (floor or floor + 1)
@@ -210,7 +212,14 @@ def mul_public(party: Party, x: torch.Tensor, c: torch.Tensor | float) -> torch.
 
 def add_public(party: Party, x: torch.Tensor, c: torch.Tensor | float) -> torch.Tensor:
     """Shared ``x`` plus a public real ``c`` (party 0 adds it). Rounds 0."""
-    return x + party.public(encode(c, party.f).expand_as(x))
+    c_t = torch.as_tensor(c, dtype=torch.float64)
+    if c_t.numel() and not float(c_t.abs().max()) < 2.0 ** (62 - party.f):  # NaN and inf too
+        raise InvalidParameterError(
+            f"The 'c' parameter of add_public must be finite with |c| < 2^(62 - frac_bits) = "
+            f"{2.0 ** (62 - party.f):.3g}, the fixed-point range. "
+            f"Got a value of magnitude {float(c_t.abs().max()):.3g} instead."
+        )
+    return x + party.public(encode(c_t, party.f).expand_as(x))
 
 
 @counted

@@ -117,7 +117,7 @@ def _sign_bit(
     party: Party, x: torch.Tensor, bits: int | None = None, relu: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """Steps 1-4: XOR share of ``[x >= 0]``, the opened ``x + r``, and the material. ``bits``
-    overrides ``cmp_bits`` (the range checks compare with 62 bits: exact for ``|x| < 2^61``), with
+    overrides ``cmp_bits`` (the range checks compare with all 64 bits: exact on the whole ring), with
     at least 8 digits (``config.cmp_tree``, or ``(2, 2, 2)`` if it has fewer). ``relu``: also
     fetch ``[r t]`` (for the fused multiplication)."""
     cfg = party.config
@@ -229,8 +229,9 @@ def argmax_last(party: Party, x: torch.Tensor) -> torch.Tensor:
     while vals.shape[-2] > 1:
         k = vals.shape[-2]
         half = k // 2
-        va, vb = vals[..., :half, :], vals[..., half : 2 * half, :]
-        ia, ib = idx[..., :half, :], idx[..., half : 2 * half, :]
+        # adjacent pairs (2j, 2j + 1): winners stay in index order, so ties go to the lowest index
+        va, vb = vals[..., 0 : 2 * half : 2, :], vals[..., 1 : 2 * half : 2, :]
+        ia, ib = idx[..., 0 : 2 * half : 2, :], idx[..., 1 : 2 * half : 2, :]
         g = ge(party, va, vb)  # [..., half, 1]
         both = torch.cat([va - vb, ia - ib], dim=-1)
         sel = beaver(party, "mul", both, g.expand_as(both).contiguous())

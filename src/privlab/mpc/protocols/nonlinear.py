@@ -13,6 +13,8 @@ import math
 
 import torch
 
+from privlab._validation import check_int, check_real
+from privlab.errors import InvalidParameterError
 from privlab.mpc.checks import require_abs, require_range
 from privlab.mpc.encoding import encode
 from privlab.mpc.party import Party
@@ -43,16 +45,32 @@ def exp(party: Party, x: torch.Tensor, iters: int = 8, clamp: bool = False) -> t
     squarings at ``f + n`` fractional bits (2 rounds each); a final truncation by ``n`` bits. Rounds
     ``3 + 2n`` (19, or 24 clamped); bytes ``64 + 48 n`` per element (+21 clamped). Error:
     relative ``|x|^3 / (6 * 4^n)`` from the series (1.3e-3 at ``x = 8``) plus 5e-4 relative and
-    1e-4 absolute from rounding, on ``[-16, 8]``. Valid on ``[-2^n, 9]`` (any ``x <= 9`` when
-    clamped); above 9 the squares overflow.
+    1e-4 absolute from rounding, on ``[-16, 8]``. Valid on ``[-2^n, h]`` with
+    ``h = min(9, (62 - 2 (f + n)) ln 2)`` (9 for ``f = 16, n = 8``; above, the last square wraps the
+    ring); clamped, on ``[-(2^(l - 1 - f) + 2^n), h]`` for the clamp's comparison width ``l``
+    (about ``-8.4e6`` with the defaults).
     """
-    require_range(party, "exp", x, None if clamp else -(2.0**iters), 9.0,
-                  "(-inf, 9] (clamped)" if clamp else f"[-{2**iters}, 9]")
+    check_int(iters, "iters", "exp", low=1, high=30)
     fw = party.f + iters
+    # the last squaring holds exp(x) at 2 fw fractional bits: below 2^62 ring units for x < (62 - 2 fw) ln 2
+    hi = min(9.0, (62 - 2 * fw) * math.log(2.0) - 0.05)
+    if hi <= 0:
+        raise InvalidParameterError(
+            f"The 'iters' parameter of exp must leave room in the ring: (62 - 2 (frac_bits + iters)) ln 2 > 0. "
+            f"Got iters={iters} with frac_bits={party.f} instead."
+        )
+    bits = wide_bits(party, fw + 2)
+    if clamp:  # the clamp compares x + 2^n at `bits` bits: exact for x + 2^n in [-2^(bits-1-f), 2^(bits-1-f))
+        width = party.config.cmp_bits if bits is None else bits
+        reach = 2.0 ** (width - 1 - party.f)
+        lo, hi = -(reach + 2.0**iters), min(hi, reach - 2.0**iters - 2.0**-party.f)
+        text = f"[{lo:.4g}, {hi:.4g}] (clamped)"
+    else:
+        lo, text = -(2.0**iters), f"[-{2**iters}, {hi:.4g}]"
+    require_range(party, "exp", x, lo, hi, text)
     if clamp:  # max(x, -2^n): then u >= -1 and the base lies in [1/2, ...), so exp(-big) ~ 0
         low = party.public(torch.full_like(x, -(1 << fw)))
-        # x - low reaches 2^fw + 9 * 2^f ring units: compared at fw + 2 bits at least (compare.wide_bits)
-        x = low + relu(party, x - low, bits=wide_bits(party, fw + 2))
+        x = low + relu(party, x - low, bits=bits)
     u2 = beaver(party, "mul", x, x, f=fw + 1)
     y = x + u2 + party.public(torch.full_like(x, 1 << fw))
     for _ in range(iters):
@@ -90,6 +108,13 @@ def reciprocal(
     ``E0 = 1 - c1 lo hi``, and ``k`` iterations until ``E0^(2^k) < 2^-20``: rounds ``1 + 4k``
     (13 on ``[1, 2]``, 21 on ``[1, 16]``), bytes ``16 + 96 k``. Diverges outside ``(0, 2 / y0)``.
     """
+    if (lo is None) != (hi is None):
+        raise InvalidParameterError(
+            f"The 'lo' and 'hi' parameters of reciprocal must be given together. Got lo={lo!r}, hi={hi!r} instead."
+        )
+    if lo is not None and hi is not None:
+        lo = check_real(lo, "lo", "reciprocal", low=0.0, low_open=True)
+        hi = check_real(hi, "hi", "reciprocal", low=lo)
     if lo is None or hi is None:
         require_range(party, "reciprocal", x, 2.0**-14, 2.0**14, "[2^-14, 2^14] = [6.1e-05, 16384]")
     else:
