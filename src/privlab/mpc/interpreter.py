@@ -18,7 +18,13 @@ import torch.nn.functional as F
 
 from privlab.errors import UnsupportedModuleError
 from privlab.mpc.encoding import encode
-from privlab.mpc.model import SHAPE_METHODS, PrivateModel
+from privlab.mpc.model import (
+    FUNCTION_PARAMETERS,
+    SHAPE_METHODS,
+    PrivateModel,
+    check_function_options,
+    implicit_softmax_dim,
+)
 from privlab.mpc.party import Party
 from privlab.mpc.protocols import arith, compare, nonlinear
 from privlab.mpc.protocols.verify import verify
@@ -102,7 +108,7 @@ class _Runner:
         if isinstance(mod, nn.Tanh):
             return nonlinear.tanh(p, x)
         if isinstance(mod, nn.Softmax):
-            return nonlinear.softmax(p, x, -1 if mod.dim is None else mod.dim)
+            return nonlinear.softmax(p, x, implicit_softmax_dim(x.dim()) if mod.dim is None else mod.dim)
         if isinstance(mod, nn.MaxPool2d):
             return compare.max_pool2d(p, x, _int(mod.kernel_size), _int(mod.stride))
         if isinstance(mod, nn.AvgPool2d):
@@ -143,6 +149,10 @@ class _Runner:
             s, c = (a, b) if sa else (b, a)
             return Shared(arith.mul_public(p, s.t, _public(c)))
         if fn is operator.truediv and sa and not sb:
+            n = _integral(b)
+            if n is not None and n != 0:  # exact to 2 ulps at any magnitude, like mean and avg_pool2d
+                q = arith.div_public(p, a.t, abs(n))
+                return Shared(q if n > 0 else -q)
             return Shared(arith.mul_public(p, a.t, 1.0 / _public(b)))
         if fn in (operator.matmul, torch.matmul, torch.bmm) and sa and sb:
             return Shared(arith.matmul(p, a.t, b.t))
@@ -176,8 +186,8 @@ class _Runner:
         if fn is torch.tanh:
             return Shared(nonlinear.tanh(p, x.t))
         if fn in (torch.softmax, F.softmax):
-            dim = kwargs.get("dim", args[1] if len(args) > 1 else -1)
-            return Shared(nonlinear.softmax(p, x.t, dim))
+            dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+            return Shared(nonlinear.softmax(p, x.t, implicit_softmax_dim(x.t.dim()) if dim is None else dim))
         if fn is F.max_pool2d:
             k = _int(kwargs.get("kernel_size", args[1] if len(args) > 1 else None))
             s = kwargs.get("stride", args[2] if len(args) > 2 else None)
@@ -249,6 +259,8 @@ class _Runner:
                     mod = self.gm.get_submodule(str(node.target))
                     env[node] = Shared(self.module(str(node.target), mod, args[0].t))
                 elif node.op == "call_function":
+                    if node.target in FUNCTION_PARAMETERS:  # options only known now (computed shapes)
+                        check_function_options(node.target, tuple(args), dict(kwargs), node.name)
                     env[node] = self.function(node.target, tuple(args), dict(kwargs))
                 elif node.op == "call_method":
                     env[node] = self.method(str(node.target), tuple(args), dict(kwargs))
@@ -268,6 +280,15 @@ def _attr(gm: fx.GraphModule, target: Any) -> Any:
 
 def _int(v: Any) -> int:
     return int(v[0]) if isinstance(v, tuple | list) else int(v)
+
+
+def _integral(v: Any) -> int | None:
+    """``v`` as an int if it is a Python number with an integral value below ``2^62``, else ``None``."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    if isinstance(v, float) and not v.is_integer():
+        return None
+    return int(v) if abs(v) < 2**62 else None
 
 
 def _public(v: Any) -> float | torch.Tensor:
