@@ -28,7 +28,7 @@ from privlab.errors import MPCError
 from privlab.mpc.config import MPCConfig
 from privlab.mpc.dealer.core import DealerCore, Provider
 from privlab.mpc.dealer.remote import GlooDealerLink, serve_dealer
-from privlab.mpc.handshake import handshake, statement
+from privlab.mpc.handshake import handshake, statement, task_fields
 from privlab.mpc.launch import RunResult
 from privlab.mpc.party import Party
 from privlab.mpc.stats import CommCounter, CommStats
@@ -98,8 +98,9 @@ def run_party(
     ``WORLD_SIZE``, if set, must be 3.
 
     The run opens with :func:`~privlab.mpc.handshake.handshake`: the ranks compare their privlab
-    version, the message-shaping ``config`` fields, the task's name and the caller's ``public``
-    facts (JSON values, e.g. the model and input shape), and all stop at once with an
+    version, the message-shaping ``config`` fields, the task's name, the task's public arguments
+    (:func:`~privlab.mpc.handshake.agrees_on`) and the caller's ``public`` facts (JSON values,
+    e.g. the model and input shape), and all stop at once with an
     ``MPCError`` naming the fields on which they differ.
     """
     config = config or MPCConfig()
@@ -124,6 +125,7 @@ def run_party(
     try:
         task = None if fn is None else f"{fn.__module__}:{fn.__qualname__}"
         peers = [r for r in range(WORLD_SIZE) if r != rank]
+        public = {**(public or {}), **task_fields(fn, args)}
         handshake(rank, peers, statement(config, task, public), Limits(config.timeout), hb)
         seed, pair = _seed_exchange(rank, config.timeout, hb)
         limits = Limits.start(config.timeout, config.deadline)  # the run's deadline starts here
@@ -190,6 +192,9 @@ SPAWN_HINT = (
 )
 
 
+STOP_GRACE = 10.0  # seconds past MPCConfig.timeout that a rank has to stop after another failed
+
+
 def _exit_message(exitcode: int | None, started: bool) -> str:
     """What a party process that died without reporting tells the user."""
     if started:
@@ -237,7 +242,8 @@ def run_processes(
         on_started(procs)
     got: dict[int, tuple[str, Any]] = {}
     limit = None if config.deadline is None else time.monotonic() + config.deadline + slack
-    while len(got) < 3 and (limit is None or time.monotonic() < limit):
+    grace: float | None = None  # once a rank failed, the others have one message timeout to stop too
+    while len(got) < 3 and (limit is None or time.monotonic() < limit) and (grace is None or time.monotonic() < grace):
         try:
             rank, status, res = results.get(timeout=0.5)
             got[rank] = (status, pickle.loads(res) if status == "ok" else res)
@@ -248,6 +254,8 @@ def run_processes(
                     got[i] = ("error", _exit_message(procs[i].exitcode, bool(started[i])))
             if all(p.exitcode is not None for p in procs) and results.empty():
                 break  # everyone is gone: nothing more will arrive
+        if grace is None and any(st == "error" for st, _ in got.values()):
+            grace = time.monotonic() + config.timeout + STOP_GRACE
     for p in procs:
         p.join(timeout=2.0)
         if p.is_alive():
@@ -258,11 +266,13 @@ def run_processes(
         msg = "; ".join(f"rank {r}: {m}" for r, m in sorted(errors.items()))
         deadline_hit = "MPCConfig.deadline" in msg or (missing and limit is not None and time.monotonic() >= limit)
         if missing:
-            why = (
-                f"still running at the run deadline ({config.deadline} s + {slack} s start-up) and stopped"
-                if deadline_hit
-                else "exited without a result"
-            )
+            if deadline_hit:
+                why = f"still running at the run deadline ({config.deadline} s + {slack} s start-up) and stopped"
+            elif grace is not None and time.monotonic() >= grace:
+                why = (f"still running {config.timeout:g} s (MPCConfig.timeout) + {STOP_GRACE:g} s after the failure "
+                       "above, stuck outside a message wait, and stopped")
+            else:
+                why = "exited without a result"
             msg += ("; " if msg else "") + f"ranks {missing}: {why}"
         head = (
             f"MPC run stopped by its deadline of {config.deadline} s (MPCConfig.deadline, the whole-run "

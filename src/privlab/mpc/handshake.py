@@ -11,15 +11,20 @@ The statement holds public facts only: the privlab version and wire protocol, th
 ``MPCConfig`` fields that shape messages (``frac_bits``, ``cmp_bits``, ``cmp_tree``,
 ``range_checks``), and, from the parties, the task's name and whatever public facts the caller
 adds (the CLI adds the model name, the input shape and a digest of the module's architecture,
-which both parties hold anyway). ``timeout`` and ``deadline`` are each host's own limits and are
-not compared. Fields a rank does not state (the dealer runs no task) are not compared with it.
+which both parties hold anyway), and the task's own public arguments, which a task declares with
+:func:`agrees_on` (``train_logreg``: the data shape and ``LogRegConfig``, seed included;
+``infer_task``: the input shape and range). ``timeout`` and ``deadline`` are each host's own limits
+and are not compared. Every rank must state the built-in fields, and the two parties every field
+either states; the dealer runs no task and states only the built-ins. A field missing from a
+statement is a disagreement, not a pass.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -33,6 +38,29 @@ from privlab.mpc.transport.limits import Limits
 WIRE_PROTOCOL = 2  # raise when a message's layout changes (2: comparison trees of any fan-in)
 STATEMENT_BYTES = 1024  # fixed, so each rank posts its receives before it knows the peers' lengths
 _LONG = 64  # longer public values travel as a digest, so the statement stays under its size
+
+
+BUILT_IN = ("privlab", "wire_protocol", "frac_bits", "cmp_bits", "cmp_tree", "range_checks")
+DEALER = 2  # the rank that runs no task
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def agrees_on(fields: Callable[..., dict[str, Any]]) -> Callable[[_F], _F]:
+    """Declare the public arguments of a party function that both parties must share:
+    ``fields(*args)`` (the function's arguments after ``party``) returns them as JSON values; the
+    handshake compares them as ``task.<name>``. Secret arguments (a party's own data) must not be in it."""
+
+    def mark(fn: _F) -> _F:
+        fn.__mpc_agreement__ = fields  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+def task_fields(fn: Callable[..., Any] | None, args: tuple[Any, ...]) -> dict[str, Any]:
+    """The ``task.*`` agreement fields of ``fn`` called with ``args`` (none if it declares none)."""
+    fields = getattr(fn, "__mpc_agreement__", None)
+    return {} if fields is None else {f"task.{k}": v for k, v in fields(*args).items()}
 
 
 def _short(value: Any) -> Any:
@@ -89,11 +117,16 @@ def decode(buf: torch.Tensor, src: int) -> dict[str, Any]:
 
 
 def disagreements(mine: dict[str, Any], rank: int, theirs: dict[int, dict[str, Any]]) -> list[str]:
-    """One line per field on which a peer differs from this rank (fields both state)."""
+    """One line per field on which a peer differs from this rank, or that one of them does not state
+    (the built-ins for every pair of ranks; every field between the two parties)."""
     lines = []
     for src, other in sorted(theirs.items()):
-        for key in sorted(mine.keys() & other.keys()):
-            if mine[key] != other[key]:
+        keys = set(BUILT_IN) if DEALER in (rank, src) else set(BUILT_IN) | mine.keys() | other.keys()
+        for key in sorted(keys):
+            if key not in mine or key not in other:
+                missing, has = (rank, src) if key not in mine else (src, rank)
+                lines.append(f"{key}: rank {missing} does not state it, rank {has} does")
+            elif mine[key] != other[key]:
                 lines.append(f"{key}: rank {rank} has {mine[key]!r}, rank {src} has {other[key]!r}")
     return lines
 

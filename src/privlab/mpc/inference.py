@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -14,6 +15,7 @@ from privlab._validation import check_choice
 from privlab.errors import MPCRangeError
 from privlab.mpc.bounds import RangeReport, check_ranges, default_input_range
 from privlab.mpc.config import MPCConfig
+from privlab.mpc.handshake import agrees_on
 from privlab.mpc.interpreter import run_program
 from privlab.mpc.launch import RunResult, run_local
 from privlab.mpc.model import PrivateModel, compile_model
@@ -84,6 +86,28 @@ def _refused_node(pm: PrivateModel, message: str) -> int:
     return len(list(pm.graph_module.graph.nodes))
 
 
+def _inference_arguments(
+    module: nn.Module, input_shape: tuple[int, ...], x: Any, input_range: tuple[float, float] | None = None
+) -> dict[str, Any]:
+    """What both parties must agree on besides the architecture (the CLI's fingerprint): the input
+    shape and the declared range the model owner proves (a range the data owner did not check
+    would let its input leave the proven one)."""
+    return {"input_shape": [int(s) for s in input_shape],
+            "input_range": None if input_range is None else [float(v) for v in input_range]}
+
+
+def architecture_only(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` with every parameter and buffer zeroed: what the data owner receives
+    (in its process, over gloo), so the model owner's weights reach it only as shares."""
+    out = copy.deepcopy(module)
+    with torch.no_grad():
+        for t in [*out.parameters(), *out.buffers()]:
+            if t.is_floating_point():
+                t.zero_()
+    return out
+
+
+@agrees_on(_inference_arguments)
 def infer_task(
     party: Party,
     module: nn.Module,
@@ -99,10 +123,7 @@ def infer_task(
     it; without one, the parties agree on the data owner's default range first
     (:func:`_agree_range`). Either way the protocol then runs without runtime range checks."""
     if party.rank != 0:
-        module = copy.deepcopy(module)
-        with torch.no_grad():
-            for prm in module.parameters():
-                prm.zero_()
+        module = architecture_only(module)
     pm = compile_model(module, input_shape)  # refuses unsupported layers before any traffic
     if input_range is None:
         _agree_range(party, pm, x)
@@ -144,7 +165,7 @@ def private_inference(
     rng = report.input_range
     check_input(x, rng)
     config = dataclasses.replace(config, range_checks=False)
-    args = ((module, tuple(x.shape), None, rng), (module, tuple(x.shape), x, rng))
+    args = ((module, tuple(x.shape), None, rng), (architecture_only(module), tuple(x.shape), x, rng))
     if transport == "local":
         res: RunResult = run_local(infer_task, args, config)
     else:

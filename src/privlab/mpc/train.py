@@ -10,11 +10,14 @@ Per step: about 50 rounds (two matmuls, one sigmoid, one scaling).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from privlab._validation import check_int, check_real
+from privlab.mpc.handshake import agrees_on
 from privlab.mpc.party import Party
 from privlab.mpc.protocols import arith, nonlinear
 from privlab.mpc.sharing import reveal, share
@@ -33,6 +36,7 @@ class LogRegConfig:
         check_int(self.epochs, "epochs", "LogRegConfig", low=1)
         check_int(self.batch_size, "batch_size", "LogRegConfig", low=1)
         check_real(self.lr, "lr", "LogRegConfig", low=0.0, low_open=True)
+        check_int(self.seed, "seed", "LogRegConfig", low=0, high=2**63 - 1)
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,15 @@ class LogRegModel:
         return torch.sigmoid(x.double() @ self.weight + self.bias)
 
 
+def _public_arguments(
+    x: Any, y: Any, shape: tuple[int, int], cfg: LogRegConfig | None = None, *rest: Any
+) -> dict[str, Any]:
+    """What both parties must agree on: the data shape and the hyper-parameters (the batch order's
+    seed included: parties with two orders would add rows of different examples)."""
+    return {"shape": list(shape), "config": dataclasses.asdict(cfg or LogRegConfig()), "options": list(rest)}
+
+
+@agrees_on(_public_arguments)
 def train_logreg(
     party: Party,
     x: torch.Tensor | None,
