@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -13,6 +15,7 @@ from privlab.cli.errors import cli_errors
 from privlab.errors import InvalidParameterError
 from privlab.mpc.config import MPCConfig
 from privlab.mpc.demos import DEMOS, demo_model
+from privlab.mpc.model import PrivateModel, compile_model
 
 app = typer.Typer(no_args_is_help=True, help=__doc__)
 
@@ -51,6 +54,68 @@ def _config(timeout: float, cmp_bits: int, cmp_tree: str) -> MPCConfig:
         raise typer.BadParameter(str(err)) from None
 
 
+TRANSPORTS = ("gloo", "local")
+
+
+def _transport(transport: str) -> str:
+    if transport not in TRANSPORTS:
+        raise typer.BadParameter(f"--transport must be one of {list(TRANSPORTS)}. Got {transport!r} instead.")
+    return transport
+
+
+def model_fingerprint(pm: PrivateModel) -> str:
+    """A digest of everything about a compiled model the parties must agree on, and nothing secret.
+
+    Hashed: the traced program the engine runs (``graph_module.code``, which holds the forward's
+    operations and its Python constants, e.g. a ``self.scale = 0.5`` used in ``forward``), every
+    submodule's type and hyper-parameters (``extra_repr`` and its plain attributes: kernel sizes,
+    ``eps``, ``dim``...), the name, shape and dtype of every parameter and buffer, and the value of
+    any non-tensor attribute the graph reads. Not hashed: tensor values (weights, buffers, tensor
+    constants), which the engine secret-shares from the model owner: they are its secret, and the
+    digest is sent to the other hosts.
+    """
+    gm = pm.graph_module
+    parts = [gm.code, f"input_shape={list(pm.input_shape)}"]
+    for name, mod in gm.named_modules():
+        if name:  # the root is the traced program itself, in gm.code
+            plain = sorted((k, repr(v)) for k, v in vars(mod).items() if not k.startswith("_") and _plain(v))
+            parts.append(f"module {name}: {type(mod).__module__}.{type(mod).__qualname__}({mod.extra_repr()}) {plain}")
+    for name, t in [*gm.named_parameters(), *gm.named_buffers()]:
+        parts.append(f"tensor {name}: {tuple(t.shape)} {t.dtype}")  # shapes and dtypes only: values are secret
+    for node in gm.graph.nodes:
+        if node.op == "get_attr":
+            value: object = gm
+            for attr in str(node.target).split("."):
+                value = getattr(value, attr)
+            if not isinstance(value, torch.Tensor):
+                parts.append(f"attr {node.target}: {value!r}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _plain(value: object) -> bool:
+    """A hyper-parameter-like value: a Python scalar, string or None, or a tuple/list of them (never a tensor)."""
+    if isinstance(value, tuple | list):
+        return all(_plain(v) for v in value)
+    return value is None or isinstance(value, bool | int | float | str)
+
+
+def _env_int(name: str, flag: str, low: int, high: int) -> int:
+    """An int from the environment variable ``name`` (the fallback of ``flag``), with a named error."""
+    text = os.environ.get(name)
+    if text is None:
+        raise InvalidParameterError(f"{flag} is not given and the {name} environment variable is not set.")
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise InvalidParameterError(
+            f"The {name} environment variable (used without {flag}) must be an int in the range "
+            f"[{low}, {high}]. Got {text!r} instead."
+        )
+    return value
+
+
 CMP_BITS = typer.Option(MPCConfig.cmp_bits, help="Comparison width: exact for |x| < 2^(cmp_bits-17).")
 CMP_TREE = typer.Option(
     ",".join(map(str, MPCConfig.cmp_tree)),
@@ -74,11 +139,13 @@ def run(
     """Launch both parties and the dealer on this host and run one private inference."""
     from privlab.mpc.inference import private_inference
 
+    transport = _transport(transport)
     module = _load(model, weights)
     shape = (batch, *_shape(input_shape))
     x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
     config = _config(timeout, cmp_bits, cmp_tree)
-    res = private_inference(module, x, config, transport, reimport_main=False)
+    with cli_errors():  # an unsupported layer, an out-of-range input or a dead party: "error: ...", exit 2
+        res = private_inference(module, x, config, transport, reimport_main=False)
     row = {
         "model": model,
         "transport": transport,
@@ -101,9 +168,9 @@ def run(
 
 @app.command("party")
 def party(
-    rank: int | None = typer.Option(None, help="0 model owner, 1 data owner, 2 dealer (env RANK)."),
+    rank: int | None = typer.Option(None, min=0, max=2, help="0 model owner, 1 data owner, 2 dealer (env RANK)."),
     addr: str | None = typer.Option(None, help="Rendezvous address (env MASTER_ADDR)."),
-    port: int | None = typer.Option(None, help="Rendezvous port (env MASTER_PORT)."),
+    port: int | None = typer.Option(None, min=1, max=65535, help="Rendezvous port (env MASTER_PORT, else 29500)."),
     model: str = typer.Option("cnn", help="Demo model or 'pkg.mod:factory' (same on all hosts)."),
     weights: Path | None = typer.Option(None, help="Model owner (rank 0): a state_dict file (torch.save) to load."),
     input_shape: str = typer.Option("1,28,28", help="Per-example input shape (same on all hosts)."),
@@ -121,18 +188,24 @@ def party(
     check that they agree on the privlab version, the comparison options, the model and the input
     shape, and stop at once, naming what differs, if they do not. Only the model owner reads
     ``--weights`` and only the data owner reads ``--input`` and writes ``--output``."""
-    import hashlib
-    import os
-
     from privlab.mpc.distributed import run_party
     from privlab.mpc.inference import infer_task
 
-    rank = int(os.environ["RANK"]) if rank is None else rank
+    with cli_errors():  # a bad environment variable or an unsupported layer: "error: ..." and exit status 2
+        rank = _env_int("RANK", "--rank", 0, 2) if rank is None else rank
+        if port is None and "MASTER_PORT" in os.environ:
+            port = _env_int("MASTER_PORT", "--port", 1, 65535)
+        world = os.environ.get("WORLD_SIZE", "3")
+        if world.strip() != "3":
+            raise InvalidParameterError(
+                f"The WORLD_SIZE environment variable must be 3 (two parties and the dealer). Got {world!r} instead."
+            )
     config = _config(timeout, cmp_bits, cmp_tree)
     module = _load(model, weights if rank == 0 else None)
     shape = (batch, *_shape(input_shape))
     x = _party_input(input_file, shape) if rank == 1 else None
-    architecture = hashlib.sha256(repr(module).encode()).hexdigest()[:16]  # public: both hold it
+    with cli_errors():
+        architecture = model_fingerprint(compile_model(module, shape))  # public, and no weight enters it
     public = {"model": model, "input_shape": list(shape), "architecture": architecture}
     with cli_errors():  # a refused handshake or a dead peer: "error: ..." and exit status 2
         res = run_party(rank, infer_task, (module, shape, x), config, addr, port, public)
@@ -203,14 +276,17 @@ def train(
         (x @ torch.randn(d, generator=g, dtype=torch.float64) + 0.3 * torch.randn(n, generator=g, dtype=torch.float64))
         > 0
     ).double()
-    cfg = LogRegConfig(epochs=epochs, batch_size=batch_size, lr=lr)
-    args = ((None, None, (n, d), cfg), (x, y, (n, d), cfg))
-    if transport == "gloo":
-        from privlab.mpc.distributed import run_processes
+    transport = _transport(transport)
+    with cli_errors():  # a bad --lr or --timeout, or a dead party: "error: ..." and exit status 2
+        cfg = LogRegConfig(epochs=epochs, batch_size=batch_size, lr=lr)
+        config = MPCConfig(timeout=timeout)
+        args = ((None, None, (n, d), cfg), (x, y, (n, d), cfg))
+        if transport == "gloo":
+            from privlab.mpc.distributed import run_processes
 
-        res = run_processes(train_logreg, args, MPCConfig(timeout=timeout), reimport_main=False)
-    else:
-        res = run_local(train_logreg, args, MPCConfig(timeout=timeout))
+            res = run_processes(train_logreg, args, config, reimport_main=False)
+        else:
+            res = run_local(train_logreg, args, config)
     model = res.outputs[1]
     acc = float(((model.predict_proba(x) > 0.5).double() == y).double().mean())
     typer.echo(

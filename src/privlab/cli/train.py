@@ -64,6 +64,12 @@ def train(
         else:
             raise typer.BadParameter(f"--model {model!r} with --dataset {dataset!r}: use cnn (vision) or mlp")
         ranks = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun
+        if batch_size > len(train_set):  # checked here so that the message names the flag, not a per-rank loader
+            raise typer.BadParameter(
+                f"--batch-size {batch_size} must be at most the size of the {dataset} training set "
+                f"({len(train_set)}): it is the expected Poisson batch, so batch size / N is a sample rate"
+                + (f" (over all {ranks} ranks together)" if ranks > 1 else "")
+            )
         wrapped: nn.Module = net
         per_rank = batch_size
         if ranks > 1:

@@ -25,8 +25,10 @@ the subsampled Gaussian's assumption, and the expected global batch is ``W b`` a
 DDP's own gradient all-reduce is switched off (``require_backward_grad_sync = False``): it would
 average raw, unclipped gradients, and privlab's capture leaves most ``.grad`` unset during the
 backward pass. At ``make_private`` the ranks exchange a statement of everything that shapes the
-mechanism (sigma, C, q, delta, clipping, parameter shapes, ...); any difference stops every rank
-with an error naming the field, before a step is taken.
+mechanism (sigma, C, q, delta, clipping, parameter shapes, ...) and keeps the replicas equal (the
+optimizer's class and settings, a hash of every weight and buffer); any difference stops every rank
+with an error naming the field, before a step is taken. ``DDP.join()`` is refused (its collectives
+do not pair with privlab's; an empty Poisson batch takes part in the step anyway).
 
 Trust model (as in Opacus' DPDDP): the ranks are one party's workers. A rank knows the noise it drew,
 so it could subtract it from its slice of the released sum; the guarantee is about what the training
@@ -42,6 +44,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -102,34 +105,108 @@ def unwrap(model: nn.Module, owner: str) -> tuple[nn.Module, DataParallel | None
             "privlab switches DDP's own gradient all-reduce off (it adds up clipped gradients itself), which a "
             "static-graph reducer does not allow. Got static_graph=True instead."
         )
+    refuse_join(model, owner)
     model.require_backward_grad_sync = False
     # DDP leaves its first bucket smaller than the rest only when bucket_cap_mb was not given
     cap = PER_LAYER_BUCKET_BYTES if model.bucket_bytes_cap_default else float(model.bucket_bytes_cap)
     return model.module, DataParallel(group, rank, world, cap)
 
 
+def tensor_bytes(t: torch.Tensor) -> bytes:
+    """The bytes of ``t``'s values (a contiguous CPU copy), for hashing."""
+    return bytes(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+
+
+def weights_digest(module: nn.Module) -> str:
+    """SHA-256 of every parameter and buffer of ``module``: names, shapes, dtypes and values, in module order.
+
+    The ranks compare it (:func:`agree`): DDP makes the replicas equal when it is built, but weights
+    loaded or changed on some ranks only after that (a checkpoint read by rank 0, an unseeded
+    ``add_lora`` on ``ddp.module``) would make them train different models from the same updates.
+    """
+    h = hashlib.sha256()
+    for kind, named in (("parameter", module.named_parameters()), ("buffer", module.named_buffers())):
+        for name, t in named:
+            h.update(f"{kind} {name} {tuple(t.shape)} {t.dtype}\n".encode())
+            h.update(tensor_bytes(t))
+    return h.hexdigest()
+
+
+def refuse_join(model: nn.Module, owner: str) -> None:
+    """Raise if ``model`` (a ``DistributedDataParallel``) is inside its ``join()`` context.
+
+    Under ``join()`` DDP's forward pass adds collectives of its own (it tells the joined ranks it
+    is still running), which privlab's all-reduces of clipped gradients do not pair with: a rank
+    would receive the wrong message and gloo aborts the process. privlab needs no ``join()``: a rank
+    whose Poisson batch is empty still takes part in every step (its clipped sum is zero).
+    """
+    config = getattr(model, "_join_config", None)
+    if isinstance(model, nn.parallel.DistributedDataParallel) and getattr(config, "enable", False):
+        raise InvalidParameterError(
+            f"The 'model' parameter of {owner} must not be used inside DistributedDataParallel.join(): join adds "
+            "collectives to DDP's forward pass that do not pair with privlab's all-reduce of clipped gradients "
+            "(a rank would crash in gloo). Data-parallel DP-SGD does not need join: every rank takes part in "
+            "every step, with an empty batch when its Poisson draw is empty. Remove the join() context."
+        )
+
+
 def dataset_fingerprint(dataset: Any, items: int = 64) -> str:
-    """SHA-256 of ``len(dataset)`` and of ``items`` evenly spaced examples (their tensors, numbers, strings).
+    """SHA-256 of ``len(dataset)`` and of ``items`` evenly spaced examples.
 
     The ranks compare it (:func:`agree`): shards are taken by position, so a dataset in a different
     order on some rank would put examples on two ranks (sensitivity 2C) and others on none.
+    Tensors, numpy arrays and whatever ``np.asarray`` turns into a non-object array (a PIL image)
+    are hashed by shape, dtype and bytes (never by ``repr``, which numpy truncates); numbers,
+    strings and other values with their own ``repr`` by it. An object whose ``repr`` is
+    ``object.__repr__``'s (it holds a memory address, different on every rank) is refused with
+    :class:`~privlab.errors.InvalidParameterError`: it cannot be compared across processes.
     """
     n = len(dataset)
     h = hashlib.sha256(str(n).encode())
 
+    def array(x: np.ndarray) -> None:
+        h.update(str((type(x).__name__, x.shape, x.dtype.str)).encode())
+        if x.dtype == object:
+            for v in x.ravel().tolist():
+                feed(v)
+        else:
+            h.update(np.ascontiguousarray(x).tobytes())
+
     def feed(x: Any) -> None:
         if isinstance(x, torch.Tensor):
             h.update(str((tuple(x.shape), str(x.dtype))).encode())
-            h.update(x.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+            h.update(tensor_bytes(x))
         elif isinstance(x, tuple | list):
+            h.update(f"{type(x).__name__}[{len(x)}]".encode())
             for v in x:
                 feed(v)
         elif isinstance(x, dict):
             for k in sorted(x, key=str):
                 h.update(str(k).encode())
                 feed(x[k])
-        else:
+        elif isinstance(x, str | bytes | int | float | complex | bool | None):
             h.update(repr(x).encode())
+        elif isinstance(x, np.ndarray | np.generic):
+            array(np.asarray(x))
+        else:
+            try:
+                converted = np.asarray(x)
+            except Exception:  # anything numpy cannot convert is judged by its repr below
+                converted = None
+            if converted is not None and converted.dtype != object:
+                h.update(type(x).__qualname__.encode())
+                array(converted)
+                return
+            text = repr(x)
+            if type(x).__repr__ is object.__repr__ or " at 0x" in text:
+                raise InvalidParameterError(
+                    f"The 'data_loader' parameter of make_private must have a dataset whose examples the ranks can "
+                    f"compare (a data-parallel training checks they all hold the same dataset, in the same order). "
+                    f"Got examples holding a {type(x).__module__}.{type(x).__qualname__}, whose repr ({text[:60]}) "
+                    "includes a memory address. Return tensors, numpy arrays, numbers or strings from the "
+                    "dataset's __getitem__ (e.g. a ToTensor transform), or give the type a __repr__ of its content."
+                )
+            h.update(text.encode())
 
     for i in sorted({(j * (n - 1)) // max(1, items - 1) for j in range(min(items, n))}):
         feed(dataset[i])
@@ -167,6 +244,14 @@ def _all_gather_bytes(payload: bytes, par: DataParallel) -> list[bytes]:
     return [bytes(b[: int(s.item())].tolist()) for b, s in zip(bufs, sizes, strict=True)]
 
 
+_HINTS = {  # how to fix a disagreement on a field that is not a make_private argument
+    "weights": "The model's parameters or buffers differ: change them on every rank alike (load a checkpoint on "
+    "every rank, seed random initialisation such as add_lora the same way), or before wrapping the model in "
+    "DistributedDataParallel, which copies rank 0's.",
+    "optimizer": "Build the optimizer with the same class and settings on every rank.",
+}
+
+
 def _every_rank(message: str) -> InvalidParameterError:
     """An error every rank raises together (after the agreement round), marked so it is not shared again."""
     exc = InvalidParameterError(message)
@@ -196,9 +281,11 @@ def agree(statement: dict[str, Any], par: DataParallel, owner: str) -> None:
             shown = ", ".join(f"rank {r} has {_short(v)}" for r, v in enumerate(values))
             diffs.append(f"{key}: {shown}")
     if diffs:
+        hints = "".join(f" {hint}" for key, hint in _HINTS.items() if any(d.startswith(key) for d in diffs))
         raise _every_rank(
             f"The parameters of {owner} must be the same on every rank of a data-parallel training (they fix the "
-            f"mechanism the accountant bounds). The ranks disagree on {'; '.join(diffs)}."
+            f"mechanism the accountant bounds and keep the replicas equal). The ranks disagree on "
+            f"{'; '.join(diffs)}.{hints}"
         )
 
 

@@ -370,22 +370,58 @@ def _make_private(
     if per_unit == "all":
         loader.on_groups = dp_opt.set_groups
     if par is not None:
-        statement = _mechanism_statement(model, sigma, C, q, d, accountant, clipping, loss_reduction, n, batch_size,
-                                         total, unit, per_unit, unit_of, ledger.steps, world, dataset, dp_opt)
         try:
+            statement = _mechanism_statement(model, sigma, C, q, d, accountant, clipping, loss_reduction, n,
+                                             batch_size, total, unit, per_unit, unit_of, ledger.steps, world,
+                                             dataset, dp_opt, optimizer)
             distributed.agree(statement, par, owner)
         except BaseException:
             dp_opt.detach()
             raise
+        if not getattr(wrapped, "_privlab_refuses_join", False):  # DDP.join() adds collectives to the forward
+            wrapped.register_forward_pre_hook(lambda m, args: distributed.refuse_join(m, owner))
+            wrapped._privlab_refuses_join = True  # type: ignore[assignment]
     return PrivateTraining(wrapped, dp_opt, loader, Accountant(ledger), sigma, C, q, total, d, clipping, unit, par)
+
+
+def _jsonable(value: Any) -> Any:
+    """An optimizer setting as JSON (tensors as lists; objects without a content repr by their type)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().tolist()
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    text = repr(value)
+    return type(value).__qualname__ if " at 0x" in text else text
+
+
+def _optimizer_statement(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The optimizer's class and every param_groups setting but the parameters themselves, one field each."""
+    kind = type(optimizer)
+    out: dict[str, Any] = {"optimizer": f"{kind.__module__}.{kind.__qualname__}",
+                           "optimizer.param_groups": len(optimizer.param_groups)}
+    for i, group in enumerate(optimizer.param_groups):
+        out[f"optimizer.param_groups[{i}].parameters"] = len(group["params"])
+        for key, value in group.items():
+            if key != "params":
+                out[f"optimizer.param_groups[{i}].{key}"] = _jsonable(value)
+    return out
 
 
 def _mechanism_statement(
     model: nn.Module, sigma: float, C: float, q: float, delta: float, accountant: str, clipping: str,
     loss_reduction: str, n: int, batch_size: int, steps: int, unit: str, per_unit: str,
     unit_of: torch.Tensor | None, ledger_steps: int, world: int, dataset: Any, dp_opt: DPOptimizer,
+    optimizer: torch.optim.Optimizer,
 ) -> dict[str, Any]:
-    """What every rank of a data-parallel training must agree on (:func:`distributed.agree`)."""
+    """What every rank of a data-parallel training must agree on (:func:`distributed.agree`).
+
+    The mechanism's settings, and what keeps the replicas equal: the optimizer (class and
+    hyper-parameters) and the values of every parameter and buffer of the bare module.
+    """
     params = [[k, list(p.shape), str(p.dtype)] for k, p in model.named_parameters() if p.requires_grad]
     units = None if unit_of is None else hashlib.sha256(unit_of.numpy().tobytes()).hexdigest()
     return {
@@ -395,5 +431,7 @@ def _mechanism_statement(
         "privacy_unit": unit, "per_unit": per_unit, "unit_ids": units, "ledger_steps": ledger_steps,
         "dataset": distributed.dataset_fingerprint(dataset),
         "trainable_parameters": params,
+        "weights": distributed.weights_digest(model),
+        **_optimizer_statement(optimizer),
         "allreduce_buckets": None if dp_opt.allreduce is None else dp_opt.allreduce.buckets,
     }

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from privlab._validation import check_choice, check_int, check_real
+from privlab.dp.lora import check_target_names
 from privlab.errors import InvalidParameterError
 
 CLIPPING = ("flat", "per_layer", "ghost")
@@ -67,7 +68,12 @@ class DPSpec:
 
 @dataclass(frozen=True)
 class FineTuneConfig:
-    """Optimisation settings (they do not change the guarantee; ``steps`` and ``batch_size`` do with DP)."""
+    """Optimisation settings (they do not change the guarantee; ``steps`` and ``batch_size`` do with DP).
+
+    ``lora_r > 0`` trains rank-``lora_r`` LoRA adapters only, on the Linear layers named by
+    ``lora_targets`` (module-name suffixes; empty: q/v projections, or privlab GPT's ``qkv`` and
+    ``proj``). ``lora_targets`` with ``lora_r=0`` is refused rather than ignored.
+    """
 
     steps: int = 200
     batch_size: int = 16
@@ -89,6 +95,13 @@ class FineTuneConfig:
         check_real(self.weight_decay, "weight_decay", owner, low=0.0)
         check_int(self.lora_r, "lora_r", owner, low=0)
         check_int(self.lora_alpha, "lora_alpha", owner, low=1)
+        check_target_names(self.lora_targets, "lora_targets", owner, allow_empty=True)
+        if self.lora_targets and self.lora_r == 0:
+            raise InvalidParameterError(
+                f"The 'lora_targets' parameter of {owner} can be given only with lora_r > 0 (lora_r=0 trains the "
+                f"whole model, without adapters, so the targets would be ignored). Got lora_targets="
+                f"{self.lora_targets!r} with lora_r=0 instead."
+            )
         check_int(self.seed, "seed", owner, low=0)
 
 

@@ -19,6 +19,7 @@ layers) need nothing.
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,7 +94,9 @@ def fine_tune(
     progress: bool = False,
     token_units: torch.Tensor | None = None,
 ) -> FineTuneResult:
-    """Train ``lm`` (in place; a LoRA-wrapped copy of its module with ``lora_r``) for ``cfg.steps`` steps.
+    """Train ``lm`` for ``cfg.steps`` steps: in place, or with ``cfg.lora_r > 0`` a LoRA-wrapped deep copy
+    of its module (``lm`` itself, its weights and ``requires_grad`` flags, stay unchanged; the copy
+    costs one more model in memory). The trained model is ``result.lm``.
 
     ``token_units`` (the unit id of every token of ``train_ids``, ``NO_UNIT`` for none) is needed by,
     and only used by, DP with ``cfg.dp.privacy_unit`` other than "example".
@@ -118,9 +121,24 @@ def fine_tune(
     if cfg.lora_r > 0:
         from privlab.dp.lora import add_lora
 
-        module = add_lora(module, _lora_targets(module, cfg.lora_targets), r=cfg.lora_r, alpha=cfg.lora_alpha)
+        targets = _lora_targets(module, cfg.lora_targets)
+        try:  # peft changes the module it wraps: wrap a copy, so that the caller's model stays as it was
+            module = add_lora(copy.deepcopy(module), targets, r=cfg.lora_r, alpha=cfg.lora_alpha)
+        except InvalidParameterError as exc:
+            raise InvalidParameterError(
+                f"The LoRA targets of fine_tune ({targets!r}, from FineTuneConfig.lora_targets={cfg.lora_targets!r}) "
+                f"do not fit {lm.name}: {exc}"
+            ) from None
     if cfg.dp is not None:
         adapted = prepare_for_dp(module, cfg.dp.clipping)
+        lost = [name for name in adapted.frozen if "lora_" in name]
+        if lost:  # peft's Embedding adapters (ParameterDicts) have no per-example rule: nothing would train
+            raise InvalidParameterError(
+                f"The 'lora_targets' parameter of FineTuneConfig must name layers whose LoRA adapters DP-SGD can "
+                f"clip (Linear layers, e.g. ('q_proj', 'v_proj') or ('qkv', 'proj')). Got {cfg.lora_targets!r}, "
+                f"which puts adapters privlab.dp has no per-example gradient rule for (they would be frozen) on: "
+                f"{', '.join(lost)}."
+            )
     params = [p for p in module.parameters() if p.requires_grad]
     opt: Any = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)

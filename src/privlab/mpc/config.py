@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from privlab._validation import check_bool, check_int, check_real
 from privlab.errors import InvalidParameterError
 
+MAX_SECONDS = 1e9
+"""Largest ``timeout`` and ``deadline`` (about 31 years): longer ones overflow the thread and gloo
+timers (``OverflowError`` in a local run, an instant timeout over gloo). Use ``deadline=None`` for no limit."""
+
 
 @dataclass(frozen=True)
 class MPCConfig:
@@ -37,9 +41,13 @@ class MPCConfig:
     range_checks: bool = True
 
     def __post_init__(self) -> None:
+        # numpy scalars pass the checks; the fields hold the Python values the checks return (JSON,
+        # timedelta and the handshake need those). Frozen: hence object.__setattr__.
         owner = "MPCConfig"
-        check_int(self.frac_bits, "frac_bits", owner, low=1, high=30)
-        check_int(self.cmp_bits, "cmp_bits", owner, low=self.frac_bits + 2, high=64)
+        object.__setattr__(self, "frac_bits", check_int(self.frac_bits, "frac_bits", owner, low=1, high=30))
+        object.__setattr__(
+            self, "cmp_bits", check_int(self.cmp_bits, "cmp_bits", owner, low=self.frac_bits + 2, high=64)
+        )
         tree = self.cmp_tree
         if not isinstance(tree, tuple) or not tree or any(isinstance(k, bool) or not isinstance(k, int) for k in tree):
             raise InvalidParameterError(
@@ -50,9 +58,12 @@ class MPCConfig:
                 f"The 'cmp_tree' parameter of {owner} must hold fan-ins from 2 to 4 whose product (the digits) "
                 f"is at most cmp_bits - 1 = {self.cmp_bits - 1}. Got {tree!r} instead."
             )
-        check_real(self.timeout, "timeout", owner, low=0.0, low_open=True)
+        object.__setattr__(
+            self, "timeout", check_real(self.timeout, "timeout", owner, low=0.0, low_open=True, high=MAX_SECONDS)
+        )
         if self.deadline is not None:
-            check_real(self.deadline, "deadline", owner, low=0.0, low_open=True)
+            deadline = check_real(self.deadline, "deadline", owner, low=0.0, low_open=True, high=MAX_SECONDS)
+            object.__setattr__(self, "deadline", deadline)
         check_bool(self.range_checks, "range_checks", owner)
 
     @property

@@ -293,3 +293,34 @@ def fails_mid_logical_batch_then_continues(
             break
     return {"errors": errors, "weight": model.weight.detach().clone(), "closed": closed,
             "failed_on_closing": failed_on_closing, "steps": pt.accountant.steps}
+
+
+def replicas_that_would_diverge(rank: int, world: int) -> dict[str, str]:
+    """``make_private`` with rank 1 on another learning rate, then with rank 1's weights changed after DDP
+    was built, then (with equal ranks) a forward pass inside ``DDP.join()``; an equal pair is the control.
+
+    Returns the message (or "accepted") of each case.
+    """
+    x, y = toy_data()
+    out: dict[str, str] = {}
+
+    def attempt(case: str, lr: float, shift: float, join: bool = False) -> None:
+        model = toy_model()
+        net = ddp(model)
+        with torch.no_grad():
+            model[0].weight.add_(shift)  # type: ignore[index, operator]
+        try:
+            pt = make_private(net, torch.optim.SGD(net.parameters(), lr=lr),
+                              DataLoader(TensorDataset(x, y), batch_size=8), noise_multiplier=1.0)
+            if join:
+                with net.join():
+                    pt.model(x[:2])
+            out[case] = "accepted"
+        except Exception as exc:  # the test reads the type and message
+            out[case] = f"{type(exc).__name__}: {exc}"
+
+    attempt("lr", 0.1 if rank == 0 else 0.5, 0.0)
+    attempt("weights", 0.1, 0.3 if rank == 1 else 0.0)
+    attempt("equal", 0.1, 0.0)
+    attempt("join", 0.1, 0.0, join=True)
+    return out

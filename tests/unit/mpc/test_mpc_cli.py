@@ -62,3 +62,38 @@ def test_mpc_party_refuses_bad_files_before_the_rendezvous(tmp_path) -> None:  #
         result = CliRunner().invoke(app, [*base, *extra])
         text = " ".join(result.output.replace("\u2502", " ").split())  # unwrap the error box
         assert result.exit_code == 2 and what in text, (extra, result.output)
+
+
+def _text(result) -> str:  # type: ignore[no-untyped-def]
+    return " ".join(result.output.replace("\u2502", " ").split())  # unwrap the error box
+
+
+def test_mpc_party_refuses_bad_environment_before_the_rendezvous() -> None:
+    """Named errors and exit status 2, not KeyError/ValueError tracebacks; no peers are running."""
+    base = ["mpc", "party", "--model", "mlp", "--batch", "2"]
+    clean = {"RANK": None, "WORLD_SIZE": None, "MASTER_PORT": None, "MASTER_ADDR": None}
+    cases = [
+        ([], {}, "--rank is not given and the RANK environment variable is not set"),
+        ([], {"RANK": "abc"}, "The RANK environment variable (used without --rank) must be an int in the range [0, 2]"),
+        (["--rank", "0"], {"WORLD_SIZE": "x"}, "The WORLD_SIZE environment variable must be 3"),
+        (["--rank", "0"], {"MASTER_PORT": "x"}, "The MASTER_PORT environment variable (used without --port)"),
+        (["--rank", "0"], {"MASTER_PORT": "0"}, "The MASTER_PORT environment variable (used without --port)"),
+        (["--rank", "0", "--port", "0"], {}, "--port"),  # used to become 29500 silently
+        (["--rank", "3", "--port", "1"], {}, "--rank"),
+    ]
+    for extra, env, what in cases:
+        result = CliRunner().invoke(app, [*base, *extra], env={**clean, **env})
+        assert result.exit_code == 2 and what in _text(result), (extra, env, result.output)
+        assert not isinstance(result.exception, KeyError | ValueError), (extra, env)
+
+
+def test_mpc_train_and_run_name_their_bad_options() -> None:
+    cases = [
+        (["mpc", "train", "--transport", "bogus"], "--transport must be one of ['gloo', 'local']. Got 'bogus'"),
+        (["mpc", "run", "--transport", "bogus"], "--transport must be one of ['gloo', 'local']. Got 'bogus'"),
+        (["mpc", "train", "--lr", "0"], "error: The --lr option must be a float in the range (0.0, inf). Got 0.0"),
+        (["mpc", "train", "--timeout", "0"], "error: The --timeout option must be a float in the range (0.0, "),
+    ]
+    for args, what in cases:
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2 and what in _text(result), (args, result.output)

@@ -44,8 +44,16 @@ class Limits:
             "MPCConfig.deadline, or set it to None for no limit."
         )
 
-    def timeout_error(self, who: str, src: int, detail: str = "") -> MPCError:
+    def timeout_error(self, who: str, src: int, detail: str = "", waited: float | None = None) -> MPCError:
+        """The error of a wait for ``src`` that failed after ``waited`` seconds (default: the full
+        timeout); a connection that broke early reports the shorter wait, not the timeout."""
         extra = f" ({detail})" if detail else ""
+        if waited is not None and waited < self.timeout - 0.05:
+            return MPCError(
+                f"{who} gave up after {waited:.1f} s waiting for a message from rank {src}, before "
+                f"MPCConfig.timeout ({self.timeout} s, the per-message limit): the peer died or closed "
+                f"the connection{extra}"
+            )
         return MPCError(
             f"{who} waited {self.timeout} s for a message from rank {src} (MPCConfig.timeout, the "
             f"per-message limit): the peer died or stopped answering{extra}"

@@ -12,6 +12,10 @@ from privlab.mpc.transport.limits import Limits
 _FAILED = torch.empty(0, dtype=torch.int8)  # put in a peer's inbox when a party thread fails
 
 
+class PeerFailedError(MPCError):
+    """A party stopped because its peer failed; the peer's own error is the one to report."""
+
+
 class LocalTransport:
     """One party's end of an in-process link; messages are copied like a real network would."""
 
@@ -36,7 +40,7 @@ class LocalTransport:
                 raise self.limits.deadline_error(who) from None
             raise self.limits.timeout_error(who, src) from None
         if buf is _FAILED:
-            raise MPCError(f"party {self.rank}: party {src} failed (its own error is reported with this one)")
+            raise PeerFailedError(f"party {self.rank}: party {src} failed (its own error is reported with this one)")
         if buf.numel() != nbytes:
             raise MPCError(
                 f"party {self.rank} expected {nbytes} bytes from {src}, got "
