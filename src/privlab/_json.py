@@ -5,28 +5,29 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from privlab.errors import CorruptArtifactError
 
 
-def jsonable(value: Any) -> Any:
+def jsonable(value: Any, default: Callable[[Any], Any] | None = None) -> Any:
     """``value`` as plain JSON types: mappings and sequences recursively, numpy/torch scalars and
-    arrays via ``tolist()``, and non-finite floats as the strings "inf", "-inf", "nan"."""
+    arrays via ``tolist()``, and non-finite floats as the strings "inf", "-inf", "nan". Any other
+    value is returned as is, or as ``default(value)`` when ``default`` is given."""
     if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v, default) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
+        return [jsonable(v, default) for v in value]
     if hasattr(value, "tolist") and not isinstance(value, str | bytes):  # numpy / torch
-        return jsonable(value.tolist())
+        return jsonable(value.tolist(), default)
     if isinstance(value, bool) or value is None or isinstance(value, str | int):
         return value
     if isinstance(value, float):
         if math.isfinite(value):
             return value
         return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    return value
+    return value if default is None else default(value)
 
 
 def canonical_json(obj: Any) -> str:

@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from privlab import __version__
+from privlab._json import jsonable
 from privlab._validation import check_bool, check_choice, check_int, check_real
 from privlab.accounting import ACCOUNTANTS, PrivacyLedger, resolve_noise_multiplier
 from privlab.accounting.fixed_size import FixedSizeLedger, calibrate_fixed_size_noise
@@ -384,16 +385,8 @@ def _make_private(
     return PrivateTraining(wrapped, dp_opt, loader, Accountant(ledger), sigma, C, q, total, d, clipping, unit, par)
 
 
-def _jsonable(value: Any) -> Any:
-    """An optimizer setting as JSON (tensors as lists; objects without a content repr by their type)."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().tolist()
-    if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
+def _by_content(value: Any) -> str:
+    """An optimizer setting JSON cannot hold, by its repr (by its type if the repr is a memory address)."""
     text = repr(value)
     return type(value).__qualname__ if " at 0x" in text else text
 
@@ -407,7 +400,7 @@ def _optimizer_statement(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
         out[f"optimizer.param_groups[{i}].parameters"] = len(group["params"])
         for key, value in group.items():
             if key != "params":
-                out[f"optimizer.param_groups[{i}].{key}"] = _jsonable(value)
+                out[f"optimizer.param_groups[{i}].{key}"] = jsonable(value, _by_content)
     return out
 
 

@@ -413,16 +413,18 @@ class DPOptimizer:
         sum (NaN * 0 is NaN); without this check the weights would silently become NaN. After a
         data-parallel all-reduce every rank holds the same sum, so every rank refuses the same step.
         """
-        bad = [n for n, v in summed.items() if not bool(torch.isfinite(v).all())]
-        if bad:
-            self.capture.clear()
-            raise NonFiniteGradientError(
-                f"DP-SGD step {self.ledger.steps + 1} got a noisy gradient sum that is NaN or infinite in "
-                f"{bad[:3]}{' and others' if len(bad) > 3 else ''}: an example of this logical batch has a loss or "
-                "gradient that is not finite (NaN or inf in the inputs, a log of 0 in the loss), or the weights "
-                "diverged (a learning rate too large). The step was not recorded nor applied. Note that this "
-                "error depends on the batch's data and is not covered by the privacy guarantee: keep it private."
-            )
+        finite = torch.stack([torch.isfinite(v).all() for v in summed.values()]) if summed else torch.ones(0)
+        if bool(finite.all()):  # one host sync per logical step
+            return
+        bad = [n for n, ok in zip(summed, finite.tolist(), strict=True) if not ok]
+        self.capture.clear()
+        raise NonFiniteGradientError(
+            f"DP-SGD step {self.ledger.steps + 1} got a noisy gradient sum that is NaN or infinite in "
+            f"{bad[:3]}{' and others' if len(bad) > 3 else ''}: an example of this logical batch has a loss or "
+            "gradient that is not finite (NaN or inf in the inputs, a log of 0 in the loss), or the weights "
+            "diverged (a learning rate too large). The step was not recorded nor applied. Note that this "
+            "error depends on the batch's data and is not covered by the privacy guarantee: keep it private."
+        )
 
     def _check_foreign_grads(self) -> None:
         """Refuse to step a parameter of the wrapped optimizer that is not privatised but has a gradient.

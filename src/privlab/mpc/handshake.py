@@ -32,7 +32,7 @@ import torch.distributed as dist
 import privlab
 from privlab.errors import MPCError
 from privlab.mpc.config import MPCConfig
-from privlab.mpc.transport.gloo import Heartbeat, wait_work
+from privlab.mpc.transport.gloo import DEALER_RANK, Heartbeat, wait_work
 from privlab.mpc.transport.limits import Limits
 
 WIRE_PROTOCOL = 2  # raise when a message's layout changes (2: comparison trees of any fan-in)
@@ -41,7 +41,6 @@ _LONG = 64  # longer public values travel as a digest, so the statement stays un
 
 
 BUILT_IN = ("privlab", "wire_protocol", "frac_bits", "cmp_bits", "cmp_tree", "range_checks")
-DEALER = 2  # the rank that runs no task
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -121,7 +120,7 @@ def disagreements(mine: dict[str, Any], rank: int, theirs: dict[int, dict[str, A
     (the built-ins for every pair of ranks; every field between the two parties)."""
     lines = []
     for src, other in sorted(theirs.items()):
-        keys = set(BUILT_IN) if DEALER in (rank, src) else set(BUILT_IN) | mine.keys() | other.keys()
+        keys = set(BUILT_IN) if DEALER_RANK in (rank, src) else set(BUILT_IN) | mine.keys() | other.keys()
         for key in sorted(keys):
             if key not in mine or key not in other:
                 missing, has = (rank, src) if key not in mine else (src, rank)
