@@ -56,7 +56,7 @@ def test_the_data_owner_receives_the_architecture_without_the_weights() -> None:
     bare = architecture_only(m)
     tensors = [t.detach() for t in [*bare.parameters(), *bare.buffers()] if t.is_floating_point()]
     assert all(float(t.abs().sum()) == 0.0 for t in tensors)
-    assert float(m[0].weight.detach().abs().sum()) > 0 and float(m[1].running_mean.sum()) == 6.0  # the owner copy intact
+    assert float(m[0].weight.detach().abs().sum()) > 0 and float(m[1].running_mean.sum()) == 6.0  # owner copy intact
 
 
 def test_bad_task_arguments_are_named() -> None:
